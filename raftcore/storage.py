@@ -1,0 +1,187 @@
+"""The Storage interface the core reads its stable log through, and MemoryStorage.
+
+The core never writes to Storage: the application persists what a Ready hands it
+(`entries`, `hard_state`, `snapshot`) and only then calls `advance()`. Storage is the
+read side of that durable state (etcd/raft storage.go).
+
+Invariant of MemoryStorage: `_ents[0]` is a dummy entry whose index and term are those of
+the last compacted entry (the snapshot's), so `first_index() == _ents[0].index + 1` and
+entry i lives at `_ents[i - _ents[0].index]`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+from .errors import (
+    CompactedError,
+    SnapshotOutOfDateError,
+    UnavailableError,
+)
+from .raftpb import ConfState, Entry, HardState, Snapshot
+
+__all__ = ["Storage", "MemoryStorage", "limit_size", "NO_LIMIT"]
+
+NO_LIMIT = (1 << 64) - 1
+
+
+def limit_size(ents: list[Entry], max_size: int) -> list[Entry]:
+    """The longest prefix of `ents` whose total encoded size is at most `max_size`;
+    always at least one entry so that progress is possible (etcd limitSize)."""
+    if len(ents) <= 1 or max_size >= NO_LIMIT:
+        return ents
+    size = ents[0].ByteSize()
+    for i in range(1, len(ents)):
+        size += ents[i].ByteSize()
+        if size > max_size:
+            return ents[:i]
+    return ents
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Read access to the persisted log, hard state and snapshot."""
+
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        """The persisted HardState and the ConfState of the latest snapshot/config."""
+        ...
+
+    def entries(self, lo: int, hi: int, max_size: int = NO_LIMIT) -> list[Entry]:
+        """Entries [lo, hi), at least one if any, limited to `max_size` bytes.
+        Raises CompactedError if lo <= the compacted index, UnavailableError if hi is
+        beyond last_index() + 1."""
+        ...
+
+    def term(self, i: int) -> int:
+        """The term of entry i, for i in [first_index() - 1, last_index()]."""
+        ...
+
+    def last_index(self) -> int:
+        ...
+
+    def first_index(self) -> int:
+        """The index of the first entry available through entries(); older entries
+        were compacted into the snapshot."""
+        ...
+
+    def snapshot(self) -> Snapshot:
+        """The most recent snapshot. May raise SnapshotTemporarilyUnavailableError."""
+        ...
+
+
+class MemoryStorage:
+    """An in-memory Storage, as etcd's MemoryStorage. Not thread-safe: raftcore's core
+    is single-threaded and raftcore.Node serializes access."""
+
+    __slots__ = ("_hard_state", "_snapshot", "_ents")
+
+    def __init__(self) -> None:
+        self._hard_state = HardState()
+        self._snapshot = Snapshot()
+        self._ents: list[Entry] = [Entry()]
+
+    # -- Storage -------------------------------------------------------------------
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        hs = HardState()
+        hs.CopyFrom(self._hard_state)
+        cs = ConfState()
+        cs.CopyFrom(self._snapshot.metadata.conf_state)
+        return hs, cs
+
+    def entries(self, lo: int, hi: int, max_size: int = NO_LIMIT) -> list[Entry]:
+        offset = self._ents[0].index
+        if lo <= offset:
+            raise CompactedError(f"requested index {lo} is compacted (first index {offset + 1})")
+        if hi > self.last_index() + 1:
+            raise UnavailableError(f"entries' hi({hi}) is out of bound lastindex({self.last_index()})")
+        # Only the dummy entry: nothing available.
+        if len(self._ents) == 1:
+            raise UnavailableError("storage has no entries")
+        return limit_size(self._ents[lo - offset : hi - offset], max_size)
+
+    def term(self, i: int) -> int:
+        offset = self._ents[0].index
+        if i < offset:
+            raise CompactedError(f"term of index {i} is compacted (first index {offset + 1})")
+        if i - offset >= len(self._ents):
+            raise UnavailableError(f"index {i} is beyond last index {self.last_index()}")
+        return self._ents[i - offset].term
+
+    def last_index(self) -> int:
+        return self._ents[0].index + len(self._ents) - 1
+
+    def first_index(self) -> int:
+        return self._ents[0].index + 1
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    # -- writes by the application ----------------------------------------------------
+    def set_hard_state(self, hs: HardState) -> None:
+        self._hard_state = HardState(term=hs.term, vote=hs.vote, commit=hs.commit)
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """Replace the contents of this storage with the snapshot's."""
+        if self._snapshot.metadata.index >= snap.metadata.index:
+            raise SnapshotOutOfDateError(
+                f"snapshot at index {snap.metadata.index} is not newer than {self._snapshot.metadata.index}"
+            )
+        s = Snapshot()
+        s.CopyFrom(snap)
+        self._snapshot = s
+        self._ents = [Entry(term=snap.metadata.term, index=snap.metadata.index)]
+
+    def create_snapshot(self, i: int, cs: ConfState | None, data: bytes) -> Snapshot:
+        """Make a snapshot of the state up to index i (already applied by the
+        application), to be retrieved by snapshot(); older entries stay until compact()."""
+        if i <= self._snapshot.metadata.index:
+            raise SnapshotOutOfDateError(
+                f"snapshot index {i} is not newer than {self._snapshot.metadata.index}"
+            )
+        offset = self._ents[0].index
+        if i > self.last_index():
+            raise UnavailableError(f"snapshot {i} is out of bound lastindex({self.last_index()})")
+        s = Snapshot(data=data)
+        s.metadata.index = i
+        s.metadata.term = self._ents[i - offset].term
+        if cs is not None:
+            s.metadata.conf_state.CopyFrom(cs)
+        self._snapshot = s
+        return s
+
+    def compact(self, compact_index: int) -> None:
+        """Discard entries before compact_index. The application must not compact past
+        its applied index."""
+        offset = self._ents[0].index
+        if compact_index <= offset:
+            raise CompactedError(f"compact index {compact_index} is already compacted")
+        if compact_index > self.last_index():
+            raise UnavailableError(
+                f"compact {compact_index} is out of bound lastindex({self.last_index()})"
+            )
+        i = compact_index - offset
+        head = Entry(index=self._ents[i].index, term=self._ents[i].term)
+        self._ents = [head] + self._ents[i + 1 :]
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Append entries, truncating any conflicting suffix (the entries must be
+        contiguous and start at or before last_index() + 1)."""
+        if not entries:
+            return
+        first = self.first_index()
+        last = entries[0].index + len(entries) - 1
+        if last < first:
+            return  # all already compacted
+        if first > entries[0].index:
+            entries = entries[first - entries[0].index :]
+        offset = entries[0].index - self._ents[0].index
+        n = len(self._ents)
+        if n > offset:
+            del self._ents[offset:]
+            self._ents.extend(entries)
+        elif n == offset:
+            self._ents.extend(entries)
+        else:
+            raise UnavailableError(
+                f"missing log entry [last: {self.last_index()}, append at: {entries[0].index}]"
+            )

@@ -1,0 +1,1 @@
+"""zero: a cluster coordinator modeled on Dgraph Zero, built on raftcore."""
