@@ -1,0 +1,222 @@
+from zero.pb import zero_pb2 as _zero_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MovePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MOVE_PHASE_UNSPECIFIED: _ClassVar[MovePhase]
+    MOVE_COPYING: _ClassVar[MovePhase]
+    MOVE_COMMITTED: _ClassVar[MovePhase]
+    MOVE_ABORTED: _ClassVar[MovePhase]
+MOVE_PHASE_UNSPECIFIED: MovePhase
+MOVE_COPYING: MovePhase
+MOVE_COMMITTED: MovePhase
+MOVE_ABORTED: MovePhase
+
+class Proposal(_message.Message):
+    __slots__ = ("key", "connect", "remove_member", "claim_tablets", "force_tablet", "tablet_sizes", "start_move", "commit_move", "abort_move", "lease_ids", "add_zero", "remove_zero", "set_cluster_id", "set_rebalance")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_MEMBER_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_TABLETS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_TABLET_FIELD_NUMBER: _ClassVar[int]
+    TABLET_SIZES_FIELD_NUMBER: _ClassVar[int]
+    START_MOVE_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_MOVE_FIELD_NUMBER: _ClassVar[int]
+    ABORT_MOVE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ADD_ZERO_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_ZERO_FIELD_NUMBER: _ClassVar[int]
+    SET_CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    SET_REBALANCE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    connect: ConnectMember
+    remove_member: RemoveMember
+    claim_tablets: ClaimTablets
+    force_tablet: ForceTablet
+    tablet_sizes: _zero_pb2.TabletSizes
+    start_move: StartMove
+    commit_move: CommitMove
+    abort_move: AbortMove
+    lease_ids: LeaseIds
+    add_zero: AddZero
+    remove_zero: RemoveZero
+    set_cluster_id: SetClusterId
+    set_rebalance: SetRebalanceEnabled
+    def __init__(self, key: _Optional[str] = ..., connect: _Optional[_Union[ConnectMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., claim_tablets: _Optional[_Union[ClaimTablets, _Mapping]] = ..., force_tablet: _Optional[_Union[ForceTablet, _Mapping]] = ..., tablet_sizes: _Optional[_Union[_zero_pb2.TabletSizes, _Mapping]] = ..., start_move: _Optional[_Union[StartMove, _Mapping]] = ..., commit_move: _Optional[_Union[CommitMove, _Mapping]] = ..., abort_move: _Optional[_Union[AbortMove, _Mapping]] = ..., lease_ids: _Optional[_Union[LeaseIds, _Mapping]] = ..., add_zero: _Optional[_Union[AddZero, _Mapping]] = ..., remove_zero: _Optional[_Union[RemoveZero, _Mapping]] = ..., set_cluster_id: _Optional[_Union[SetClusterId, _Mapping]] = ..., set_rebalance: _Optional[_Union[SetRebalanceEnabled, _Mapping]] = ...) -> None: ...
+
+class ConnectMember(_message.Message):
+    __slots__ = ("id", "addr", "group_id", "learner", "replicas")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    addr: str
+    group_id: int
+    learner: bool
+    replicas: int
+    def __init__(self, id: _Optional[int] = ..., addr: _Optional[str] = ..., group_id: _Optional[int] = ..., learner: _Optional[bool] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class RemoveMember(_message.Message):
+    __slots__ = ("node_id", "group_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    group_id: int
+    def __init__(self, node_id: _Optional[int] = ..., group_id: _Optional[int] = ...) -> None: ...
+
+class ClaimTablets(_message.Message):
+    __slots__ = ("tablets",)
+    TABLETS_FIELD_NUMBER: _ClassVar[int]
+    tablets: _containers.RepeatedCompositeFieldContainer[_zero_pb2.Tablet]
+    def __init__(self, tablets: _Optional[_Iterable[_Union[_zero_pb2.Tablet, _Mapping]]] = ...) -> None: ...
+
+class ForceTablet(_message.Message):
+    __slots__ = ("predicate", "group_id")
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    predicate: str
+    group_id: int
+    def __init__(self, predicate: _Optional[str] = ..., group_id: _Optional[int] = ...) -> None: ...
+
+class StartMove(_message.Message):
+    __slots__ = ("predicate", "dst_group", "move_ts")
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    DST_GROUP_FIELD_NUMBER: _ClassVar[int]
+    MOVE_TS_FIELD_NUMBER: _ClassVar[int]
+    predicate: str
+    dst_group: int
+    move_ts: int
+    def __init__(self, predicate: _Optional[str] = ..., dst_group: _Optional[int] = ..., move_ts: _Optional[int] = ...) -> None: ...
+
+class CommitMove(_message.Message):
+    __slots__ = ("move_id",)
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    move_id: int
+    def __init__(self, move_id: _Optional[int] = ...) -> None: ...
+
+class AbortMove(_message.Message):
+    __slots__ = ("move_id", "reason")
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    move_id: int
+    reason: str
+    def __init__(self, move_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class LeaseIds(_message.Message):
+    __slots__ = ("kind", "count")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    kind: _zero_pb2.IdKind
+    count: int
+    def __init__(self, kind: _Optional[_Union[_zero_pb2.IdKind, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class AddZero(_message.Message):
+    __slots__ = ("raft_id", "addr")
+    RAFT_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    raft_id: int
+    addr: str
+    def __init__(self, raft_id: _Optional[int] = ..., addr: _Optional[str] = ...) -> None: ...
+
+class RemoveZero(_message.Message):
+    __slots__ = ("raft_id",)
+    RAFT_ID_FIELD_NUMBER: _ClassVar[int]
+    raft_id: int
+    def __init__(self, raft_id: _Optional[int] = ...) -> None: ...
+
+class SetClusterId(_message.Message):
+    __slots__ = ("cluster_id",)
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    def __init__(self, cluster_id: _Optional[str] = ...) -> None: ...
+
+class SetRebalanceEnabled(_message.Message):
+    __slots__ = ("enabled",)
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
+
+class MoveRecord(_message.Message):
+    __slots__ = ("move_id", "predicate", "src_group", "dst_group", "move_ts", "phase", "started_index", "finished_index", "prev_move_ts", "abort_reason")
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    SRC_GROUP_FIELD_NUMBER: _ClassVar[int]
+    DST_GROUP_FIELD_NUMBER: _ClassVar[int]
+    MOVE_TS_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PREV_MOVE_TS_FIELD_NUMBER: _ClassVar[int]
+    ABORT_REASON_FIELD_NUMBER: _ClassVar[int]
+    move_id: int
+    predicate: str
+    src_group: int
+    dst_group: int
+    move_ts: int
+    phase: MovePhase
+    started_index: int
+    finished_index: int
+    prev_move_ts: int
+    abort_reason: str
+    def __init__(self, move_id: _Optional[int] = ..., predicate: _Optional[str] = ..., src_group: _Optional[int] = ..., dst_group: _Optional[int] = ..., move_ts: _Optional[int] = ..., phase: _Optional[_Union[MovePhase, str]] = ..., started_index: _Optional[int] = ..., finished_index: _Optional[int] = ..., prev_move_ts: _Optional[int] = ..., abort_reason: _Optional[str] = ...) -> None: ...
+
+class TabletList(_message.Message):
+    __slots__ = ("tablets",)
+    TABLETS_FIELD_NUMBER: _ClassVar[int]
+    tablets: _containers.RepeatedCompositeFieldContainer[_zero_pb2.Tablet]
+    def __init__(self, tablets: _Optional[_Iterable[_Union[_zero_pb2.Tablet, _Mapping]]] = ...) -> None: ...
+
+class ProposalResult(_message.Message):
+    __slots__ = ("member", "tablets", "ids", "move", "ok")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    TABLETS_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    member: _zero_pb2.Member
+    tablets: TabletList
+    ids: _zero_pb2.AssignedIds
+    move: MoveRecord
+    ok: bool
+    def __init__(self, member: _Optional[_Union[_zero_pb2.Member, _Mapping]] = ..., tablets: _Optional[_Union[TabletList, _Mapping]] = ..., ids: _Optional[_Union[_zero_pb2.AssignedIds, _Mapping]] = ..., move: _Optional[_Union[MoveRecord, _Mapping]] = ..., ok: _Optional[bool] = ...) -> None: ...
+
+class DedupRecord(_message.Message):
+    __slots__ = ("key", "index", "result")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    index: int
+    result: ProposalResult
+    def __init__(self, key: _Optional[str] = ..., index: _Optional[int] = ..., result: _Optional[_Union[ProposalResult, _Mapping]] = ...) -> None: ...
+
+class ZeroStateSnapshot(_message.Message):
+    __slots__ = ("format", "state", "next_member_id", "next_raft_id", "next_move_id", "active_move_id", "moves", "dedup", "rebalance_disabled")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RAFT_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    DEDUP_FIELD_NUMBER: _ClassVar[int]
+    REBALANCE_DISABLED_FIELD_NUMBER: _ClassVar[int]
+    format: int
+    state: _zero_pb2.MembershipState
+    next_member_id: int
+    next_raft_id: int
+    next_move_id: int
+    active_move_id: int
+    moves: _containers.RepeatedCompositeFieldContainer[MoveRecord]
+    dedup: _containers.RepeatedCompositeFieldContainer[DedupRecord]
+    rebalance_disabled: bool
+    def __init__(self, format: _Optional[int] = ..., state: _Optional[_Union[_zero_pb2.MembershipState, _Mapping]] = ..., next_member_id: _Optional[int] = ..., next_raft_id: _Optional[int] = ..., next_move_id: _Optional[int] = ..., active_move_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[MoveRecord, _Mapping]]] = ..., dedup: _Optional[_Iterable[_Union[DedupRecord, _Mapping]]] = ..., rebalance_disabled: _Optional[bool] = ...) -> None: ...

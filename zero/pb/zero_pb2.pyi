@@ -1,0 +1,383 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IdKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UID: _ClassVar[IdKind]
+    TIMESTAMP: _ClassVar[IdKind]
+UID: IdKind
+TIMESTAMP: IdKind
+
+class Member(_message.Message):
+    __slots__ = ("id", "group_id", "addr", "leader", "learner", "healthy", "last_heartbeat_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    group_id: int
+    addr: str
+    leader: bool
+    learner: bool
+    healthy: bool
+    last_heartbeat_ms: int
+    def __init__(self, id: _Optional[int] = ..., group_id: _Optional[int] = ..., addr: _Optional[str] = ..., leader: _Optional[bool] = ..., learner: _Optional[bool] = ..., healthy: _Optional[bool] = ..., last_heartbeat_ms: _Optional[int] = ...) -> None: ...
+
+class Tablet(_message.Message):
+    __slots__ = ("predicate", "group_id", "force", "size_bytes", "read_only", "move_ts")
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MOVE_TS_FIELD_NUMBER: _ClassVar[int]
+    predicate: str
+    group_id: int
+    force: bool
+    size_bytes: int
+    read_only: bool
+    move_ts: int
+    def __init__(self, predicate: _Optional[str] = ..., group_id: _Optional[int] = ..., force: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., move_ts: _Optional[int] = ...) -> None: ...
+
+class Group(_message.Message):
+    __slots__ = ("members", "tablets")
+    class MembersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: Member
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...
+    class TabletsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Tablet
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Tablet, _Mapping]] = ...) -> None: ...
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    TABLETS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.MessageMap[int, Member]
+    tablets: _containers.MessageMap[str, Tablet]
+    def __init__(self, members: _Optional[_Mapping[int, Member]] = ..., tablets: _Optional[_Mapping[str, Tablet]] = ...) -> None: ...
+
+class MembershipState(_message.Message):
+    __slots__ = ("version", "groups", "zeros", "max_uid", "max_txn_ts", "cluster_id", "removed")
+    class GroupsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: Group
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[Group, _Mapping]] = ...) -> None: ...
+    class ZerosEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: Member
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    ZEROS_FIELD_NUMBER: _ClassVar[int]
+    MAX_UID_FIELD_NUMBER: _ClassVar[int]
+    MAX_TXN_TS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    groups: _containers.MessageMap[int, Group]
+    zeros: _containers.MessageMap[int, Member]
+    max_uid: int
+    max_txn_ts: int
+    cluster_id: str
+    removed: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, version: _Optional[int] = ..., groups: _Optional[_Mapping[int, Group]] = ..., zeros: _Optional[_Mapping[int, Member]] = ..., max_uid: _Optional[int] = ..., max_txn_ts: _Optional[int] = ..., cluster_id: _Optional[str] = ..., removed: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class AssignIdsRequest(_message.Message):
+    __slots__ = ("kind", "count")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    kind: IdKind
+    count: int
+    def __init__(self, kind: _Optional[_Union[IdKind, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class TimestampsRequest(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class AssignedIds(_message.Message):
+    __slots__ = ("start_id", "end_id")
+    START_ID_FIELD_NUMBER: _ClassVar[int]
+    END_ID_FIELD_NUMBER: _ClassVar[int]
+    start_id: int
+    end_id: int
+    def __init__(self, start_id: _Optional[int] = ..., end_id: _Optional[int] = ...) -> None: ...
+
+class ConnectRequest(_message.Message):
+    __slots__ = ("id", "addr", "group_id", "learner")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    addr: str
+    group_id: int
+    learner: bool
+    def __init__(self, id: _Optional[int] = ..., addr: _Optional[str] = ..., group_id: _Optional[int] = ..., learner: _Optional[bool] = ...) -> None: ...
+
+class ConnectResponse(_message.Message):
+    __slots__ = ("member", "state")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    member: Member
+    state: MembershipState
+    def __init__(self, member: _Optional[_Union[Member, _Mapping]] = ..., state: _Optional[_Union[MembershipState, _Mapping]] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("member_id", "group_id", "leader")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    member_id: int
+    group_id: int
+    leader: bool
+    def __init__(self, member_id: _Optional[int] = ..., group_id: _Optional[int] = ..., leader: _Optional[bool] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class TabletSizes(_message.Message):
+    __slots__ = ("group_id", "sizes")
+    class SizesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    sizes: _containers.ScalarMap[str, int]
+    def __init__(self, group_id: _Optional[int] = ..., sizes: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class UpdateTabletSizesResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TabletsRequest(_message.Message):
+    __slots__ = ("tablets",)
+    TABLETS_FIELD_NUMBER: _ClassVar[int]
+    tablets: _containers.RepeatedCompositeFieldContainer[Tablet]
+    def __init__(self, tablets: _Optional[_Iterable[_Union[Tablet, _Mapping]]] = ...) -> None: ...
+
+class TabletsResponse(_message.Message):
+    __slots__ = ("tablets",)
+    TABLETS_FIELD_NUMBER: _ClassVar[int]
+    tablets: _containers.RepeatedCompositeFieldContainer[Tablet]
+    def __init__(self, tablets: _Optional[_Iterable[_Union[Tablet, _Mapping]]] = ...) -> None: ...
+
+class GetStateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StreamMembershipRequest(_message.Message):
+    __slots__ = ("since_version", "cluster_id")
+    SINCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    since_version: int
+    cluster_id: str
+    def __init__(self, since_version: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...
+
+class MembershipUpdate(_message.Message):
+    __slots__ = ("version", "cluster_id", "full", "state", "removed_tablets", "removed_members", "last_chunk", "removed_zeros")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_TABLETS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_ZEROS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    cluster_id: str
+    full: bool
+    state: MembershipState
+    removed_tablets: _containers.RepeatedScalarFieldContainer[str]
+    removed_members: _containers.RepeatedScalarFieldContainer[int]
+    last_chunk: bool
+    removed_zeros: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, version: _Optional[int] = ..., cluster_id: _Optional[str] = ..., full: _Optional[bool] = ..., state: _Optional[_Union[MembershipState, _Mapping]] = ..., removed_tablets: _Optional[_Iterable[str]] = ..., removed_members: _Optional[_Iterable[int]] = ..., last_chunk: _Optional[bool] = ..., removed_zeros: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("node_id", "group_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    group_id: int
+    def __init__(self, node_id: _Optional[int] = ..., group_id: _Optional[int] = ...) -> None: ...
+
+class RemoveNodeResponse(_message.Message):
+    __slots__ = ("removed", "version")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    removed: Member
+    version: int
+    def __init__(self, removed: _Optional[_Union[Member, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class MoveTabletRequest(_message.Message):
+    __slots__ = ("predicate", "dst_group")
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    DST_GROUP_FIELD_NUMBER: _ClassVar[int]
+    predicate: str
+    dst_group: int
+    def __init__(self, predicate: _Optional[str] = ..., dst_group: _Optional[int] = ...) -> None: ...
+
+class MoveTabletResponse(_message.Message):
+    __slots__ = ("move_id", "tablet", "committed", "message")
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    TABLET_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    move_id: int
+    tablet: Tablet
+    committed: bool
+    message: str
+    def __init__(self, move_id: _Optional[int] = ..., tablet: _Optional[_Union[Tablet, _Mapping]] = ..., committed: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class TransferLeadershipRequest(_message.Message):
+    __slots__ = ("transferee",)
+    TRANSFEREE_FIELD_NUMBER: _ClassVar[int]
+    transferee: int
+    def __init__(self, transferee: _Optional[int] = ...) -> None: ...
+
+class TransferLeadershipResponse(_message.Message):
+    __slots__ = ("leader_id",)
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    leader_id: int
+    def __init__(self, leader_id: _Optional[int] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SnapshotResponse(_message.Message):
+    __slots__ = ("index", "term", "size_bytes")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    term: int
+    size_bytes: int
+    def __init__(self, index: _Optional[int] = ..., term: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class RaftStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RaftProgress(_message.Message):
+    __slots__ = ("match", "next", "state", "recent_active", "paused", "inflight", "learner")
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RECENT_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    INFLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_FIELD_NUMBER: _ClassVar[int]
+    match: int
+    next: int
+    state: str
+    recent_active: bool
+    paused: bool
+    inflight: int
+    learner: bool
+    def __init__(self, match: _Optional[int] = ..., next: _Optional[int] = ..., state: _Optional[str] = ..., recent_active: _Optional[bool] = ..., paused: _Optional[bool] = ..., inflight: _Optional[int] = ..., learner: _Optional[bool] = ...) -> None: ...
+
+class RaftStatusResponse(_message.Message):
+    __slots__ = ("id", "term", "vote", "lead", "commit", "applied", "role", "progress", "cluster_id", "leader_addr")
+    class ProgressEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: RaftProgress
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[RaftProgress, _Mapping]] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    VOTE_FIELD_NUMBER: _ClassVar[int]
+    LEAD_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    term: int
+    vote: int
+    lead: int
+    commit: int
+    applied: int
+    role: str
+    progress: _containers.MessageMap[int, RaftProgress]
+    cluster_id: str
+    leader_addr: str
+    def __init__(self, id: _Optional[int] = ..., term: _Optional[int] = ..., vote: _Optional[int] = ..., lead: _Optional[int] = ..., commit: _Optional[int] = ..., applied: _Optional[int] = ..., role: _Optional[str] = ..., progress: _Optional[_Mapping[int, RaftProgress]] = ..., cluster_id: _Optional[str] = ..., leader_addr: _Optional[str] = ...) -> None: ...
+
+class SetRebalanceRequest(_message.Message):
+    __slots__ = ("mode",)
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MODE_UNSPECIFIED: _ClassVar[SetRebalanceRequest.Mode]
+        ON: _ClassVar[SetRebalanceRequest.Mode]
+        OFF: _ClassVar[SetRebalanceRequest.Mode]
+        NOW: _ClassVar[SetRebalanceRequest.Mode]
+    MODE_UNSPECIFIED: SetRebalanceRequest.Mode
+    ON: SetRebalanceRequest.Mode
+    OFF: SetRebalanceRequest.Mode
+    NOW: SetRebalanceRequest.Mode
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    mode: SetRebalanceRequest.Mode
+    def __init__(self, mode: _Optional[_Union[SetRebalanceRequest.Mode, str]] = ...) -> None: ...
+
+class SetRebalanceResponse(_message.Message):
+    __slots__ = ("enabled", "started_moves")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_MOVES_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    started_moves: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, enabled: _Optional[bool] = ..., started_moves: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupChunk(_message.Message):
+    __slots__ = ("data", "offset", "total_size", "last", "version", "cluster_id")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    total_size: int
+    last: bool
+    version: int
+    cluster_id: str
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., last: _Optional[bool] = ..., version: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...
