@@ -1,0 +1,63 @@
+"""Input validation helpers (zero/validate.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from zero import validate
+from zero.validate import InvalidArgumentError
+
+
+@pytest.mark.parametrize("name", ["a", "predicate.with.dots", "é" * 512, "x" * 1024, "名前"])
+def test_tablet_name_ok(name: str) -> None:
+    assert validate.tablet_name(name) == name
+
+
+@pytest.mark.parametrize("name, match", [
+    ("", "empty"), ("x" * 1025, "1025 bytes"), ("é" * 513, "1026 bytes"), ("a\ud800", "UTF-8"),
+])
+def test_tablet_name_bad(name: str, match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        validate.tablet_name(name)
+
+
+@pytest.mark.parametrize("n", [1, 1000, 1_000_000])
+def test_count_ok(n: int) -> None:
+    assert validate.count(n) == n
+
+
+@pytest.mark.parametrize("n", [0, -1, 1_000_001, 1 << 64])
+def test_count_bad(n: int) -> None:
+    with pytest.raises(InvalidArgumentError, match="between 1 and 1,000,000"):
+        validate.count(n)
+
+
+@pytest.mark.parametrize("addr", ["localhost:5080", "10.0.0.1:1", "zero-1.zero.svc:65535",
+                                  "[::1]:5080", "[fe80::1%eth0]:80", "a_b:9"])
+def test_address_ok(addr: str) -> None:
+    assert validate.address(addr) == addr
+
+
+@pytest.mark.parametrize("addr", ["", "host", ":80", "host:", "host:0", "host:65536", "host:http",
+                                  "::1:80", "a b:1", "-a:1", "host:١٢", "[zz]:1", "x" * 300 + ":1"])
+def test_address_bad(addr: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        validate.address(addr)
+
+
+def test_group_id_and_cluster_id() -> None:
+    assert validate.group_id(1) == 1
+    for bad in (0, 1 << 32):
+        with pytest.raises(InvalidArgumentError):
+            validate.group_id(bad)
+    assert validate.cluster_id("abc-123") == "abc-123"
+    for bad_cid in ("", "a\nb", "x" * 129):
+        with pytest.raises(InvalidArgumentError):
+            validate.cluster_id(bad_cid)
+
+
+def test_errors_are_one_hierarchy() -> None:
+    for cls in (validate.InvalidArgumentError, validate.NotFoundError, validate.FailedPreconditionError,
+                validate.CorruptStateError, validate.ApplyOrderError):
+        assert issubclass(cls, validate.ZeroError)
+        assert cls.code.isupper()
