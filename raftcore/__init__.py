@@ -32,10 +32,33 @@ from .errors import (
     StorageError,
     UnavailableError,
 )
+from .config import Config, Logger
+from .rawnode import RawNode
+from .read_only import ReadOnlyOption
+from .ready import (
+    ProgressStatus,
+    ReadState,
+    Ready,
+    SnapshotStatus,
+    SoftState,
+    StateType,
+    Status,
+)
 from .storage import MemoryStorage, Storage
 
 __all__ = [
     "raftpb",
+    "Config",
+    "Logger",
+    "RawNode",
+    "Ready",
+    "SoftState",
+    "ReadState",
+    "Status",
+    "ProgressStatus",
+    "StateType",
+    "SnapshotStatus",
+    "ReadOnlyOption",
     "Storage",
     "MemoryStorage",
     "RaftError",
