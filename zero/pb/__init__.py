@@ -6,8 +6,7 @@
   state_pb2           Proposal and the replicated-state snapshot (zero/state.py)
 
 Regenerate with scripts/gen_protos.sh; tests/test_generated_protos.py checks they are current.
+
+Import the module you need (``from zero.pb import zero_pb2``); nothing is imported eagerly,
+so using zero_pb2 does not load raftcore (which raft_transport_pb2 depends on).
 """
-
-from . import datanode_pb2, raft_transport_pb2, state_pb2, zero_pb2
-
-__all__ = ["zero_pb2", "datanode_pb2", "raft_transport_pb2", "state_pb2"]
