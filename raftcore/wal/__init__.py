@@ -1,0 +1,19 @@
+"""raftcore.wal: durable Storage beside the core — a write-ahead log plus snapshot files.
+
+How it stacks (bottom to top):
+  record     file headers and CRC-32C record framing, torn-tail detection
+  files      full writes, directory fsync, atomic create-by-rename
+  walpb      protobuf payloads of the WAL records
+  segment    WAL segment files: create, read
+  snapfile   snapshot files: write atomically, read and verify
+  storage    DiskStorage: the Storage protocol over an in-memory view, plus save(),
+             create_snapshot(), compact(), recovery on open
+
+The core never imports this package (it only reads through raftcore.Storage); this is
+the one part of raftcore that does I/O. Format and recovery rules: docs/DESIGN-storage.md.
+"""
+
+from .record import FORMAT_VERSION
+from .storage import DEFAULT_SEGMENT_SIZE, DiskStorage
+
+__all__ = ["DiskStorage", "DEFAULT_SEGMENT_SIZE", "FORMAT_VERSION"]
