@@ -714,6 +714,11 @@ class ZeroState:
         for mid, r in self._moves.items():
             need(0 < mid < snap.next_move_id, f"move id {mid} not below next_move_id")
             need((r.phase == state_pb2.MOVE_COPYING) == (mid == active), f"move {mid} has phase {r.phase}")
+        moving = self._moves[active].predicate if active in self._moves else None
+        for gid, group in st.groups.items():
+            for name, t in group.tablets.items():
+                need(t.read_only == (name == moving), f"tablet {name!r} read_only={t.read_only} "
+                     f"but {'it is' if name == moving else 'it is not'} being moved")
         if active:
             current = self._moves.get(active)
             need(current is not None and self._owner.get(current.predicate) == current.src_group,

@@ -510,7 +510,12 @@ def _stray_active_move(snap: state_pb2.ZeroStateSnapshot) -> None:
     snap.active_move_id = 3
 
 
+def _stuck_read_only(snap: state_pb2.ZeroStateSnapshot) -> None:
+    snap.state.groups[1].tablets["a"].CopyFrom(zero_pb2.Tablet(predicate="a", group_id=1, read_only=True))
+
+
 @pytest.mark.parametrize("edit, match", [
+    (_stuck_read_only, "read_only=True"),
     (_two_owners, "owned by groups"),
     (_member_id_ahead, "next_member_id"),
     (_stray_active_move, "active move 3"),
