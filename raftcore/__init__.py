@@ -33,6 +33,7 @@ from .errors import (
     UnavailableError,
 )
 from .config import Config, Logger
+from .node import Node, NodeStoppedError
 from .rawnode import RawNode
 from .read_only import ReadOnlyOption
 from .ready import (
@@ -51,6 +52,8 @@ __all__ = [
     "Config",
     "Logger",
     "RawNode",
+    "Node",
+    "NodeStoppedError",
     "Ready",
     "SoftState",
     "ReadState",
