@@ -23,6 +23,7 @@ import random
 from . import confchange
 from .config import Config
 from .errors import (
+    CompactedError,
     ConfChangeError,
     ProposalDroppedError,
     SnapshotTemporarilyUnavailableError,
@@ -214,7 +215,12 @@ class Raft:
         if not need_snap:
             term = log.term_or_zero(prev)
             if pr.next <= log.last_index():
-                ents = log.entries(pr.next, self.max_msg_size)
+                try:
+                    ents = log.entries(pr.next, self.max_msg_size)
+                except CompactedError:
+                    # Compacted since first_index() was read (the application may
+                    # compact its storage from another thread): send the snapshot.
+                    need_snap = True
             elif not send_if_empty:
                 return False
         if need_snap:
