@@ -131,7 +131,8 @@ class _View(MemoryStorage):
 
     def replay_snapshot_meta(self, meta: SnapshotMetadata) -> None:
         s = Snapshot()
-        s.metadata.CopyFrom(meta)
+        if meta.ByteSize():  # keep "no snapshot" identical to MemoryStorage's Snapshot()
+            s.metadata.CopyFrom(meta)
         self._snapshot = s
 
     def replay_compact(self, index: int, term: int) -> bool:
