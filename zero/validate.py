@@ -5,15 +5,20 @@ whose message says which input is wrong and why. The gRPC layer runs these on re
 before proposing anything, and zero/state.py runs them again inside apply() so that a
 malformed proposal — from any proposer, of any version — changes nothing.
 
-Each error class names the gRPC status it maps to in ``code`` (a ``grpc.StatusCode``
-member name), so the one place that translates errors to statuses needs no table of its
-own and this module needs no grpc import.
+The error classes live in zero/errors.py (re-exported here).
 """
 
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from .errors import (
+    ApplyOrderError,
+    CorruptStateError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    ZeroError,
+)
 
 __all__ = [
     "ZeroError",
@@ -40,43 +45,6 @@ MAX_COUNT = 1_000_000  # SPEC: counts are 1..1,000,000 per request
 MAX_CLUSTER_ID_CHARS = 128
 MAX_DEDUP_KEY_CHARS = 256
 UINT32_MAX = (1 << 32) - 1
-
-
-class ZeroError(Exception):
-    """Base class of the errors zero reports to its clients."""
-
-    code: ClassVar[str] = "UNKNOWN"
-
-
-class InvalidArgumentError(ZeroError, ValueError):
-    """Malformed or out-of-range input."""
-
-    code = "INVALID_ARGUMENT"
-
-
-class NotFoundError(ZeroError, LookupError):
-    """An unknown group, member, zero, tablet or move."""
-
-    code = "NOT_FOUND"
-
-
-class FailedPreconditionError(ZeroError):
-    """The request conflicts with the state: removed id, address taken, move in progress,
-    last member, stale move id, exhausted id space."""
-
-    code = "FAILED_PRECONDITION"
-
-
-class CorruptStateError(ZeroError, ValueError):
-    """Snapshot or backup bytes that are not a valid zero state."""
-
-    code = "DATA_LOSS"
-
-
-class ApplyOrderError(ZeroError):
-    """apply() was called with an index not above the last applied one: a caller bug."""
-
-    code = "INTERNAL"
 
 
 def tablet_name(name: str) -> str:
