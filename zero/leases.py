@@ -1,0 +1,137 @@
+"""Id and timestamp leases (SPEC semantics 2).
+
+The leader leases blocks of ids through Raft ahead of demand (max(10,000, n + 10,000)
+at a time, as Dgraph Zero does) and hands out contiguous ranges from them in memory:
+
+- UIDs only need to be unique. Every block is committed before any id of it is handed
+  out, and the state's max_uid only grows, so a new leader's blocks start above every
+  block an old leader may still be using.
+- Timestamps must also increase in real time. A timestamp is handed out only after a
+  ReadIndex round that began after the request arrived has confirmed this zero still
+  leads (one round per batch of waiting requests). A deposed leader — paused, or cut
+  off — fails that round, so it can never hand out a timestamp below one the new
+  leader already gave.
+
+Blocks belong to the term that leased them: on any change of leadership they are
+dropped, and the next request leases a fresh block above the committed maximum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from . import validate
+from .errors import UnavailableError
+from .node import ZeroNode
+from .pb import state_pb2, zero_pb2
+
+__all__ = ["Leases", "LEASE_AHEAD"]
+
+LEASE_AHEAD = 10_000
+
+
+@dataclass(slots=True)
+class _Block:
+    term: int
+    next: int  # next id to hand out
+    end: int   # last id of the block (inclusive)
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.next + 1
+
+
+class _Pool:
+    """The leased, unused blocks of one id kind, in increasing order."""
+
+    __slots__ = ("kind", "blocks", "lock", "prefetch")
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+        self.blocks: list[_Block] = []
+        self.lock = asyncio.Lock()  # one lease proposal in flight per kind
+        self.prefetch: asyncio.Task[None] | None = None
+
+    def available(self, term: int) -> int:
+        return sum(b.remaining for b in self.blocks if b.term == term)
+
+    def take(self, term: int, count: int) -> tuple[int, int] | None:
+        """A contiguous range of `count` ids from the first block that has them;
+        blocks passed over are dropped (their ids are simply never used)."""
+        while self.blocks:
+            b = self.blocks[0]
+            if b.term != term:
+                self.blocks.pop(0)
+                continue
+            if b.remaining >= count:
+                start = b.next
+                b.next += count
+                if b.remaining == 0:
+                    self.blocks.pop(0)
+                return start, start + count - 1
+            self.blocks.pop(0)
+        return None
+
+
+class Leases:
+    def __init__(self, node: ZeroNode) -> None:
+        self.node = node
+        self._pools = {zero_pb2.UID: _Pool(zero_pb2.UID), zero_pb2.TIMESTAMP: _Pool(zero_pb2.TIMESTAMP)}
+        node.on_leadership.append(self._on_leadership)
+
+    def _on_leadership(self, leader: bool, term: int) -> None:
+        for pool in self._pools.values():
+            pool.blocks.clear()
+            if pool.prefetch is not None:
+                pool.prefetch.cancel()
+                pool.prefetch = None
+
+    async def assign(self, kind: int, count: int) -> zero_pb2.AssignedIds:
+        """A fresh inclusive range of `count` ids of `kind` (UID or TIMESTAMP)."""
+        validate.count(count)
+        if kind not in self._pools:
+            raise validate.InvalidArgumentError(f"unknown id kind {kind}; expected UID (0) or TIMESTAMP (1)")
+        node = self.node
+        if not node.is_leader:
+            raise UnavailableError("this zero is not the leader; leases are served by the leader")
+        if kind == zero_pb2.TIMESTAMP:
+            # Confirm leadership with a quorum round that began after this request.
+            await node.read_barrier()
+        pool = self._pools[kind]
+        while True:
+            term = node.term
+            if not node.is_leader:
+                raise UnavailableError("this zero lost leadership while serving the request; retry")
+            got = pool.take(term, count)
+            if got is not None:
+                self._maybe_prefetch(pool, term)
+                return zero_pb2.AssignedIds(start_id=got[0], end_id=got[1])
+            await self._lease(pool, term, max(LEASE_AHEAD, count + LEASE_AHEAD), need=count)
+
+    async def _lease(self, pool: _Pool, term: int, size: int, *, need: int) -> None:
+        async with pool.lock:
+            if any(b.term == term and b.remaining >= need for b in pool.blocks):
+                return  # someone else leased while we waited
+            applied = await self.node.propose(
+                state_pb2.Proposal(lease_ids=state_pb2.LeaseIds(kind=pool.kind, count=size)))
+            ids = applied.ids
+            assert ids is not None
+            # A block counts only if we still lead in the term that leased it.
+            if self.node.is_leader and self.node.term == term:
+                pool.blocks.append(_Block(term=term, next=ids.start_id, end=ids.end_id))
+
+    def _maybe_prefetch(self, pool: _Pool, term: int) -> None:
+        """Lease the next block in the background when the current one runs low."""
+        if pool.available(term) >= LEASE_AHEAD // 4:
+            return
+        if pool.prefetch is not None and not pool.prefetch.done():
+            return
+
+        async def run() -> None:
+            try:
+                await self._lease(pool, term, LEASE_AHEAD, need=LEASE_AHEAD // 4)
+            except UnavailableError:
+                pass  # the next request leases on demand
+
+        pool.prefetch = asyncio.get_running_loop().create_task(run())

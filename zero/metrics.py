@@ -1,0 +1,48 @@
+"""Prometheus metrics of one zero, in a registry of its own (tests run several zeros in
+one process). Names are prefixed `zero_`; the HTTP /metrics endpoint renders them."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.raft_id = Gauge("zero_raft_id", "This zero's Raft id", registry=r)
+        self.term = Gauge("zero_raft_term", "Current Raft term", registry=r)
+        self.is_leader = Gauge("zero_is_leader", "1 when this zero is the Raft leader", registry=r)
+        self.has_leader = Gauge("zero_has_leader", "1 when this zero knows a leader", registry=r)
+        self.leader_changes = Counter("zero_leader_changes", "Leader changes seen by this zero", registry=r)
+        self.commit_index = Gauge("zero_raft_commit_index", "Raft commit index", registry=r)
+        self.applied_index = Gauge("zero_raft_applied_index", "Raft applied index", registry=r)
+        self.proposals = Counter("zero_proposals", "Proposals by outcome (ok, failed, dropped, timeout)",
+                                 ["result"], registry=r)
+        self.proposal_seconds = Histogram("zero_proposal_apply_seconds", "From propose to apply of our own proposals",
+                                          buckets=_LATENCY_BUCKETS, registry=r)
+        self.wal_fsync_seconds = Histogram("zero_wal_fsync_seconds",
+                                           "WAL write + fdatasync per Ready that must sync",
+                                           buckets=_LATENCY_BUCKETS, registry=r)
+        self.ready_seconds = Histogram("zero_ready_loop_seconds", "One Ready: persist, send, apply, advance",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.snapshots = Counter("zero_snapshots", "Snapshots taken by this zero", registry=r)
+        self.snapshot_bytes = Gauge("zero_snapshot_bytes", "Size of the latest snapshot's data", registry=r)
+        self.read_index_seconds = Histogram("zero_read_index_seconds", "One ReadIndex round (linearizable read)",
+                                            buckets=_LATENCY_BUCKETS, registry=r)
+        self.max_uid = Gauge("zero_lease_max_uid", "Highest UID leased through Raft", registry=r)
+        self.max_txn_ts = Gauge("zero_lease_max_txn_ts", "Highest timestamp leased through Raft", registry=r)
+        self.grpc_requests = Counter("zero_grpc_requests", "gRPC requests by method and status code",
+                                     ["method", "code"], registry=r)
+        self.grpc_seconds = Histogram("zero_grpc_request_seconds", "gRPC request latency by method",
+                                      ["method"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.zeros = Gauge("zero_zeros", "Zeros in the membership", registry=r)
+        self.groups = Gauge("zero_groups", "Data-node groups", registry=r)
+        self.members = Gauge("zero_members", "Data-node members", registry=r)
+        self.tablets = Gauge("zero_tablets", "Tablets in the shard map", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

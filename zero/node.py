@@ -1,0 +1,575 @@
+"""ZeroNode: one zero's Raft replica — the Ready loop on the WAL, proposals that wait for
+their own apply, batched linearizable reads, snapshots, and leader-only duties.
+
+Data flow (one Ready):
+  1. send rd.messages (they never depend on this Ready's unpersisted state, so a
+     leader replicates while its own fsync is in flight — thesis §10.2.1);
+  2. persist snapshot/entries/hard state through DiskStorage.save, in a worker thread
+     so the event loop keeps serving (one fdatasync per Ready when must_sync);
+  3. install a received snapshot, apply committed entries to ZeroState (conf changes
+     through apply_conf_change), resolve the proposers waiting on them, answer reads;
+  4. advance(); every N applied entries, snapshot the state and compact the log.
+
+The event loop owns RawNode (through raftcore.Node) and ZeroState; the worker thread
+only writes files. The core reads DiskStorage's in-memory view only below the unstable
+offset, which save() never changes, so the two never touch the same entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from raftcore import (
+    Config,
+    Node,
+    NodeStoppedError,
+    ProposalDroppedError,
+    Ready,
+    StateType,
+    raftpb,
+)
+from raftcore.wal import DiskStorage
+
+from .errors import UnavailableError, ZeroError
+from .identity import Identity, load_identity, save_identity
+from .metrics import Metrics
+from .pb import state_pb2
+from .state import Applied, ZeroState
+
+__all__ = ["ZeroNode", "NodeOptions"]
+
+# Keep this many entries behind a snapshot, so a briefly lagging follower catches up
+# from the log instead of needing the whole snapshot.
+CATCHUP_ENTRIES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    data_dir: str
+    my_addr: str
+    raft_id: int = 0  # 0: from the data dir's identity, else 1 for a new cluster
+    tick_seconds: float = 0.1
+    election_ticks: int = 5
+    heartbeat_ticks: int = 1
+    snapshot_every: int = 10_000
+    replicas: int = 1
+    proposal_timeout: float = 5.0
+    read_timeout: float = 5.0
+
+
+class _ReadRound:
+    __slots__ = ("ctx", "waiters", "index", "started")
+
+    def __init__(self, ctx: bytes, waiters: list[asyncio.Future[None]]) -> None:
+        self.ctx = ctx
+        self.waiters = waiters
+        self.index = -1  # set when the ReadState arrives
+        self.started = time.monotonic()
+
+
+class ZeroNode:
+    """One zero's replica of the Raft group and of ZeroState."""
+
+    def __init__(self, opts: NodeOptions, *, logger: Any, metrics: Metrics | None = None) -> None:
+        self.opts = opts
+        self.log = logger
+        self.metrics = metrics or Metrics()
+        self.state = ZeroState()
+        self.raft_id = 0
+        self._storage: DiskStorage | None = None
+        self._node: Node | None = None
+        self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="zero-wal")
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._conf_state = raftpb.ConfState()
+        self._applied = 0
+        self._snapshot_index = 0
+        self._lead = 0
+        self._role = StateType.FOLLOWER
+        self._term = 0
+        self._stopping = False
+        self._fatal: BaseException | None = None
+        # Proposals waiting for their own apply, by dedup key.
+        self._incarnation = secrets.token_hex(4)
+        self._seq = 0
+        self._waiters: dict[str, tuple[asyncio.Future[Applied], float]] = {}
+        # Linearizable reads: requests that arrive while a round is in flight wait for
+        # the next round, which begins after they arrived.
+        self._read_waiting: list[asyncio.Future[None]] = []
+        self._read_round: _ReadRound | None = None
+        self._read_seq = 0
+        self._read_ready: list[_ReadRound] = []  # answered, waiting for apply
+        # Callbacks: leadership changes and applied batches (streams, leases).
+        self.on_leadership: list[Callable[[bool, int], None]] = []
+        self.on_applied: list[Callable[[list[Applied]], None]] = []
+        self.on_state_reset: list[Callable[[], None]] = []
+        self.leader_changes: list[tuple[float, int, int]] = []  # (wall time, term, leader)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the data dir (creating or recovering it) and start the Raft loop. A new
+        data dir bootstraps a single-member cluster; restarts keep their identity."""
+        opts = self.opts
+        os.makedirs(opts.data_dir, exist_ok=True)
+        ident = load_identity(opts.data_dir)
+        if ident is None:
+            rid = opts.raft_id or 1
+            fresh = True
+        else:
+            rid = ident.raft_id
+            fresh = False
+            if opts.raft_id and opts.raft_id != rid:
+                raise ZeroError(
+                    f"data dir {opts.data_dir} belongs to raft id {rid}, not {opts.raft_id}: "
+                    "a zero keeps its identity across restarts")
+        self.raft_id = rid
+        self.metrics.raft_id.set(rid)
+        self._storage = DiskStorage.open(os.path.join(opts.data_dir, "wal"), logger=self.log)
+        storage = self._storage
+        snap = storage.snapshot()
+        applied = 0
+        if snap.metadata.index > 0:
+            self.state = ZeroState.restore(snap.data)
+            applied = snap.metadata.index
+            self._snapshot_index = applied
+            self._conf_state.CopyFrom(snap.metadata.conf_state)
+        self._applied = applied
+        hs, cs = storage.initial_state()
+        self._term = hs.term
+        config = Config(
+            id=rid, storage=storage, election_tick=opts.election_ticks, heartbeat_tick=opts.heartbeat_ticks,
+            applied=applied, max_size_per_msg=1 << 20, max_inflight_msgs=256,
+            max_uncommitted_entries_size=64 << 20, check_quorum=True, pre_vote=True, logger=self.log)
+        if fresh and storage.last_index() == 0:
+            self._node = Node.start(config, [rid])
+            save_identity(opts.data_dir, Identity(rid))
+            self.log.info("bootstrapping a new cluster", raft_id=rid, data_dir=opts.data_dir)
+        else:
+            self._node = Node.restart(config)
+            self.log.info("restarting from data dir", raft_id=rid, data_dir=opts.data_dir,
+                          applied=applied, last_index=storage.last_index(), term=hs.term)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(), name="zero-ready-loop"),
+                       loop.create_task(self._ticker(), name="zero-ticker")]
+
+    async def stop(self) -> None:
+        """Stop ticking and the Ready loop, fail waiters, sync and close the WAL."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._node is not None:
+            await self._node.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, NodeStoppedError):
+                pass
+        self._fail_all(UnavailableError("zero is shutting down"))
+        if self._storage is not None:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._storage.close)
+        self._io.shutdown(wait=True)
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error that stopped the Ready loop (a failed fsync ends the process)."""
+        return self._fatal
+
+    # -- status ------------------------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        return self._role == StateType.LEADER
+
+    @property
+    def leader_id(self) -> int:
+        return self._lead
+
+    @property
+    def term(self) -> int:
+        return self._term
+
+    @property
+    def applied(self) -> int:
+        return self._applied
+
+    def raft_status(self):  # type: ignore[no-untyped-def]
+        assert self._node is not None
+        return self._node.status()
+
+    # -- the Ready loop ------------------------------------------------------------------------
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.opts.tick_seconds
+        next_at = loop.time() + period
+        node = self._node
+        assert node is not None
+        while not self._stopping:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at += period
+            if loop.time() - next_at > 5 * period:
+                next_at = loop.time() + period  # paused (SIGSTOP): don't burst ticks
+            node.tick()
+            self._expire_reads()
+
+    async def _run(self) -> None:
+        node = self._node
+        storage = self._storage
+        assert node is not None and storage is not None
+        loop = asyncio.get_running_loop()
+        m = self.metrics
+        try:
+            while True:
+                rd = await node.ready()
+                t0 = time.perf_counter()
+                if rd.soft_state is not None:
+                    self._on_soft_state(rd)
+                if rd.hard_state is not None:
+                    self._term = rd.hard_state.term
+                    m.term.set(rd.hard_state.term)
+                    m.commit_index.set(rd.hard_state.commit)
+                self._send(rd.messages)
+                if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+                    t1 = time.perf_counter()
+                    await loop.run_in_executor(self._io, self._save, rd)
+                    if rd.must_sync:
+                        m.wal_fsync_seconds.observe(time.perf_counter() - t1)
+                if rd.snapshot is not None:
+                    self._install_snapshot(rd.snapshot)
+                if rd.committed_entries:
+                    self._apply(rd.committed_entries)
+                for rs in rd.read_states:
+                    self._on_read_state(rs.request_ctx, rs.index)
+                node.advance(rd)
+                self._release_reads()
+                m.ready_seconds.observe(time.perf_counter() - t0)
+                if self._applied - self._snapshot_index >= self.opts.snapshot_every:
+                    await self.take_snapshot()
+        except (asyncio.CancelledError, NodeStoppedError):
+            raise
+        except BaseException as e:  # a failed fsync or a bug: stop serving, loudly
+            self._fatal = e
+            self.log.error("raft loop failed; this zero stops serving", error=repr(e))
+            self._fail_all(UnavailableError(f"zero stopped: {e}"))
+            raise
+
+    def _save(self, rd: Ready) -> None:
+        assert self._storage is not None
+        self._storage.save(rd.hard_state, rd.entries, rd.snapshot, must_sync=rd.must_sync)
+
+    def _send(self, msgs: list[raftpb.Message]) -> None:
+        # Single-member clusters send nothing; the peer transport plugs in here.
+        for msg in msgs:
+            if msg.to != self.raft_id:
+                self.transport_send(msg)
+
+    def transport_send(self, msg: raftpb.Message) -> None:
+        """Deliver a message to a peer. Without a transport (a single zero) there is no
+        peer to deliver to: tell Raft, as a transport would for an unreachable peer."""
+        assert self._node is not None
+        self._node.report_unreachable(msg.to)
+
+    def _on_soft_state(self, rd: Ready) -> None:
+        ss = rd.soft_state
+        assert ss is not None
+        was_leader = self._role == StateType.LEADER
+        if ss.lead != self._lead:
+            self.metrics.leader_changes.inc()
+            self.leader_changes.append((time.time(), self._term, ss.lead))
+            del self.leader_changes[:-50]
+            self.log.info("leader changed", leader=ss.lead, term=self._node.status().term if self._node else 0)
+        self._lead = ss.lead
+        self._role = ss.raft_state
+        self.metrics.has_leader.set(1 if ss.lead else 0)
+        self.metrics.is_leader.set(1 if ss.raft_state == StateType.LEADER else 0)
+        now_leader = ss.raft_state == StateType.LEADER
+        if now_leader != was_leader:
+            if not now_leader:
+                # Reads in flight were for our leadership; they fail fast and the
+                # clients retry with the new leader.
+                self._fail_reads(UnavailableError("this zero lost leadership; retry on the new leader"))
+            for cb in self.on_leadership:
+                cb(now_leader, self._term)
+
+    # -- applying ---------------------------------------------------------------------------------
+    def _apply(self, entries: list[raftpb.Entry]) -> None:
+        node = self._node
+        assert node is not None
+        applied: list[Applied] = []
+        state = self.state
+        waiters = self._waiters
+        for e in entries:
+            t = e.type
+            if t == raftpb.EntryNormal:
+                if e.data:
+                    self._apply_proposal(e.index, state_pb2.Proposal.FromString(e.data), applied, waiters)
+            elif t == raftpb.EntryConfChange:
+                cc = raftpb.ConfChange.FromString(e.data)
+                self._conf_state = node.apply_conf_change(cc)
+                if cc.context:
+                    self._apply_proposal(e.index, state_pb2.Proposal.FromString(cc.context), applied, waiters)
+            elif t == raftpb.EntryConfChangeV2:
+                cc2 = raftpb.ConfChangeV2.FromString(e.data)
+                self._conf_state = node.apply_conf_change(cc2)
+                if cc2.context:
+                    self._apply_proposal(e.index, state_pb2.Proposal.FromString(cc2.context), applied, waiters)
+            self._applied = e.index
+        self.metrics.applied_index.set(self._applied)
+        if applied:
+            self._update_state_gauges()
+            for cb in self.on_applied:
+                cb(applied)
+
+    def _apply_proposal(self, index: int, p: state_pb2.Proposal, out: list[Applied],
+                        waiters: dict[str, tuple[asyncio.Future[Applied], float]]) -> None:
+        w = waiters.pop(p.key, None) if p.key else None
+        try:
+            a = self.state.apply(index, p)
+        except ZeroError as err:
+            if w is not None and not w[0].done():
+                w[0].set_exception(err)
+                self.metrics.proposals.labels("failed").inc()
+            return
+        out.append(a)
+        if w is not None and not w[0].done():
+            w[0].set_result(a)
+            self.metrics.proposals.labels("ok").inc()
+            self.metrics.proposal_seconds.observe(time.monotonic() - w[1])
+
+    def _update_state_gauges(self) -> None:
+        s = self.state
+        st = s._state  # read-only peek for gauges (no copy)
+        m = self.metrics
+        m.zeros.set(len(st.zeros))
+        m.groups.set(len(st.groups))
+        m.members.set(sum(len(g.members) for g in st.groups.values()))
+        m.tablets.set(sum(len(g.tablets) for g in st.groups.values()))
+        m.max_uid.set(st.max_uid)
+        m.max_txn_ts.set(st.max_txn_ts)
+
+    def _install_snapshot(self, snap: raftpb.Snapshot) -> None:
+        """A snapshot from the leader replaces our state wholesale."""
+        self.state = ZeroState.restore(snap.data)
+        self._applied = snap.metadata.index
+        self._snapshot_index = snap.metadata.index
+        self._conf_state.CopyFrom(snap.metadata.conf_state)
+        self._update_state_gauges()
+        self.log.info("installed snapshot from leader", index=snap.metadata.index, term=snap.metadata.term)
+        for cb in self.on_state_reset:
+            cb()
+
+    async def take_snapshot(self) -> int:
+        """Snapshot the applied state and compact the log behind it; returns the
+        snapshot's index (unchanged when nothing new was applied)."""
+        storage = self._storage
+        assert storage is not None
+        index = self._applied
+        if index <= self._snapshot_index:
+            return self._snapshot_index
+        data = self.state.snapshot()
+        cs = raftpb.ConfState()
+        cs.CopyFrom(self._conf_state)
+        compact_to = index - CATCHUP_ENTRIES
+
+        def work() -> None:
+            storage.create_snapshot(index, cs, data)
+            if compact_to > storage.first_index():
+                storage.compact(compact_to)
+
+        await asyncio.get_running_loop().run_in_executor(self._io, work)
+        self._snapshot_index = index
+        self.metrics.snapshots.inc()
+        self.metrics.snapshot_bytes.set(len(data))
+        self.log.info("snapshot taken", index=index, bytes=len(data), compacted_to=max(compact_to, 0))
+        return index
+
+    # -- proposals -------------------------------------------------------------------------------
+    def new_key(self) -> str:
+        self._seq += 1
+        return f"{self.raft_id}.{self._incarnation}.{self._seq}"
+
+    async def propose(self, proposal: state_pb2.Proposal, *, timeout: float | None = None) -> Applied:
+        """Propose a change and wait until it is applied here; returns its result or
+        raises the ZeroError apply raised. UNAVAILABLE when there is no leader or the
+        change was not applied in time (its outcome is then unknown: retrying with the
+        same key is safe)."""
+        node = self._node
+        if node is None or self._stopping or self._fatal is not None:
+            raise UnavailableError("zero is not running")
+        if not proposal.key:
+            proposal.key = self.new_key()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Applied] = loop.create_future()
+        self._waiters[proposal.key] = (fut, time.monotonic())
+        try:
+            try:
+                await node.propose(proposal.SerializeToString())
+            except ProposalDroppedError as e:
+                self.metrics.proposals.labels("dropped").inc()
+                raise UnavailableError(f"no leader can accept the change right now ({e}); retry") from None
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), timeout or self.opts.proposal_timeout)
+            except TimeoutError:
+                self.metrics.proposals.labels("timeout").inc()
+                raise UnavailableError(
+                    f"the change was not applied within {timeout or self.opts.proposal_timeout:.1f}s "
+                    "(no quorum?); its outcome is unknown, retry") from None
+        finally:
+            self._waiters.pop(proposal.key, None)
+
+    async def propose_conf_change(self, cc: raftpb.ConfChange | raftpb.ConfChangeV2,
+                                  proposal: state_pb2.Proposal, *, timeout: float | None = None) -> Applied:
+        """Propose a Raft membership change carrying a state change in its context, so
+        the Raft configuration and the zeros in ZeroState change at the same index."""
+        node = self._node
+        if node is None or self._stopping:
+            raise UnavailableError("zero is not running")
+        if not proposal.key:
+            proposal.key = self.new_key()
+        cc.context = proposal.SerializeToString()
+        fut: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
+        self._waiters[proposal.key] = (fut, time.monotonic())
+        try:
+            try:
+                await node.propose_conf_change(cc)
+            except ProposalDroppedError as e:
+                raise UnavailableError(f"membership change dropped ({e}); retry") from None
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), timeout or self.opts.proposal_timeout)
+            except TimeoutError:
+                raise UnavailableError("membership change not applied in time; its outcome is unknown") from None
+        finally:
+            self._waiters.pop(proposal.key, None)
+
+    # -- linearizable reads ---------------------------------------------------------------------
+    async def read_barrier(self, *, timeout: float | None = None) -> None:
+        """Return once this zero has applied everything committed before the call,
+        confirmed by a quorum round that began after the call (ReadIndex, thesis
+        §6.4). Concurrent callers share rounds. UNAVAILABLE without a leader/quorum."""
+        node = self._node
+        if node is None or self._stopping or self._fatal is not None:
+            raise UnavailableError("zero is not running")
+        if self._lead == 0:
+            raise UnavailableError("no leader is known; linearizable reads are unavailable")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._read_waiting.append(fut)
+        if self._read_round is None:
+            await self._start_read_round()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout or self.opts.read_timeout)
+        except TimeoutError:
+            raise UnavailableError("linearizable read timed out (no quorum?)") from None
+
+    async def _start_read_round(self) -> None:
+        node = self._node
+        assert node is not None
+        waiters = self._read_waiting
+        self._read_waiting = []
+        self._read_seq += 1
+        ctx = f"r{self._incarnation}.{self._read_seq}".encode()
+        self._read_round = _ReadRound(ctx, waiters)
+        await node.read_index(ctx)
+
+    def _on_read_state(self, ctx: bytes, index: int) -> None:
+        rnd = self._read_round
+        if rnd is None or rnd.ctx != ctx:
+            return  # a late answer to a round that timed out
+        rnd.index = index
+        self._read_round = None
+        self.metrics.read_index_seconds.observe(time.monotonic() - rnd.started)
+        self._read_ready.append(rnd)
+        if self._read_waiting:
+            asyncio.get_running_loop().create_task(self._start_read_round())
+
+    def _release_reads(self) -> None:
+        if not self._read_ready:
+            return
+        keep = []
+        for rnd in self._read_ready:
+            if rnd.index <= self._applied:
+                for f in rnd.waiters:
+                    if not f.done():
+                        f.set_result(None)
+            else:
+                keep.append(rnd)
+        self._read_ready = keep
+
+    def _expire_reads(self) -> None:
+        """A round unanswered for an election timeout is abandoned (no quorum or the
+        request was dropped); its waiters' own timeouts report UNAVAILABLE, and new
+        readers start a fresh round."""
+        rnd = self._read_round
+        if rnd is None:
+            return
+        limit = self.opts.tick_seconds * self.opts.election_ticks * 2
+        if time.monotonic() - rnd.started > limit:
+            self._read_round = None
+            for f in rnd.waiters:
+                if not f.done():
+                    f.set_exception(UnavailableError("linearizable read: leadership not confirmed by a quorum"))
+            if self._read_waiting and self._lead:
+                asyncio.get_running_loop().create_task(self._start_read_round())
+
+    def _fail_reads(self, err: ZeroError) -> None:
+        rounds = list(self._read_ready)
+        if self._read_round is not None:
+            rounds.append(self._read_round)
+        self._read_round = None
+        self._read_ready = []
+        waiting = self._read_waiting
+        self._read_waiting = []
+        for f in [f for r in rounds for f in r.waiters] + waiting:
+            if not f.done():
+                f.set_exception(err)
+
+    def _fail_all(self, err: ZeroError) -> None:
+        self._fail_reads(err)
+        for fut, _ in list(self._waiters.values()):
+            if not fut.done():
+                fut.set_exception(err)
+        self._waiters.clear()
+
+    # -- leader duties --------------------------------------------------------------------------
+    async def ensure_cluster_identity(self) -> None:
+        """Run once by a leader: mint the cluster id (randomness enters the state only
+        inside the proposal) and register this zero in the membership."""
+        st = self.state
+        if not st.cluster_id:
+            await self.propose(state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id=str(uuid.uuid4()))))
+        if self.raft_id not in self.state._state.zeros:
+            await self.propose(state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=self.raft_id,
+                                                                              addr=self.opts.my_addr)))
+
+
+def run_leader_task(node: ZeroNode, factory: Callable[[], Awaitable[None]], name: str) -> Callable[[bool, int], None]:
+    """A leadership callback that runs `factory()` while this zero leads and cancels it
+    when leadership is lost."""
+    holder: dict[str, asyncio.Task[None] | None] = {"task": None}
+
+    def on_change(leader: bool, term: int) -> None:
+        t = holder["task"]
+        if t is not None and not t.done():
+            t.cancel()
+        holder["task"] = None
+        if leader:
+            holder["task"] = asyncio.get_running_loop().create_task(_guard(node, factory, name), name=name)
+
+    return on_change
+
+
+async def _guard(node: ZeroNode, factory: Callable[[], Awaitable[None]], name: str) -> None:
+    try:
+        await factory()
+    except asyncio.CancelledError:
+        raise
+    except ZeroError as e:
+        node.log.warning("leader duty failed; it runs again at the next leadership", duty=name, error=str(e))
+    except Exception as e:  # a bug: log it loudly, keep the node running
+        node.log.error("leader duty crashed", duty=name, error=repr(e))
