@@ -47,7 +47,7 @@ def read_snapshot(path: str, index: int) -> Snapshot:
     if crc32c(body) != crc:
         raise CorruptionError(f"{path}: offset {FILE_HEADER_SIZE}: snapshot body checksum mismatch")
     try:
-        snap = Snapshot.FromString(body)
+        snap: Snapshot = Snapshot.FromString(body)
     except DecodeError as e:
         raise CorruptionError(f"{path}: offset {FILE_HEADER_SIZE}: undecodable snapshot ({e})") from e
     if snap.metadata.index != index:

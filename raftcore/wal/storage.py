@@ -103,13 +103,16 @@ def encode_save(
     parts = _head_parts(snapshot, hard_state)
     if entries:
         ser = list(map(_serialize_entry, entries))
-        prefix = _ENTRY_PREFIX
         try:
-            parts += [x for s in ser for x in (prefix[len(s)], s)]
-        except IndexError:  # an entry of 2 KiB or more: compute its prefix
+            prefixes = list(map(_ENTRY_PREFIX.__getitem__, map(len, ser)))
+        except IndexError:  # an entry of 2 KiB or more: compute the prefixes
             tag = bytes([SAVE_ENTRIES_TAG])
-            for s in ser:
-                parts += (tag, _varint(len(s)), s)
+            prefixes = [tag + _varint(len(s)) for s in ser]
+        # Interleave prefix, entry, prefix, entry... with slice assignments (C loops).
+        body: list[bytes] = [b""] * (2 * len(ser))
+        body[::2] = prefixes
+        body[1::2] = ser
+        parts += body
     return b"".join(parts)
 
 
@@ -558,7 +561,7 @@ class DiskStorage:
     def _checkpoint(self) -> bytes:
         view = self._view
         last = view.last_index()
-        return Checkpoint(
+        out: bytes = Checkpoint(
             hard_state=view.initial_state()[0],
             snapshot=view.snapshot().metadata,
             offset_index=view.offset(),
@@ -566,6 +569,7 @@ class DiskStorage:
             last_index=last,
             last_term=view.term(last),
         ).SerializeToString()
+        return out
 
     def _cut(self) -> None:
         """Seal the open segment (fdatasync) and start the next one."""

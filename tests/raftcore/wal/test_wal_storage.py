@@ -508,3 +508,16 @@ def test_garbage_and_zeros_after_the_last_record_are_cut_off(tmp_path: Path) -> 
         with DiskStorage.open(w) as d:
             assert d.last_index() == 12
         assert seg.stat().st_size == size
+
+
+@pytest.mark.parametrize("sizes", [[0], [1, 2, 3], [5000, 10, 3000], [127, 128, 2047, 2048, 16384]])
+def test_hand_encoded_save_record_is_protobuf(sizes: list[int]) -> None:
+    from raftcore.raftpb import SnapshotMetadata
+    from raftcore.wal.storage import encode_save
+    from raftcore.wal.walpb import SaveRecord
+
+    es = [Entry(index=i + 1, term=2, data=os.urandom(n)) for i, n in enumerate(sizes)]
+    hs, sm = HardState(term=3, commit=1), SnapshotMetadata(index=4, term=1)
+    assert encode_save(sm, hs, es) == SaveRecord(snapshot=sm, hard_state=hs, entries=es).SerializeToString()
+    assert encode_save(None, None, es) == SaveRecord(entries=es).SerializeToString()
+    assert encode_save(None, HardState(), []) == SaveRecord(hard_state=HardState()).SerializeToString()
