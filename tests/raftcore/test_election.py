@@ -1,0 +1,518 @@
+"""Leader election scenarios, ported from etcd-io/raft's raft_test.go and
+raft_paper_test.go (paper §5.2, §5.4.1; thesis §9.6 PreVote, §6.2/§4.2.3 CheckQuorum).
+
+Nodes default to etcd's test config: pre_vote and check_quorum off unless a test
+turns them on.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from harness import (
+    BLACK_HOLE,
+    Network,
+    ents_node,
+    entries_with_terms,
+    msg,
+    new_config,
+    new_raft,
+    new_rawnode,
+    new_storage,
+    read_messages,
+    voted_node,
+)
+from raftcore import RawNode, StateType
+from raftcore.log import RaftLog
+from raftcore.raftpb import (
+    HardState,
+    MsgApp,
+    MsgBeat,
+    MsgHeartbeatResp,
+    MsgHeartbeat,
+    MsgHup,
+    MsgPreVote,
+    MsgPreVoteResp,
+    MsgProp,
+    MsgVote,
+    MsgVoteResp,
+    Entry,
+)
+
+F, C, P, L = StateType.FOLLOWER, StateType.CANDIDATE, StateType.PRE_CANDIDATE, StateType.LEADER
+
+
+def hup(id: int):
+    return msg(MsgHup, id, id)
+
+
+def pre_vote(kw: dict) -> None:
+    kw["pre_vote"] = True
+
+
+def cq_nodes(n: int, **kw) -> list[RawNode]:
+    """n RawNodes of one cluster with check_quorum on (etcd's a.checkQuorum = true)."""
+    ids = list(range(1, n + 1))
+    return [new_rawnode(i, 10, 1, new_storage(ids), check_quorum=True, **kw) for i in ids]
+
+
+# -- TestLeaderElection / TestLeaderElectionPreVote ---------------------------------------------
+@pytest.mark.parametrize("prevote", [False, True], ids=["vote", "prevote"])
+def test_leader_election(prevote: bool) -> None:
+    cfg = pre_vote if prevote else None
+    # A failed election leaves a pre-candidate at its old term (it never bumped it).
+    cand_state, cand_term = (P, 0) if prevote else (C, 1)
+    pv = {"pre_vote": prevote}
+    cases = [
+        (Network(None, None, None, config=cfg), L, 1),
+        (Network(None, None, BLACK_HOLE, config=cfg), L, 1),
+        (Network(None, BLACK_HOLE, BLACK_HOLE, config=cfg), cand_state, cand_term),
+        (Network(None, BLACK_HOLE, BLACK_HOLE, None, config=cfg), cand_state, cand_term),
+        (Network(None, BLACK_HOLE, BLACK_HOLE, None, None, config=cfg), L, 1),
+        # Three logs further along than 1's, at the same term, so rejections come back
+        # instead of the votes being ignored.
+        (Network(None, ents_node(1, **pv), ents_node(1, **pv), ents_node(1, 1, **pv), None, config=cfg), F, 1),
+    ]
+    for i, (nt, state, term) in enumerate(cases):
+        nt.send(hup(1))
+        r = nt.raft(1)
+        assert r.state == state, f"#{i}"
+        assert r.term == term, f"#{i}"
+
+
+def test_leader_cycle() -> None:
+    # Each node can campaign and become leader in turn, with and without PreVote: the
+    # log-up-to-date check (§5.4.1) passes because every log is replicated.
+    for prevote in (False, True):
+        nt = Network(None, None, None, config=pre_vote if prevote else None)
+        for campaigner in (1, 2, 3):
+            nt.send(hup(campaigner))
+            for id in nt.ids:
+                r = nt.raft(id)
+                want = L if id == campaigner else F
+                assert r.state == want, f"prevote={prevote} campaigner {campaigner}, node {id}"
+
+
+def test_single_node_candidate_and_pre_candidate() -> None:
+    for cfg in (None, pre_vote):
+        nt = Network(None, config=cfg)
+        nt.send(hup(1))
+        assert nt.raft(1).state == L
+
+
+# -- dueling candidates --------------------------------------------------------------------------
+def test_dueling_candidates() -> None:
+    nt = Network(None, None, None)
+    nt.cut(1, 3)
+    nt.send(hup(1))
+    nt.send(hup(3))
+    # 1 wins with votes from 1 and 2; 3 keeps its own vote and 2's rejection.
+    assert nt.raft(1).state == L
+    assert nt.raft(3).state == C
+
+    nt.recover()
+    # 3 campaigns again at a higher term and disrupts leader 1, but both reject it: its
+    # log lacks the entry 1 appended as leader (§5.4.1).
+    nt.send(hup(3))
+    for id, state, term, last in ((1, F, 2, 1), (2, F, 2, 1), (3, F, 2, 0)):
+        r = nt.raft(id)
+        assert (r.state, r.term, r.raft_log.last_index()) == (state, term, last), f"node {id}"
+
+
+def test_dueling_pre_candidates() -> None:
+    nt = Network(None, None, None, config=pre_vote)
+    nt.cut(1, 3)
+    nt.send(hup(1))
+    nt.send(hup(3))
+    assert nt.raft(1).state == L
+    # 3's PreVote is rejected by 2: it goes back to follower without bumping its term.
+    assert nt.raft(3).state == F
+
+    nt.recover()
+    # With PreVote, 3 campaigning again does not disrupt the leader (thesis §9.6).
+    nt.send(hup(3))
+    for id, state, term, last in ((1, L, 1, 1), (2, F, 1, 1), (3, F, 1, 0)):
+        r = nt.raft(id)
+        assert (r.state, r.term, r.raft_log.last_index()) == (state, term, last), f"node {id}"
+
+
+def test_candidate_concede() -> None:
+    nt = Network(None, None, None)
+    nt.isolate(1)
+    nt.send(hup(1))
+    nt.send(hup(3))
+    nt.recover()
+    nt.send(msg(MsgBeat, 3, 3))
+    data = b"force follower"
+    nt.send(msg(MsgProp, 3, 3, entries=[Entry(data=data)]))
+    nt.send(msg(MsgBeat, 3, 3))
+
+    a = nt.raft(1)
+    assert a.state == F
+    assert a.term == 1
+    want = [(1, 1, b""), (2, 1, data)]
+    for id in nt.ids:
+        assert [(e.index, e.term, e.data) for e in nt.raft(id).raft_log.all_entries()] == want, f"node {id}"
+        assert nt.raft(id).raft_log.committed == 2, f"node {id}"
+
+
+def test_old_messages() -> None:
+    nt = Network(None, None, None)
+    # Make 1 the leader at term 3.
+    nt.send(hup(1))
+    nt.send(hup(2))
+    nt.send(hup(1))
+    # An old leader's append (term 2) is ignored (§5.1).
+    nt.send(msg(MsgApp, 2, 1, term=2, entries=entries_with_terms(2, start=3)))
+    nt.send(msg(MsgProp, 1, 1, entries=[Entry(data=b"somedata")]))
+    want = [(1, 1, b""), (2, 2, b""), (3, 3, b""), (4, 3, b"somedata")]
+    for id in nt.ids:
+        assert [(e.index, e.term, e.data) for e in nt.raft(id).raft_log.all_entries()] == want, f"node {id}"
+
+
+def test_leader_election_overwrite_newer_logs() -> None:
+    # The state after: 1 won term 1 and replicated an entry to 2 only; 3 won term 2
+    # (votes of 4 and 5) and wrote an entry nobody else got. 1, 2 and 3 all hold
+    # uncommitted entries; the winner of term 3 overwrites the losers' newer entry.
+    for prevote in (False, True):
+        pv = {"pre_vote": prevote}
+        nt = Network(ents_node(1, **pv), ents_node(1, **pv), ents_node(2, **pv),
+                     voted_node(3, 2, **pv), voted_node(3, 2, **pv),
+                     config=pre_vote if prevote else None)
+        # 1's first campaign fails (a quorum knows term 2) but pushes its term to 2.
+        nt.send(hup(1))
+        r1 = nt.raft(1)
+        assert (r1.state, r1.term) == (F, 2)
+        # Its second campaign, at term 3, succeeds.
+        nt.send(hup(1))
+        assert (r1.state, r1.term) == (L, 3)
+        for id in nt.ids:
+            r = nt.raft(id)
+            assert [e.term for e in r.raft_log.all_entries()] == [1, 3], f"prevote={prevote} node {id}"
+
+
+# -- randomized election timeouts (paper §5.2) ----------------------------------------------------
+def _timeouts(state: StateType, seed: int, rounds: int, et: int = 10) -> list[int]:
+    r = new_raft(1, et, 1, new_storage([1, 2, 3]), rng=random.Random(seed))
+    out = []
+    for _ in range(rounds):
+        if state == F:
+            r.become_follower(r.term + 1, 2)
+        else:
+            r.become_candidate()
+        elapsed = 0
+        while not read_messages(r):
+            r.tick()
+            elapsed += 1
+        out.append(elapsed)
+    return out
+
+
+@pytest.mark.parametrize("state", [F, C], ids=["follower", "candidate"])
+def test_nonleader_election_timeout_randomized(state: StateType) -> None:
+    et = 10
+    got = _timeouts(state, seed=7, rounds=50 * et, et=et)
+    # Every timeout is in [E, 2E), and every value of that range happens.
+    assert set(got) == set(range(et, 2 * et))
+    # The rng is injected: the same seed gives the same timeouts.
+    assert _timeouts(state, seed=7, rounds=50) == got[:50]
+    assert _timeouts(state, seed=8, rounds=50) != got[:50]
+
+
+@pytest.mark.parametrize("state", [F, C], ids=["follower", "candidate"])
+def test_nonleaders_election_timeout_nonconflict(state: StateType) -> None:
+    # Randomized timeouts make it unlikely that several nodes time out on the same
+    # tick (split votes, §5.2).
+    et, size, rounds = 10, 5, 500
+    ids = list(range(1, size + 1))
+    rs = [new_raft(i, et, 1, new_storage(ids)) for i in ids]
+    conflicts = 0
+    for _ in range(rounds):
+        for r in rs:
+            if state == F:
+                r.become_follower(r.term + 1, 0)
+            else:
+                r.become_candidate()
+        timed_out = 0
+        while timed_out == 0:
+            for r in rs:
+                r.tick()
+                if read_messages(r):
+                    timed_out += 1
+        if timed_out > 1:
+            conflicts += 1
+    assert conflicts / rounds <= 0.3
+
+
+# -- votes ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "ents,log_term,index,wreject",
+    [
+        # same log term: the longer log wins
+        (entries_with_terms(1), 1, 1, False),
+        (entries_with_terms(1), 1, 2, False),
+        (entries_with_terms(1, 1), 1, 1, True),
+        # the candidate's last term is higher
+        (entries_with_terms(1), 2, 1, False),
+        (entries_with_terms(1), 2, 2, False),
+        (entries_with_terms(1, 1), 2, 1, False),
+        # the voter's last term is higher
+        (entries_with_terms(2), 1, 1, True),
+        (entries_with_terms(2), 1, 2, True),
+        (entries_with_terms(2, 2), 1, 1, True),
+        (entries_with_terms(1, 1), 1, 1, True),
+    ],
+)
+def test_voter(ents, log_term: int, index: int, wreject: bool) -> None:
+    # A voter grants only to a candidate whose log is at least as up to date (§5.4.1).
+    r = new_raft(1, 10, 1, new_storage([1, 2], entries=ents))
+    r.step(msg(MsgVote, 2, 1, term=3, log_term=log_term, index=index))
+    ms = read_messages(r)
+    assert len(ms) == 1
+    assert ms[0].type == MsgVoteResp
+    assert ms[0].reject == wreject
+
+
+_RECV_VOTE_CASES = [
+    (F, 0, 0, 0, True), (F, 0, 1, 0, True), (F, 0, 2, 0, True), (F, 0, 3, 0, False),
+    (F, 1, 0, 0, True), (F, 1, 1, 0, True), (F, 1, 2, 0, True), (F, 1, 3, 0, False),
+    (F, 2, 0, 0, True), (F, 2, 1, 0, True), (F, 2, 2, 0, False), (F, 2, 3, 0, False),
+    (F, 3, 0, 0, True), (F, 3, 1, 0, True), (F, 3, 2, 0, False), (F, 3, 3, 0, False),
+    # already voted: the same candidate again is granted, another is refused
+    (F, 3, 2, 2, False),
+    (F, 3, 2, 1, True),
+    (L, 3, 3, 1, True),
+    (P, 3, 3, 1, True),
+    (C, 3, 3, 1, True),
+]
+
+
+@pytest.mark.parametrize("msg_type", [MsgVote, MsgPreVote], ids=["vote", "prevote"])
+@pytest.mark.parametrize("state,index,log_term,vote_for,wreject", _RECV_VOTE_CASES)
+def test_recv_msg_vote(msg_type: int, state: StateType, index: int, log_term: int,
+                       vote_for: int, wreject: bool) -> None:
+    r = new_raft(1, 10, 1, new_storage([1]))
+    r.state = state
+    r._step = {F: r._step_follower, C: r._step_candidate, P: r._step_candidate, L: r._step_leader}[state]
+    r.vote = vote_for
+    r.raft_log = RaftLog(new_storage(entries=entries_with_terms(2, 2)), r.logger)
+    # Same term on both sides: only the log comparison and the existing vote decide.
+    term = max(r.raft_log.last_term(), log_term)
+    r.term = term
+    r.step(msg(msg_type, 2, 0, term=term, index=index, log_term=log_term))
+    ms = read_messages(r)
+    assert len(ms) == 1
+    assert ms[0].type == (MsgVoteResp if msg_type == MsgVote else MsgPreVoteResp)
+    assert ms[0].reject == wreject
+
+
+def test_reject_stale_term_message() -> None:
+    # A message of an older term never reaches the role's step function (§5.1).
+    called = []
+    storage = new_storage([1, 2, 3], hard_state=HardState(term=2))
+    r = new_raft(1, 10, 1, storage)
+    r._step = lambda m: called.append(m)
+    assert r.term == 2
+    r.step(msg(MsgApp, 2, 1, term=1))
+    assert called == []
+
+
+# -- CheckQuorum (§6.2, thesis §4.2.3) -------------------------------------------------------------
+def test_leader_stepdown_when_quorum_active() -> None:
+    r = new_raft(1, 5, 1, new_storage([1, 2, 3]), check_quorum=True)
+    r.become_candidate()
+    r.become_leader()
+    for _ in range(r.election_timeout + 1):
+        r.step(msg(MsgHeartbeatResp, 2, 1, term=r.term))
+        r.tick()
+    assert r.state == L
+
+
+def test_leader_stepdown_when_quorum_lost() -> None:
+    r = new_raft(1, 5, 1, new_storage([1, 2, 3]), check_quorum=True)
+    r.become_candidate()
+    r.become_leader()
+    for _ in range(r.election_timeout + 1):
+        r.tick()
+    assert r.state == F
+
+
+def test_leader_superseding_with_check_quorum() -> None:
+    a, b, c = cq_nodes(3)
+    nt = Network(a, b, c)
+    b.raft.randomized_election_timeout = b.raft.election_timeout + 1
+    for _ in range(b.raft.election_timeout):
+        b.tick()
+    nt.send(hup(1))
+    assert a.raft.state == L
+    assert c.raft.state == F
+
+    nt.send(hup(3))
+    # b heard from leader a within the election timeout: it ignores c's vote request
+    # (the vote lease), so c cannot win.
+    assert c.raft.state == C
+
+    # Once b's lease has expired, c wins.
+    for _ in range(b.raft.election_timeout):
+        b.tick()
+    nt.send(hup(3))
+    assert c.raft.state == L
+
+
+def test_leader_election_with_check_quorum() -> None:
+    a, b, c = cq_nodes(3)
+    nt = Network(a, b, c)
+    a.raft.randomized_election_timeout = a.raft.election_timeout + 1
+    b.raft.randomized_election_timeout = b.raft.election_timeout + 2
+    # Right after creation nobody knows a leader: votes are cast regardless of the lease.
+    nt.send(hup(1))
+    assert a.raft.state == L
+    assert c.raft.state == F
+
+    a.raft.randomized_election_timeout = a.raft.election_timeout + 1
+    b.raft.randomized_election_timeout = b.raft.election_timeout + 2
+    for _ in range(a.raft.election_timeout):
+        a.tick()
+    for _ in range(b.raft.election_timeout):
+        b.tick()
+    nt.send(hup(3))
+    assert a.raft.state == F
+    assert c.raft.state == L
+
+
+def test_free_stuck_candidate_with_check_quorum() -> None:
+    # A candidate whose term ran ahead while partitioned can disrupt a leader that
+    # still holds its lease: its answer to the leader's heartbeat carries its higher
+    # term, and the leader steps down.
+    a, b, c = cq_nodes(3)
+    nt = Network(a, b, c)
+    b.raft.randomized_election_timeout = b.raft.election_timeout + 1
+    for _ in range(b.raft.election_timeout):
+        b.tick()
+    nt.send(hup(1))
+
+    nt.isolate(1)
+    nt.send(hup(3))
+    assert b.raft.state == F
+    assert c.raft.state == C
+    assert c.raft.term == b.raft.term + 1
+
+    nt.send(hup(3))
+    assert b.raft.state == F
+    assert c.raft.state == C
+    assert c.raft.term == b.raft.term + 2
+
+    nt.recover()
+    nt.send(msg(MsgHeartbeat, 1, 3, term=a.raft.term))
+    assert a.raft.state == F
+    assert a.raft.term == c.raft.term
+
+    nt.send(hup(3))
+    assert c.raft.state == L
+
+
+def test_non_promotable_voter_with_check_quorum() -> None:
+    a = new_rawnode(1, 10, 1, new_storage([1, 2]), check_quorum=True)
+    b = new_rawnode(2, 10, 1, new_storage([1]), check_quorum=True)
+    nt = Network(a, b)
+    b.raft.randomized_election_timeout = b.raft.election_timeout + 1
+    assert not b.raft.promotable()
+    for _ in range(b.raft.election_timeout):
+        b.tick()
+    nt.send(hup(1))
+    assert a.raft.state == L
+    assert b.raft.state == F
+    assert b.raft.lead == 1
+
+
+def _disruptive_setup() -> tuple[Network, RawNode, RawNode, RawNode]:
+    n1, n2, n3 = cq_nodes(3)
+    for n in (n1, n2, n3):
+        n.raft.become_follower(1, 0)
+    nt = Network(n1, n2, n3)
+    nt.send(hup(1))
+    assert (n1.raft.state, n2.raft.state, n3.raft.state) == (L, F, F)
+    return nt, n1, n2, n3
+
+
+def test_disruptive_follower() -> None:
+    # A follower whose election timer fires while the leader's messages are delayed
+    # becomes a candidate at a higher term; its reply to the late heartbeat makes the
+    # leader step down (without PreVote nothing prevents this).
+    nt, n1, n2, n3 = _disruptive_setup()
+    n3.raft.randomized_election_timeout = n3.raft.election_timeout + 2
+    for _ in range(n3.raft.randomized_election_timeout - 1):
+        n3.tick()
+    n3.tick()
+    assert (n1.raft.state, n2.raft.state, n3.raft.state) == (L, F, C)
+    assert (n1.raft.term, n2.raft.term, n3.raft.term) == (2, 2, 3)
+
+    # The heartbeat was sent at the leader's (lower) term; n3's MsgAppResp at term 3
+    # (and its queued vote requests, which the lease makes n1 and n2 ignore) go out.
+    nt.send(msg(MsgHeartbeat, 1, 3, term=n1.raft.term))
+    assert (n1.raft.state, n2.raft.state, n3.raft.state) == (F, F, C)
+    assert (n1.raft.term, n2.raft.term, n3.raft.term) == (3, 2, 3)
+
+
+def test_disruptive_follower_pre_vote() -> None:
+    # With PreVote the isolated follower, whose log is behind, cannot disrupt the leader.
+    nt, n1, n2, n3 = _disruptive_setup()
+    nt.isolate(3)
+    for _ in range(3):
+        nt.send(msg(MsgProp, 1, 1, entries=[Entry(data=b"somedata")]))
+    for n in (n1, n2, n3):
+        n.raft.pre_vote = True
+    nt.recover()
+    nt.send(hup(3))
+    assert (n1.raft.state, n2.raft.state, n3.raft.state) == (L, F, P)
+    assert (n1.raft.term, n2.raft.term, n3.raft.term) == (2, 2, 2)
+
+    # A delayed heartbeat does not make the leader step down.
+    nt.send(msg(MsgHeartbeat, 1, 3, term=n1.raft.term))
+    assert n1.raft.state == L
+
+
+def test_pre_vote_with_check_quorum() -> None:
+    n1, n2, n3 = cq_nodes(3, pre_vote=True)
+    for n in (n1, n2, n3):
+        n.raft.become_follower(1, 0)
+    nt = Network(n1, n2, n3)
+    nt.send(hup(1))
+    # Isolate the leader: 2 and 3 still know it.
+    nt.isolate(1)
+    assert (n1.raft.state, n2.raft.state, n3.raft.state) == (L, F, F)
+    # 2 ignores 3's PreVote (lease), but then 3 grants 2's: a new leader emerges.
+    nt.send(hup(3))
+    nt.send(hup(2))
+    assert n2.raft.state == L or n3.raft.state == F
+    assert n2.raft.state == L
+
+
+def test_pre_vote_with_split_vote() -> None:
+    n1, n2, n3 = (new_rawnode(i, 10, 1, new_storage([1, 2, 3]), pre_vote=True) for i in (1, 2, 3))
+    for n in (n1, n2, n3):
+        n.raft.become_follower(1, 0)
+    nt = Network(n1, n2, n3)
+    nt.send(hup(1))
+    # Simulate leader down; 2 and 3 time out together and split the vote.
+    nt.isolate(1)
+    nt.send(hup(2), hup(3))
+    assert (n2.raft.term, n3.raft.term) == (3, 3)
+    assert (n2.raft.state, n3.raft.state) == (C, C)
+    # Node 2 campaigns again and wins.
+    nt.send(hup(2))
+    assert (n2.raft.term, n3.raft.term) == (4, 4)
+    assert (n2.raft.state, n3.raft.state) == (L, F)
+
+
+def test_campaign_config_from_rawnode_defaults() -> None:
+    # The library's defaults (unlike etcd's test config) turn PreVote and CheckQuorum
+    # on; a fresh 3-node cluster still elects a leader through PreVote.
+    ids = [1, 2, 3]
+    nodes = [RawNode(new_config(i, new_storage(ids), pre_vote=True, check_quorum=True)) for i in ids]
+    nt = Network(*nodes)
+    nt.send(hup(2))
+    assert nt.raft(2).state == L
+    assert [nt.raft(i).term for i in ids] == [1, 1, 1]
