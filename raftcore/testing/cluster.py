@@ -28,8 +28,19 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from .. import raftpb
+from ..config import Config
 from ..errors import ProposalDroppedError
-from ..raftpb import ConfChange, ConfChangeSingle, ConfChangeV2, ConfState, Entry, HardState, Message
+from ..raftpb import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeV2,
+    ConfState,
+    Entry,
+    HardState,
+    Message,
+)
+from ..rawnode import RawNode
+from ..ready import SnapshotStatus, StateType
 from ..storage import MemoryStorage
 from .app import AppliedEntry, RecordingStateMachine
 from .invariants import InvariantChecker, InvariantViolation
@@ -62,7 +73,7 @@ class SimNode:
 
     id: int
     storage: MemoryStorage
-    raw: Any = None  # the RawNode; None while crashed or removed
+    raw: RawNode | None = None  # None while crashed or removed
     sm: RecordingStateMachine = field(default_factory=RecordingStateMachine)
     conf_state: ConfState = field(default_factory=ConfState)
     state: str = NodeState.LIVE
@@ -71,6 +82,13 @@ class SimNode:
     is_leader: bool = False
     lead: int = 0
     reads: dict[bytes, int] = field(default_factory=dict)  # request_ctx -> read index
+
+    @property
+    def rawnode(self) -> RawNode:
+        """The running RawNode (an AssertionError while the node is down)."""
+        if self.raw is None:
+            raise AssertionError(f"node {self.id} is not running ({self.state})")
+        return self.raw
 
     @property
     def live(self) -> bool:
@@ -100,7 +118,9 @@ class SimCluster:
     heartbeat_tick, check_quorum, pre_vote, max_size_per_msg, ...); each node gets its
     own `rng` derived from `seed`. With `snapshot_every=k` a node snapshots its state
     machine and compacts its log every k applied entries, keeping `compact_margin`
-    entries before the snapshot index, so lagging followers need MsgSnap.
+    entries before the snapshot index, so lagging followers need MsgSnap. With
+    `fresh_snapshots` (the default) a MsgSnap carries the sender's state machine as
+    applied when it is sent rather than the stored snapshot, as etcd's server does.
     """
 
     def __init__(
@@ -114,6 +134,7 @@ class SimCluster:
         report_unreachable: bool = True,
         trace_limit: int = 300,
         status_checks: bool = True,
+        fresh_snapshots: bool = True,
         **config: Any,
     ) -> None:
         bad = _LOCAL_CONFIG_KEYS & config.keys()
@@ -127,6 +148,7 @@ class SimCluster:
         self.compact_margin = compact_margin
         self.report_unreachable = report_unreachable
         self.status_checks = status_checks
+        self.fresh_snapshots = fresh_snapshots
         self.now = 0
         self.net = network if network is not None else SimNetwork(f"{seed}/net")
         self.net.on_drop = self._on_drop
@@ -143,7 +165,7 @@ class SimCluster:
         peers = list(range(1, n + 1))
         for nid in peers:
             node = self._new_node(nid, MemoryStorage())
-            node.raw.bootstrap(peers)
+            node.rawnode.bootstrap(peers)
         self._event("start", n, sorted(config.items()))
         self._settle()
 
@@ -192,7 +214,7 @@ class SimCluster:
         what is due and process Readys until the tick is settled."""
         self.now += 1
         for nid in self.live_ids():
-            self.nodes[nid].raw.tick()
+            self.nodes[nid].rawnode.tick()
         self._settle()
         if self.status_checks:
             self._check_status()
@@ -222,7 +244,7 @@ class SimCluster:
             self._event("propose-nowhere", target, data)
             return False
         try:
-            self.nodes[target].raw.propose(data)
+            self.nodes[target].rawnode.propose(data)
         except ProposalDroppedError as exc:
             self._event("propose-dropped", target, data, str(exc))
             return False
@@ -236,7 +258,7 @@ class SimCluster:
             self._event("confchange-nowhere", target, _describe_cc(cc))
             return False
         try:
-            self.nodes[target].raw.propose_conf_change(cc)
+            self.nodes[target].rawnode.propose_conf_change(cc)
         except ProposalDroppedError as exc:
             self._event("confchange-dropped", target, _describe_cc(cc), str(exc))
             return False
@@ -291,7 +313,7 @@ class SimCluster:
         if target is None or not self._is_live(target):
             return False
         self._event("transfer-leader", target, transferee)
-        self.nodes[target].raw.transfer_leader(transferee)
+        self.nodes[target].rawnode.transfer_leader(transferee)
         self._settle()
         return True
 
@@ -306,13 +328,13 @@ class SimCluster:
         ctx = b"read-%d" % self._read_seq
         self.checker.on_read_issued(ctx)
         self._event("read-index", target, ctx)
-        self.nodes[target].raw.read_index(ctx)
+        self.nodes[target].rawnode.read_index(ctx)
         self._settle()
         return ctx
 
     def campaign(self, nid: int) -> None:
         self._event("campaign", nid)
-        self.nodes[nid].raw.campaign()
+        self.nodes[nid].rawnode.campaign()
         self._settle()
 
     # -- faults --------------------------------------------------------------------
@@ -395,9 +417,6 @@ class SimCluster:
             self._event("join-start", nid)
 
     def _new_node(self, nid: int, storage: MemoryStorage, incarnation: int = 0) -> SimNode:
-        # Imported here so that raftcore.testing.network works without the core.
-        from .. import Config, RawNode
-
         snap = storage.snapshot()
         hs, _ = storage.initial_state()
         sm = RecordingStateMachine.decode(snap.data) if snap.metadata.index else RecordingStateMachine()
@@ -426,7 +445,7 @@ class SimCluster:
             progressed = False
             for nid in self.live_ids():
                 node = self.nodes[nid]
-                while node.live and node.raw.has_ready():
+                while node.live and node.rawnode.has_ready():
                     self._handle_ready(node)
                     progressed = True
                 if self._to_stop:
@@ -449,7 +468,7 @@ class SimCluster:
         self._event("deliver", msg.to, msg.from_, msg.type, msg.term, msg.index,
                     len(msg.entries), msg.commit, msg.reject)
         try:
-            node.raw.step(msg)
+            node.rawnode.step(msg)
         except ProposalDroppedError as exc:
             self._event("step-dropped", msg.to, msg.type, str(exc))
         if msg.type == raftpb.MsgSnap:
@@ -463,24 +482,20 @@ class SimCluster:
             self._reports.append((msg.from_, msg.to, False, False))
 
     def _give_reports(self) -> None:
-        from .. import SnapshotStatus
-
         reports, self._reports = self._reports, []
         for reporter, peer, is_snap, ok in reports:
             node = self.nodes.get(reporter)
             if node is None or not node.live:
                 continue
             if is_snap:
-                node.raw.report_snapshot(
+                node.rawnode.report_snapshot(
                     peer, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE
                 )
             else:
-                node.raw.report_unreachable(peer)
+                node.rawnode.report_unreachable(peer)
 
     def _handle_ready(self, node: SimNode) -> None:
-        from .. import StateType
-
-        rd = node.raw.ready()
+        rd = node.rawnode.ready()
         nid, storage, ck = node.id, node.storage, self.checker
         # 1. Persist: snapshot, entries, hard state.
         if rd.snapshot is not None and rd.snapshot.metadata.index:
@@ -529,6 +544,8 @@ class SimCluster:
         for msg in rd.messages:
             if msg.to == nid:
                 self._fail(f"node {nid} sent a message to itself: {msg}")
+            if msg.type == raftpb.MsgSnap and self.fresh_snapshots:
+                msg = self._freshen_snapshot(node, msg)
             self.net.send(msg, self.now)
         # 3. Apply.
         for e in rd.committed_entries:
@@ -537,7 +554,7 @@ class SimCluster:
             self._event("read-state", nid, rs.request_ctx, rs.index)
             ck.on_read_state(nid, rs.index, rs.request_ctx)
             node.reads[rs.request_ctx] = rs.index
-        node.raw.advance(rd)
+        node.rawnode.advance(rd)
         # 4. Maybe snapshot and compact.
         every = self.snapshot_every
         if every is not None and node.sm.applied - storage.snapshot().metadata.index >= every:
@@ -547,6 +564,23 @@ class SimCluster:
             if compact_to > storage.first_index() - 1:
                 storage.compact(compact_to)
             self._event("snapshot", nid, idx, storage.first_index())
+
+    def _freshen_snapshot(self, node: SimNode, msg: Message) -> Message:
+        """Send the state machine as applied now instead of the stored snapshot, as
+        etcd's server does (createMergedSnapshotMessage): a stored snapshot may predate
+        the conf change that added the recipient, which then must refuse it."""
+        meta = msg.snapshot.metadata
+        if node.sm.applied <= meta.index:
+            return msg
+        last = node.sm.records[-1]
+        fresh = Message()
+        fresh.CopyFrom(msg)
+        fresh.snapshot.data = node.sm.encode()
+        fresh.snapshot.metadata.index = last.index
+        fresh.snapshot.metadata.term = last.term
+        fresh.snapshot.metadata.conf_state.CopyFrom(node.conf_state)
+        self._event("fresh-snapshot", node.id, msg.to, meta.index, last.index)
+        return fresh
 
     def _apply(self, node: SimNode, e: Entry) -> None:
         nid = node.id
@@ -571,7 +605,7 @@ class SimCluster:
         else:
             cc = ConfChangeV2.FromString(e.data)
             removed = [c.node_id for c in cc.changes if c.type == raftpb.ConfChangeRemoveNode]
-        cs = node.raw.apply_conf_change(cc)
+        cs = node.rawnode.apply_conf_change(cc)
         node.conf_state = ConfState()
         node.conf_state.CopyFrom(cs)
         self._event("conf", nid, e.index, _describe_cs(cs))
@@ -594,11 +628,9 @@ class SimCluster:
         """After a settled tick every RawNode agrees with what it handed out: its term
         and commit are the persisted ones, applied is what the state machine applied
         (and never beyond commit), its role is the one its SoftState announced."""
-        from .. import StateType
-
         for nid in self.live_ids():
             node = self.nodes[nid]
-            st = node.raw.status()
+            st = node.rawnode.status()
             if st.applied > st.commit:
                 self._fail(f"node {nid}: applied {st.applied} is beyond commit {st.commit}")
             if (st.term, st.commit) != (node.term, node.commit):
