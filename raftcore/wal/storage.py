@@ -126,11 +126,11 @@ class _View(MemoryStorage):
     def replay_reset(self, meta: SnapshotMetadata) -> None:
         """save(snapshot=...): the log restarts after the snapshot."""
         self.replay_snapshot_meta(meta)
-        self._ents = [Entry(index=meta.index, term=meta.term)]
+        self._reset(meta.index, meta.term)
 
     def replay_reset_entries(self, index: int, term: int) -> None:
         """Start from a checkpoint: the view is compacted to its last index."""
-        self._ents = [Entry(index=index, term=term)]
+        self._reset(index, term)
 
     def replay_snapshot_meta(self, meta: SnapshotMetadata) -> None:
         s = Snapshot()
@@ -141,16 +141,15 @@ class _View(MemoryStorage):
     def replay_compact(self, index: int, term: int) -> bool:
         """compact(index) whose entry had `term`; False if the view is already
         compacted further (only while replaying from a checkpoint, see _replay)."""
-        offset = self._ents[0].index
-        if index < offset:
+        if index < self._offset:
             return False
         if index > self.last_index():
             raise UnavailableError(f"compact {index} is out of bound lastindex({self.last_index()})")
-        self._ents = [Entry(index=index, term=term)] + self._ents[index - offset + 1 :]
+        self._compact_to(index, term)
         return True
 
     def offset(self) -> int:
-        return self._ents[0].index
+        return self._offset
 
     def set_snapshot(self, snap: Snapshot) -> None:
         self._snapshot = snap

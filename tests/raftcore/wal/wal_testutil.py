@@ -78,13 +78,7 @@ def state(st: AnyStorage) -> tuple[Any, ...]:
 
 
 def copy_model(ms: MemoryStorage) -> MemoryStorage:
-    out = MemoryStorage()
-    out._hard_state = HardState()
-    out._hard_state.CopyFrom(ms._hard_state)
-    out._snapshot = Snapshot()
-    out._snapshot.CopyFrom(ms._snapshot)
-    out._ents = list(ms._ents)
-    return out
+    return ms.copy()
 
 
 @dataclass
