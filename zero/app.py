@@ -1,0 +1,283 @@
+"""`zero run`: one zero process — the data-dir lock, ZeroNode, Leases, the gRPC server
+(Zero, ZeroAdmin, health, reflection) and the HTTP server, started and stopped in order.
+
+Start: lock the data dir, read its identity, bind both ports, start the node (WAL
+recovery), then serve. Any failure before serving is a StartupError: one line, exit 1.
+Stop (SIGTERM/SIGINT): report NOT_SERVING, stop accepting calls and let in-flight ones
+finish (grace), close HTTP, then stop the node, which syncs and closes the WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from raftcore import StorageError
+
+from .errors import ZeroError
+from .http import health_report, make_app
+from .identity import load_identity
+from .leases import Leases
+from .log import make_logger
+from .metrics import Metrics
+from .node import NodeOptions, ZeroNode, run_leader_task
+from .pb import zero_pb2_grpc
+from .server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
+
+__all__ = ["RunConfig", "ZeroApp", "StartupError", "run", "LOCK_FILE"]
+
+LOCK_FILE = "LOCK"
+HEALTH_PERIOD = 0.5  # seconds between gRPC health refreshes
+GRPC_GRACE = 2.0  # seconds in-flight calls get on shutdown
+HTTP_GRACE = 1.0
+SERVICES = ("zero.v1.Zero", "zero.v1.ZeroAdmin")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything `zero run` takes, validated (zero/cli.py builds it)."""
+
+    data_dir: str = "./zw"
+    grpc_addr: str = "0.0.0.0:5080"
+    http_addr: str = "0.0.0.0:6080"
+    my: str | None = None  # None: localhost:<grpc port>
+    raft_id: int = 0  # 0: the data dir's, else 1
+    replicas: int = 1
+    tick: float = 0.1
+    election_ticks: int = 5
+    snapshot_after: int = 10_000
+    rebalance_interval: float = 480.0
+    admin_token: str | None = field(default=None, repr=False)  # never printed
+    log_format: str | None = None  # None: console on a TTY, else json
+
+
+class StartupError(Exception):
+    """zero cannot start (corrupt or locked data dir, port in use): exit 1."""
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class ZeroApp:
+    def __init__(self, cfg: RunConfig, *, log_stream: TextIO | None = None) -> None:
+        self.cfg = cfg
+        self._log_stream = log_stream
+        self.log: Any = None
+        self.node: ZeroNode | None = None
+        self.leases: Leases | None = None
+        self.liveness: Liveness | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.grpc_port = 0
+        self.http_port = 0
+        self._runner: web.AppRunner | None = None
+        self._lock_fd = -1
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._serving: bool | None = None
+        self.failed = asyncio.Event()  # the node stopped on its own (e.g. a failed fsync)
+
+    # -- start ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        cfg = self.cfg
+        self._lock(cfg.data_dir)
+        try:
+            ident = load_identity(cfg.data_dir)
+        except StorageError as e:
+            raise StartupError(str(e)) from None
+        raft_id = ident.raft_id if ident is not None else (cfg.raft_id or 1)
+        holder: dict[str, ZeroNode] = {}
+        self.log = make_logger(raft_id=raft_id, fmt=cfg.log_format, stream=self._log_stream,
+                               term=lambda: holder["node"].term if "node" in holder else 0)
+
+        metrics = Metrics()
+        self._interceptor = Interceptor(lambda: self.node, metrics=metrics, admin_token=cfg.admin_token,
+                                        logger=self.log)
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ], interceptors=[self._interceptor])
+        self.grpc_server = server
+        try:
+            self.grpc_port = server.add_insecure_port(cfg.grpc_addr)
+        except RuntimeError as e:
+            raise StartupError(f"cannot listen for gRPC on {cfg.grpc_addr}: {e}") from None
+        if not self.grpc_port:
+            raise StartupError(f"cannot listen for gRPC on {cfg.grpc_addr} (address in use?)")
+        my = cfg.my or f"localhost:{self.grpc_port}"
+
+        node = ZeroNode(NodeOptions(
+            data_dir=cfg.data_dir, my_addr=my, raft_id=cfg.raft_id, tick_seconds=cfg.tick,
+            election_ticks=cfg.election_ticks, snapshot_every=cfg.snapshot_after, replicas=cfg.replicas),
+            logger=self.log, metrics=metrics)
+        holder["node"] = node
+        try:
+            await node.start()
+        except StorageError as e:  # CorruptionError included: the message names the file
+            raise StartupError(str(e)) from None
+        except ZeroError as e:
+            raise StartupError(str(e)) from None
+        self.node = node
+        self.leases = Leases(node)
+        self.liveness = Liveness(node)
+        node.on_leadership.append(self._log_leadership)
+        node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
+
+        zero_pb2_grpc.add_ZeroServicer_to_server(
+            ZeroService(node, self.leases, self.liveness, admin_token=cfg.admin_token, replicas=cfg.replicas), server)
+        zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, self.liveness), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        await self._set_health(False)
+        await server.start()
+
+        runner = web.AppRunner(make_app(node, self.liveness), access_log=None, shutdown_timeout=HTTP_GRACE)
+        await runner.setup()
+        self._runner = runner
+        host, port = _split_addr(cfg.http_addr)
+        site = web.TCPSite(runner, host or None, port)
+        try:
+            await site.start()
+        except OSError as e:
+            raise StartupError(f"cannot listen for HTTP on {cfg.http_addr}: {e.strerror or e}") from None
+        sockets = [s for s in (site._server.sockets if site._server else [])]  # type: ignore[union-attr]
+        self.http_port = sockets[0].getsockname()[1] if sockets else port
+        self._tasks.append(asyncio.get_running_loop().create_task(self._health_loop(), name="zero-health"))
+        self.log.info("zero is running", grpc_addr=cfg.grpc_addr, grpc_port=self.grpc_port,
+                      http_addr=cfg.http_addr, http_port=self.http_port, my=my, data_dir=cfg.data_dir,
+                      replicas=cfg.replicas, tick_seconds=cfg.tick, election_ticks=cfg.election_ticks,
+                      snapshot_after=cfg.snapshot_after, admin_token_set=bool(cfg.admin_token))
+
+    def _lock(self, data_dir: str) -> None:
+        """One zero per data dir: an exclusive flock on <data-dir>/LOCK, held until exit
+        (the kernel releases it when the process dies, also on kill -9)."""
+        path = os.path.join(data_dir, LOCK_FILE)
+        try:
+            os.makedirs(data_dir, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise StartupError(f"cannot use data dir {data_dir}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            except OSError:
+                holder = ""
+            os.close(fd)
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise StartupError(f"data dir {data_dir} is in use by another zero{who}; "
+                               f"each zero needs its own --data-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _log_leadership(self, leader: bool, term: int) -> None:
+        if leader:
+            self.log.info("this zero became the leader", term=term)
+        else:
+            self.log.info("this zero is no longer the leader", term=term)
+
+    # -- health -----------------------------------------------------------------------------------
+    async def _set_health(self, serving: bool) -> None:
+        if serving == self._serving:
+            return
+        self._serving = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICES):
+            await self.health.set(name, status)
+
+    async def _health_loop(self) -> None:
+        node = self.node
+        assert node is not None
+        while True:
+            if node.fatal is not None:
+                self.failed.set()
+                await self._set_health(False)
+                return
+            ok, _ = health_report(node)
+            await self._set_health(ok)
+            await asyncio.sleep(HEALTH_PERIOD)
+
+    # -- stop -----------------------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Stop serving and flush; safe to call more than once and after a failed start."""
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+        if self.grpc_server is not None:
+            try:
+                await self._set_health(False)
+            except Exception:
+                pass
+        stops = []
+        if self.grpc_server is not None:
+            stops.append(self.grpc_server.stop(GRPC_GRACE))
+            self.grpc_server = None
+        if self._runner is not None:
+            stops.append(self._runner.cleanup())
+            self._runner = None
+        if stops:
+            await asyncio.gather(*stops, return_exceptions=True)
+        if self.node is not None:
+            node, self.node = self.node, None
+            await node.stop()
+            if self.log is not None:
+                self.log.info("zero stopped", applied=node.applied)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+async def run(cfg: RunConfig, *, log_stream: TextIO | None = None) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    app = ZeroApp(cfg, log_stream=log_stream)
+    try:
+        await app.start()
+    except StartupError as e:
+        print(f"zero: cannot start: {e}", file=sys.stderr, flush=True)
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if signals:  # a second signal: stop waiting for the graceful path
+            os._exit(128 + sig.value)
+        signals.append(sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    failed = loop.create_task(app.failed.wait())
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait([failed, stopping], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if app.failed.is_set():
+        code = 1
+        app.log.error("the raft loop stopped; shutting down", error=repr(app.node.fatal if app.node else None))
+    else:
+        app.log.info("shutting down", signal=signals[0] if signals else None)
+    failed.cancel()
+    stopping.cancel()
+    await app.stop()
+    return code

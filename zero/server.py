@@ -1,0 +1,464 @@
+"""zero's gRPC services: thin translations of requests onto ZeroNode, ZeroState and Leases.
+
+- `Zero` (data nodes) and `ZeroAdmin` (operators), SPEC "gRPC".
+- `Interceptor`: the one place every call passes through. It checks the admin token on
+  ZeroAdmin methods, attaches `zero-leader-id`/`zero-leader-addr` trailing metadata on a
+  zero that is not the leader, maps a raised ZeroError to its gRPC status (`status_of`,
+  the only error → status table, driven by each error's `.code`), and records
+  `zero_grpc_requests{method,code}` and `zero_grpc_request_seconds{method}`.
+- `Liveness`: heartbeats, kept in the leader's memory only (never written through Raft);
+  overlaid onto every MembershipState this zero hands out.
+
+Reads are linearizable: they wait for `ZeroNode.read_barrier()` (ReadIndex) before
+reading the applied state. Writes are proposals that return once applied here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from . import validate
+from .errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    UnavailableError,
+    ZeroError,
+)
+from .leases import Leases
+from .metrics import Metrics
+from .node import ZeroNode
+from .pb import state_pb2, zero_pb2, zero_pb2_grpc
+
+__all__ = [
+    "ZeroService",
+    "ZeroAdminService",
+    "Interceptor",
+    "Liveness",
+    "UnimplementedError",
+    "status_of",
+    "check_admin",
+    "LIVENESS_WINDOW",
+    "MAX_MESSAGE_BYTES",
+    "MAX_TABLETS_PER_REQUEST",
+]
+
+LIVENESS_WINDOW = 10.0  # seconds without a heartbeat after which a member is unhealthy
+MAX_MESSAGE_BYTES = 16 << 20
+MAX_TABLETS_PER_REQUEST = 10_000
+ERROR_LOG_INTERVAL = 60.0  # seconds between log lines for one repeating unexpected error
+SIZE_CHANGE_RATIO = 0.10  # UpdateTabletSizes proposes only changes above this
+ADMIN_PREFIX = "/zero.v1.ZeroAdmin/"
+
+
+class UnimplementedError(ZeroError):
+    """A feature that arrives in a later release."""
+
+    code = "UNIMPLEMENTED"
+
+
+def status_of(err: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and message for an error raised by a servicer (the one mapping)."""
+    if isinstance(err, ZeroError):
+        code = getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
+        return code, str(err) or type(err).__name__
+    return grpc.StatusCode.INTERNAL, f"internal error in zero: {type(err).__name__}: {err}"
+
+
+def check_admin(token: str | None, metadata: Any) -> None:
+    """Raise unless `metadata` carries `authorization: Bearer <token>` (no token set:
+    admin calls are open)."""
+    if not token:
+        return
+    got = None
+    for key, value in metadata or ():
+        if key == "authorization":
+            got = value if isinstance(value, str) else value.decode("ascii", "replace")
+            break
+    if got is None:
+        raise UnauthenticatedError("this call needs the admin token: send metadata 'authorization: Bearer <token>'")
+    scheme, _, presented = got.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        raise UnauthenticatedError("the authorization metadata must be 'Bearer <token>'")
+    if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise PermissionDeniedError("the admin token is wrong")
+
+
+# -- liveness ------------------------------------------------------------------------------------
+class Liveness:
+    """When each data node was last heard from, on this zero (the leader) only.
+
+    Measured with the monotonic clock; `last_heartbeat_ms` reports wall-clock time for
+    people. Cleared on every leadership change: a new leader learns liveness afresh.
+    """
+
+    def __init__(self, node: ZeroNode, *, window: float = LIVENESS_WINDOW,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self.window = window
+        self._clock = clock
+        self._wall = wall
+        self._seen: dict[int, tuple[float, int, bool]] = {}  # member -> (monotonic, wall ms, leads its group)
+        node.on_leadership.append(lambda leader, term: self._seen.clear())
+
+    def beat(self, member_id: int, *, leader: bool = False) -> None:
+        self._seen[member_id] = (self._clock(), int(self._wall() * 1000), leader)
+
+    def forget(self, member_id: int) -> None:
+        self._seen.pop(member_id, None)
+
+    def fill(self, m: zero_pb2.Member) -> None:
+        seen = self._seen.get(m.id)
+        if seen is None:
+            m.healthy, m.last_heartbeat_ms, m.leader = False, 0, False
+            return
+        mono, wall_ms, leads = seen
+        m.healthy = self._clock() - mono <= self.window
+        m.last_heartbeat_ms = wall_ms
+        m.leader = leads and m.healthy
+
+    def overlay(self, state: zero_pb2.MembershipState) -> zero_pb2.MembershipState:
+        """Fill the liveness fields of `state` in place (and return it)."""
+        for group in state.groups.values():
+            for m in group.members.values():
+                self.fill(m)
+        me, lead = self.node.raft_id, self.node.leader_id
+        now_ms = int(self._wall() * 1000)
+        for zid, z in state.zeros.items():
+            z.leader = zid == lead
+            if zid == me:  # peers' liveness arrives with the Raft transport
+                z.healthy, z.last_heartbeat_ms = True, now_ms
+        return state
+
+
+# -- the interceptor -----------------------------------------------------------------------------
+class Interceptor(grpc.aio.ServerInterceptor):
+    """Auth, leader hints, error mapping and metrics for every call (see module doc)."""
+
+    def __init__(self, node: ZeroNode | Callable[[], ZeroNode | None], *, metrics: Metrics | None = None,
+                 admin_token: str | None, logger: Any) -> None:
+        # `node` may be a callable: a grpc.aio server takes its interceptors when it is
+        # built, which zero/app.py does before the node exists (to learn the bound port).
+        self._node = node if callable(node) else (lambda: node)
+        self.admin_token = admin_token
+        self.log = logger
+        m = metrics if metrics is not None else node.metrics  # type: ignore[union-attr]
+        self._requests = m.grpc_requests
+        self._seconds = m.grpc_seconds
+        self._children: dict[tuple[str, str], Any] = {}
+        self._errors_logged: dict[tuple[str, str], float] = {}
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        name = method.lstrip("/")
+        admin = method.startswith(ADMIN_PREFIX)
+        ours = method.startswith("/zero.v1.")
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, name, admin, ours),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(handler.unary_stream, name, admin, ours),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return handler  # client-streaming (reflection): passed through
+
+    def _prelude(self, context: grpc.aio.ServicerContext, admin: bool, ours: bool) -> None:
+        node = self._node()
+        if node is None:
+            raise UnavailableError("zero is starting; retry shortly")
+        if ours and not node.is_leader and node.leader_id:
+            md = [("zero-leader-id", str(node.leader_id))]
+            zero = node.state._state.zeros.get(node.leader_id)
+            if zero is not None and zero.addr:
+                md.append(("zero-leader-addr", zero.addr))
+            context.set_trailing_metadata(tuple(md))
+        if admin:
+            check_admin(self.admin_token, context.invocation_metadata())
+
+    def _unary(self, behavior: Any, name: str, admin: bool, ours: bool) -> Any:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            t0 = time.perf_counter()
+            code = "OK"
+            try:
+                self._prelude(context, admin, ours)
+                return await behavior(request, context)
+            except BaseException as e:
+                code, status = self._classify(e, context, name)
+                if status is None:
+                    raise
+                await context.abort(*status)  # raises AbortError, which grpc expects
+            finally:
+                self._record(name, code, time.perf_counter() - t0)
+        return call
+
+    def _stream(self, behavior: Any, name: str, admin: bool, ours: bool) -> Any:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            t0 = time.perf_counter()
+            code = "OK"
+            try:
+                self._prelude(context, admin, ours)
+                result = behavior(request, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        yield item
+                else:
+                    await result
+            except BaseException as e:
+                code, status = self._classify(e, context, name)
+                if status is None:
+                    raise
+                await context.abort(*status)  # raises AbortError, which grpc expects
+            finally:
+                self._record(name, code, time.perf_counter() - t0)
+        return call
+
+    def _classify(self, e: BaseException, context: grpc.aio.ServicerContext,
+                  name: str) -> tuple[str, tuple[grpc.StatusCode, str] | None]:
+        """The status name of a failed call, and the status to abort it with (None: the
+        exception already is the outcome — a cancellation or the servicer's own abort)."""
+        if isinstance(e, asyncio.CancelledError):
+            return "CANCELLED", None
+        if isinstance(e, grpc.aio.AbortError):
+            c = context.code()
+            return (c.name if isinstance(c, grpc.StatusCode) else "UNKNOWN"), None
+        if not isinstance(e, Exception):
+            return "CANCELLED", None  # KeyboardInterrupt/SystemExit: not ours to turn into a status
+        code, message = status_of(e)
+        if isinstance(e, ZeroError):
+            self.log.debug("request refused", method=name, code=code.name, error=message)
+        else:
+            # Once per method and error type a minute: a bug hit by every request must
+            # not flood the log.
+            key, now = (name, type(e).__name__), time.monotonic()
+            if now - self._errors_logged.get(key, -ERROR_LOG_INTERVAL) >= ERROR_LOG_INTERVAL:
+                self._errors_logged[key] = now
+                self.log.error("request failed with an unexpected error", method=name, error=repr(e))
+        return code.name, (code, message)
+
+    def _record(self, name: str, code: str, seconds: float) -> None:
+        child = self._children.get((name, code))
+        if child is None:
+            child = self._children[(name, code)] = self._requests.labels(name, code)
+        child.inc()
+        sec = self._children.get((name, ""))
+        if sec is None:
+            sec = self._children[(name, "")] = self._seconds.labels(name)
+        sec.observe(seconds)
+
+
+# -- Zero: the data-node API ------------------------------------------------------------------------
+class ZeroService(zero_pb2_grpc.ZeroServicer):
+    def __init__(self, node: ZeroNode, leases: Leases, liveness: Liveness, *,
+                 admin_token: str | None, replicas: int) -> None:
+        self.node = node
+        self.leases = leases
+        self.liveness = liveness
+        self.admin_token = admin_token
+        self.replicas = replicas
+
+    async def _state(self) -> zero_pb2.MembershipState:
+        await self.node.read_barrier()
+        return self.liveness.overlay(self.node.state.state_copy())
+
+    async def Connect(self, request: zero_pb2.ConnectRequest, context: Any) -> zero_pb2.ConnectResponse:
+        addr = validate.address(request.addr, "addr")
+        if request.learner and not request.group_id:
+            raise InvalidArgumentError("a learner must name the group it replicates (group_id)")
+        applied = await self.node.propose(state_pb2.Proposal(connect=state_pb2.ConnectMember(
+            id=request.id, addr=addr, group_id=request.group_id, learner=request.learner,
+            replicas=self.replicas)))
+        member = applied.member
+        assert member is not None
+        if self.node.is_leader:
+            self.liveness.beat(member.id)
+        self.liveness.fill(member)
+        return zero_pb2.ConnectResponse(member=member, state=self.liveness.overlay(self.node.state.state_copy()))
+
+    async def Heartbeat(self, request: zero_pb2.HeartbeatRequest, context: Any) -> zero_pb2.HeartbeatResponse:
+        node = self.node
+        if not request.member_id:
+            raise InvalidArgumentError("member_id is 0; connect first to get an id")
+        _require_leader(node, "heartbeats")
+        member = node.state.member(request.member_id)
+        if member is None:
+            await node.read_barrier()  # a new leader may not have applied the Connect yet
+            member = node.state.member(request.member_id)
+        if member is None:
+            if node.state.is_removed(request.member_id):
+                raise FailedPreconditionError(
+                    f"member {request.member_id} was removed from the cluster; it must not serve")
+            raise NotFoundError(f"member {request.member_id} is unknown; connect first")
+        if request.group_id and request.group_id != member.group_id:
+            raise FailedPreconditionError(
+                f"member {request.member_id} belongs to group {member.group_id}, not {request.group_id}")
+        self.liveness.beat(request.member_id, leader=request.leader)
+        return zero_pb2.HeartbeatResponse(version=node.state.version)
+
+    async def ShouldServe(self, request: zero_pb2.Tablet, context: Any) -> zero_pb2.Tablet:
+        resp = await self._tablets([request], context)
+        return resp[0]
+
+    async def Tablets(self, request: zero_pb2.TabletsRequest, context: Any) -> zero_pb2.TabletsResponse:
+        if len(request.tablets) > MAX_TABLETS_PER_REQUEST:
+            raise InvalidArgumentError(
+                f"{len(request.tablets)} tablets in one request; at most {MAX_TABLETS_PER_REQUEST:,} are allowed")
+        return zero_pb2.TabletsResponse(tablets=await self._tablets(list(request.tablets), context))
+
+    async def _tablets(self, tablets: list[zero_pb2.Tablet], context: Any) -> list[zero_pb2.Tablet]:
+        """Look up, claim or (admin) force each tablet; answers in request order.
+
+        All input is checked before anything is proposed, so a bad request changes
+        nothing. Unowned tablets named with a group are claimed in one proposal."""
+        forced = False
+        for t in tablets:
+            validate.tablet_name(t.predicate)
+            if t.force:
+                validate.group_id(t.group_id, f"group_id of forced tablet {t.predicate!r}")
+                forced = True
+        if forced:
+            check_admin(self.admin_token, context.invocation_metadata())
+        node = self.node
+        await node.read_barrier()
+        state = node.state
+        groups = state._state.groups
+        for t in tablets:
+            if t.group_id and t.group_id not in groups and (t.force or not state.group_of(t.predicate)):
+                raise NotFoundError(f"group {t.group_id} does not exist (tablet {t.predicate!r})")
+        for t in tablets:
+            if t.force:
+                await node.propose(state_pb2.Proposal(
+                    force_tablet=state_pb2.ForceTablet(predicate=t.predicate, group_id=t.group_id)))
+        claims = [zero_pb2.Tablet(predicate=t.predicate, group_id=t.group_id)
+                  for t in tablets if not t.force and t.group_id and not node.state.group_of(t.predicate)]
+        if claims:
+            await node.propose(state_pb2.Proposal(claim_tablets=state_pb2.ClaimTablets(tablets=claims)))
+        out = []
+        for t in tablets:
+            owned = node.state.tablet(t.predicate)
+            out.append(owned if owned is not None else zero_pb2.Tablet(predicate=t.predicate))
+        return out
+
+    async def UpdateTabletSizes(self, request: zero_pb2.TabletSizes,
+                                context: Any) -> zero_pb2.UpdateTabletSizesResponse:
+        gid = validate.group_id(request.group_id)
+        if len(request.sizes) > MAX_TABLETS_PER_REQUEST:
+            raise InvalidArgumentError(
+                f"{len(request.sizes)} tablet sizes in one request; at most {MAX_TABLETS_PER_REQUEST:,} are allowed")
+        for name, size in request.sizes.items():
+            validate.tablet_name(name)
+            validate.tablet_size(name, size)
+        node = self.node
+        await node.read_barrier()
+        group = node.state._state.groups.get(gid)
+        if group is None:
+            raise NotFoundError(f"group {gid} does not exist")
+        changed = {}
+        for name, size in request.sizes.items():
+            t = group.tablets.get(name)
+            if t is None:
+                continue  # not this group's tablet (any more): a stale report
+            cur = t.size_bytes
+            if (cur == 0 and size != 0) or abs(size - cur) > SIZE_CHANGE_RATIO * cur:
+                changed[name] = size
+        if changed:
+            await node.propose(state_pb2.Proposal(tablet_sizes=zero_pb2.TabletSizes(group_id=gid, sizes=changed)))
+        return zero_pb2.UpdateTabletSizesResponse()
+
+    async def AssignIds(self, request: zero_pb2.AssignIdsRequest, context: Any) -> zero_pb2.AssignedIds:
+        return await self.leases.assign(request.kind, request.count)
+
+    async def Timestamps(self, request: zero_pb2.TimestampsRequest, context: Any) -> zero_pb2.AssignedIds:
+        return await self.leases.assign(zero_pb2.TIMESTAMP, request.count)
+
+    async def GetState(self, request: zero_pb2.GetStateRequest, context: Any) -> zero_pb2.MembershipState:
+        return await self._state()
+
+    async def StreamMembership(self, request: zero_pb2.StreamMembershipRequest,
+                               context: Any) -> AsyncIterator[zero_pb2.MembershipUpdate]:
+        raise UnimplementedError(
+            "StreamMembership is not available in this zero yet; poll GetState for the membership state")
+        yield  # pragma: no cover  (makes this an async generator, as the stub expects)
+
+
+def _require_leader(node: ZeroNode, what: str) -> None:
+    if not node.is_leader:
+        lead = node.leader_id
+        hint = f"the leader is zero {lead}" if lead else "no leader is known"
+        raise UnavailableError(f"{what} are served by the leader and this zero is not it ({hint}); "
+                               "retry on the leader (see trailing metadata zero-leader-addr)")
+
+
+# -- ZeroAdmin: the operator API ------------------------------------------------------------------
+class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
+    """Authorised by the Interceptor (admin token) before any method runs."""
+
+    def __init__(self, node: ZeroNode, liveness: Liveness) -> None:
+        self.node = node
+        self.liveness = liveness
+
+    async def RemoveNode(self, request: zero_pb2.RemoveNodeRequest, context: Any) -> zero_pb2.RemoveNodeResponse:
+        if request.group_id == 0:
+            raise UnimplementedError("zero removal arrives with the cluster feature; "
+                                     "only data nodes (group_id > 0) can be removed now")
+        if not request.node_id:
+            raise InvalidArgumentError("node_id is 0; name the member to remove")
+        applied = await self.node.propose(state_pb2.Proposal(
+            remove_member=state_pb2.RemoveMember(node_id=request.node_id, group_id=request.group_id)))
+        self.liveness.forget(request.node_id)
+        return zero_pb2.RemoveNodeResponse(removed=applied.member, version=applied.version)
+
+    async def MoveTablet(self, request: zero_pb2.MoveTabletRequest, context: Any) -> zero_pb2.MoveTabletResponse:
+        raise UnimplementedError("tablet moves arrive with the rebalancer; "
+                                 "use ShouldServe with force (admin token) to reassign without a copy")
+
+    async def TransferLeadership(self, request: zero_pb2.TransferLeadershipRequest,
+                                 context: Any) -> zero_pb2.TransferLeadershipResponse:
+        raise UnimplementedError("leadership transfer arrives with the cluster feature (a single zero has no peer)")
+
+    async def Snapshot(self, request: zero_pb2.SnapshotRequest, context: Any) -> zero_pb2.SnapshotResponse:
+        index = await self.node.take_snapshot()
+        # DiskStorage.snapshot() is Storage's public read; ZeroNode keeps the storage private.
+        storage = getattr(self.node, "_storage", None)
+        term = size = 0
+        if storage is not None and index:
+            snap = storage.snapshot()
+            term, size = snap.metadata.term, len(snap.data)
+        return zero_pb2.SnapshotResponse(index=index, term=term, size_bytes=size)
+
+    async def RaftStatus(self, request: zero_pb2.RaftStatusRequest, context: Any) -> zero_pb2.RaftStatusResponse:
+        node = self.node
+        st = node.raft_status()
+        resp = zero_pb2.RaftStatusResponse(
+            id=st.id, term=st.term, vote=st.vote, lead=st.lead, commit=st.commit, applied=node.applied,
+            role=st.raft_state.name, cluster_id=node.state.cluster_id)
+        lead = node.state._state.zeros.get(st.lead)
+        if lead is not None:
+            resp.leader_addr = lead.addr
+        for pid, pr in (st.progress or {}).items():
+            resp.progress[pid].CopyFrom(zero_pb2.RaftProgress(
+                match=pr.match, next=pr.next, state=str(pr.state), recent_active=pr.recent_active,
+                paused=pr.paused, inflight=pr.inflight, learner=pr.is_learner))
+        return resp
+
+    async def SetRebalance(self, request: zero_pb2.SetRebalanceRequest,
+                           context: Any) -> zero_pb2.SetRebalanceResponse:
+        raise UnimplementedError("the rebalancer arrives in a later release")
+
+    async def Backup(self, request: zero_pb2.BackupRequest, context: Any) -> AsyncIterator[zero_pb2.BackupChunk]:
+        raise UnimplementedError("backups arrive with `zero restore` in a later release")
+        yield  # pragma: no cover
