@@ -199,11 +199,13 @@ class Raft:
     def _send_append(self, to: int) -> None:
         self._maybe_send_append(to, True)
 
-    def _maybe_send_append(self, to: int, send_if_empty: bool) -> bool:
+    def _maybe_send_append(self, to: int, send_if_empty: bool, unthrottle: bool = False) -> bool:
         """Send an append (or a snapshot) to `to` if flow control allows; returns
-        whether a message was sent."""
+        whether a message was sent. With `unthrottle`, a follower paused by a full
+        inflight window still gets an entry-less MsgApp (see MsgHeartbeatResp)."""
         pr = self.prs.progress[to]
-        if pr.is_paused():
+        throttled = unthrottle and pr.state == ProgressState.REPLICATE and pr.inflights.full()
+        if pr.is_paused() and not throttled:
             return False
         log = self.raft_log
         prev = pr.next - 1
@@ -214,7 +216,7 @@ class Raft:
         term = 0
         if not need_snap:
             term = log.term_or_zero(prev)
-            if pr.next <= log.last_index():
+            if pr.next <= log.last_index() and not throttled:
                 try:
                     ents = log.entries(pr.next, self.max_msg_size)
                 except CompactedError:
@@ -564,9 +566,11 @@ class Raft:
             pr.recent_active = True
             pr.probe_sent = False
             # An empty append lets a paused or probing follower recover even when
-            # every earlier MsgApp was lost.
+            # every earlier MsgApp was lost: with a full window of lost MsgApps no
+            # ack would ever come to free it, so it goes through the full window
+            # too; its ack or rejection frees the window (etcd does the same).
             if pr.match < self.raft_log.last_index() or pr.state == ProgressState.PROBE:
-                self._send_append(m.from_)
+                self._maybe_send_append(m.from_, True, unthrottle=True)
             if self.read_only.option != ReadOnlyOption.SAFE or not m.context:
                 return
             acks = self.read_only.recv_ack(m.from_, m.context)

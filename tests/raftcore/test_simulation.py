@@ -551,17 +551,13 @@ def test_randomized_chaos() -> None:
     print(f"\n{len(seeds)} chaos seeds x {CHAOS_TICKS} ticks in {elapsed:.1f}s")
 
 
-# -- core bugs found by the simulation (strict xfail: they turn red once fixed) ------
+# -- core bugs found by the simulation (strict xfail while open, regressions once fixed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LivenessError,
-    reason="raftcore bug: MsgHeartbeatResp does not free an inflight slot of a follower "
-    "in REPLICATE whose window is full (etcd: Inflights.FreeFirstOne), so when every "
-    "MsgApp in the window was lost replication to it stalls forever (chaos seed 22 with RAFTCORE_SIM_TINY_INFLIGHT=1)",
-)
 def test_replication_recovers_when_a_full_inflight_window_was_lost() -> None:
+    # Was a core bug (chaos seed 22 with RAFTCORE_SIM_TINY_INFLIGHT=1): a heartbeat
+    # response sent nothing to a follower in REPLICATE with a full window, so when
+    # every MsgApp in it was lost, replication to it stalled forever.
     c = SimCluster(3, seed=1, max_inflight_msgs=2, report_unreachable=False)
     lead = elect(c)
     f = next(i for i in (1, 2, 3) if i != lead)
