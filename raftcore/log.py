@@ -2,6 +2,12 @@
 unstable tail (etcd log.go).
 
 Invariants: first_index - 1 <= applied <= applying <= committed <= last_index.
+
+Persisted entries not yet applied stay cached here as the protobuf objects they were
+(`_cache`, indexes [_cache_lo, _cache_lo + len)), so that handing committed entries to
+the application does not rebuild them from Storage — a leader's entries become stable
+before they commit. The cache is a read-through copy of storage: it only ever holds
+entries that storage also has.
 `applying` is the last index handed to the application in a Ready; `applied` the last
 the application confirmed (advance()).
 """
@@ -15,10 +21,14 @@ from .storage import NO_LIMIT, Storage, limit_size
 
 __all__ = ["RaftLog"]
 
+# At most this many persisted, unapplied entries are kept as objects (older ones are
+# read back from Storage).
+_CACHE_LIMIT = 1 << 16
+
 
 class RaftLog:
     __slots__ = ("storage", "unstable", "committed", "applying", "applied",
-                 "max_applying_size", "logger")
+                 "max_applying_size", "logger", "_cache", "_cache_lo")
 
     def __init__(self, storage: Storage, logger, max_applying_size: int = NO_LIMIT) -> None:  # type: ignore[no-untyped-def]
         self.storage = storage
@@ -32,6 +42,8 @@ class RaftLog:
         self.applied = first - 1
         self.max_applying_size = max_applying_size
         self.logger = logger
+        self._cache: list[Entry] = []
+        self._cache_lo = 0
 
     def __repr__(self) -> str:
         return (f"committed={self.committed} applied={self.applied} applying={self.applying} "
@@ -126,6 +138,10 @@ class RaftLog:
         after = ents[0].index - 1
         if after < self.committed:
             raise AssertionError(f"after({after}) is out of range [committed({self.committed})]")
+        k = ents[0].index - self._cache_lo
+        if k < len(self._cache):
+            # Persisted entries are being replaced: the cache must not outlive them.
+            del self._cache[max(k, 0):]
         self.unstable.truncate_and_append(ents)
         return self.last_index()
 
@@ -201,6 +217,12 @@ class RaftLog:
             ents = self.unstable.slice(lo, hi)
             return limit_size(ents, max_size) if max_size < NO_LIMIT else ents
         cut = min(hi, off)
+        clo = self._cache_lo
+        if clo <= lo and clo + len(self._cache) == off:
+            ents = self._cache[lo - clo:cut - clo]
+            if hi > off:
+                ents += self.unstable.slice(off, hi)
+            return limit_size(ents, max_size) if max_size < NO_LIMIT else ents
         ents = self.storage.entries(lo, cut, max_size)
         if not ents:
             raise AssertionError("storage returned no entries")
@@ -250,6 +272,10 @@ class RaftLog:
         self.applied = i
         if self.applying < i:
             self.applying = i
+        k = i + 1 - self._cache_lo
+        if k > 0:
+            del self._cache[:k]
+            self._cache_lo += k
 
     def has_next_committed_ents(self) -> bool:
         if self.unstable.snapshot is not None:
@@ -276,9 +302,25 @@ class RaftLog:
     def restore(self, s: Snapshot) -> None:
         self.committed = s.metadata.index
         self.unstable.restore(s)
+        self._cache = []
+        self._cache_lo = 0
 
     def stable_to(self, i: int, t: int) -> None:
-        self.unstable.stable_to(i, t)
+        done = self.unstable.stable_to(i, t)
+        if not done:
+            return
+        first = done[0].index
+        cache = self._cache
+        if first > self.applied:
+            if cache and self._cache_lo + len(cache) == first:
+                cache.extend(done)
+            else:
+                self._cache = list(done)
+                self._cache_lo = first
+        if len(self._cache) > _CACHE_LIMIT:
+            k = len(self._cache) - _CACHE_LIMIT
+            del self._cache[:k]
+            self._cache_lo += k
 
     def stable_snap_to(self, i: int) -> None:
         self.unstable.stable_snap_to(i)

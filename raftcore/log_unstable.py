@@ -72,17 +72,20 @@ class Unstable:
             self.snapshot_in_progress = True
 
     # -- persistence confirmed --------------------------------------------------------
-    def stable_to(self, index: int, term: int) -> None:
-        """Entries up to (index, term) are persisted. Ignored when the entry was since
-        replaced (a different term) or is already stable."""
+    def stable_to(self, index: int, term: int) -> list[Entry]:
+        """Entries up to (index, term) are persisted; returns the entries that left the
+        unstable tail. Ignored when the entry was since replaced (a different term) or
+        is already stable."""
         t = self.maybe_term(index)
         if t is None or t != term or index < self.offset:
-            return
+            return []
         n = index + 1 - self.offset
+        done = self.entries[:n]
         del self.entries[:n]
         self.offset = index + 1
         if self.offset_in_progress < self.offset:
             self.offset_in_progress = self.offset
+        return done
 
     def stable_snap_to(self, index: int) -> None:
         if self.snapshot is not None and self.snapshot.metadata.index == index:
