@@ -283,8 +283,7 @@ class Raft:
                         self._maybe_send_append(vid, False)
 
     def _bcast_heartbeat(self) -> None:
-        ctx = self.read_only.last_pending_request_ctx()
-        self._bcast_heartbeat_with_ctx(ctx)
+        self._bcast_heartbeat_with_ctx(self.read_only.heartbeat_ctx())
 
     def _bcast_heartbeat_with_ctx(self, ctx: bytes) -> None:
         me = self.id
@@ -573,10 +572,8 @@ class Raft:
                 self._maybe_send_append(m.from_, True, unthrottle=True)
             if self.read_only.option != ReadOnlyOption.SAFE or not m.context:
                 return
-            acks = self.read_only.recv_ack(m.from_, m.context)
-            if acks is None or self.prs.config.voters.vote_result(acks) != VoteResult.WON:
-                return
-            for rs in self.read_only.advance(m.context):
+            self.read_only.recv_ack(m.from_, m.context)
+            for rs in self.read_only.maybe_advance(self.prs.config.voters):
                 resp = self._response_to_read_index_req(rs.req, rs.index)
                 if resp is not None:
                     self._send(resp)
@@ -754,11 +751,11 @@ class Raft:
     # -- ReadIndex ----------------------------------------------------------------------------
     def _send_read_index_response(self, m: Message) -> None:
         if self.read_only.option == ReadOnlyOption.SAFE:
-            ctx = m.entries[0].data
             self.read_only.add_request(self.raft_log.committed, m)
-            # The leader acknowledges its own request.
-            self.read_only.recv_ack(self.id, ctx)
-            self._bcast_heartbeat_with_ctx(ctx)
+            # The leader acknowledges its own request; the heartbeat carries the
+            # request's position, not its context (see read_only.py).
+            self.read_only.recv_ack(self.id, self.read_only.heartbeat_ctx())
+            self._bcast_heartbeat()
         else:
             resp = self._response_to_read_index_req(m, self.raft_log.committed)
             if resp is not None:

@@ -1,15 +1,24 @@
 """ReadIndex bookkeeping (etcd read_only.go; Raft thesis §6.4).
 
 A read request records the commit index at the time it arrived; it may be answered
-once a quorum of voters acknowledged a heartbeat carrying the request's context,
-proving the leader was still the leader when the read arrived.
+once a quorum of voters acknowledged a heartbeat sent after it arrived, proving the
+leader was still the leader when the read arrived.
+
+Each request gets a position: its rank among the reads this leader received in its
+term. A heartbeat carries the position of the newest unconfirmed read (8 bytes,
+little-endian) and a follower echoes it, so an acknowledgement of position p confirms
+every read up to p. Positions are unique, unlike the requests' own contexts: a retried
+or duplicated request with the context of an already confirmed read must not be
+confirmed by late acknowledgements of the earlier heartbeat, or a stale leader could
+answer it with an old commit index (etcd's TestReadOnlyDuplicateRequest).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from .quorum import JointConfig
 from .raftpb import Message
 
 __all__ = ["ReadOnlyOption", "ReadOnly", "ReadIndexStatus"]
@@ -27,41 +36,46 @@ class ReadOnlyOption(enum.Enum):
 class ReadIndexStatus:
     req: Message
     index: int
-    acks: dict[int, bool] = field(default_factory=dict)
 
 
 class ReadOnly:
-    __slots__ = ("option", "pending", "queue")
+    __slots__ = ("option", "acks", "unconfirmed", "confirmed")
 
     def __init__(self, option: ReadOnlyOption) -> None:
         self.option = option
-        self.pending: dict[bytes, ReadIndexStatus] = {}
-        self.queue: list[bytes] = []
+        # Per peer, the highest read position it acknowledged.
+        self.acks: dict[int, int] = {}
+        # Reads not yet confirmed, oldest first; unconfirmed[i] has position
+        # confirmed + i + 1.
+        self.unconfirmed: list[ReadIndexStatus] = []
+        # How many reads were confirmed (and dropped from the front of unconfirmed).
+        self.confirmed = 0
 
     def add_request(self, index: int, m: Message) -> None:
-        ctx = m.entries[0].data
-        if ctx in self.pending:
-            return
-        self.pending[ctx] = ReadIndexStatus(req=m, index=index)
-        self.queue.append(ctx)
+        """Queue a read that arrived when the commit index was `index`."""
+        self.unconfirmed.append(ReadIndexStatus(req=m, index=index))
 
-    def recv_ack(self, node_id: int, ctx: bytes) -> dict[int, bool] | None:
-        rs = self.pending.get(ctx)
-        if rs is None:
-            return None
-        rs.acks[node_id] = True
-        return rs.acks
+    def recv_ack(self, node_id: int, ctx: bytes) -> None:
+        """`node_id` acknowledged a heartbeat carrying `ctx` (a read position)."""
+        if ctx:
+            pos = int.from_bytes(ctx, "little")
+            if pos > self.acks.get(node_id, 0):
+                self.acks[node_id] = pos
 
-    def advance(self, ctx: bytes) -> list[ReadIndexStatus]:
-        """Dequeue every request up to and including the one with `ctx`: a quorum
-        acknowledging a later heartbeat also confirms the earlier requests."""
-        try:
-            i = self.queue.index(ctx)
-        except ValueError:
+    def maybe_advance(self, voters: JointConfig) -> list[ReadIndexStatus]:
+        """Dequeue every read confirmed by a quorum of `voters`."""
+        acks = self.acks
+        n = voters.committed_index(lambda vid: acks.get(vid, 0))
+        k = min(n - self.confirmed, len(self.unconfirmed))
+        if k <= 0:
             return []
-        done = self.queue[: i + 1]
-        del self.queue[: i + 1]
-        return [self.pending.pop(c) for c in done]
+        done = self.unconfirmed[:k]
+        del self.unconfirmed[:k]
+        self.confirmed += k
+        return done
 
-    def last_pending_request_ctx(self) -> bytes:
-        return self.queue[-1] if self.queue else b""
+    def heartbeat_ctx(self) -> bytes:
+        """The context a heartbeat must carry to confirm every unconfirmed read."""
+        if not self.unconfirmed:
+            return b""
+        return (self.confirmed + len(self.unconfirmed)).to_bytes(8, "little")
