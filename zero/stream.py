@@ -1,0 +1,230 @@
+"""StreamMembership: the shard map as a stream (SPEC: gRPC section).
+
+A watcher first gets the whole state, read linearizably and split into messages of at
+most 1 MiB (`full`, applied by the client at `last_chunk`), then one delta per applied
+batch: the changed members and tablets (current values, inside `state.groups[g]`),
+changed zeros, and removals. A watcher resuming from `since_version` of the same
+cluster gets only what changed since, when the in-memory history reaches back that
+far; otherwise the full state again.
+
+The apply loop never waits for a watcher: each has a bounded queue, and a watcher that
+falls behind is dropped (its stream ends with RESOURCE_EXHAUSTED; the client resumes
+from the last version it saw). Full-state reads are admitted a few at a time, so the
+watchers that reconnect together after a leader change do not all build the full state
+at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from .errors import ResourceExhaustedError
+from .node import ZeroNode
+from .pb import zero_pb2
+from .state import Applied, Delta
+
+__all__ = ["MembershipHub", "CHUNK_BYTES", "full_state_chunks", "merge_chunk"]
+
+CHUNK_BYTES = 1 << 20  # SPEC: full state in messages of at most 1 MiB
+QUEUE_LIMIT = 1024     # updates a watcher may fall behind before it is dropped
+FULL_READS_AT_ONCE = 16
+
+_RESYNC = object()  # queue marker: the state was replaced (snapshot install); send it all
+
+
+def full_state_chunks(state: zero_pb2.MembershipState, limit: int = CHUNK_BYTES) -> list[zero_pb2.MembershipUpdate]:
+    """`state` split into MembershipUpdates of at most `limit` serialized bytes each
+    (a single member or tablet larger than that goes alone). The first chunk carries
+    the header fields and the zeros; later chunks carry parts of groups."""
+    head = zero_pb2.MembershipState(version=state.version, max_uid=state.max_uid, max_txn_ts=state.max_txn_ts,
+                                    cluster_id=state.cluster_id)
+    for zid, z in state.zeros.items():
+        head.zeros[zid].CopyFrom(z)
+    head.removed.extend(state.removed)
+    out: list[zero_pb2.MembershipUpdate] = []
+    cur = head
+    size = cur.ByteSize()
+    # A map entry costs its value plus a few bytes of key and framing.
+    overhead = 16
+
+    def flush() -> None:
+        nonlocal cur, size
+        out.append(zero_pb2.MembershipUpdate(version=state.version, cluster_id=state.cluster_id, full=True,
+                                             state=cur))
+        cur = zero_pb2.MembershipState(version=state.version, cluster_id=state.cluster_id)
+        size = cur.ByteSize()
+
+    for gid, group in state.groups.items():
+        # Every group appears at least once, even when empty.
+        cur.groups[gid]
+        size += overhead
+        for mid, m in group.members.items():
+            s = m.ByteSize() + overhead
+            if size + s > limit and size > overhead * 2:
+                flush()
+            cur.groups[gid].members[mid].CopyFrom(m)
+            size += s
+        for name, t in group.tablets.items():
+            s = t.ByteSize() + len(name) + overhead
+            if size + s > limit and size > overhead * 2:
+                flush()
+            cur.groups[gid].tablets[name].CopyFrom(t)
+            size += s
+    flush()
+    out[-1].last_chunk = True
+    return out
+
+
+def merge_chunk(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState) -> None:
+    """Accumulate one chunk of a full state. Chunks split groups, and protobuf's
+    MergeFrom on a map replaces whole values, so groups are merged one by one."""
+    for gid, g in part.groups.items():
+        into.groups[gid].MergeFrom(g)
+    for zid, z in part.zeros.items():
+        into.zeros[zid].CopyFrom(z)
+    into.removed.extend(part.removed)
+    into.version = part.version
+    into.cluster_id = part.cluster_id
+    if part.max_uid or part.max_txn_ts:
+        into.max_uid, into.max_txn_ts = part.max_uid, part.max_txn_ts
+
+
+class _Watcher:
+    __slots__ = ("queue", "dropped")
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.dropped = False
+
+
+class MembershipHub:
+    """Fans applied changes out to StreamMembership watchers on this zero."""
+
+    def __init__(self, node: ZeroNode, *, overlay: Callable[[zero_pb2.MembershipState], object] | None = None,
+                 queue_limit: int = QUEUE_LIMIT, full_reads_at_once: int = FULL_READS_AT_ONCE) -> None:
+        self.node = node
+        # Fills liveness fields (healthy, last_heartbeat_ms) of members in place.
+        self._overlay = overlay
+        self._watchers: set[_Watcher] = set()
+        self._queue_limit = queue_limit
+        self._admit = asyncio.Semaphore(full_reads_at_once)
+        node.on_applied.append(self._on_applied)
+        node.on_state_reset.append(self._on_reset)
+
+    @property
+    def watchers(self) -> int:
+        return len(self._watchers)
+
+    # -- producing updates (on the apply path: never blocks) -------------------------------------
+    def _on_applied(self, batch: list[Applied]) -> None:
+        if not self._watchers:
+            return
+        delta = Delta()
+        for a in batch:
+            delta = delta.merge(a.delta)
+        if delta.empty:
+            return
+        self._publish(self.delta_update(delta))
+
+    def _on_reset(self) -> None:
+        self._publish(_RESYNC)
+
+    def notify_members(self, member_ids: Iterable[int]) -> None:
+        """Liveness of these members changed: send their current values, at the
+        current version (SPEC: liveness travels on the stream)."""
+        ids = frozenset(member_ids)
+        if ids and self._watchers:
+            self._publish(self.delta_update(Delta(members=ids)))
+
+    def _publish(self, item: object) -> None:
+        for w in list(self._watchers):
+            if w.queue.qsize() >= self._queue_limit:
+                # The slow consumer is dropped rather than slowing the apply loop.
+                w.dropped = True
+                self._watchers.discard(w)
+                w.queue.put_nowait(None)
+            else:
+                w.queue.put_nowait(item)
+
+    def delta_update(self, delta: Delta) -> zero_pb2.MembershipUpdate:
+        """A delta message: current values of everything `delta` names."""
+        st = self.node.state
+        snap = st._state  # read-only view of the live state
+        out = zero_pb2.MembershipUpdate(version=snap.version, cluster_id=snap.cluster_id, full=False)
+        s = out.state
+        s.version, s.cluster_id, s.max_uid, s.max_txn_ts = snap.version, snap.cluster_id, snap.max_uid, snap.max_txn_ts
+        for mid in delta.members:
+            m = st.member(mid)
+            if m is not None:
+                if self._overlay is not None:
+                    tmp = zero_pb2.MembershipState()
+                    tmp.groups[m.group_id].members[mid].CopyFrom(m)
+                    self._overlay(tmp)
+                    m = tmp.groups[m.group_id].members[mid]
+                s.groups[m.group_id].members[mid].CopyFrom(m)
+        for name in delta.tablets:
+            t = st.tablet(name)
+            if t is not None:
+                s.groups[t.group_id].tablets[name].CopyFrom(t)
+        for zid in delta.zeros:
+            if zid in snap.zeros:
+                s.zeros[zid].CopyFrom(snap.zeros[zid])
+        out.removed_tablets.extend(sorted(delta.removed_tablets))
+        out.removed_members.extend(sorted(delta.removed_members))
+        out.removed_zeros.extend(sorted(delta.removed_zeros))
+        return out
+
+    # -- serving a watcher ----------------------------------------------------------------------------
+    async def stream(self, since_version: int = 0, cluster_id: str = "") -> AsyncIterator[zero_pb2.MembershipUpdate]:
+        """The updates for one watcher, until it goes away or falls behind
+        (ResourceExhaustedError)."""
+        w = _Watcher()
+        # Register before the initial read, so no change applied after it is missed;
+        # a queued delta that the initial state already contains is harmless (deltas
+        # carry current values).
+        self._watchers.add(w)
+        try:
+            async with self._admit:
+                await self.node.read_barrier()
+                first = self._initial(since_version, cluster_id)
+            for msg in first:
+                yield msg
+            # Versions only grow on a stream: deltas queued before the initial read are
+            # already contained in it.
+            last = first[-1].version
+            while True:
+                item = await w.queue.get()
+                if item is None:
+                    raise ResourceExhaustedError(
+                        "this watcher fell too far behind and was dropped; resume with since_version")
+                if item is _RESYNC:
+                    async with self._admit:
+                        await self.node.read_barrier()
+                        chunks = self._full()
+                    for msg in chunks:
+                        yield msg
+                    last = chunks[-1].version
+                    continue
+                assert isinstance(item, zero_pb2.MembershipUpdate)
+                if item.version < last:
+                    continue
+                last = item.version
+                yield item
+        finally:
+            self._watchers.discard(w)
+
+    def _initial(self, since_version: int, cluster_id: str) -> list[zero_pb2.MembershipUpdate]:
+        st = self.node.state
+        if since_version and cluster_id and cluster_id == st.cluster_id:
+            delta = st.changes_since(since_version)
+            if delta is not None:
+                # Resumable: only what changed (possibly nothing) at the current version.
+                return [self.delta_update(delta)]
+        return self._full()
+
+    def _full(self) -> list[zero_pb2.MembershipUpdate]:
+        state = self.node.state.state_copy()
+        if self._overlay is not None:
+            self._overlay(state)
+        return full_state_chunks(state)
