@@ -19,6 +19,7 @@ from raftcore.raftpb import (
     ConfChangeRemoveNode,
     ConfChangeSingle,
     ConfChangeTransitionJointExplicit,
+    ConfChangeTransitionJointImplicit,
     ConfChangeV2,
     ConfState,
     Entry,
@@ -487,3 +488,65 @@ def test_propose_conf_change_without_leader_is_dropped() -> None:
     n2 = new_node(2, [1, 2, 3])
     with pytest.raises(ProposalDroppedError):
         n2.rn.propose_conf_change(add(4))
+
+
+def test_new_learner_joins_through_a_snapshot() -> None:
+    # A node with empty storage and no configuration (a joining node) is added as a
+    # learner after the leader compacted its log: it learns the log and its own
+    # membership from the snapshot's ConfState, then is promoted to voter.
+    vs = [1, 2, 3]
+    nt = Network(*[new_node(i, vs) for i in vs], new_node(4))
+    # 4 is unreachable until the leader compacted: applying the log from index 1
+    # would start it from an empty configuration.
+    nt.isolate(4)
+    nt.hup(1)
+    lead = nt[1]
+    for i in range(5):
+        nt.propose(1, b"p%d" % i)
+    _propose_cc(nt, 1, ConfChange(type=ConfChangeAddLearnerNode, node_id=4))
+    applied = lead.raft.raft_log.applied
+    lead.storage.create_snapshot(applied, lead.conf_states[-1], b"state")
+    lead.storage.compact(applied)
+    nt.recover()
+    nt.beat(1)
+    n4 = nt[4]
+    assert n4.storage.snapshot().metadata.index == applied
+    assert n4.raft.is_learner and voters(n4.raft) == [1, 2, 3] and learners(n4.raft) == [4]
+    nt.propose(1, b"after")
+    assert n4.applied_data() == [b"after"]
+    _propose_cc(nt, 1, ConfChange(type=ConfChangeAddNode, node_id=4))
+    assert not n4.raft.is_learner and n4.raft.promotable()
+    assert all(voters(n.raft) == [1, 2, 3, 4] for n in nt.nodes())
+    # 4 now counts: with 2 and 3 cut off, 1 and 4 are not a majority of four.
+    nt.isolate(2)
+    nt.isolate(3)
+    committed = lead.raft.raft_log.committed
+    nt.propose(1, b"needs-three")
+    assert lead.raft.raft_log.committed == committed
+
+
+def test_leader_demotes_itself_through_joint_config() -> None:
+    # The leader demotes itself with auto-leave: it leads the joint config (still an
+    # outgoing voter, in learners_next), then steps down once it is a learner.
+    nt = _cluster_with_joiners(3, [])
+    old = nt[1].raft
+    _propose_cc(nt, 1, ConfChangeV2(transition=ConfChangeTransitionJointImplicit,
+                                    changes=[single(ConfChangeAddLearnerNode, 1)]))
+    assert [(list(c.voters), list(c.voters_outgoing), list(c.learners_next)) for c in nt[1].conf_states] == [
+        ([2, 3], [1, 2, 3], [1]), ([2, 3], [], [])]
+    assert old.is_learner and old.state == FOLLOWER and not old.promotable()
+    lead = _tick_until_leader(nt, [2, 3])
+    nt.propose(lead, b"x")
+    assert nt[1].applied_data() == [b"x"]
+
+
+def test_two_conf_changes_in_one_proposal() -> None:
+    # In one batch, the second conf change is already "pending" behind the first.
+    nt = _cluster_with_joiners(3, [4, 5])
+    lead = nt[1].raft
+    ents = [Entry(type=EntryConfChange, data=ConfChange(type=ConfChangeAddNode, node_id=i).SerializeToString())
+            for i in (4, 5)]
+    nt.send(Message(type=MsgProp, from_=1, to=1, entries=ents))
+    last = lead.raft_log.last_index()
+    assert [e.type for e in lead.raft_log.entries(last - 1)] == [EntryConfChange, EntryNormal]
+    assert voters(lead) == [1, 2, 3, 4]
