@@ -516,3 +516,241 @@ def test_campaign_config_from_rawnode_defaults() -> None:
     nt.send(hup(2))
     assert nt.raft(2).state == L
     assert [nt.raft(i).term for i in ids] == [1, 1, 1]
+
+
+# -- raft_paper_test.go: elections (§5.1, §5.2) ----------------------------------------------------
+def _in_state(state: StateType, peers=(1, 2, 3)):
+    r = new_raft(1, 10, 1, new_storage(list(peers)))
+    if state == F:
+        r.become_follower(1, 2)
+    elif state == P:
+        r.become_pre_candidate()
+    elif state == C:
+        r.become_candidate()
+    else:
+        r.become_candidate()
+        r.become_leader()
+    return r
+
+
+@pytest.mark.parametrize("state", [F, C, L], ids=["follower", "candidate", "leader"])
+def test_update_term_from_message(state: StateType) -> None:
+    # A server that sees a larger term adopts it; a candidate or leader reverts to
+    # follower (§5.1).
+    r = _in_state(state)
+    r.step(msg(MsgApp, term=2))
+    assert (r.term, r.state) == (2, F)
+
+
+def test_start_as_follower() -> None:
+    assert new_raft(1, 10, 1, new_storage([1, 2, 3])).state == F
+
+
+def test_leader_bcast_beat() -> None:
+    r = _in_state(L)
+    for i in range(10):
+        r._append_entry([Entry(index=i + 1)])
+    r.tick()  # heartbeat interval 1
+    ms = sorted(read_messages(r), key=lambda m: m.to)
+    assert [(m.from_, m.to, m.term, m.type, m.commit, m.index, m.log_term, len(m.entries)) for m in ms] == [
+        (1, 2, 1, MsgHeartbeat, 0, 0, 0, 0),
+        (1, 3, 1, MsgHeartbeat, 0, 0, 0, 0),
+    ]
+
+
+@pytest.mark.parametrize("state", [F, C], ids=["follower", "candidate"])
+def test_nonleader_start_election(state: StateType) -> None:
+    # No word from a leader within the election timeout: campaign at term+1, vote for
+    # ourselves and ask every other server in parallel (§5.2).
+    et = 10
+    r = new_raft(1, et, 1, new_storage([1, 2, 3]))
+    if state == F:
+        r.become_follower(1, 2)
+    else:
+        r.become_candidate()
+    for _ in range(1, 2 * et):
+        r.tick()
+    ms = sorted(read_messages(r), key=lambda m: m.to)
+    assert (r.term, r.state) == (2, C)
+    assert r.prs.votes.get(1) is True
+    assert [(m.from_, m.to, m.term, m.type, m.index, m.log_term) for m in ms] == [
+        (1, 2, 2, MsgVote, 0, 0), (1, 3, 2, MsgVote, 0, 0)]
+
+
+@pytest.mark.parametrize(
+    "size,votes,state",
+    [
+        # a majority grants: win
+        (1, {}, L), (3, {2: True, 3: True}, L), (3, {2: True}, L),
+        (5, {2: True, 3: True, 4: True, 5: True}, L), (5, {2: True, 3: True, 4: True}, L),
+        (5, {2: True, 3: True}, L),
+        # a majority rejects: back to follower
+        (3, {2: False, 3: False}, F), (5, {2: False, 3: False, 4: False, 5: False}, F),
+        (5, {2: True, 3: False, 4: False, 5: False}, F),
+        # undecided: stay candidate
+        (3, {}, C), (5, {2: True}, C), (5, {2: False, 3: False}, C), (5, {}, C),
+    ],
+)
+def test_leader_election_in_one_round_rpc(size: int, votes: dict, state: StateType) -> None:
+    r = new_raft(1, 10, 1, new_storage(list(range(1, size + 1))))
+    r.step(hup(1))
+    read_messages(r)  # persist; the self-vote counts
+    for id, granted in votes.items():
+        r.step(msg(MsgVoteResp, id, 1, term=r.term, reject=not granted))
+    assert r.state == state
+    assert r.term == 1
+
+
+@pytest.mark.parametrize("vote,nvote,wreject", [(0, 2, False), (0, 3, False), (2, 2, False),
+                                                (3, 3, False), (2, 3, True), (3, 2, True)])
+def test_follower_vote(vote: int, nvote: int, wreject: bool) -> None:
+    # At most one vote per term, first come first served (§5.2).
+    r = new_raft(1, 10, 1, new_storage([1, 2, 3], hard_state=HardState(term=1, vote=vote)))
+    r.step(msg(MsgVote, nvote, 1, term=1))
+    # The answer waits for the vote to be persisted.
+    assert r.msgs == []
+    assert [(m.from_, m.to, m.term, m.type, m.reject) for m in r.msgs_after_append] == [
+        (1, nvote, 1, MsgVoteResp, wreject)]
+
+
+@pytest.mark.parametrize("term", [1, 2])
+def test_candidate_fallback(term: int) -> None:
+    # A candidate that hears from a leader of at least its term steps down (§5.2).
+    r = new_raft(1, 10, 1, new_storage([1, 2, 3]))
+    r.step(hup(1))
+    assert r.state == C
+    r.step(msg(MsgApp, 2, 1, term=term))
+    assert (r.state, r.term) == (F, term)
+
+
+# -- raft_test.go: transitions and held self-votes ----------------------------------------------------
+@pytest.mark.parametrize(
+    "frm,to,wallow,wterm,wlead",
+    [
+        (F, F, True, 1, 0), (F, P, True, 0, 0), (F, C, True, 1, 0), (F, L, False, 0, 0),
+        (P, F, True, 0, 0), (P, P, True, 0, 0), (P, C, True, 1, 0), (P, L, True, 0, 1),
+        (C, F, True, 0, 0), (C, P, True, 0, 0), (C, C, True, 1, 0), (C, L, True, 0, 1),
+        (L, F, True, 1, 0), (L, P, False, 0, 0), (L, C, False, 1, 0), (L, L, True, 0, 1),
+    ],
+)
+def test_state_transition(frm, to, wallow: bool, wterm: int, wlead: int) -> None:
+    r = new_raft(1, 10, 1, new_storage([1]))
+    r.state = frm
+    become = {F: lambda: r.become_follower(wterm, wlead), P: r.become_pre_candidate,
+              C: r.become_candidate, L: r.become_leader}[to]
+    if not wallow:
+        with pytest.raises(AssertionError):
+            become()
+        return
+    become()
+    assert (r.term, r.lead) == (wterm, wlead)
+
+
+@pytest.mark.parametrize("state,windex", [(F, 0), (P, 0), (C, 0), (L, 1)])
+def test_all_server_stepdown(state: StateType, windex: int) -> None:
+    for mt in (MsgVote, MsgApp):
+        r = new_raft(1, 10, 1, new_storage([1, 2, 3]))
+        if state == F:
+            r.become_follower(1, 0)
+        elif state == P:
+            r.become_pre_candidate()
+        elif state == C:
+            r.become_candidate()
+        else:
+            r.become_candidate()
+            r.become_leader()
+        r.step(msg(mt, 2, 1, term=3, log_term=3))
+        assert (r.state, r.term, r.raft_log.last_index()) == (F, 3, windex)
+        assert len(r.raft_log.all_entries()) == windex
+        assert r.lead == (0 if mt == MsgVote else 2)
+
+
+@pytest.mark.parametrize("mt", [MsgHeartbeat, MsgApp], ids=["heartbeat", "app"])
+def test_candidate_reset_term(mt: int) -> None:
+    nt = Network(None, None, None)
+    a, b, c = nt.nodes[1], nt.nodes[2], nt.nodes[3]
+    nt.send(hup(1))
+    assert (a.raft.state, b.raft.state, c.raft.state) == (L, F, F)
+    # Isolate 3 and raise the term of the others.
+    nt.isolate(3)
+    nt.send(hup(2))
+    nt.send(hup(1))
+    assert (a.raft.state, b.raft.state) == (L, F)
+    # 3 times out and campaigns alone.
+    c.raft._reset_randomized_election_timeout()
+    for _ in range(c.raft.randomized_election_timeout):
+        c.tick()
+    assert c.raft.state == C
+    nt.recover()
+    # The leader's message makes the candidate a follower at the leader's term.
+    nt.send(msg(mt, 1, 3, term=a.raft.term))
+    assert c.raft.state == F
+    assert c.raft.term == a.raft.term
+
+
+@pytest.mark.parametrize("prevote", [False, True], ids=["vote", "prevote"])
+def test_candidate_self_vote_after_lost_election(prevote: bool) -> None:
+    r = new_raft(1, 5, 1, new_storage([1, 2, 3]), pre_vote=prevote)
+    r.step(hup(1))
+    held = r.msgs_after_append
+    r.msgs_after_append = []
+    # Before its self-vote is durable, it learns that 2 won.
+    r.step(msg(MsgHeartbeat, 2, 1, term=r.term))
+    assert r.state == F
+    # The self-vote, delivered late, changes nothing.
+    for m in held:
+        if m.to == 1:
+            r.step(m)
+    assert r.state == F
+    assert r.prs.tally_votes()[0] == 0
+
+
+def test_candidate_delivers_pre_candidate_self_vote_after_becoming_candidate() -> None:
+    r = new_raft(1, 5, 1, new_storage([1, 2, 3]), pre_vote=True)
+    r.step(hup(1))
+    assert r.state == P
+    held = r.msgs_after_append
+    r.msgs_after_append = []
+    # Both peers grant the pre-vote (at term + 1) before our own is durable.
+    r.step(msg(MsgPreVoteResp, 2, 1, term=r.term + 1))
+    r.step(msg(MsgPreVoteResp, 3, 1, term=r.term + 1))
+    assert r.state == C
+    # The late pre-candidate self-vote is not a vote for the candidacy.
+    for m in held:
+        r.step(m)
+    assert r.state == C
+    held = [m for m in r.msgs_after_append if m.to == 1]
+    r.msgs_after_append = []
+    assert r.prs.tally_votes()[0] == 0
+    # One peer's vote is not a quorum; with our own (now durable) vote it is.
+    r.step(msg(MsgVoteResp, 2, 1, term=r.term))
+    assert r.state == C
+    for m in held:
+        r.step(m)
+    assert r.state == L
+
+
+@pytest.mark.parametrize("vt", [MsgVote, MsgPreVote], ids=["vote", "prevote"])
+@pytest.mark.parametrize("st", [F, P, C, L], ids=["follower", "pre-candidate", "candidate", "leader"])
+def test_vote_from_any_state(vt: int, st: StateType) -> None:
+    r = new_raft(1, 10, 1, new_storage([1, 2, 3]))
+    r.term = 1
+    if st == F:
+        r.become_follower(r.term, 3)
+    elif st == P:
+        r.become_pre_candidate()
+    elif st == C:
+        r.become_candidate()
+    else:
+        r.become_candidate()
+        r.become_leader()
+    orig_term, new_term = r.term, r.term + 1
+    r.step(msg(vt, 2, 1, term=new_term, log_term=new_term, index=42))
+    ms = read_messages(r)
+    assert [(m.type, m.reject) for m in ms] == [(MsgVoteResp if vt == MsgVote else MsgPreVoteResp, False)]
+    if vt == MsgVote:
+        assert (r.state, r.term, r.vote) == (F, new_term, 2)
+    else:
+        # A pre-vote changes nothing.
+        assert (r.state, r.term) == (st, orig_term)
+        assert r.vote in (0, 1)
