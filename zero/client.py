@@ -1,0 +1,315 @@
+"""zero.client: the client data nodes use to talk to zero.
+
+    async with ZeroClient(["zero1:5080", "zero2:5080", "zero3:5080"]) as zc:
+        me = (await zc.connect("dn1:7080")).member      # joins a group
+        zc.start_watch()                                # keep the shard map current
+        await zc.wait_synced()
+        gid = zc.group_for("name")                      # answered locally
+        tablet = await zc.should_serve("name", me.group_id)
+        ts = await zc.timestamp()                       # merged with concurrent callers
+        uid = await zc.uid()                            # from a locally leased block
+
+What it does for you:
+- finds the leader among the addresses it is given, following the
+  `zero-leader-addr` trailer of non-leaders, and retries UNAVAILABLE with jittered
+  exponential backoff until a deadline;
+- keeps the membership state current from StreamMembership, resuming from the last
+  version it saw, and answers group_for(tablet) without a round trip;
+- merges concurrent timestamp requests into one Timestamps RPC per round trip, as TiKV
+  PD's TSO client does: requests that arrive while an RPC is in flight go in the next
+  one, so a request that starts after another finished always gets a larger timestamp;
+- leases UIDs in blocks and hands them out locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+
+from .pb import zero_pb2, zero_pb2_grpc
+from .stream import merge_chunk
+
+__all__ = ["ZeroClient", "MembershipView", "RETRYABLE"]
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+MAX_COUNT = 1_000_000
+
+
+class MembershipView:
+    """The membership state rebuilt from StreamMembership updates, with a tablet →
+    group index."""
+
+    def __init__(self) -> None:
+        self.state: zero_pb2.MembershipState | None = None
+        self.version = 0
+        self.cluster_id = ""
+        self._pending = zero_pb2.MembershipState()
+        self._owner: dict[str, int] = {}
+
+    def group_for(self, tablet: str) -> int:
+        """The group serving `tablet` in the latest state seen; 0 when unowned."""
+        return self._owner.get(tablet, 0)
+
+    def feed(self, u: zero_pb2.MembershipUpdate) -> bool:
+        """Apply one update; True when the view changed to a new complete state."""
+        if u.full:
+            merge_chunk(self._pending, u.state)
+            if not u.last_chunk:
+                return False
+            self.state, self._pending = self._pending, zero_pb2.MembershipState()
+            self._owner = {n: gid for gid, g in self.state.groups.items() for n in g.tablets}
+        else:
+            st = self.state
+            if st is None:
+                return False
+            for gid, g in u.state.groups.items():
+                dst = st.groups[gid]
+                for mid, m in g.members.items():
+                    dst.members[mid].CopyFrom(m)
+                for name, t in g.tablets.items():
+                    old = self._owner.get(name)
+                    if old is not None and old != gid:
+                        del st.groups[old].tablets[name]
+                    dst.tablets[name].CopyFrom(t)
+                    self._owner[name] = gid
+            for zid, z in u.state.zeros.items():
+                st.zeros[zid].CopyFrom(z)
+            for name in u.removed_tablets:
+                gid = self._owner.pop(name, None)
+                if gid is not None:
+                    del st.groups[gid].tablets[name]
+            for mid in u.removed_members:
+                for g in st.groups.values():
+                    if mid in g.members:
+                        del g.members[mid]
+            for zid in u.removed_zeros:
+                if zid in st.zeros:
+                    del st.zeros[zid]
+            st.version = u.version
+            st.max_uid, st.max_txn_ts = u.state.max_uid, u.state.max_txn_ts
+        self.version, self.cluster_id = u.version, u.cluster_id
+        return True
+
+
+class ZeroClient:
+    def __init__(self, addrs: Sequence[str] | str, *, credentials: grpc.ChannelCredentials | None = None,
+                 admin_token: str | None = None, rpc_timeout: float = 5.0, retry_deadline: float = 15.0,
+                 uid_block: int = 10_000, rng: random.Random | None = None) -> None:
+        if isinstance(addrs, str):
+            addrs = [a for a in addrs.split(",") if a]
+        if not addrs:
+            raise ValueError("ZeroClient needs at least one zero address")
+        self._addrs = list(addrs)
+        self._target = self._addrs[0]
+        self._creds = credentials
+        self._token = admin_token
+        self.rpc_timeout = rpc_timeout
+        self.retry_deadline = retry_deadline
+        self._rng = rng or random.Random()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closed = False
+        # Timestamp merging.
+        self._ts_waiting: list[asyncio.Future[int]] = []
+        self._ts_task: asyncio.Task[None] | None = None
+        self.timestamp_rpcs = 0
+        # UID blocks.
+        self._uid_block = uid_block
+        self._uid_next = 0
+        self._uid_end = -1
+        self._uid_lock = asyncio.Lock()
+        # The watched membership.
+        self.view = MembershipView()
+        self._synced = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watchers: list[Callable[[MembershipView], None]] = []
+
+    async def __aenter__(self) -> "ZeroClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        for t in (self._watch_task, self._ts_task):
+            if t is not None:
+                t.cancel()
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+        for f in self._ts_waiting:
+            if not f.done():
+                f.set_exception(RuntimeError("ZeroClient closed"))
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
+
+    # -- channels and retries -------------------------------------------------------------------
+    def _channel(self, addr: str) -> grpc.aio.Channel:
+        ch = self._channels.get(addr)
+        if ch is None:
+            opts = [("grpc.max_receive_message_length", 64 << 20)]
+            if self._creds is not None:
+                ch = grpc.aio.secure_channel(addr, self._creds, options=opts)
+            else:
+                ch = grpc.aio.insecure_channel(addr, options=opts)
+            self._channels[addr] = ch
+        return ch
+
+    def _stub(self, admin: bool = False) -> Any:
+        ch = self._channel(self._target)
+        return zero_pb2_grpc.ZeroAdminStub(ch) if admin else zero_pb2_grpc.ZeroStub(ch)
+
+    def _metadata(self, admin: bool) -> list[tuple[str, str]] | None:
+        if admin and self._token:
+            return [("authorization", f"Bearer {self._token}")]
+        return None
+
+    def _redirect(self, err: grpc.aio.AioRpcError) -> None:
+        """Follow a non-leader's hint, else try the next address."""
+        hint = ""
+        for k, v in (err.trailing_metadata() or ()):
+            if k == "zero-leader-addr":
+                hint = v if isinstance(v, str) else v.decode()
+        if hint and hint != self._target:
+            if hint not in self._addrs:
+                self._addrs.append(hint)
+            self._target = hint
+        else:
+            i = self._addrs.index(self._target) if self._target in self._addrs else -1
+            self._target = self._addrs[(i + 1) % len(self._addrs)]
+
+    async def _backoff(self, attempt: int) -> None:
+        # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^n)).
+        await asyncio.sleep(self._rng.uniform(0, min(1.0, 0.05 * (2 ** attempt))))
+
+    async def call(self, method: str, request: Any, *, admin: bool = False, timeout: float | None = None) -> Any:
+        """A unary RPC with leader discovery and retries of UNAVAILABLE until the
+        retry deadline; other errors are raised as grpc.aio.AioRpcError."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_deadline
+        attempt = 0
+        while True:
+            stub = self._stub(admin)
+            try:
+                return await getattr(stub, method)(request, timeout=timeout or self.rpc_timeout,
+                                                   metadata=self._metadata(admin))
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in RETRYABLE and e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+                if self._closed or loop.time() >= deadline:
+                    raise
+                self._redirect(e)
+                await self._backoff(attempt)
+                attempt += 1
+
+    # -- the Zero service -------------------------------------------------------------------------
+    async def connect(self, addr: str, *, group_id: int = 0, learner: bool = False,
+                      member_id: int = 0) -> zero_pb2.ConnectResponse:
+        return await self.call("Connect", zero_pb2.ConnectRequest(id=member_id, addr=addr, group_id=group_id,
+                                                                   learner=learner))
+
+    async def heartbeat(self, member_id: int, group_id: int, *, leader: bool = False) -> None:
+        await self.call("Heartbeat", zero_pb2.HeartbeatRequest(member_id=member_id, group_id=group_id,
+                                                               leader=leader))
+
+    async def should_serve(self, predicate: str, group_id: int = 0) -> zero_pb2.Tablet:
+        return await self.call("ShouldServe", zero_pb2.Tablet(predicate=predicate, group_id=group_id))
+
+    async def tablets(self, predicates: Sequence[str], group_id: int = 0) -> list[zero_pb2.Tablet]:
+        r = await self.call("Tablets", zero_pb2.TabletsRequest(
+            tablets=[zero_pb2.Tablet(predicate=p, group_id=group_id) for p in predicates]))
+        return list(r.tablets)
+
+    async def update_tablet_sizes(self, group_id: int, sizes: dict[str, int]) -> None:
+        await self.call("UpdateTabletSizes", zero_pb2.TabletSizes(group_id=group_id, sizes=sizes))
+
+    async def get_state(self) -> zero_pb2.MembershipState:
+        return await self.call("GetState", zero_pb2.GetStateRequest())
+
+    async def assign_ids(self, kind: int, count: int) -> tuple[int, int]:
+        r = await self.call("AssignIds", zero_pb2.AssignIdsRequest(kind=kind, count=count))
+        return r.start_id, r.end_id
+
+    async def timestamps(self, count: int) -> tuple[int, int]:
+        r = await self.call("Timestamps", zero_pb2.TimestampsRequest(count=count))
+        return r.start_id, r.end_id
+
+    # -- merged timestamps ------------------------------------------------------------------------
+    async def timestamp(self) -> int:
+        """One timestamp, strictly larger than any timestamp handed out before this
+        call began. Concurrent callers share one Timestamps RPC per round trip."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._ts_waiting.append(fut)
+        if self._ts_task is None or self._ts_task.done():
+            self._ts_task = asyncio.get_running_loop().create_task(self._ts_loop())
+        return await fut
+
+    async def _ts_loop(self) -> None:
+        while self._ts_waiting and not self._closed:
+            batch = self._ts_waiting[:MAX_COUNT]
+            del self._ts_waiting[:MAX_COUNT]
+            try:
+                start, _ = await self.timestamps(len(batch))
+                self.timestamp_rpcs += 1
+            except Exception as e:  # noqa: BLE001 - every waiter gets the error
+                for f in batch:
+                    if not f.done():
+                        f.set_exception(e)
+                continue
+            for i, f in enumerate(batch):
+                if not f.done():
+                    f.set_result(start + i)
+
+    # -- UIDs from a local block ------------------------------------------------------------------
+    async def uid(self) -> int:
+        """A unique id from a block leased from zero (blocks of `uid_block`)."""
+        if self._uid_next > self._uid_end:
+            async with self._uid_lock:
+                if self._uid_next > self._uid_end:
+                    self._uid_next, self._uid_end = await self.assign_ids(zero_pb2.UID, self._uid_block)
+        u = self._uid_next
+        self._uid_next += 1
+        return u
+
+    # -- watching the membership --------------------------------------------------------------------
+    def start_watch(self, on_change: Callable[[MembershipView], None] | None = None) -> None:
+        """Follow StreamMembership in the background (resuming across failures)."""
+        if on_change is not None:
+            self._watchers.append(on_change)
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch_loop())
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        """Wait until the view holds a complete state."""
+        await asyncio.wait_for(self._synced.wait(), timeout)
+
+    def group_for(self, tablet: str) -> int:
+        return self.view.group_for(tablet)
+
+    async def _watch_loop(self) -> None:
+        attempt = 0
+        while not self._closed:
+            stub = self._stub()
+            req = zero_pb2.StreamMembershipRequest(since_version=self.view.version, cluster_id=self.view.cluster_id)
+            try:
+                async for u in stub.StreamMembership(req):
+                    attempt = 0
+                    if self.view.feed(u):
+                        self._synced.set()
+                        for cb in self._watchers:
+                            cb(self.view)
+            except grpc.aio.AioRpcError as e:
+                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+                    self._redirect(e)
+                else:
+                    # Not retryable from here (e.g. UNIMPLEMENTED): back off longer.
+                    attempt = max(attempt, 5)
+            await self._backoff(attempt)
+            attempt += 1
