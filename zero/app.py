@@ -159,8 +159,7 @@ class ZeroApp:
             await site.start()
         except OSError as e:
             raise StartupError(f"cannot listen for HTTP on {cfg.http_addr}: {e.strerror or e}") from None
-        sockets = [s for s in (site._server.sockets if site._server else [])]  # type: ignore[union-attr]
-        self.http_port = sockets[0].getsockname()[1] if sockets else port
+        self.http_port = int(runner.addresses[0][1]) if runner.addresses else port
         self._tasks.append(asyncio.get_running_loop().create_task(self._health_loop(), name="zero-health"))
         self.log.info("zero is running", grpc_addr=cfg.grpc_addr, grpc_port=self.grpc_port,
                       http_addr=cfg.http_addr, http_port=self.http_port, my=my, data_dir=cfg.data_dir,

@@ -133,7 +133,7 @@ def _status_page(node: ZeroNode, liveness: Liveness, started: float) -> str:
         for name, t in sorted(g.tablets.items()):
             tablets.append([name, gid, t.size_bytes, "read-only" if t.read_only else ""])
     removed = [[m.id, m.group_id or "zero", m.addr] for m in st.removed]
-    rows.append(f"<h2>This zero</h2>" + table(
+    rows.append("<h2>This zero</h2>" + table(
         ["raft id", "role", "term", "leader", "applied", "commit", "serving", "up since (UTC)"],
         [[h["raft_id"], h["role"], h["term"], h["leader_id"], h["applied"], h["commit"],
           "yes" if ok else f"no: {h.get('reason', '')}",
