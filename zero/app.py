@@ -139,7 +139,6 @@ class ZeroApp:
         self.node = node
         self.leases = Leases(node)
         self.liveness = Liveness(node)
-        node.on_leadership.append(self._log_leadership)
         node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
 
         zero_pb2_grpc.add_ZeroServicer_to_server(
@@ -189,12 +188,6 @@ class ZeroApp:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
-
-    def _log_leadership(self, leader: bool, term: int) -> None:
-        if leader:
-            self.log.info("this zero became the leader", term=term)
-        else:
-            self.log.info("this zero is no longer the leader", term=term)
 
     # -- health -----------------------------------------------------------------------------------
     async def _set_health(self, serving: bool) -> None:

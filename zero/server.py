@@ -207,17 +207,18 @@ class Interceptor(grpc.aio.ServerInterceptor):
         return call
 
     def _stream(self, behavior: Any, name: str, admin: bool, ours: bool) -> Any:
+        if not inspect.isasyncgenfunction(behavior):
+            # A handler that writes with context.write() (grpc health's Watch) must stay
+            # a coroutine: grpc treats the two kinds differently.
+            return self._unary(behavior, name, admin, ours)
+
         async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             t0 = time.perf_counter()
             code = "OK"
             try:
                 self._prelude(context, admin, ours)
-                result = behavior(request, context)
-                if inspect.isasyncgen(result):
-                    async for item in result:
-                        yield item
-                else:
-                    await result
+                async for item in behavior(request, context):
+                    yield item
             except BaseException as e:
                 code, status = self._classify(e, context, name)
                 if status is None:

@@ -265,6 +265,11 @@ def test_health_reflection_and_http(tmp_path) -> None:
             assert loop.time() < deadline, "gRPC health never became SERVING"
             await asyncio.sleep(0.05)
 
+        watch = hstub.Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+
         refl = reflection_pb2_grpc.ServerReflectionStub(env.channel)
         names: set[str] = set()
         async for resp in refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
