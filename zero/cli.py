@@ -106,12 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     run_p = sub.add_parser(
         "run", help="run one zero node", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run one zero node. With no flags it serves a new single-zero cluster: gRPC on "
-                    "0.0.0.0:5080, HTTP on 0.0.0.0:6080, data in ./zw.\n\nEvery flag can also be set "
-                    "through an environment variable ZERO_<FLAG> (--grpc-addr: ZERO_GRPC_ADDR); the "
-                    "command line wins.",
-        epilog="SIGTERM or SIGINT shut zero down gracefully (exit 0). Exit 1: zero could not start "
-               "(corrupt or locked data dir, port in use) or its Raft loop failed. Exit 2: usage.")
+        description="Run one zero node. With no flags it serves a new single-zero cluster:\n"
+                    "gRPC on 0.0.0.0:5080, HTTP on 0.0.0.0:6080, data in ./zw.\n\n"
+                    "Every flag can also be set through an environment variable ZERO_<FLAG>\n"
+                    "(--grpc-addr: ZERO_GRPC_ADDR); the command line wins.",
+        epilog="SIGTERM or SIGINT shut zero down gracefully (exit 0).\n"
+               "Exit 1: zero could not start (corrupt or locked data dir, port in use)\n"
+               "or its Raft loop failed. Exit 2: usage.")
     for f in RUN_FLAGS:
         default = f" (default {f.default})" if f.default is not None else ""
         help_text = f"{f.help}{default} [env {f.env}]"
