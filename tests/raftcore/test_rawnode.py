@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from harness import NullLogger, Network, check_ready_responses, msg, new_config, new_rawnode, new_storage
+from harness import NullLogger, Network, check_ready_responses, msg, new_config, new_storage
 from raftcore import (
     Config,
     ConfigError,
