@@ -14,8 +14,10 @@ left for this tick. Every external action (propose, crash, ...) settles too, and
 event is checked against Raft's safety properties (see invariants.py) as it happens; a
 violation raises InvariantViolation with the seed, the tick and the recent trace.
 
-Removed nodes are stopped once a committed configuration no longer holds them (ids are
-never reused), as an application would after RemoveNode.
+A removed node is stopped, as an application would after RemoveNode, once a majority of
+the voters of a configuration without it have applied that configuration (before that,
+they may still need its vote: a joint configuration, or a majority that has not learned
+the change was committed). Ids are never reused.
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ class SimCluster:
         # node id -> index of the committed entry that removed it
         self._removal_index: dict[int, int] = {}
         self._to_stop: set[int] = set()
+        self._crash_armed: set[int] = set()
         # (reporter, peer, is_snapshot, ok) reports, given to RawNodes between Readys
         self._reports: list[tuple[int, int, bool, bool]] = []
         self._read_seq = 0
@@ -338,19 +341,29 @@ class SimCluster:
         self._settle()
 
     # -- faults --------------------------------------------------------------------
-    def crash(self, nid: int) -> None:
+    def crash(self, nid: int, *, after_persist: bool = False) -> None:
         """Kill node `nid`: its RawNode, state machine and in-flight messages are lost;
-        its storage (what it persisted) stays."""
+        its storage (what it persisted) stays. With `after_persist` the crash happens
+        inside the node's next Ready that persists something, after the write and before
+        any of its messages are sent or entries applied."""
         node = self.nodes[nid]
         if not node.live:
             return
+        if after_persist:
+            self._crash_armed.add(nid)
+            self._event("crash-armed", nid)
+            return
+        self._crash_now(node, "crash")
+        self._settle()
+
+    def _crash_now(self, node: SimNode, why: str) -> None:
         node.raw = None
         node.sm = RecordingStateMachine()
         node.is_leader = False
         node.state = NodeState.CRASHED
-        self._event("crash", nid)
-        self.net.set_down(nid, True)
-        self._settle()
+        self._crash_armed.discard(node.id)
+        self._event(why, node.id)
+        self.net.set_down(node.id, True)
 
     def restart(self, nid: int) -> None:
         """Restart a crashed node from its storage: the state machine restores the
@@ -370,8 +383,10 @@ class SimCluster:
         self._event("heal")
 
     def heal_all(self, delay: tuple[int, int] = (0, 1)) -> None:
-        """Repair the network and restart every crashed (not removed) node."""
+        """Repair the network, disarm pending crashes and restart every crashed (not
+        removed) node."""
         self.heal()
+        self._crash_armed.clear()
         self.net.set_faults(delay=delay)
         for nid in sorted(self.nodes):
             if self.nodes[nid].state == NodeState.CRASHED:
@@ -540,6 +555,9 @@ class SimCluster:
             self._event("role", nid, rd.soft_state.raft_state.name, rd.soft_state.lead, node.term)
             if node.is_leader and not was:
                 ck.on_leader(nid, node.term, storage)
+        if nid in self._crash_armed and (rd.entries or rd.hard_state or rd.snapshot):
+            self._crash_now(node, "crash-after-persist")
+            return
         # 2. Send.
         for msg in rd.messages:
             if msg.to == nid:
@@ -610,18 +628,8 @@ class SimCluster:
         node.conf_state.CopyFrom(cs)
         self._event("conf", nid, e.index, _describe_cs(cs))
         for r in removed:
-            self._removal_index.setdefault(r, e.index)
-        # A removed node is stopped once a committed configuration at or after its
-        # removal no longer mentions it (a joint config still needs it).
-        members = node.members()
-        for r, at in self._removal_index.items():
-            other = self.nodes.get(r)
-            if (
-                other is not None
-                and other.state != NodeState.REMOVED
-                and e.index >= at
-                and r not in members
-            ):
+            if r not in self._removal_index and r in self.nodes:
+                self._removal_index[r] = e.index
                 self._to_stop.add(r)
 
     def _check_status(self) -> None:
@@ -651,17 +659,36 @@ class SimCluster:
                 )
 
     def _stop_removed(self) -> None:
-        # Deferred to between Readys: the node may be the one applying its removal.
+        """Stop the removed nodes the cluster no longer needs: those that a majority of
+        the voters of a configuration without them have applied past (so they can elect
+        a leader without them). A joint configuration still naming one keeps it; so
+        does a majority that has not applied the change yet, as it may need its vote.
+        Runs between Readys: the node may be the one applying its removal."""
         for nid in sorted(self._to_stop):
+            at = self._removal_index[nid]
+            after = [
+                n for n in self.nodes.values() if n.applied >= at and nid not in n.members()
+            ]
+            if not after:
+                continue
+            voters = max(after, key=lambda n: (n.applied, -n.id)).conf_state.voters
+            done = sum(
+                1 for v in voters
+                if v in self.nodes and self.nodes[v].applied >= at
+                and nid not in self.nodes[v].members()
+            )
+            if 2 * done <= len(voters):
+                continue
+            self._to_stop.discard(nid)
             node = self.nodes[nid]
             if node.state == NodeState.REMOVED:
                 continue
             node.raw = None
             node.is_leader = False
             node.state = NodeState.REMOVED
+            self._crash_armed.discard(nid)
             self._event("stopped-removed", nid)
             self.net.set_down(nid, True)
-        self._to_stop.clear()
 
     # -- internals: trace and failures --------------------------------------------
     def _event(self, kind: str, *detail: Any) -> None:

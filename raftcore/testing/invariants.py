@@ -73,6 +73,11 @@ class InvariantChecker:
         for e in entries:
             if e.index < first:
                 continue  # already covered by the snapshot
+            if e.index > storage.last_index():
+                self.fail(
+                    f"node {nid}: storage ends at index {storage.last_index()} right after "
+                    f"appending entry {e.index}"
+                )
             got = storage.term(e.index)
             if got != e.term:
                 self.fail(

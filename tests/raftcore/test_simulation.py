@@ -159,6 +159,23 @@ def test_crash_loses_memory_but_keeps_storage() -> None:
     c.check_applied_prefixes()
 
 
+def test_crash_between_persist_and_send() -> None:
+    c = SimCluster(3, seed=14)
+    lead = elect(c)
+    f = next(i for i in (1, 2, 3) if i != lead)
+    c.crash(f, after_persist=True)
+    assert c.nodes[f].live  # armed: it goes down inside its next persisting Ready
+    c.propose(b"persisted-not-acked")
+    node = c.nodes[f]
+    assert node.state == NodeState.CRASHED
+    last = node.storage.last_index()
+    assert node.storage.entries(last, last + 1)[0].data == b"persisted-not-acked"
+    assert any(ev[1] == "crash-after-persist" and ev[2] == f for ev in c.trace)
+    c.restart(f)
+    commit_everywhere(c, b"after")
+    assert c.proposals_applied(f) == [b"persisted-not-acked", b"after"]
+
+
 def test_messages_in_flight_to_a_crashed_node_are_lost() -> None:
     net = SimNetwork("delay", delay=(3, 3))
     c = SimCluster(3, seed=6, network=net)
@@ -348,12 +365,6 @@ def test_checker_stale_read() -> None:
 # -- randomized chaos ---------------------------------------------------------------
 
 
-# A tiny inflight window makes the stall of
-# test_replication_recovers_when_a_full_inflight_window_was_lost likely; it stays out of
-# the CI chaos run until that core bug is fixed (RAFTCORE_SIM_TINY_INFLIGHT=1 puts it in).
-TINY_INFLIGHT = os.environ.get("RAFTCORE_SIM_TINY_INFLIGHT", "0") == "1"
-
-
 class Chaos:
     """One randomized run: `seed` decides the cluster, the faults and the workload."""
 
@@ -373,7 +384,10 @@ class Chaos:
             election_tick=10,
             heartbeat_tick=rng.choice((1, 1, 2)),
             max_size_per_msg=rng.choice((1 << 20, 1 << 20, 60)),
-            max_inflight_msgs=rng.choice((256, 256, 2 if TINY_INFLIGHT else 256)),
+            max_inflight_msgs=rng.choice((256, 256, 2)),
+            pre_vote=rng.random() < 0.8,
+            check_quorum=rng.random() < 0.8,
+            disable_proposal_forwarding=rng.random() < 0.1,
             trace_limit=400,
         )
         self.chaos_ticks = chaos_ticks
@@ -407,7 +421,7 @@ class Chaos:
         elif r < 0.345:
             nid = self.random_live()
             if nid is not None:
-                c.crash(nid)
+                c.crash(nid, after_persist=rng.random() < 0.3)
         elif r < 0.38:
             crashed = [i for i, n in sorted(c.nodes.items()) if n.state == NodeState.CRASHED]
             if crashed:
@@ -555,7 +569,7 @@ def test_randomized_chaos() -> None:
 
 
 def test_replication_recovers_when_a_full_inflight_window_was_lost() -> None:
-    # Was a core bug (chaos seed 22 with RAFTCORE_SIM_TINY_INFLIGHT=1): a heartbeat
+    # Was a core bug (chaos seed 22, found with a window of 2): a heartbeat
     # response sent nothing to a follower in REPLICATE with a full window, so when
     # every MsgApp in it was lost, replication to it stalled forever.
     c = SimCluster(3, seed=1, max_inflight_msgs=2, report_unreachable=False)
