@@ -283,6 +283,64 @@ def test_read_index_is_at_least_the_commit_at_issue() -> None:
     assert c.nodes[f].reads[ctx_follower] >= commit
 
 
+def _win(c: SimCluster, nid: int, attempts: int = 5) -> bool:
+    """Make `nid` campaign (again) until it leads; False if it cannot."""
+    for _ in range(attempts):
+        c.campaign(nid)
+        try:
+            c.wait_for(lambda: c.nodes[nid].is_leader, 6, f"{nid} wins")
+            return True
+        except LivenessError:
+            pass
+    return False
+
+
+def test_figure_8_an_old_term_entry_is_not_committed_by_counting() -> None:
+    """Raft paper Figure 8 (§5.4.2), played step by step: a leader must not commit an
+    entry of an earlier term by counting replicas, or a later leader may overwrite it.
+    (With that rule broken in raftcore.log, the checker reports a leader completeness
+    violation here.)"""
+    net = SimNetwork("fig8", delay=(1, 1))
+    # Elections only when a test says so; one entry per MsgApp so that replication of
+    # the old entry and of the new leader's own entry are separate steps.
+    c = SimCluster(5, seed=8, network=net, election_tick=1000, check_quorum=False,
+                   pre_vote=False, max_size_per_msg=1)
+    assert _win(c, 1)
+    c.run(5)
+    i = c.nodes[1].storage.last_index() + 1  # the contested index
+    # (a) S1 (term 2) replicates an entry at i to S2 only.
+    c.partition({1, 2}, {3, 4, 5})
+    c.propose(b"x", to=1)
+    c.run(3)
+    assert c.nodes[2].storage.last_index() == i
+    # (b) S1 crashes; S5 wins term 3 with S3 and S4, its own entry at i stays on S5.
+    c.crash(1)
+    c.partition({2}, {3, 4, 5})
+    c.campaign(5)
+    c.wait_for(lambda: c.nodes[5].is_leader, 10, "5 wins term 3")
+    c.partition({2, 3, 4}, {5})
+    c.run(2)
+    c.crash(5)
+    assert c.nodes[5].storage.term(i) == 3 and c.nodes[3].storage.last_index() == i - 1
+    # (c) S1 restarts and wins term 4; it replicates its term-2 entry at i to S3. It
+    # may commit i only together with an entry of its own term.
+    c.heal()
+    c.restart(1)
+    assert _win(c, 1)
+    c.wait_for(lambda: c.nodes[1].commit >= i, 20, "S1 commits")
+    on_majority = [n for n in (1, 2, 3, 4) if c.nodes[n].storage.last_index() > i]
+    assert len(on_majority) >= 3, on_majority
+    # (d) S1 is cut off; S5 returns and must not win (its log is behind a majority).
+    c.partition({1}, {2, 3, 4, 5})
+    c.restart(5)
+    assert not _win(c, 5)
+    c.heal()
+    assert _win(c, 2)
+    commit_everywhere(c, b"y")
+    assert c.proposals_applied(5) == [b"x", b"y"]
+    c.check_applied_prefixes()
+
+
 def test_liveness_failure_reports_seed_and_trace() -> None:
     net = SimNetwork("x", drop=1.0)
     c = SimCluster(3, seed=13, network=net)
