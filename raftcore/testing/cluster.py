@@ -123,6 +123,10 @@ class SimCluster:
     entries before the snapshot index, so lagging followers need MsgSnap. With
     `fresh_snapshots` (the default) a MsgSnap carries the sender's state machine as
     applied when it is sent rather than the stored snapshot, as etcd's server does.
+    `report_unreachable` reports links found cut or down to the sender (random drops
+    are silent, as on a real network); `trace_limit` bounds the events kept for failure
+    reports; `status_checks` compares every RawNode's status() with what it handed out
+    after each tick.
     """
 
     def __init__(
