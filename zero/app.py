@@ -33,6 +33,7 @@ from .metrics import Metrics
 from .node import NodeOptions, ZeroNode, run_leader_task
 from .pb import zero_pb2_grpc
 from .server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
+from .stream import MembershipHub
 
 __all__ = ["RunConfig", "ZeroApp", "StartupError", "run", "LOCK_FILE"]
 
@@ -78,6 +79,7 @@ class ZeroApp:
         self.node: ZeroNode | None = None
         self.leases: Leases | None = None
         self.liveness: Liveness | None = None
+        self.hub: MembershipHub | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.grpc_port = 0
@@ -139,10 +141,12 @@ class ZeroApp:
         self.node = node
         self.leases = Leases(node)
         self.liveness = Liveness(node)
+        self.hub = MembershipHub(node, overlay=self.liveness.overlay)
         node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
 
         zero_pb2_grpc.add_ZeroServicer_to_server(
-            ZeroService(node, self.leases, self.liveness, admin_token=cfg.admin_token, replicas=cfg.replicas), server)
+            ZeroService(node, self.leases, self.liveness, self.hub, admin_token=cfg.admin_token,
+                        replicas=cfg.replicas), server)
         zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, self.liveness), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -208,6 +212,10 @@ class ZeroApp:
                 return
             ok, _ = health_report(node)
             await self._set_health(ok)
+            if node.is_leader and self.liveness is not None and self.hub is not None:
+                changed = self.liveness.changed()
+                if changed:
+                    self.hub.notify_members(changed)
             await asyncio.sleep(HEALTH_PERIOD)
 
     # -- stop -----------------------------------------------------------------------------------
@@ -230,6 +238,8 @@ class ZeroApp:
             self._runner = None
         if stops:
             await asyncio.gather(*stops, return_exceptions=True)
+        if self._interceptor is not None:
+            await self._interceptor.close()
         if self.node is not None:
             node, self.node = self.node, None
             await node.stop()

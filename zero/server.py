@@ -38,6 +38,7 @@ from .leases import Leases
 from .metrics import Metrics
 from .node import ZeroNode
 from .pb import state_pb2, zero_pb2, zero_pb2_grpc
+from .stream import MembershipHub
 
 __all__ = [
     "ZeroService",
@@ -58,6 +59,12 @@ MAX_TABLETS_PER_REQUEST = 10_000
 ERROR_LOG_INTERVAL = 60.0  # seconds between log lines for one repeating unexpected error
 SIZE_CHANGE_RATIO = 0.10  # UpdateTabletSizes proposes only changes above this
 ADMIN_PREFIX = "/zero.v1.ZeroAdmin/"
+# Answered by whichever zero is asked (everything else is forwarded to the leader).
+LOCAL_METHODS = frozenset({"/zero.v1.ZeroAdmin/RaftStatus"})
+# Set on a call a follower forwards, so the leader never forwards it again (one hop).
+FORWARDED_MD = "zero-forwarded"
+# Request metadata a forwarded call carries on to the leader.
+FORWARD_MD_KEYS = frozenset({"authorization"})
 
 
 class UnimplementedError(ZeroError):
@@ -108,6 +115,7 @@ class Liveness:
         self._clock = clock
         self._wall = wall
         self._seen: dict[int, tuple[float, int, bool]] = {}  # member -> (monotonic, wall ms, leads its group)
+        self._published: dict[int, tuple[bool, bool]] = {}
         node.on_leadership.append(lambda leader, term: self._seen.clear())
 
     def beat(self, member_id: int, *, leader: bool = False) -> None:
@@ -115,6 +123,23 @@ class Liveness:
 
     def forget(self, member_id: int) -> None:
         self._seen.pop(member_id, None)
+
+    def changed(self) -> list[int]:
+        """Members whose (healthy, leader) flags changed since the last call: what
+        StreamMembership must publish (SPEC: liveness travels on the stream)."""
+        out = []
+        published = self._published
+        now = self._clock()
+        current: dict[int, tuple[bool, bool]] = {}
+        for mid in self.node.state.member_ids():
+            seen = self._seen.get(mid)
+            healthy = seen is not None and now - seen[0] <= self.window
+            flags = (healthy, healthy and seen is not None and seen[2])
+            current[mid] = flags
+            if published.get(mid, (False, False)) != flags:
+                out.append(mid)
+        self._published = current
+        return out
 
     def fill(self, m: zero_pb2.Member) -> None:
         seen = self._seen.get(m.id)
@@ -145,7 +170,8 @@ class Interceptor(grpc.aio.ServerInterceptor):
     """Auth, leader hints, error mapping and metrics for every call (see module doc)."""
 
     def __init__(self, node: ZeroNode | Callable[[], ZeroNode | None], *, metrics: Metrics | None = None,
-                 admin_token: str | None, logger: Any) -> None:
+                 admin_token: str | None, logger: Any,
+                 channel_factory: Callable[[str, list[tuple[str, Any]]], grpc.aio.Channel] | None = None) -> None:
         # `node` may be a callable: a grpc.aio server takes its interceptors when it is
         # built, which zero/app.py does before the node exists (to learn the bound port).
         self._node = node if callable(node) else (lambda: node)
@@ -156,6 +182,9 @@ class Interceptor(grpc.aio.ServerInterceptor):
         self._seconds = m.grpc_seconds
         self._children: dict[tuple[str, str], Any] = {}
         self._errors_logged: dict[tuple[str, str], float] = {}
+        # Channels to the leader, for forwarding; a factory may add TLS.
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channel_factory = channel_factory
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -165,17 +194,81 @@ class Interceptor(grpc.aio.ServerInterceptor):
         name = method.lstrip("/")
         admin = method.startswith(ADMIN_PREFIX)
         ours = method.startswith("/zero.v1.")
+        forwardable = ours and method not in LOCAL_METHODS
+        # A forwarded call returns the leader's serialized reply as bytes: pass it on.
+        ser = handler.response_serializer
+        response_serializer = (lambda r: r if isinstance(r, bytes) else ser(r)) if forwardable else ser
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, name, admin, ours),
+                self._unary(handler.unary_unary, name, admin, ours, method if forwardable else None),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                response_serializer=response_serializer)
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, name, admin, ours),
+                self._stream(handler.unary_stream, name, admin, ours, method if forwardable else None),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                response_serializer=response_serializer)
         return handler  # client-streaming (reflection): passed through
+
+    # -- forwarding to the leader (SPEC: any zero accepts any data-node RPC, one hop) ---------------
+    def _forward_target(self, context: grpc.aio.ServicerContext) -> str | None:
+        """The leader's address when this call must be forwarded there; None to serve it
+        here. UNAVAILABLE when it can be served nowhere right now."""
+        node = self._node()
+        if node is None or node.is_leader:
+            return None
+        if any(k == FORWARDED_MD for k, _ in context.invocation_metadata()):
+            raise UnavailableError("forwarded to a zero that is not the leader (leadership is moving); retry")
+        lead = node.leader_id
+        if not lead:
+            raise UnavailableError("no leader is known (an election may be in progress); retry shortly")
+        z = node.state._state.zeros.get(lead)
+        if z is None or not z.addr:
+            raise UnavailableError(f"the leader (zero {lead}) has no known address yet; retry shortly")
+        return z.addr
+
+    def _leader_channel(self, addr: str) -> grpc.aio.Channel:
+        ch = self._channels.get(addr)
+        if ch is None:
+            opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+            ch = self._channel_factory(addr, opts) if self._channel_factory else grpc.aio.insecure_channel(addr, options=opts)
+            self._channels[addr] = ch
+        return ch
+
+    def _forward_metadata(self, context: grpc.aio.ServicerContext) -> list[tuple[str, str]]:
+        node = self._node()
+        md = [(k, v) for k, v in context.invocation_metadata() if k in FORWARD_MD_KEYS]
+        md.append((FORWARDED_MD, str(node.raft_id if node is not None else 0)))
+        return md
+
+    async def _forward_unary(self, method: str, addr: str, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+        call = self._leader_channel(addr).unary_unary(method, request_serializer=_identity,
+                                                      response_deserializer=_identity)
+        try:
+            return await call(request.SerializeToString(), timeout=context.time_remaining() or DEFAULT_FORWARD_TIMEOUT,
+                              metadata=self._forward_metadata(context))
+        except grpc.aio.AioRpcError as e:
+            await context.abort(e.code(), e.details() or "")
+            raise  # unreachable: abort raises
+
+    async def _forward_stream(self, method: str, addr: str, request: Any,
+                              context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        call = self._leader_channel(addr).unary_stream(method, request_serializer=_identity,
+                                                       response_deserializer=_identity)
+        stream = call(request.SerializeToString(), metadata=self._forward_metadata(context))
+        try:
+            async for item in stream:
+                yield item
+        except grpc.aio.AioRpcError as e:
+            await context.abort(e.code(), e.details() or "")
+        finally:
+            stream.cancel()
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
 
     def _prelude(self, context: grpc.aio.ServicerContext, admin: bool, ours: bool) -> None:
         node = self._node()
@@ -190,12 +283,16 @@ class Interceptor(grpc.aio.ServerInterceptor):
         if admin:
             check_admin(self.admin_token, context.invocation_metadata())
 
-    def _unary(self, behavior: Any, name: str, admin: bool, ours: bool) -> Any:
+    def _unary(self, behavior: Any, name: str, admin: bool, ours: bool, forward: str | None = None) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             t0 = time.perf_counter()
             code = "OK"
             try:
                 self._prelude(context, admin, ours)
+                if forward is not None:
+                    addr = self._forward_target(context)
+                    if addr is not None:
+                        return await self._forward_unary(forward, addr, request, context)
                 return await behavior(request, context)
             except BaseException as e:
                 code, status = self._classify(e, context, name)
@@ -206,7 +303,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
                 self._record(name, code, time.perf_counter() - t0)
         return call
 
-    def _stream(self, behavior: Any, name: str, admin: bool, ours: bool) -> Any:
+    def _stream(self, behavior: Any, name: str, admin: bool, ours: bool, forward: str | None = None) -> Any:
         if not inspect.isasyncgenfunction(behavior):
             # A handler that writes with context.write() (grpc health's Watch) must stay
             # a coroutine: grpc treats the two kinds differently.
@@ -217,7 +314,10 @@ class Interceptor(grpc.aio.ServerInterceptor):
             code = "OK"
             try:
                 self._prelude(context, admin, ours)
-                async for item in behavior(request, context):
+                addr = self._forward_target(context) if forward is not None else None
+                items = (self._forward_stream(forward, addr, request, context) if addr is not None and forward
+                         else behavior(request, context))
+                async for item in items:
                     yield item
             except BaseException as e:
                 code, status = self._classify(e, context, name)
@@ -262,11 +362,19 @@ class Interceptor(grpc.aio.ServerInterceptor):
         sec.observe(seconds)
 
 
+DEFAULT_FORWARD_TIMEOUT = 30.0
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
 # -- Zero: the data-node API ------------------------------------------------------------------------
 class ZeroService(zero_pb2_grpc.ZeroServicer):
-    def __init__(self, node: ZeroNode, leases: Leases, liveness: Liveness, *,
+    def __init__(self, node: ZeroNode, leases: Leases, liveness: Liveness, hub: MembershipHub, *,
                  admin_token: str | None, replicas: int) -> None:
         self.node = node
+        self.hub = hub
         self.leases = leases
         self.liveness = liveness
         self.admin_token = admin_token
@@ -391,9 +499,10 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
 
     async def StreamMembership(self, request: zero_pb2.StreamMembershipRequest,
                                context: Any) -> AsyncIterator[zero_pb2.MembershipUpdate]:
-        raise UnimplementedError(
-            "StreamMembership is not available in this zero yet; poll GetState for the membership state")
-        yield  # pragma: no cover  (makes this an async generator, as the stub expects)
+        if request.cluster_id:
+            validate.cluster_id(request.cluster_id)
+        async for update in self.hub.stream(request.since_version, request.cluster_id):
+            yield update
 
 
 def _require_leader(node: ZeroNode, what: str) -> None:

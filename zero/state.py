@@ -582,6 +582,10 @@ class ZeroState:
         gid = self._member_group.get(member_id)
         return _copy(self._member(member_id)) if gid else None
 
+    def member_ids(self) -> list[int]:
+        """Ids of every data-node member (from the Python index, not the protobuf maps)."""
+        return list(self._member_group)
+
     def member_by_addr(self, addr: str) -> zero_pb2.Member | None:
         mid = self._addr_member.get(addr)
         return self.member(mid) if mid is not None else None

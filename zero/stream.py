@@ -185,9 +185,7 @@ class MembershipHub:
         # carry current values).
         self._watchers.add(w)
         try:
-            async with self._admit:
-                await self.node.read_barrier()
-                first = self._initial(since_version, cluster_id)
+            first = await self._admitted(lambda: self._initial(since_version, cluster_id))
             for msg in first:
                 yield msg
             # Versions only grow on a stream: deltas queued before the initial read are
@@ -199,9 +197,7 @@ class MembershipHub:
                     raise ResourceExhaustedError(
                         "this watcher fell too far behind and was dropped; resume with since_version")
                 if item is _RESYNC:
-                    async with self._admit:
-                        await self.node.read_barrier()
-                        chunks = self._full()
+                    chunks = await self._admitted(self._full)
                     for msg in chunks:
                         yield msg
                     last = chunks[-1].version
@@ -213,6 +209,14 @@ class MembershipHub:
                 yield item
         finally:
             self._watchers.discard(w)
+
+    async def _admitted(self, read: Callable[[], list[zero_pb2.MembershipUpdate]]) -> list[zero_pb2.MembershipUpdate]:
+        """A linearizable read of the state, a few watchers at a time. (A plain
+        coroutine: `async with` directly inside the stream's async generator crashed
+        CPython 3.11 under grpc.aio.)"""
+        async with self._admit:
+            await self.node.read_barrier()
+            return read()
 
     def _initial(self, since_version: int, cluster_id: str) -> list[zero_pb2.MembershipUpdate]:
         st = self.node.state

@@ -62,6 +62,10 @@ class Env:
         return ei.value.details() or ""
 
 
+async def _first(stream):
+    return await stream.read()
+
+
 def run_env(tmp_path, body: Callable[[Env], Awaitable[None]], **cfg: object) -> None:
     async def main() -> None:
         logs = io.StringIO()
@@ -186,11 +190,17 @@ def test_members_tablets_and_bad_input(tmp_path) -> None:
         await env.fails(SC.INVALID_ARGUMENT, z.UpdateTabletSizes(zero_pb2.TabletSizes(group_id=1, sizes={"a": -1})))
         await env.fails(SC.INVALID_ARGUMENT, z.UpdateTabletSizes(zero_pb2.TabletSizes(group_id=1, sizes={"": 1})))
 
+        # StreamMembership: the full state first (one chunk here), then deltas.
         stream = z.StreamMembership(zero_pb2.StreamMembershipRequest())
-        with pytest.raises(grpc.aio.AioRpcError) as ei:
-            async for _ in stream:
-                pass
-        assert ei.value.code() == SC.UNIMPLEMENTED
+        first = await asyncio.wait_for(stream.read(), 10)
+        assert first.full and first.last_chunk and first.version == env.version()
+        assert "name" in first.state.groups[1].tablets
+        await z.ShouldServe(zero_pb2.Tablet(predicate="streamed", group_id=1))
+        delta = await asyncio.wait_for(stream.read(), 10)
+        assert not delta.full and "streamed" in delta.state.groups[1].tablets
+        stream.cancel()
+        await env.fails(SC.INVALID_ARGUMENT, _first(z.StreamMembership(
+            zero_pb2.StreamMembershipRequest(since_version=1, cluster_id="x" * 1000))))
 
     run_env(tmp_path, body)
 
