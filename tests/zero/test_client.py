@@ -71,3 +71,35 @@ def test_client_rpcs_timestamps_uids_and_failover_between_addresses(tmp_path):
             await app.stop()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_client_watch_keeps_the_shard_map_current(tmp_path):
+    async def main() -> None:
+        app = await _app(tmp_path)
+        try:
+            async with ZeroClient(f"127.0.0.1:{app.grpc_port}") as zc, \
+                    ZeroClient(f"127.0.0.1:{app.grpc_port}") as watcher:
+                m1 = (await zc.connect("dn1:7080")).member
+                m2 = (await zc.connect("dn2:7080")).member
+                assert m1.group_id == 1 and m2.group_id == 2
+                await zc.should_serve("a", 1)
+                watcher.start_watch()
+                await watcher.wait_synced()
+                assert watcher.group_for("a") == 1 and watcher.group_for("b") == 0
+                await zc.should_serve("b", 2)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 10
+                while watcher.group_for("b") != 2:
+                    assert loop.time() < deadline, "the watcher never saw the claim"
+                    await asyncio.sleep(0.01)
+                # Liveness travels on the stream: a heartbeat makes the member healthy.
+                await zc.heartbeat(m2.id, m2.group_id)
+                while not (watcher.view.state and watcher.view.state.groups[2].members[m2.id].healthy):
+                    assert loop.time() < deadline, "liveness never reached the watcher"
+                    await asyncio.sleep(0.01)
+                assert watcher.view.version == app.node.state.version
+        finally:
+            await app.stop()
+
+    asyncio.run(main())
