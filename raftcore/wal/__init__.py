@@ -10,7 +10,7 @@ How it stacks (bottom to top):
              create_snapshot(), compact(), recovery on open
 
 The core never imports this package (it only reads through raftcore.Storage); this is
-the one part of raftcore that does I/O. Format and recovery rules: docs/DESIGN-storage.md.
+the one part of raftcore that does I/O. Format and recovery rules: docs/DESIGN.md ("Durable storage").
 """
 
 from .record import FORMAT_VERSION

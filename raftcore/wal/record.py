@@ -1,4 +1,4 @@
-"""Byte-level framing shared by WAL segments and snapshot files (docs/DESIGN-storage.md).
+"""Byte-level framing shared by WAL segments and snapshot files (docs/DESIGN.md ("Durable storage")).
 
 Every file starts with a 32-byte header, little-endian:
 

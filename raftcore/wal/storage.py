@@ -1,5 +1,5 @@
 """DiskStorage: a durable Storage, a write-ahead log of storage operations plus
-snapshot files, with a MemoryStorage as its in-memory view (docs/DESIGN-storage.md).
+snapshot files, with a MemoryStorage as its in-memory view (docs/DESIGN.md ("Durable storage")).
 
 The WAL is a log of the operations applied to the view: save() (one Raft Ready: a
 snapshot reset, entries that may overwrite a suffix, a hard state), create_snapshot()
@@ -242,7 +242,7 @@ class DiskStorage:
         seqs = sorted(int(m.group(1), 16) for n in names if (m := SEG_NAME.match(n)))
         snaps = sorted(int(m.group(1), 16) for n in names if (m := SNAP_NAME.match(n)))
         # Every snapshot file must be intact, even one we are about to delete: a damaged
-        # file is refused, never silently skipped (docs/DESIGN-storage.md, recovery).
+        # file is refused, never silently skipped (docs/DESIGN.md ("Durable storage"), recovery).
         for i in snaps:
             read_snapshot(os.path.join(d, snapshot_name(i)), i)
         if not seqs:

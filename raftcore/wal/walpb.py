@@ -2,7 +2,7 @@
 
 They are built at import time from a FileDescriptorProto rather than generated from a
 .proto file, so the WAL's on-disk schema lives next to the code that writes it and does
-not touch proto/. Equivalent .proto text (docs/DESIGN-storage.md is the reference):
+not touch proto/. Equivalent .proto text (docs/DESIGN.md ("Durable storage") is the reference):
 
     syntax = "proto3";
     package raftcore.wal;
