@@ -104,7 +104,10 @@ class Progress:
         # In PROBE, only the rejection of the last probe counts.
         if self.next - 1 != rejected:
             return False
-        self.next = max(min(rejected, match_hint + 1), 1)
+        # Never at or below match (the invariant match < next): a stale rejection
+        # whose index happens to equal next - 1 again must not rewind the follower
+        # past what it is known to have, e.g. into the compacted log (etcd 6439482).
+        self.next = max(min(rejected, match_hint + 1), self.match + 1)
         self.probe_sent = False
         return True
 
