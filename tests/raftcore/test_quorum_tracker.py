@@ -375,3 +375,9 @@ def test_restore_does_not_touch_the_given_tracker() -> None:
     tr = ProgressTracker(20)
     restore(tr, 10, ConfState(voters=[1, 2], learners=[3]))
     assert tr.progress == {} and not tr.config.voters.ids()
+
+
+def test_progress_maybe_decr_keeps_next_above_match() -> None:
+    p = _pr(ProgressState.PROBE, match=10, next=11)
+    assert p.maybe_decr_to(10, 5)
+    assert p.next == 11 and p.match == 10

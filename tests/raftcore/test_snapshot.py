@@ -361,3 +361,28 @@ def test_report_snapshot_ignored_outside_snapshot_state(status: SnapshotStatus) 
     before = repr(nt[1].raft.prs.progress[2])
     nt[1].rn.report_snapshot(2, status)
     assert repr(nt[1].raft.prs.progress[2]) == before
+
+
+def test_stale_rejection_never_moves_next_below_match() -> None:
+    # A duplicated, stale rejection whose probe index happens to equal next - 1 again
+    # must not move next to or below match (etcd 6439482, "next index shall be larger
+    # than match index"): here that would send a needless snapshot, since the
+    # entries after the hint were compacted.
+    s = new_storage([1, 2])
+    s.append([Entry(term=1, index=i) for i in range(1, 11)])
+    s.compact(8)
+    r, _ = new_raft(1, storage=s)
+    r.become_candidate()
+    r.become_leader()
+    read_messages(r)
+    pr = r.prs.progress[2]
+    pr.match = 10
+    pr.become_probe()
+    assert pr.next == 11
+    # The rejection of an old probe at index 10, from before 2 caught up.
+    r.step(Message(type=MsgAppResp, from_=2, to=1, term=r.term, index=10, reject=True,
+                   reject_hint=5, log_term=1))
+    pr = r.prs.progress[2]
+    assert pr.match < pr.next
+    assert MsgSnap not in [m.type for m in read_messages(r)]
+    assert pr.state == ProgressState.PROBE
