@@ -10,7 +10,7 @@ import pytest
 
 from netsim_b import Network, new_node, new_raft, persist_raft, read_messages
 from raftcore import ConfChangeError, ProposalDroppedError, StateType
-from raftcore.confchange import to_v2
+from raftcore.confchange import Changer, to_v2
 from raftcore.raft import Raft
 from raftcore.raftpb import (
     ConfChange,
@@ -201,7 +201,6 @@ def test_simple_change_of_two_voters_is_refused() -> None:
     # Changing two voters at once needs joint consensus (thesis §4.3); only a
     # ConfChangeV2 with the joint transition (or several changes) gets it.
     r, _ = new_raft(1, [1, 2, 3])
-    from raftcore.confchange import Changer
     with pytest.raises(ConfChangeError, match="more than one voter changed"):
         Changer(r.prs, 1).simple([single(ConfChangeAddNode, 4), single(ConfChangeAddNode, 5)])
     with pytest.raises(ConfChangeError, match="more than one voter changed"):

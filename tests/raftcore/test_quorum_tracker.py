@@ -13,7 +13,7 @@ import pytest
 
 from raftcore.confchange import Changer, restore
 from raftcore.errors import ConfChangeError
-from raftcore.quorum import INFINITE_INDEX, JointConfig, MajorityConfig, VoteResult
+from raftcore.quorum import INFINITE_INDEX, JointConfig, MajorityConfig
 from raftcore.raftpb import (
     ConfChangeAddLearnerNode,
     ConfChangeAddNode,
