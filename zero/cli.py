@@ -1,4 +1,5 @@
-"""The `zero` command. `zero run` starts one zero node (SPEC "Processes, ports, CLI").
+"""The `zero` command (SPEC "Processes, ports, CLI"): `zero run` starts one zero node,
+`zero datanode` the reference data node, `zero admin VERB` operates a running cluster.
 
 Every flag of `zero run` can also be given as an environment variable ZERO_<FLAG>
 (`--grpc-addr` is ZERO_GRPC_ADDR); a flag on the command line wins over the variable.
@@ -17,8 +18,10 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import validate
+from .admin import add_admin_parser, run_admin
 from .app import RunConfig, run
 from .errors import InvalidArgumentError
 from .log import LOG_FORMATS
@@ -83,8 +86,10 @@ RUN_FLAGS = (
     _Flag("data-dir", "DIR", "./zw", "directory for the write-ahead log, snapshots and identity; one zero per dir"),
     _Flag("replicas", "N", "1", "data nodes per group: new data nodes fill a group up to N before a new group starts"),
     _Flag("rebalance-interval", "DURATION", "8m",
-          "how often tablets are rebalanced between groups; 0 disables. The rebalancer is not built "
-          "yet: only the default and 0 are accepted (no rebalancing happens either way)."),
+          "how often the leader moves a tablet from the largest group to the smallest when their sizes "
+          "differ by more than 10%% (e.g. 30s, 8m); 0 disables (`zero admin rebalance now` still works)"),
+    _Flag("move-timeout", "DURATION", "10m",
+          "a tablet move whose copy has not finished within this is rolled back"),
     _Flag("tick", "DURATION", "100ms", "the Raft tick (e.g. 100ms, 0.1s); heartbeats go out every tick"),
     _Flag("election-ticks", "N", "5", "ticks without a leader before an election (election timeout = N x tick)"),
     _Flag("snapshot-after", "N", "10000", "applied entries between automatic snapshots (the log is compacted behind them)"),
@@ -120,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
             run_p.add_argument(f"--{f.name}", dest=f.dest, action="store_true", default=None, help=help_text)
         else:
             run_p.add_argument(f"--{f.name}", dest=f.dest, metavar=f.metavar, default=None, help=help_text)
+    add_admin_parser(sub)
     return parser
 
 
@@ -188,9 +194,13 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
         rebalance = parse_duration(rb_text or "8m")
     except ValueError as e:
         raise UsageError(f"{where}: {e}") from None
-    if rebalance not in (0.0, 480.0):
-        raise UsageError(f"{where}: the rebalancer is not built yet, so only the default (8m) and 0 "
-                         "are accepted; no rebalancing happens in this version")
+    mt_text, mt_where = get("move-timeout")
+    try:
+        move_timeout = parse_duration(mt_text or "10m")
+    except ValueError as e:
+        raise UsageError(f"{mt_where}: {e}") from None
+    if move_timeout <= 0:
+        raise UsageError(f"{mt_where}: the move timeout must be above 0")
 
     rid_text, where = get("raft-id")
     raft_id = _int(rid_text, where, 1, (1 << 64) - 2) if rid_text else 0
@@ -225,7 +235,7 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
     return RunConfig(
         data_dir=data_dir, grpc_addr=grpc_addr, http_addr=http_addr, my=my, raft_id=raft_id,
         replicas=replicas, tick=tick, election_ticks=election_ticks, snapshot_after=snapshot_after,
-        rebalance_interval=rebalance, admin_token=token or None, log_format=fmt)
+        rebalance_interval=rebalance, move_timeout=move_timeout, admin_token=token or None, log_format=fmt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as e:
             parser.exit(EXIT_USAGE, f"zero run: error: {e}\n")
         return asyncio.run(run(cfg))
+    if ns.command == "admin":
+        return run_admin(ns)
     parser.error(f"unknown command {ns.command!r}")
     return EXIT_USAGE
 

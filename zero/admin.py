@@ -1,0 +1,195 @@
+"""`zero admin <verb> --addr HOST:PORT`: the operator's CLI over the ZeroAdmin and Zero
+services (SPEC "Processes, ports, CLI").
+
+Human output by default, `--json` for machines. Exit codes: 0 ok, 1 refused (zero
+answered with an error), 2 usage, 3 unreachable (no answer, or no leader/quorum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .pb import zero_pb2, zero_pb2_grpc
+
+__all__ = ["add_admin_parser", "run_admin", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "EXIT_UNREACHABLE"]
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+_UNREACHABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def add_admin_parser(sub: Any) -> None:
+    p = sub.add_parser("admin", help="operate a zero cluster (state, status, remove-node, ...)",
+                       description="Operate a zero cluster through any of its zeros. Exit codes: 0 ok, "
+                                   "1 refused, 2 usage, 3 unreachable.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--addr", default=os.environ.get("ZERO_ADDR", "localhost:5080"),
+                        help="gRPC address of any zero (default localhost:5080) [env ZERO_ADDR]")
+    common.add_argument("--token", default=None,
+                        help="admin token, sent as 'authorization: Bearer <token>' "
+                             "[env ZERO_ADMIN_TOKEN; prefer the variable, flags show in ps]")
+    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    common.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    verbs.add_parser("state", parents=[common], help="the membership state (linearizable)")
+    verbs.add_parser("status", parents=[common], help="this zero's Raft status")
+    rn = verbs.add_parser("remove-node", parents=[common], help="remove a data node, or a zero with --group 0")
+    rn.add_argument("--id", type=int, required=True, help="member id (raft id for a zero)")
+    rn.add_argument("--group", type=int, default=0, help="the member's group; 0 means a zero peer (default 0)")
+    mt = verbs.add_parser("move-tablet", parents=[common], help="move a tablet to another group now")
+    mt.add_argument("--tablet", "--predicate", dest="tablet", required=True, help="tablet (predicate) name")
+    mt.add_argument("--group", type=int, required=True, help="destination group")
+    tl = verbs.add_parser("transfer-leader", parents=[common], help="hand Raft leadership to another zero")
+    tl.add_argument("--to", type=int, default=0, help="raft id of the new leader (default: the best follower)")
+    verbs.add_parser("snapshot", parents=[common], help="take a snapshot and compact the log now")
+    rb = verbs.add_parser("rebalance", parents=[common], help="turn the rebalancer on or off, or run it now")
+    rb.add_argument("mode", choices=["on", "off", "now"])
+    verbs.add_parser("health", parents=[common], help="exit 0 when the zero at --addr serves (gRPC health)")
+    bk = verbs.add_parser("backup", parents=[common], help="write a consistent backup of the state to a file")
+    bk.add_argument("--out", required=False, help="file to write")
+    bk.add_argument("--verify", metavar="FILE", help="check a backup file without a cluster")
+
+
+def _print(out: TextIO, as_json: bool, obj: Any, human: Callable[[], str]) -> None:
+    if as_json:
+        out.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    else:
+        out.write(human().rstrip("\n") + "\n")
+
+
+def _msg_dict(m: Any) -> dict[str, Any]:
+    return MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def _state_text(st: zero_pb2.MembershipState) -> str:
+    lines = [f"cluster {st.cluster_id or '-'}  version {st.version}  max_uid {st.max_uid}  "
+             f"max_txn_ts {st.max_txn_ts}"]
+    lines.append(f"zeros ({len(st.zeros)}):")
+    for zid in sorted(st.zeros):
+        z = st.zeros[zid]
+        lines.append(f"  {zid:>4}  {z.addr:<28} {'leader' if z.leader else ''}")
+    lines.append(f"groups ({len(st.groups)}):")
+    for gid in sorted(st.groups):
+        g = st.groups[gid]
+        size = sum(t.size_bytes for t in g.tablets.values())
+        lines.append(f"  group {gid}: {len(g.members)} members, {len(g.tablets)} tablets, {size:,} bytes")
+        for mid in sorted(g.members):
+            m = g.members[mid]
+            flags = [f for f, on in (("leader", m.leader), ("learner", m.learner)) if on]
+            lines.append(f"    member {mid:>4}  {m.addr:<28} {'healthy' if m.healthy else 'UNHEALTHY'} "
+                         f"{' '.join(flags)}")
+        for name in sorted(g.tablets)[:20]:
+            t = g.tablets[name]
+            ro = " read-only" if t.read_only else ""
+            lines.append(f"    tablet {name}  {t.size_bytes:,} bytes{ro}")
+        if len(g.tablets) > 20:
+            lines.append(f"    ... and {len(g.tablets) - 20} more tablets")
+    if st.removed:
+        lines.append("removed: " + ", ".join(f"{'zero' if not m.group_id else 'member'} {m.id}" for m in st.removed))
+    return "\n".join(lines)
+
+
+def _status_text(s: zero_pb2.RaftStatusResponse) -> str:
+    lines = [f"raft id {s.id}  role {s.role}  term {s.term}  leader {s.lead or '-'}"
+             f"{' (' + s.leader_addr + ')' if s.leader_addr else ''}",
+             f"commit {s.commit}  applied {s.applied}  cluster {s.cluster_id or '-'}"]
+    if s.progress:
+        lines.append("peers (as the leader sees them):")
+        for pid in sorted(s.progress):
+            p = s.progress[pid]
+            lines.append(f"  {pid:>4}  match {p.match:<10} next {p.next:<10} {p.state}"
+                         f"{' learner' if p.learner else ''}{'' if p.recent_active else ' inactive'}")
+    return "\n".join(lines)
+
+
+def run_admin(ns: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run one admin verb; returns the exit code."""
+    if ns.verb == "backup" and ns.verify:
+        err.write("zero admin backup --verify: backups arrive with `zero restore` (not built yet)\n")
+        return EXIT_USAGE
+    if ns.verb == "backup" and not ns.out:
+        err.write("zero admin backup: --out FILE is required\n")
+        return EXIT_USAGE
+    token = ns.token or os.environ.get("ZERO_ADMIN_TOKEN") or None
+    md = [("authorization", f"Bearer {token}")] if token else None
+    try:
+        with grpc.insecure_channel(ns.addr) as ch:
+            return _dispatch(ns, ch, md, out, err)
+    except grpc.RpcError as e:
+        code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+        details = e.details() if hasattr(e, "details") else str(e)
+        if code in _UNREACHABLE_CODES:
+            err.write(f"zero admin {ns.verb}: {ns.addr} unreachable or without a leader: {details}\n")
+            return EXIT_UNREACHABLE
+        err.write(f"zero admin {ns.verb}: refused ({code.name}): {details}\n")
+        return EXIT_REFUSED
+
+
+def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, err: TextIO) -> int:
+    t = ns.timeout
+    zero = zero_pb2_grpc.ZeroStub(ch)
+    admin = zero_pb2_grpc.ZeroAdminStub(ch)
+    v = ns.verb
+    if v == "health":
+        r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=t)
+        ok = r.status == health_pb2.HealthCheckResponse.SERVING
+        _print(out, ns.json, {"status": health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)},
+               lambda: f"{ns.addr}: {health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)}")
+        return EXIT_OK if ok else EXIT_REFUSED
+    if v == "state":
+        st = zero.GetState(zero_pb2.GetStateRequest(), timeout=t)
+        _print(out, ns.json, _msg_dict(st), lambda: _state_text(st))
+        return EXIT_OK
+    if v == "status":
+        s = admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=t, metadata=md)
+        _print(out, ns.json, _msg_dict(s), lambda: _status_text(s))
+        return EXIT_OK
+    if v == "remove-node":
+        r = admin.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=ns.id, group_id=ns.group), timeout=t, metadata=md)
+        _print(out, ns.json, _msg_dict(r),
+               lambda: f"removed {'zero' if ns.group == 0 else 'member'} {ns.id}")
+        return EXIT_OK
+    if v == "move-tablet":
+        r = admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate=ns.tablet, dst_group=ns.group), timeout=t,
+                             metadata=md)
+        _print(out, ns.json, _msg_dict(r), lambda: f"moved tablet {ns.tablet} to group {ns.group}")
+        return EXIT_OK
+    if v == "transfer-leader":
+        r = admin.TransferLeadership(zero_pb2.TransferLeadershipRequest(transferee=ns.to), timeout=t, metadata=md)
+        _print(out, ns.json, _msg_dict(r), lambda: f"leadership transferred: {_msg_dict(r)}")
+        return EXIT_OK
+    if v == "snapshot":
+        r = admin.Snapshot(zero_pb2.SnapshotRequest(), timeout=t, metadata=md)
+        _print(out, ns.json, _msg_dict(r),
+               lambda: f"snapshot at index {r.index} (term {r.term}, {r.size_bytes:,} bytes)")
+        return EXIT_OK
+    if v == "rebalance":
+        mode = {"on": zero_pb2.SetRebalanceRequest.ON, "off": zero_pb2.SetRebalanceRequest.OFF,
+                "now": zero_pb2.SetRebalanceRequest.NOW}[ns.mode]
+        r = admin.SetRebalance(zero_pb2.SetRebalanceRequest(mode=mode), timeout=t, metadata=md)
+        _print(out, ns.json, _msg_dict(r), lambda: f"rebalance {ns.mode}: ok")
+        return EXIT_OK
+    if v == "backup":
+        chunks = admin.Backup(zero_pb2.BackupRequest(), timeout=t, metadata=md)
+        tmp = ns.out + ".tmp"
+        n = 0
+        with open(tmp, "wb") as f:
+            for c in chunks:
+                f.write(c.data)
+                n += len(c.data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, ns.out)
+        _print(out, ns.json, {"out": ns.out, "bytes": n}, lambda: f"backup written to {ns.out} ({n:,} bytes)")
+        return EXIT_OK
+    err.write(f"zero admin: unknown verb {v!r}\n")
+    return EXIT_USAGE
