@@ -30,6 +30,7 @@ from .identity import load_identity
 from .leases import Leases
 from .log import make_logger
 from .metrics import Metrics
+from .moves import MoveDriver, MoveOptions
 from .node import NodeOptions, ZeroNode, run_leader_task
 from .pb import zero_pb2_grpc
 from .server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
@@ -57,7 +58,10 @@ class RunConfig:
     tick: float = 0.1
     election_ticks: int = 5
     snapshot_after: int = 10_000
-    rebalance_interval: float = 480.0
+    rebalance_interval: float = 480.0  # 0: no periodic rebalancing
+    move_timeout: float = 600.0  # a tablet move's copy must finish within this
+    move_backoff: float = 3600.0  # a tablet whose move failed is not planned again for this long (doubling)
+    move_backoff_max: float = 86400.0
     admin_token: str | None = field(default=None, repr=False)  # never printed
     log_format: str | None = None  # None: console on a TTY, else json
 
@@ -80,6 +84,7 @@ class ZeroApp:
         self.leases: Leases | None = None
         self.liveness: Liveness | None = None
         self.hub: MembershipHub | None = None
+        self.moves: MoveDriver | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.grpc_port = 0
@@ -143,11 +148,15 @@ class ZeroApp:
         self.liveness = Liveness(node)
         self.hub = MembershipHub(node, overlay=self.liveness.overlay)
         node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
+        self.moves = MoveDriver(node, self.leases, self.liveness, options=MoveOptions(
+            rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
+            backoff=cfg.move_backoff, backoff_max=cfg.move_backoff_max))
+        node.on_leadership.append(run_leader_task(node, self.moves.leader_duty, "tablet-moves"))
 
         zero_pb2_grpc.add_ZeroServicer_to_server(
             ZeroService(node, self.leases, self.liveness, self.hub, admin_token=cfg.admin_token,
                         replicas=cfg.replicas), server)
-        zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, self.liveness), server)
+        zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, self.liveness, self.moves), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         await self._set_health(False)
@@ -240,6 +249,8 @@ class ZeroApp:
             await asyncio.gather(*stops, return_exceptions=True)
         if self._interceptor is not None:
             await self._interceptor.close()
+        if self.moves is not None:
+            await self.moves.close()
         if self.node is not None:
             node, self.node = self.node, None
             await node.stop()

@@ -18,11 +18,12 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from . import validate
 from .admin import add_admin_parser, run_admin
 from .app import RunConfig, run
+from .datanode import add_datanode_parser
+from .datanode import main as datanode_main
 from .errors import InvalidArgumentError
 from .log import LOG_FORMATS
 
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             run_p.add_argument(f"--{f.name}", dest=f.dest, metavar=f.metavar, default=None, help=help_text)
     add_admin_parser(sub)
+    add_datanode_parser(sub)
     return parser
 
 
@@ -249,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run(cfg))
     if ns.command == "admin":
         return run_admin(ns)
+    if ns.command == "datanode":
+        return datanode_main(ns)
     parser.error(f"unknown command {ns.command!r}")
     return EXIT_USAGE
 

@@ -517,9 +517,10 @@ def _require_leader(node: ZeroNode, what: str) -> None:
 class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
     """Authorised by the Interceptor (admin token) before any method runs."""
 
-    def __init__(self, node: ZeroNode, liveness: Liveness) -> None:
+    def __init__(self, node: ZeroNode, liveness: Liveness, moves: Any = None) -> None:
         self.node = node
         self.liveness = liveness
+        self.moves = moves  # zero/moves.py MoveDriver; None: moves are not offered
 
     async def RemoveNode(self, request: zero_pb2.RemoveNodeRequest, context: Any) -> zero_pb2.RemoveNodeResponse:
         if request.group_id == 0:
@@ -533,8 +534,12 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
         return zero_pb2.RemoveNodeResponse(removed=applied.member, version=applied.version)
 
     async def MoveTablet(self, request: zero_pb2.MoveTabletRequest, context: Any) -> zero_pb2.MoveTabletResponse:
-        raise UnimplementedError("tablet moves arrive with the rebalancer; "
-                                 "use ShouldServe with force (admin token) to reassign without a copy")
+        """Move a tablet now (copy included) and answer with the outcome."""
+        if self.moves is None:
+            raise UnimplementedError("tablet moves are not enabled on this zero")
+        validate.tablet_name(request.predicate)
+        validate.group_id(request.dst_group, "dst_group")
+        return await self.moves.move(request.predicate, request.dst_group)
 
     async def TransferLeadership(self, request: zero_pb2.TransferLeadershipRequest,
                                  context: Any) -> zero_pb2.TransferLeadershipResponse:
@@ -567,7 +572,20 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
 
     async def SetRebalance(self, request: zero_pb2.SetRebalanceRequest,
                            context: Any) -> zero_pb2.SetRebalanceResponse:
-        raise UnimplementedError("the rebalancer arrives in a later release")
+        """ON/OFF: the replicated switch of the periodic rebalancer. NOW: one planning round
+        now (whatever the switch says); answers with the moves it started."""
+        mode = request.mode
+        Mode = zero_pb2.SetRebalanceRequest
+        if self.moves is None:
+            raise UnimplementedError("the rebalancer is not enabled on this zero")
+        if mode in (Mode.ON, Mode.OFF):
+            await self.node.propose(state_pb2.Proposal(
+                set_rebalance=state_pb2.SetRebalanceEnabled(enabled=mode == Mode.ON)))
+            return zero_pb2.SetRebalanceResponse(enabled=self.node.state.rebalance_enabled)
+        if mode == Mode.NOW:
+            started = await self.moves.rebalance_now()
+            return zero_pb2.SetRebalanceResponse(enabled=self.node.state.rebalance_enabled, started_moves=started)
+        raise InvalidArgumentError(f"rebalance mode {mode} is not ON, OFF or NOW")
 
     async def Backup(self, request: zero_pb2.BackupRequest, context: Any) -> AsyncIterator[zero_pb2.BackupChunk]:
         raise UnimplementedError("backups arrive with `zero restore` in a later release")

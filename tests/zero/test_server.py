@@ -247,9 +247,12 @@ def test_admin_token_and_admin_rpcs(tmp_path) -> None:
         st = await z.GetState(zero_pb2.GetStateRequest())
         assert [x.id for x in st.removed] == [m.id]
 
-        for call in (a.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=1), metadata=ADMIN_MD),
-                     a.TransferLeadership(zero_pb2.TransferLeadershipRequest(), metadata=ADMIN_MD),
-                     a.SetRebalance(zero_pb2.SetRebalanceRequest(mode=1), metadata=ADMIN_MD)):
+        # Moves (tests/zero/test_moves.py has the rest): no live source member, bad input.
+        await env.fails(SC.FAILED_PRECONDITION, a.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=1),
+                                                             metadata=ADMIN_MD))
+        await env.fails(SC.INVALID_ARGUMENT, a.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p"), metadata=ADMIN_MD))
+        await env.fails(SC.INVALID_ARGUMENT, a.SetRebalance(zero_pb2.SetRebalanceRequest(), metadata=ADMIN_MD))
+        for call in (a.TransferLeadership(zero_pb2.TransferLeadershipRequest(), metadata=ADMIN_MD),):
             assert await env.fails(SC.UNIMPLEMENTED, call)
         with pytest.raises(grpc.aio.AioRpcError) as ei:
             async for _ in a.Backup(zero_pb2.BackupRequest(), metadata=ADMIN_MD):
@@ -354,7 +357,8 @@ def test_run_flags() -> None:
     assert cfg.grpc_addr == "127.0.0.1:7000" and cfg.my == "localhost:7000" and cfg.tick == pytest.approx(0.02)
     assert cfg.admin_token == "tok" and cfg.snapshot_after == 500 and cfg.replicas == 3
     assert "tok" not in repr(cfg)
-    refused = [["--peer", "z:5080"], ["--tls-dir", "/tls"], ["--force-new-cluster"], ["--rebalance-interval", "1m"],
+    refused = [["--peer", "z:5080"], ["--tls-dir", "/tls"], ["--force-new-cluster"], ["--rebalance-interval", "soon"],
+               ["--move-timeout", "0"],
                ["--tick", "5"], ["--election-ticks", "1"], ["--grpc-addr", "nope"], ["--log-format", "xml"],
                ["--raft-id", "0"], ["--admin-token", "a b"]]
     for args in refused:
@@ -363,3 +367,4 @@ def test_run_flags() -> None:
     with pytest.raises(cli.UsageError, match="ZERO_PEER"):
         cli.config_from_args(p.parse_args(["run"]), {"ZERO_PEER": "z:5080"})
     assert cli.config_from_args(p.parse_args(["run", "--rebalance-interval", "0"]), {}).rebalance_interval == 0
+    assert cli.config_from_args(p.parse_args(["run", "--rebalance-interval", "30s"]), {}).rebalance_interval == 30
