@@ -73,7 +73,7 @@ def image() -> str:
 class Container:
     """One zero container on the host network, on its own free ports."""
 
-    def __init__(self, image: str, name: str, *args: str) -> None:
+    def __init__(self, image: str, name: str, *args: str, zero_env: bool = True) -> None:
         self.grpc_port, self.http_port = free_ports(2)
         self.name = name
         self.grpc = f"127.0.0.1:{self.grpc_port}"
@@ -83,8 +83,8 @@ class Container:
                # No systemd here to time healthchecks; the test runs them itself.
                "--health-interval", "disable",
                "-v", f"{self.volume}:/data",
-               "-e", f"ZERO_GRPC_ADDR={self.grpc}", "-e", f"ZERO_HTTP_ADDR=127.0.0.1:{self.http_port}",
-               "-e", f"ZERO_MY={self.grpc}", "-e", "ZERO_LOG_FORMAT=json",
+               *(["-e", f"ZERO_GRPC_ADDR={self.grpc}", "-e", f"ZERO_HTTP_ADDR=127.0.0.1:{self.http_port}",
+                  "-e", f"ZERO_MY={self.grpc}", "-e", "ZERO_LOG_FORMAT=json"] if zero_env else []),
                image, *args)
 
     def health(self) -> tuple[int, dict]:
@@ -125,8 +125,8 @@ def containers(image: str) -> Iterator:
     run_id = uuid.uuid4().hex[:8]
     started: list[Container] = []
 
-    def start(label: str, *args: str) -> Container:
-        c = Container(image, f"zero-test-{run_id}-{label}", *args)
+    def start(label: str, *args: str, zero_env: bool = True) -> Container:
+        c = Container(image, f"zero-test-{run_id}-{label}", *args, zero_env=zero_env)
         started.append(c)
         return c
 
@@ -192,6 +192,27 @@ def test_single_zero_serves_reports_healthy_and_stops_on_sigterm(containers) -> 
     assert z.health()[1]["cluster_id"] == cluster_id
     again = _assign_uids(z.grpc)
     assert again.start_id > ids.end_id
+
+
+def test_datanode_containers_join_groups(containers) -> None:
+    """The same image runs the reference data node (`zero datanode`), as compose does."""
+    z = containers("dnzero", "run", "--data-dir", "/data", "--replicas", "2")
+    z.wait_serving()
+    dn_ports = free_ports(2)
+    for port, group in zip(dn_ports, ("1", "2")):
+        containers(f"dn{group}", "datanode", "--zero", z.grpc, "--addr", f"127.0.0.1:{port}", "--group", group,
+                   "--data-dir", "/data", zero_env=False)
+
+    def members() -> dict[str, tuple[int, bool]]:
+        status, body = http_get(z.http + "/state")
+        if status != 200:
+            return {}
+        groups = json.loads(body).get("groups", {})
+        return {m["addr"]: (int(gid), bool(m.get("healthy"))) for gid, g in groups.items()
+                for m in g.get("members", {}).values()}
+
+    want = {f"127.0.0.1:{dn_ports[0]}": (1, True), f"127.0.0.1:{dn_ports[1]}": (2, True)}
+    wait_for(lambda: members() == want, 30, f"data nodes in groups 1 and 2: {want}", interval=0.5)
 
 
 def test_healthcheck_fails_when_nothing_serves(containers) -> None:

@@ -213,23 +213,36 @@ def test_k8s_statefulset_services_pdb() -> None:
 
 
 def test_k8s_zero0_bootstraps_and_the_others_join_the_headless_service(tmp_path: Path) -> None:
-    """Run the pod's shell script with a stand-in `zero` that prints its argv."""
+    """Run the pod's shell script with stand-ins: `zero` prints its argv; `python3` (the
+    probe for other zeros answering) exits as PEERS_UP says."""
     c = zero_container()
     assert c["command"][:2] == ["/bin/sh", "-c"]
-    fake = tmp_path / "zero"
-    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
-    fake.chmod(0o755)
+    script = c["args"][0]
+    probe = re.search(r"python3 -c '(.*?)'", script, re.S)
+    assert probe, "the peer probe is a python3 -c snippet"
+    compile(probe.group(1), "peer-probe", "exec")
+    (tmp_path / "zero").write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    (tmp_path / "python3").write_text('#!/bin/sh\necho "$3" > "$PROBED"\nexit "$PEERS_UP"\n')
+    for f in ("zero", "python3"):
+        (tmp_path / f).chmod(0o755)
     headless = k8s_one("StatefulSet")["spec"]["serviceName"]
-    for pod, joins in (("zero-0", False), ("zero-1", True), ("zero-12", True), ("zero-10", True)):
-        env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "POD_NAME": pod, "POD_NAMESPACE": "prod"}
+    service = f"{headless}.prod.svc.cluster.local"
+    for pod, peers_up, joins in (("zero-0", 1, False), ("zero-0", 0, True), ("zero-1", 1, True),
+                                 ("zero-12", 1, True), ("zero-10", 0, True)):
+        probed = tmp_path / "probed"
+        probed.unlink(missing_ok=True)
+        env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "POD_NAME": pod, "POD_NAMESPACE": "prod",
+               "PEERS_UP": str(peers_up), "PROBED": str(probed)}
         p = subprocess.run(["/bin/sh", "-c", *c["args"]], env=env, capture_output=True, text=True, timeout=10)
         assert p.returncode == 0, p.stderr
         argv = p.stdout.splitlines()
         assert argv[:1] == ["run"] and "--raft-id" not in argv
+        if pod == "zero-0":
+            assert probed.read_text().strip() == service, "zero-0 probes the headless Service"
         if joins:
-            assert argv[argv.index("--peer") + 1] == f"{headless}.prod.svc.cluster.local:5080", (pod, argv)
+            assert argv[argv.index("--peer") + 1] == f"{service}:5080", (pod, argv)
         else:
-            assert "--peer" not in argv, f"{pod} must bootstrap"
+            assert "--peer" not in argv, f"{pod} must bootstrap when no other zero answers"
 
 
 def test_k8s_zero_flags_and_variables_exist_in_zero_run_help(run_help: str) -> None:
