@@ -161,7 +161,10 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, er
     if v == "move-tablet":
         r = admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate=ns.tablet, dst_group=ns.group), timeout=t,
                              metadata=md)
-        _print(out, ns.json, _msg_dict(r), lambda: f"moved tablet {ns.tablet} to group {ns.group}")
+        if not r.committed:  # zero rolled the move back: the tablet stays where it was
+            _print(out, ns.json, _msg_dict(r), lambda: f"move {r.move_id} of tablet {ns.tablet} {r.message}")
+            return EXIT_REFUSED
+        _print(out, ns.json, _msg_dict(r), lambda: f"moved tablet {ns.tablet} to group {ns.group}: {r.message}")
         return EXIT_OK
     if v == "transfer-leader":
         r = admin.TransferLeadership(zero_pb2.TransferLeadershipRequest(transferee=ns.to), timeout=t, metadata=md)
@@ -176,7 +179,9 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, er
         mode = {"on": zero_pb2.SetRebalanceRequest.ON, "off": zero_pb2.SetRebalanceRequest.OFF,
                 "now": zero_pb2.SetRebalanceRequest.NOW}[ns.mode]
         r = admin.SetRebalance(zero_pb2.SetRebalanceRequest(mode=mode), timeout=t, metadata=md)
-        _print(out, ns.json, _msg_dict(r), lambda: f"rebalance {ns.mode}: ok")
+        _print(out, ns.json, _msg_dict(r), lambda: f"rebalance {ns.mode}: rebalancing is "
+               f"{'on' if r.enabled else 'off'}" + (f"; moves started: {list(r.started_moves) or 'none'}"
+                                                    if ns.mode == "now" else ""))
         return EXIT_OK
     if v == "backup":
         chunks = admin.Backup(zero_pb2.BackupRequest(), timeout=t, metadata=md)

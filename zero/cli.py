@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from . import validate
 from .admin import add_admin_parser, run_admin
 from .app import RunConfig, run
-from .datanode import add_datanode_parser
-from .datanode import main as datanode_main
+from .datanode_cli import add_datanode_parser
+from .datanode_cli import main as datanode_main
 from .errors import InvalidArgumentError
 from .log import LOG_FORMATS
 

@@ -169,6 +169,8 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
             except (ZeroError, grpc.aio.AioRpcError, TimeoutError) as e:
                 self.log.warning("background call to zero failed; retrying", job=job.__name__,
                                  error=str(e.details() if isinstance(e, grpc.aio.AioRpcError) else e))
+            except Exception as e:  # a bug: say so loudly, keep the duty running
+                self.log.error("background duty crashed; retrying", job=job.__name__, error=repr(e))
             await asyncio.sleep(period)
 
     # -- who serves what ------------------------------------------------------------------------
@@ -436,53 +438,3 @@ async def run_datanode(cfg: DataNodeConfig) -> int:
     await node.stop()
     return 0
 
-
-# -- `zero datanode` (zero/cli.py registers it) ----------------------------------------------------------
-def add_datanode_parser(sub: Any) -> None:
-    p = sub.add_parser("datanode", help="run the reference data node",
-                       description="Run the reference data node: key/values per tablet, served over the "
-                                   "DataNode gRPC service; it joins a group through zero and takes part in "
-                                   "tablet moves. Exit 1: it could not start; 2: usage.")
-    p.add_argument("--zero", required=True, metavar="HOST:PORT[,...]", help="zero addresses (any of them)")
-    p.add_argument("--addr", required=True, metavar="HOST:PORT",
-                   help="where this node listens; zero and other data nodes dial it there")
-    p.add_argument("--group", default="0", metavar="N", help="the group to join (default: zero chooses)")
-    p.add_argument("--data-dir", default=None, metavar="DIR", help="keep tablets in DIR (default: in memory)")
-    p.add_argument("--size-interval", default="2s", metavar="DURATION",
-                   help="how often the group leader reports tablet sizes (default 2s)")
-    p.add_argument("--chunk-delay", default="0", metavar="DURATION",
-                   help="pause between the chunks of a tablet copy (slows moves down for demos and tests)")
-    p.add_argument("--log-format", default=None, metavar="json|console", help="log rendering")
-
-
-def config_from_args(ns: Any) -> DataNodeConfig:
-    """`zero datanode`'s flags, validated; InvalidArgumentError says which is wrong."""
-    from .cli import parse_duration
-
-    zeros = tuple(validate.address(a.strip(), "--zero") for a in ns.zero.split(",") if a.strip())
-    if not zeros:
-        raise InvalidArgumentError("--zero: give at least one zero address")
-    addr = ns.addr.strip()
-    validate.address(addr if not addr.endswith(":0") else addr[:-1] + "1", "--addr")  # port 0: any free port
-    try:
-        size_interval, chunk_delay = parse_duration(ns.size_interval), parse_duration(ns.chunk_delay)
-        group = int(ns.group)
-    except ValueError as e:
-        raise InvalidArgumentError(str(e)) from None
-    if size_interval <= 0:
-        raise InvalidArgumentError("--size-interval must be above 0")
-    if group < 0 or group >= 1 << 32:
-        raise InvalidArgumentError(f"--group {group} is out of range")
-    if ns.log_format not in (None, "json", "console"):
-        raise InvalidArgumentError(f"--log-format: {ns.log_format!r} is not json or console")
-    return DataNodeConfig(zero=zeros, addr=addr, group=group, data_dir=ns.data_dir, size_interval=size_interval,
-                          chunk_delay=chunk_delay, log_format=ns.log_format)
-
-
-def main(ns: Any) -> int:
-    try:
-        cfg = config_from_args(ns)
-    except InvalidArgumentError as e:
-        print(f"zero datanode: error: {e}", file=sys.stderr)
-        return 2
-    return asyncio.run(run_datanode(cfg))

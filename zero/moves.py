@@ -334,8 +334,13 @@ class MoveDriver:
                 await self._abort(record, reason, driven=True)
                 return zero_pb2.MoveTabletResponse(move_id=record.move_id, tablet=self.node.state.tablet(name),
                                                    committed=False, message=f"rolled back: {reason}")
-            await self._propose_until_done(state_pb2.Proposal(commit_move=state_pb2.CommitMove(
-                move_id=record.move_id)), record)
+            try:
+                await self._propose_until_done(state_pb2.Proposal(commit_move=state_pb2.CommitMove(
+                    move_id=record.move_id)), record)
+            except FailedPreconditionError as e:  # finished by someone else: it was rolled back
+                self.log.warning("move: could not commit", move=record.move_id, tablet=name, error=str(e))
+                return zero_pb2.MoveTabletResponse(move_id=record.move_id, tablet=self.node.state.tablet(name),
+                                                   committed=False, message=f"not committed: {e}")
             secs = self._clock() - t0
             self.metrics.succeeded.inc()
             self.metrics.seconds.observe(secs)
@@ -370,8 +375,12 @@ class MoveDriver:
         return result
 
     async def _abort(self, record: state_pb2.MoveRecord, reason: str, *, driven: bool) -> None:
-        await self._propose_until_done(state_pb2.Proposal(abort_move=state_pb2.AbortMove(
-            move_id=record.move_id, reason=reason[:500])), record)
+        try:
+            await self._propose_until_done(state_pb2.Proposal(abort_move=state_pb2.AbortMove(
+                move_id=record.move_id, reason=reason[:500])), record)
+        except FailedPreconditionError as e:  # already finished (by an earlier leader's entry)
+            self.log.info("move: already finished, nothing to roll back", move=record.move_id, error=str(e))
+            return
         self.metrics.rolled_back.inc()
         if not driven:
             self.backoff.failed(record.predicate)

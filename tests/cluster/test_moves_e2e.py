@@ -209,6 +209,15 @@ def test_skewed_load_is_rebalanced_and_every_key_follows_its_tablet(make_cluster
     for name in moved:
         _check_moved(c, name, load[name], 2000, old=1)
 
+    # The CLI: a move now (rebalancer off so it cannot race us), then an unknown destination.
+    assert c.admin_cli("rebalance", "off").returncode == 0
+    wait_for(lambda: not any(t.read_only for g in c.state().groups.values() for t in g.tablets.values()), 10,
+             "no move in progress")
+    src = c.owner("e").group_id
+    dst = 3 if src != 3 else 2
+    r = c.admin_cli("move-tablet", "--predicate", "e", "--group", str(dst))
+    assert r.returncode == 0 and "moved tablet e" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    _check_moved(c, "e", load["e"], 2000, old=src)
     # Unknown destination: NOT_FOUND, through the CLI (exit 1: refused).
     r = c.admin_cli("move-tablet", "--predicate", "a", "--group", "9")
     assert r.returncode == 1 and "NOT_FOUND" in r.stderr, (r.returncode, r.stderr)
