@@ -254,8 +254,9 @@ class MoveDriver:
                                 await asyncio.shield(self._current)
                 except ZeroError as e:
                     self.log.warning("move duty: will retry", error=str(e))
+                pause = min(self.opts.check_period, max(0.0, next_pass - self._clock()))
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.opts.check_period)
+                    await asyncio.wait_for(self._wake.wait(), pause)
                 except TimeoutError:
                     pass
                 self._wake.clear()
