@@ -406,7 +406,9 @@ class MoveDriver:
         """Best effort: ask every live member of `gid` to drop its copy of this move."""
         req = datanode_pb2.DropTabletRequest(move_id=record.move_id, predicate=record.predicate,
                                              cluster_id=self.node.state.cluster_id)
-        for addr in self._addrs(gid):
+        # Every voting member, not only those heard from: a new leader rolls back before
+        # the first heartbeats reach it, and the destination must still drop its copy.
+        for addr in self._addrs(gid, live_only=False):
             try:
                 r = await datanode_pb2_grpc.DataNodeStub(self._dial(addr)).DropTablet(
                     req, timeout=self.opts.drop_timeout)
@@ -421,8 +423,9 @@ class MoveDriver:
         if not self.node.is_leader:
             raise UnavailableError("tablet moves are driven by the zero leader and this zero is not it")
 
-    def _addrs(self, gid: int) -> list[str]:
-        """Addresses of group `gid`'s healthy voting members, its leader (by heartbeat) first."""
+    def _addrs(self, gid: int, *, live_only: bool = True) -> list[str]:
+        """Addresses of group `gid`'s healthy voting members (all voting members unless
+        `live_only`), its leader (by heartbeat) first, then the healthy ones."""
         group = self.node.state._state.groups.get(gid)
         if group is None:
             return []
@@ -431,9 +434,9 @@ class MoveDriver:
             live = zero_pb2.Member()
             live.CopyFrom(m)
             self.liveness.fill(live)
-            if live.healthy and not live.learner:
+            if (live.healthy or not live_only) and not live.learner:
                 members.append(live)
-        members.sort(key=lambda m: (not m.leader, m.id))
+        members.sort(key=lambda m: (not m.leader, not m.healthy, m.id))
         return [m.addr for m in members]
 
     def _default_dial(self, addr: str) -> grpc.aio.Channel:

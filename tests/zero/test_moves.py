@@ -259,10 +259,13 @@ def test_new_leader_rolls_back_a_move_it_did_not_start(tmp_path) -> None:
             assert node is not None and env.app.leases is not None
             # A move as an earlier leader would have left it: started, never finished.
             ts = await env.app.leases.assign(zero_pb2.TIMESTAMP, 1)
-            await node.propose(state_pb2.Proposal(start_move=state_pb2.StartMove(
+            started = await node.propose(state_pb2.Proposal(start_move=state_pb2.StartMove(
                 predicate="p", dst_group=2, move_ts=ts.start_id)))
-            assert env.tablet("p").read_only  # type: ignore[union-attr]
+            assert env.tablet("p").read_only and started.move is not None  # type: ignore[union-attr]
             await _until(lambda: env.state.active_move() is None, what="the rollback")
+            # The destination was told to drop whatever it had of that move.
+            await _until(lambda: env.nodes[1].store.move_ids("p").dropped == started.move.move_id,  # type: ignore
+                         what="the drop at the destination")
             t = env.tablet("p")
             assert t is not None and t.group_id == 1 and not t.read_only
             assert env.state.moves()[-1].phase == state_pb2.MOVE_ABORTED
