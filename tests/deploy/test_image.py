@@ -66,7 +66,9 @@ def image() -> str:
         subprocess.run(["bash", str(REPO / "scripts" / "ci_image_setup.sh")], check=True, timeout=900,
                        env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF, ZERO_BASE_IMAGE=BASE_IMAGE))
     podman("build", "--format", "docker", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-           "-t", IMAGE, str(REPO), timeout=600)
+           "--label", "zero-test=1", "-t", IMAGE, str(REPO), timeout=600)
+    # Earlier test builds, untagged now: drop them (the layer cache stays).
+    podman("image", "prune", "--force", "--filter", "label=zero-test=1", check=False)
     return IMAGE
 
 

@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -214,13 +215,12 @@ def test_k8s_statefulset_services_pdb() -> None:
 
 def test_k8s_zero0_bootstraps_and_the_others_join_the_headless_service(tmp_path: Path) -> None:
     """Run the pod's shell script with stand-ins: `zero` prints its argv; `python3` (the
-    probe for other zeros answering) exits as PEERS_UP says."""
+    probe for another zero serving) exits as PEERS_UP says."""
     c = zero_container()
     assert c["command"][:2] == ["/bin/sh", "-c"]
     script = c["args"][0]
     probe = re.search(r"python3 -c '(.*?)'", script, re.S)
     assert probe, "the peer probe is a python3 -c snippet"
-    compile(probe.group(1), "peer-probe", "exec")
     (tmp_path / "zero").write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
     (tmp_path / "python3").write_text('#!/bin/sh\necho "$3" > "$PROBED"\nexit "$PEERS_UP"\n')
     for f in ("zero", "python3"):
@@ -242,7 +242,43 @@ def test_k8s_zero0_bootstraps_and_the_others_join_the_headless_service(tmp_path:
         if joins:
             assert argv[argv.index("--peer") + 1] == f"{service}:5080", (pod, argv)
         else:
-            assert "--peer" not in argv, f"{pod} must bootstrap when no other zero answers"
+            assert "--peer" not in argv, f"{pod} must bootstrap when no other zero serves"
+
+
+def test_k8s_zero0_peer_probe_wants_a_serving_zero() -> None:
+    """The probe itself, on loopback (its port moved to a free one): a zero answering
+    /health 200 means join; 503 (e.g. a joiner without a leader) or nothing means bootstrap."""
+    import http.server
+    import threading
+
+    snippet = re.search(r"python3 -c '(.*?)'", zero_container()["args"][0], re.S).group(1)  # type: ignore[union-attr]
+    code = {"status": 200}
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(code["status"] if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    probe = snippet.replace("6080", str(port))
+    assert probe != snippet
+
+    def run() -> int:
+        return subprocess.run([sys.executable, "-c", probe, "127.0.0.1"], timeout=20).returncode
+
+    try:
+        assert run() == 0, "a serving zero: join"
+        code["status"] = 503
+        assert run() == 1, "a zero that does not serve: bootstrap"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run() == 1, "nothing listening: bootstrap"
 
 
 def test_k8s_zero_flags_and_variables_exist_in_zero_run_help(run_help: str) -> None:
