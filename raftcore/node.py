@@ -10,8 +10,8 @@ with the application, as in etcd:
     node = Node.start(config, peers=[1, 2, 3])      # or Node.restart(config)
     while True:
         rd = await node.ready()
-        storage.save(rd.hard_state, rd.entries, rd.snapshot)   # fsync if rd.must_sync
-        transport.send(rd.messages)
+        transport.send(rd.messages)        # never depends on this Ready's persistence
+        storage.save(rd.hard_state, rd.entries, rd.snapshot, must_sync=rd.must_sync)
         for e in rd.committed_entries: apply(e)                # apply_conf_change too
         node.advance(rd)
 """
@@ -130,8 +130,9 @@ class Node:
         return cs
 
     async def transfer_leadership(self, lead: int, transferee: int) -> None:
-        """Ask the leader `lead` (or, through forwarding, whoever leads) to hand
-        leadership to `transferee`."""
+        """Ask for leadership to move to `transferee`. `lead` is the leader the caller
+        believes in, kept for etcd's signature; the request goes to whoever leads (a
+        follower forwards it)."""
         self._check()
         self._rn.transfer_leader(transferee)
         self._touch()
