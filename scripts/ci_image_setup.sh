@@ -23,7 +23,11 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends podman runc debootstrap prometheus uidmap
+    # podman as checked on these machines (with its recommends: netavark, slirp4netns,
+    # uidmap...); runc because crun fails here. prometheus (server + promtool) without
+    # recommends: the node exporter and its monitoring tools are not needed.
+    apt-get install -y -q podman runc debootstrap
+    apt-get install -y -q --no-install-recommends prometheus
 fi
 # The Debian prometheus package starts a system service on install; the tests start
 # their own server on a free port and need nothing listening on :9090.
