@@ -270,7 +270,8 @@ def test_three_containers_form_a_cluster_and_survive_one_kill(image: str, contai
 
     wait_for(new_leader, 30, "the two survivors serving under a new leader", interval=0.2)
     for z in survivors:
-        after = wait_for(lambda z=z: _try_assign(z.grpc), 15, f"AssignIds through {z.name}")
+        addr = z.grpc
+        after = wait_for(lambda: _try_assign(addr), 15, f"AssignIds through {z.name}")
         assert after.start_id > before.end_id
         hc = z.healthcheck()
         assert hc.returncode == 0, f"{z.name} healthcheck: {hc.stdout} {hc.stderr}"

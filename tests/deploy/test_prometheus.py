@@ -40,12 +40,13 @@ def _prometheus() -> str:
 class Proc:
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
+        self.name = Path(args[0]).name if args[0] != sys.executable else " ".join(args[1:4])
         self._f = log.open("w")
         self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=self._f, stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"{self.proc.args[:3]} exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
         return True
 
     def stop(self) -> None:
