@@ -43,6 +43,22 @@ class Metrics:
         self.groups = Gauge("zero_groups", "Data-node groups", registry=r)
         self.members = Gauge("zero_members", "Data-node members", registry=r)
         self.tablets = Gauge("zero_tablets", "Tablets in the shard map", registry=r)
+        # Peer transport (zero/transport.py), labelled by the peer's raft id.
+        self.peer_queue_depth = Gauge("zero_peer_queue_depth", "Raft messages queued for a peer",
+                                      ["peer"], registry=r)
+        self.peer_dropped = Counter("zero_peer_dropped_messages",
+                                    "Raft messages to a peer dropped (queue full or peer down)",
+                                    ["peer"], registry=r)
+        self.peer_up = Gauge("zero_peer_up", "1 while the stream to a peer is up", ["peer"], registry=r)
+        self.peer_sent_batches = Counter("zero_peer_sent_batches", "Message batches sent to a peer",
+                                         ["peer"], registry=r)
+        self.peer_refusals = Counter("zero_peer_refusals", "Batches a peer refused, by reason",
+                                     ["peer", "reason"], registry=r)
+        self.snapshots_sent = Counter("zero_raft_snapshots_sent", "Raft snapshots sent to peers, by result",
+                                      ["result"], registry=r)
+        self.snapshots_received = Counter("zero_raft_snapshots_received",
+                                          "Raft snapshots received from the leader, by result",
+                                          ["result"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

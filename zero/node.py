@@ -13,6 +13,22 @@ Data flow (one Ready):
 The event loop owns RawNode (through raftcore.Node) and ZeroState; the worker thread
 only writes files. The core reads DiskStorage's in-memory view only below the unstable
 offset, which save() never changes, so the two never touch the same entries.
+
+Peers: `self.transport` (zero/transport.py) carries messages to the other zeros; its
+peer list follows `state.zeros` (and, while a joiner catches up, its join answer). A new
+data dir with `peer` set joins an existing cluster through JoinCluster instead of
+bootstrapping; membership changes and leadership transfer live in zero/membership.py.
+
+Lifecycle for the app (the CLI wires these):
+
+    node = ZeroNode(NodeOptions(data_dir=..., my_addr=..., peer=...), logger=log)
+    server = grpc.aio.server(options=transport.GRPC_OPTIONS)
+    transport.add_raft_service(server, node)       # before server.start()
+    server.add_insecure_port(grpc_addr); await server.start()
+    await node.start()                             # bootstrap, restart or join
+    node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "identity"))
+    await node.removed.wait() / signal             # a removed zero exits
+    await node.stop()                              # hands leadership over first
 """
 
 from __future__ import annotations
@@ -38,11 +54,15 @@ from raftcore import (
 )
 from raftcore.wal import DiskStorage
 
-from .errors import UnavailableError, ZeroError
+from raftcore import SnapshotStatus
+
+from .errors import FailedPreconditionError, UnavailableError, ZeroError
 from .identity import Identity, load_identity, save_identity
+from .membership import ConfChangeDroppedError, Membership, join_cluster
 from .metrics import Metrics
-from .pb import state_pb2
+from .pb import raft_transport_pb2, state_pb2, zero_pb2
 from .state import Applied, ZeroState
+from .transport import Transport
 
 __all__ = ["ZeroNode", "NodeOptions"]
 
@@ -63,6 +83,9 @@ class NodeOptions:
     replicas: int = 1
     proposal_timeout: float = 5.0
     read_timeout: float = 5.0
+    peer: str = ""  # HOST:PORT of any live zero: a new data dir joins that cluster
+    join_timeout: float = 60.0  # how long a join keeps retrying before start() fails
+    transfer_on_stop: float = 2.0  # a leader hands leadership over for at most this long on stop
 
 
 class _ReadRound:
@@ -111,6 +134,15 @@ class ZeroNode:
         self.on_applied: list[Callable[[list[Applied]], None]] = []
         self.on_state_reset: list[Callable[[], None]] = []
         self.leader_changes: list[tuple[float, int, int]] = []  # (wall time, term, leader)
+        # Peers and membership.
+        self.transport = Transport(self)
+        self.membership = Membership(self)
+        self.removed = asyncio.Event()  # set when this zero learns it was removed; the app exits
+        self.removed_reason = ""
+        self._join_cluster_id = ""  # from the join answer, until the state has caught up
+        self._join_peers: dict[int, str] = {}
+        self._cc_index: dict[int, str] = {}  # our conf change's log index -> its proposal key
+        self._background: list[asyncio.Task[Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -119,10 +151,27 @@ class ZeroNode:
         opts = self.opts
         os.makedirs(opts.data_dir, exist_ok=True)
         ident = load_identity(opts.data_dir)
-        if ident is None:
+        joined: raft_transport_pb2.JoinClusterResponse | None = None
+        if ident is None and opts.peer:
+            # A new zero joining an existing cluster: the cluster assigns the id.
+            joined = await join_cluster(opts.peer, opts.my_addr, opts.raft_id, timeout=opts.join_timeout,
+                                        logger=self.log)
+            rid = joined.raft_id
+            fresh = True
+            self._join_cluster_id = joined.cluster_id
+            self._join_peers = {m.id: m.addr for m in joined.peers}
+            _save_join_answer(opts.data_dir, joined)
+        elif ident is None:
             rid = opts.raft_id or 1
             fresh = True
         else:
+            if opts.peer:
+                self.log.info("data dir has an identity; ignoring --peer", peer=opts.peer, raft_id=ident.raft_id)
+            # A joiner restarted before its state caught up still knows its cluster.
+            answer = _load_join_answer(opts.data_dir)
+            if answer is not None:
+                self._join_cluster_id = answer.cluster_id
+                self._join_peers = {m.id: m.addr for m in answer.peers}
             rid = ident.raft_id
             fresh = False
             if opts.raft_id and opts.raft_id != rid:
@@ -147,7 +196,17 @@ class ZeroNode:
             id=rid, storage=storage, election_tick=opts.election_ticks, heartbeat_tick=opts.heartbeat_ticks,
             applied=applied, max_size_per_msg=1 << 20, max_inflight_msgs=256,
             max_uncommitted_entries_size=64 << 20, check_quorum=True, pre_vote=True, logger=self.log)
-        if fresh and storage.last_index() == 0:
+        if self.state.is_removed(rid, zero=True):
+            storage.close()
+            raise FailedPreconditionError(
+                f"zero {rid} was removed from its cluster; start with a fresh data dir and --peer to join again")
+        if fresh and storage.last_index() == 0 and joined is not None:
+            # No bootstrap: the leader brings us up to date (log or snapshot).
+            self._node = Node.start(config, None)
+            save_identity(opts.data_dir, Identity(rid))
+            self.log.info("joined a cluster as a learner", raft_id=rid, cluster_id=joined.cluster_id,
+                          peers=sorted(self._join_peers))
+        elif fresh and storage.last_index() == 0:
             self._node = Node.start(config, [rid])
             save_identity(opts.data_dir, Identity(rid))
             self.log.info("bootstrapping a new cluster", raft_id=rid, data_dir=opts.data_dir)
@@ -155,15 +214,29 @@ class ZeroNode:
             self._node = Node.restart(config)
             self.log.info("restarting from data dir", raft_id=rid, data_dir=opts.data_dir,
                           applied=applied, last_index=storage.last_index(), term=hs.term)
+        self._refresh_peers()
+        self.on_leadership.append(run_leader_task(self, self.membership.promote_learners, "promote-learners"))
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run(), name="zero-ready-loop"),
-                       loop.create_task(self._ticker(), name="zero-ticker")]
+                       loop.create_task(self._ticker(), name="zero-ticker"),
+                       loop.create_task(self._keep_my_addr(), name="zero-my-addr")]
 
     async def stop(self) -> None:
-        """Stop ticking and the Ready loop, fail waiters, sync and close the WAL."""
+        """Hand leadership over (a leader with other voters, bounded by
+        opts.transfer_on_stop), stop ticking and the Ready loop, fail waiters, stop the
+        transport, sync and close the WAL."""
         if self._stopping:
             return
+        if (self.is_leader and self._node is not None and self._fatal is None and not self.removed.is_set()
+                and len(self._node.status().voters) > 1 and self.opts.transfer_on_stop > 0):
+            try:
+                to = await self.membership.transfer_leadership(0, timeout=self.opts.transfer_on_stop)
+                self.log.info("handed leadership over before stopping", to=to)
+            except ZeroError as e:
+                self.log.warning("could not hand leadership over before stopping", error=str(e))
         self._stopping = True
+        for t in self._background:
+            t.cancel()
         if self._node is not None:
             await self._node.stop()
         for t in self._tasks:
@@ -174,6 +247,7 @@ class ZeroNode:
             except (asyncio.CancelledError, NodeStoppedError):
                 pass
         self._fail_all(UnavailableError("zero is shutting down"))
+        await self.transport.stop()
         if self._storage is not None:
             await asyncio.get_running_loop().run_in_executor(self._io, self._storage.close)
         self._io.shutdown(wait=True)
@@ -203,6 +277,27 @@ class ZeroNode:
     def raft_status(self):  # type: ignore[no-untyped-def]
         assert self._node is not None
         return self._node.status()
+
+    @property
+    def raft_started(self) -> bool:
+        return self._node is not None and not self._stopping
+
+    @property
+    def cluster_id(self) -> str:
+        """The cluster this zero belongs to (from the join answer until the state has it)."""
+        return self.state.cluster_id or self._join_cluster_id
+
+    def leader_hint(self) -> list[tuple[str, str]]:
+        """Trailing metadata naming the leader, for replies from a zero that is not it."""
+        lead = self._lead
+        if not lead or lead == self.raft_id:
+            return []
+        md = [("zero-leader-id", str(lead))]
+        z = self.state._state.zeros.get(lead)
+        addr = z.addr if z is not None else self._join_peers.get(lead, "")
+        if addr:
+            md.append(("zero-leader-addr", addr))
+        return md
 
     # -- the Ready loop ------------------------------------------------------------------------
     async def _ticker(self) -> None:
@@ -265,16 +360,53 @@ class ZeroNode:
         self._storage.save(rd.hard_state, rd.entries, rd.snapshot, must_sync=rd.must_sync)
 
     def _send(self, msgs: list[raftpb.Message]) -> None:
-        # Single-member clusters send nothing; the peer transport plugs in here.
+        # Never awaits: the transport queues per peer and its writer tasks do the I/O.
+        if self.removed.is_set():
+            return
+        send = self.transport.send
+        me = self.raft_id
         for msg in msgs:
-            if msg.to != self.raft_id:
-                self.transport_send(msg)
+            if msg.to != me:
+                send(msg)
 
     def transport_send(self, msg: raftpb.Message) -> None:
-        """Deliver a message to a peer. Without a transport (a single zero) there is no
-        peer to deliver to: tell Raft, as a transport would for an unreachable peer."""
-        assert self._node is not None
-        self._node.report_unreachable(msg.to)
+        """Deliver a message to a peer (the transport hook)."""
+        self.transport.send(msg)
+
+    # -- transport callbacks (event loop, never while a Ready is half-processed) -------------------
+    def _step(self, msg: raftpb.Message) -> None:
+        if self._node is None or self._stopping or self.removed.is_set():
+            return
+        self._node.step_nowait(msg)
+
+    def _report_unreachable(self, rid: int) -> None:
+        if self._node is not None and not self._stopping:
+            self._node.report_unreachable(rid)
+
+    def _report_snapshot(self, rid: int, status: SnapshotStatus) -> None:
+        if self._node is not None and not self._stopping:
+            self._node.report_snapshot(rid, status)
+
+    def _transfer_peer_addrs(self) -> dict[int, str]:
+        addrs = {rid: z.addr for rid, z in self.state._state.zeros.items()}
+        for rid, addr in self._join_peers.items():
+            addrs.setdefault(rid, addr)
+        return addrs
+
+    def _refresh_peers(self) -> None:
+        if self.state._state.zeros and self._join_peers and self.state.cluster_id:
+            self._join_peers = {}  # caught up: the replicated state is the truth now
+        self.transport.set_peers(self._transfer_peer_addrs())
+
+    def _on_removed(self, reason: str) -> None:
+        """This zero was removed from the cluster: stop talking to it and tell the app."""
+        if self.removed.is_set():
+            return
+        self.removed_reason = reason
+        self.removed.set()
+        self.log.error("this zero was removed from the cluster and stops; start a new zero with a fresh "
+                       "data dir and --peer to join again", raft_id=self.raft_id, reason=reason)
+        self._fail_all(UnavailableError(f"zero {self.raft_id} was removed from the cluster"))
 
     def _on_soft_state(self, rd: Ready) -> None:
         ss = rd.soft_state
@@ -321,11 +453,28 @@ class ZeroNode:
                 if cc2.context:
                     self._apply_proposal(e.index, state_pb2.Proposal.FromString(cc2.context), applied, waiters)
             self._applied = e.index
+            if self._cc_index:
+                self._check_conf_change_slot(e.index)
         self.metrics.applied_index.set(self._applied)
         if applied:
             self._update_state_gauges()
+            if any(a.delta.zeros or a.delta.removed_zeros for a in applied):
+                self._refresh_peers()
+                if self.state.is_removed(self.raft_id, zero=True):
+                    self._on_removed("its removal was applied")
             for cb in self.on_applied:
                 cb(applied)
+
+    def _check_conf_change_slot(self, index: int) -> None:
+        """Our conf change was appended at `index`; if that index applied without
+        resolving its waiter, another entry took the slot (Raft replaced it, or a new
+        leader overwrote it): fail the waiter so the change is proposed again."""
+        key = self._cc_index.pop(index, None)
+        if key is None:
+            return
+        w = self._waiters.pop(key, None)
+        if w is not None and not w[0].done():
+            w[0].set_exception(ConfChangeDroppedError(f"conf change at index {index} was replaced"))
 
     def _apply_proposal(self, index: int, p: state_pb2.Proposal, out: list[Applied],
                         waiters: dict[str, tuple[asyncio.Future[Applied], float]]) -> None:
@@ -362,6 +511,9 @@ class ZeroNode:
         self._conf_state.CopyFrom(snap.metadata.conf_state)
         self._update_state_gauges()
         self.log.info("installed snapshot from leader", index=snap.metadata.index, term=snap.metadata.term)
+        self._refresh_peers()
+        if self.state.is_removed(self.raft_id, zero=True):
+            self._on_removed("the leader's snapshot lists it as removed")
         for cb in self.on_state_reset:
             cb()
 
@@ -441,12 +593,72 @@ class ZeroNode:
                 await node.propose_conf_change(cc)
             except ProposalDroppedError as e:
                 raise UnavailableError(f"membership change dropped ({e}); retry") from None
+            raft = node.rawnode.raft
+            if raft.state == StateType.LEADER:
+                # Appended to our log synchronously: remember the slot to notice a replacement.
+                self._cc_index[raft.raft_log.last_index()] = proposal.key
             try:
                 return await asyncio.wait_for(asyncio.shield(fut), timeout or self.opts.proposal_timeout)
             except TimeoutError:
                 raise UnavailableError("membership change not applied in time; its outcome is unknown") from None
         finally:
             self._waiters.pop(proposal.key, None)
+            for i in [i for i, k in self._cc_index.items() if k == proposal.key]:
+                del self._cc_index[i]
+
+    def _conf_change_pending(self) -> bool:
+        """Whether Raft would replace a conf change proposed now: one is unapplied (a
+        new leader counts its whole log until it has applied it)."""
+        assert self._node is not None
+        # A read-only peek at the core: Status does not carry pending_conf_index.
+        raft = self._node.rawnode.raft
+        return bool(raft.pending_conf_index > raft.raft_log.applied)
+
+    async def _transfer(self, to: int) -> None:
+        assert self._node is not None
+        await self._node.transfer_leadership(self.raft_id, to)
+
+    # -- membership (zero/membership.py) ---------------------------------------------------------
+    async def handle_join(self, req: raft_transport_pb2.JoinClusterRequest) -> raft_transport_pb2.JoinClusterResponse:
+        """JoinCluster: on the leader, add the caller as a learner; elsewhere UNAVAILABLE
+        (the servicer adds the leader's address for the caller to follow)."""
+        if self._node is None or self._stopping:
+            raise UnavailableError("zero is not running")
+        return await self.membership.handle_join(req)
+
+    async def remove_zero(self, raft_id: int, *, timeout: float = 10.0) -> zero_pb2.Member:
+        """Remove zero `raft_id` (on the leader). FailedPreconditionError for the last
+        zero or a removal that leaves no live quorum; removing the leader itself hands
+        leadership over first. Returns the removed member."""
+        if self._node is None or self._stopping:
+            raise UnavailableError("zero is not running")
+        return await self.membership.remove_zero(raft_id, timeout=timeout)
+
+    async def transfer_leadership(self, to: int = 0, *, timeout: float | None = None) -> int:
+        """Hand leadership to voter `to` (0: the best live voter) and wait until it has
+        moved; returns the new leader's id. UnavailableError on timeout."""
+        if self._node is None or self._stopping:
+            raise UnavailableError("zero is not running")
+        return await self.membership.transfer_leadership(to, timeout=timeout)
+
+    async def _keep_my_addr(self) -> None:
+        """A zero restarted with a different --my publishes it: an AddZero with its raft
+        id and the new address (a normal proposal; the raft config does not change)."""
+        period = max(self.opts.tick_seconds * self.opts.election_ticks, 0.05)
+        while not self._stopping and not self.removed.is_set():
+            await asyncio.sleep(period)
+            z = self.state._state.zeros.get(self.raft_id)
+            if z is None or z.addr == self.opts.my_addr or not self._lead or self.is_leader:
+                continue  # the leader does it in ensure_cluster_identity
+            try:
+                await self.read_barrier()
+                z = self.state._state.zeros.get(self.raft_id)
+                if z is not None and z.addr != self.opts.my_addr:
+                    self.log.info("publishing this zero's new address", old=z.addr, new=self.opts.my_addr)
+                    await self.propose(state_pb2.Proposal(add_zero=state_pb2.AddZero(
+                        raft_id=self.raft_id, addr=self.opts.my_addr)))
+            except ZeroError as e:
+                self.log.info("could not publish this zero's address yet", error=str(e))
 
     # -- linearizable reads ---------------------------------------------------------------------
     async def read_barrier(self, *, timeout: float | None = None) -> None:
@@ -539,13 +751,42 @@ class ZeroNode:
     # -- leader duties --------------------------------------------------------------------------
     async def ensure_cluster_identity(self) -> None:
         """Run once by a leader: mint the cluster id (randomness enters the state only
-        inside the proposal) and register this zero in the membership."""
+        inside the proposal) and register this zero in the membership (or publish its
+        new address)."""
         st = self.state
         if not st.cluster_id:
             await self.propose(state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id=str(uuid.uuid4()))))
-        if self.raft_id not in self.state._state.zeros:
+        z = self.state._state.zeros.get(self.raft_id)
+        if z is None or z.addr != self.opts.my_addr:  # new, or restarted with another --my
             await self.propose(state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=self.raft_id,
                                                                               addr=self.opts.my_addr)))
+
+
+JOIN_ANSWER_FILE = "JOINED"
+
+
+def _save_join_answer(data_dir: str, resp: raft_transport_pb2.JoinClusterResponse) -> None:
+    """Keep the join answer (cluster id, peers) beside IDENTITY: a joiner restarted before
+    its state has caught up must still know which cluster it belongs to. Written
+    atomically, before IDENTITY, so an IDENTITY of a joiner always has its answer."""
+    os.makedirs(data_dir, exist_ok=True)
+    path = os.path.join(data_dir, JOIN_ANSWER_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(resp.SerializeToString())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _load_join_answer(data_dir: str) -> raft_transport_pb2.JoinClusterResponse | None:
+    try:
+        with open(os.path.join(data_dir, JOIN_ANSWER_FILE), "rb") as f:
+            return raft_transport_pb2.JoinClusterResponse.FromString(f.read())
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # a damaged answer only matters until the state catches up
+        raise ZeroError(f"{data_dir}/{JOIN_ANSWER_FILE} is damaged: {e}") from e
 
 
 def run_leader_task(node: ZeroNode, factory: Callable[[], Awaitable[None]], name: str) -> Callable[[bool, int], None]:

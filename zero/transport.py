@@ -1,0 +1,523 @@
+"""The peer transport between zeros: the `Raft` gRPC service (zero/pb/raft_transport.proto).
+
+Outbound, one `_Peer` per remote zero owns a channel and one long-lived client stream
+(`Raft.Stream`). `Transport.send()` is called from the Ready loop and never awaits: it
+appends to the peer's bounded queue and wakes the peer's writer task, which sends
+everything queued as one `RaftBatch` whenever the stream is writable. Rules:
+
+- The Ready loop never blocks on a peer. A full queue, or a peer that is down (between
+  reconnect attempts), drops the message and calls `report_unreachable`, so Raft falls
+  back to probing that follower instead of assuming the message arrived.
+- Messages are handed to the transport before the Ready's entries are persisted
+  (zero/node.py), and nothing on the send path does I/O, so heartbeats and appends
+  never wait behind an fsync or an apply (thesis §10.2.1).
+- A broken stream reconnects after a jittered exponential backoff; a write that does
+  not complete within WRITE_TIMEOUT (a paused or partitioned peer) breaks the stream.
+- MsgSnap goes over `SendSnapshot` in chunks (its own task per peer); the outcome is
+  reported to Raft with `report_snapshot(FINISH|FAILURE)`.
+- Peer up/down is logged once per change, never once per failed attempt.
+
+Inbound, `RaftService` admits a batch only if it names this cluster, this node as the
+receiver, and a sender that is a member and was not removed; every message of an
+admitted batch is stepped at once with `step_nowait`. A refusal ends the stream with its
+reason; a sender told REMOVED marks its node removed (`ZeroNode.removed`), and the app
+exits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import google_crc32c
+import grpc
+
+from raftcore import RaftError, SnapshotStatus, raftpb
+
+from .pb import raft_transport_pb2 as tpb
+from .pb import raft_transport_pb2_grpc as tgrpc
+
+if TYPE_CHECKING:
+    from .node import ZeroNode
+
+__all__ = ["Transport", "RaftService", "add_raft_service", "GRPC_OPTIONS", "PROTOCOL", "Refusal"]
+
+PROTOCOL = tpb.RAFT_PROTOCOL_V1
+Refusal = tpb.RaftStreamResponse
+
+QUEUE_MESSAGES = 4096  # per peer; beyond this new messages are dropped
+QUEUE_BYTES = 64 << 20
+BATCH_BYTES = 3 << 20  # below gRPC's default 4 MiB message limit
+SNAPSHOT_CHUNK = 1 << 20
+MAX_SNAPSHOT = 4 << 30
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 1.0
+CONNECT_TIMEOUT = 1.0
+WRITE_TIMEOUT = 5.0
+SNAPSHOT_TIMEOUT = 120.0
+
+# Options for peer channels and for the server the Raft service is registered on: larger
+# messages than gRPC's default 4 MiB (snapshot chunks and batches stay below it anyway),
+# and quick reconnects so gRPC's own backoff (1 s initially) does not add to ours.
+GRPC_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.max_receive_message_length", 64 << 20),
+]
+_CHANNEL_OPTIONS = GRPC_OPTIONS + [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    # One connection per peer, not shared with other channels to the same address.
+    ("grpc.use_local_subchannel_pool", 1),
+]
+
+_REASON = {v: k for k, v in tpb.RaftStreamResponse.Refusal.items()}
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: int, message: str) -> None:
+        super().__init__(f"{_REASON.get(refusal, refusal)}: {message}")
+        self.refusal = refusal
+        self.message = message
+
+
+class Transport:
+    """Every outbound peer of one ZeroNode, and the admission rules for inbound batches."""
+
+    def __init__(self, node: ZeroNode, *, queue_messages: int = QUEUE_MESSAGES,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        self.node = node
+        self.log = node.log
+        self.metrics = node.metrics
+        self.queue_messages = queue_messages
+        self.credentials = credentials
+        self._peers: dict[int, _Peer] = {}
+        self._closed = False
+        # Monotonic time of the last admitted batch from each peer: liveness for the
+        # membership checks, which must not wait for Raft's CheckQuorum round.
+        self.last_heard: dict[int, float] = {}
+
+    # -- peers ---------------------------------------------------------------------------------
+    def set_peers(self, addrs: dict[int, str]) -> None:
+        """Make the outbound peers exactly `addrs` (raft id -> HOST:PORT, self excluded).
+        A peer whose address changed reconnects to the new one."""
+        if self._closed:
+            return
+        me = self.node.raft_id
+        for rid in [r for r in self._peers if r not in addrs or r == me]:
+            self._peers.pop(rid).close()
+            self.last_heard.pop(rid, None)
+        for rid, addr in addrs.items():
+            if rid == me or not addr:
+                continue
+            p = self._peers.get(rid)
+            if p is None:
+                self._peers[rid] = _Peer(self, rid, addr)
+            elif p.addr != addr:
+                self.log.info("peer address changed", peer=rid, old=p.addr, new=addr)
+                p.close()
+                self._peers[rid] = _Peer(self, rid, addr)
+
+    def peer_addrs(self) -> dict[int, str]:
+        return {rid: p.addr for rid, p in self._peers.items()}
+
+    def peer_up(self, rid: int) -> bool:
+        p = self._peers.get(rid)
+        return p is not None and p.up is True
+
+    def peer_down(self, rid: int) -> bool:
+        p = self._peers.get(rid)
+        return p is not None and p.up is False
+
+    def heard_within(self, rid: int, seconds: float) -> bool:
+        t = self.last_heard.get(rid)
+        return t is not None and time.monotonic() - t <= seconds
+
+    async def stop(self) -> None:
+        self._closed = True
+        peers = list(self._peers.values())
+        self._peers.clear()
+        for p in peers:
+            p.close()
+        await asyncio.gather(*(p.wait_closed() for p in peers), return_exceptions=True)
+
+    # -- sending (called from the Ready loop: never awaits) ---------------------------------------
+    def send(self, msg: raftpb.Message) -> None:
+        p = self._peers.get(msg.to)
+        if p is None:
+            self.node._report_unreachable(msg.to)
+            if msg.type == raftpb.MsgSnap:
+                self.node._report_snapshot(msg.to, SnapshotStatus.FAILURE)
+            return
+        if msg.type == raftpb.MsgSnap:
+            p.send_snapshot(msg)
+        else:
+            p.enqueue(msg)
+
+    # -- receiving -------------------------------------------------------------------------------
+    def admit(self, protocol: int, cluster_id: str, from_id: int, to_id: int) -> tuple[int, str]:
+        """(ACCEPTED, "") or a refusal with a reason a person understands."""
+        node = self.node
+        if protocol != PROTOCOL:
+            return Refusal.UNSUPPORTED_PROTOCOL, f"peer protocol {protocol} is not supported (this zero speaks {PROTOCOL})"
+        mine = node.cluster_id
+        if not mine:
+            # Bootstrapped a moment ago (the id is not minted yet) or restarting: we
+            # cannot tell whether the sender is one of ours, so we take nothing.
+            return Refusal.NOT_A_MEMBER, f"zero {node.raft_id} does not know its cluster id yet"
+        if cluster_id != mine:
+            return Refusal.CLUSTER_MISMATCH, (f"zero {node.raft_id} belongs to cluster {mine}, "
+                                              f"the sender {from_id} to cluster {cluster_id or '(none)'}")
+        if to_id != node.raft_id:
+            return Refusal.NOT_A_MEMBER, f"this is zero {node.raft_id}, not {to_id}"
+        state = node.state
+        if state.is_removed(from_id, zero=True):
+            return Refusal.REMOVED, f"zero {from_id} was removed from cluster {mine}; a removed id never rejoins"
+        zeros = state._state.zeros
+        # A joiner that has not caught up yet has no members in its state: the cluster
+        # id (a random UUID) is what it has to go on.
+        if zeros and from_id not in zeros and from_id not in node._join_peers:
+            return Refusal.NOT_A_MEMBER, f"zero {from_id} is not a member of cluster {mine}"
+        return Refusal.ACCEPTED, ""
+
+    def deliver(self, from_id: int, messages: Any) -> None:
+        """Step each message now, in order (runs on the event loop, between Readies)."""
+        self.last_heard[from_id] = time.monotonic()
+        node = self.node
+        for m in messages:
+            try:
+                node._step(m)
+            except RaftError as e:  # e.g. a forwarded proposal with no leader: the proposer retries
+                self.log.debug("peer message not stepped", peer=from_id, type=m.type, error=str(e))
+
+    def refused_by_peer(self, peer: int, refusal: int, message: str) -> None:
+        self.metrics.peer_refusals.labels(str(peer), _REASON.get(refusal, str(refusal))).inc()
+        if refusal == Refusal.REMOVED:
+            self.node._on_removed(f"zero {peer} says: {message}")
+
+
+class _Peer:
+    """One remote zero: a bounded queue, a writer task on one stream, a snapshot sender."""
+
+    def __init__(self, t: Transport, rid: int, addr: str) -> None:
+        self.t = t
+        self.rid = rid
+        self.addr = addr
+        self.label = str(rid)
+        self.queue: collections.deque[raftpb.Message] = collections.deque()
+        self.queued_bytes = 0
+        self.up: bool | None = None  # None until the first attempt ends either way
+        self.accepting = True  # False while down between attempts: messages are dropped
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._snap_task: asyncio.Task[None] | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._down_reason = ""
+        self._was_up = False  # the current attempt got a batch through (resets the backoff)
+        t.metrics.peer_up.labels(self.label).set(0)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"zero-peer-{rid}")
+
+    # -- queue ---------------------------------------------------------------------------------
+    def enqueue(self, msg: raftpb.Message) -> None:
+        size = msg.ByteSize()
+        if (not self.accepting or len(self.queue) >= self.t.queue_messages
+                or self.queued_bytes + size > QUEUE_BYTES):
+            self._drop(1)
+            return
+        self.queue.append(msg)
+        self.queued_bytes += size
+        self._wake.set()
+
+    def _drop(self, n: int) -> None:
+        self.t.metrics.peer_dropped.labels(self.label).inc(n)
+        self.t.node._report_unreachable(self.rid)
+
+    def _take_batch(self) -> tpb.RaftBatch:
+        t = self.t
+        node = t.node
+        batch = tpb.RaftBatch(protocol=PROTOCOL, cluster_id=node.cluster_id, from_id=node.raft_id, to_id=self.rid)
+        out = []
+        size = 0
+        q = self.queue
+        while q and (not out or size < BATCH_BYTES):
+            m = q.popleft()
+            size += m.ByteSize()
+            out.append(m)
+        self.queued_bytes = max(0, self.queued_bytes - size) if q else 0
+        batch.messages.extend(out)
+        t.metrics.peer_queue_depth.labels(self.label).set(len(q))
+        return batch
+
+    # -- connection ------------------------------------------------------------------------------
+    def _get_channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            if self.t.credentials is not None:
+                self._channel = grpc.aio.secure_channel(self.addr, self.t.credentials, options=_CHANNEL_OPTIONS)
+            else:
+                self._channel = grpc.aio.insecure_channel(self.addr, options=_CHANNEL_OPTIONS)
+        return self._channel
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closed:
+            try:
+                await self._stream()
+                reason = "stream closed"
+            except asyncio.CancelledError:
+                raise
+            except _Refused as r:
+                reason = str(r)
+                self.t.refused_by_peer(self.rid, r.refusal, r.message)
+            except grpc.aio.AioRpcError as e:
+                reason = f"{e.code().name}: {e.details()}"
+            except (TimeoutError, asyncio.TimeoutError):
+                reason = "timed out"
+            except Exception as e:  # grpc raises assorted errors on a broken stream
+                reason = repr(e)
+            if self._closed:
+                break
+            self._set_down(reason)
+            attempt = 0 if self._was_up else attempt + 1
+            # Full jitter (AWS architecture blog): peers restarting together spread out.
+            delay = random.uniform(BACKOFF_MIN, min(BACKOFF_MAX, BACKOFF_MIN * (2 ** attempt)))
+            await asyncio.sleep(delay)
+            self.accepting = True
+
+    async def _stream(self) -> None:
+        ch = self._get_channel()
+        self._was_up = False
+        await asyncio.wait_for(ch.channel_ready(), CONNECT_TIMEOUT)
+        stub = tgrpc.RaftStub(ch)
+        call = stub.Stream()
+        call.add_done_callback(lambda _c: self._wake.set())
+        try:
+            while not self._closed:
+                if call.done():
+                    await self._finish(call)
+                    return
+                if not self.queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch = self._take_batch()
+                try:
+                    await asyncio.wait_for(call.write(batch), WRITE_TIMEOUT)
+                except (TimeoutError, asyncio.TimeoutError):
+                    self._drop(len(batch.messages))
+                    raise
+                except Exception:
+                    self._drop(len(batch.messages))
+                    await self._finish(call)
+                    raise
+                self.t.metrics.peer_sent_batches.labels(self.label).inc()
+                self._set_up()
+        finally:
+            if not call.done():
+                call.cancel()
+
+    async def _finish(self, call: Any) -> None:
+        """The stream ended: raise the peer's refusal, or its error."""
+        try:
+            resp = await asyncio.wait_for(call, 1.0)
+        except grpc.aio.AioRpcError:
+            raise
+        except asyncio.CancelledError:
+            if self._closed:
+                raise
+            return
+        if resp.refusal != Refusal.ACCEPTED:
+            raise _Refused(resp.refusal, resp.message)
+
+    def _set_up(self) -> None:
+        self._was_up = True
+        if self.up is not True:
+            self.up = True
+            self.t.metrics.peer_up.labels(self.label).set(1)
+            self.t.log.info("peer up", peer=self.rid, addr=self.addr)
+
+    def _set_down(self, reason: str) -> None:
+        self.accepting = False
+        dropped = len(self.queue)
+        self.queue.clear()
+        self.queued_bytes = 0
+        self.t.metrics.peer_queue_depth.labels(self.label).set(0)
+        if dropped:
+            self._drop(dropped)
+        else:
+            self.t.node._report_unreachable(self.rid)
+        # Log the change to down once; while down, only a new refusal is worth a line
+        # (e.g. an unreachable peer that comes back as a member of another cluster).
+        refused = reason.split(":")[0] if reason.split(":")[0] in _REASON.values() else ""
+        if self.up is not False or (refused and refused != self._down_reason):
+            self.t.log.warning("peer down", peer=self.rid, addr=self.addr, reason=reason)
+        self.up = False
+        self._down_reason = refused
+        self.t.metrics.peer_up.labels(self.label).set(0)
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def send_snapshot(self, msg: raftpb.Message) -> None:
+        if self._snap_task is not None and not self._snap_task.done():
+            # Raft sends one snapshot at a time per follower; a second one means the
+            # first is stale. Let the running transfer finish and report this one failed.
+            self.t.node._report_snapshot(self.rid, SnapshotStatus.FAILURE)
+            return
+        self._snap_task = asyncio.get_running_loop().create_task(self._send_snapshot(msg),
+                                                                 name=f"zero-snapshot-to-{self.rid}")
+
+    async def _send_snapshot(self, msg: raftpb.Message) -> None:
+        t = self.t
+        node = t.node
+        data = msg.snapshot.data
+        head = raftpb.Message()
+        head.CopyFrom(msg)
+        head.snapshot.data = b""
+        total = len(data)
+        crc = google_crc32c.value(data)
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            off = 0
+            first = True
+            while first or off < total:
+                piece = data[off:off + SNAPSHOT_CHUNK]
+                last = off + len(piece) >= total
+                c = tpb.SnapshotChunk(protocol=PROTOCOL, cluster_id=node.cluster_id, from_id=node.raft_id,
+                                      to_id=self.rid, offset=off, data=piece, total_size=total, last=last)
+                if first:
+                    c.message.CopyFrom(head)
+                if last:
+                    c.crc32c = crc
+                yield c
+                off += len(piece)
+                first = False
+
+        ok = False
+        try:
+            stub = tgrpc.RaftStub(self._get_channel())
+            t.log.info("sending snapshot", peer=self.rid, index=msg.snapshot.metadata.index, bytes=total)
+            resp = await stub.SendSnapshot(chunks(), timeout=SNAPSHOT_TIMEOUT)
+            if resp.refusal != Refusal.ACCEPTED:
+                t.refused_by_peer(self.rid, resp.refusal, resp.message)
+                t.log.warning("peer refused snapshot", peer=self.rid, reason=resp.message)
+            ok = resp.applied
+        except asyncio.CancelledError:
+            node._report_snapshot(self.rid, SnapshotStatus.FAILURE)
+            raise
+        except Exception as e:
+            t.log.warning("snapshot transfer failed", peer=self.rid, error=repr(e))
+        t.metrics.snapshots_sent.labels("ok" if ok else "failed").inc()
+        node._report_snapshot(self.rid, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE)
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()  # Python 3.11's wait_for can swallow a cancel: the loops check _closed too
+        self._task.cancel()
+        if self._snap_task is not None:
+            self._snap_task.cancel()
+        self.t.metrics.peer_up.labels(self.label).set(0)
+        self.t.metrics.peer_queue_depth.labels(self.label).set(0)
+
+    async def wait_closed(self) -> None:
+        for task in (self._task, self._snap_task):
+            if task is not None:
+                try:
+                    await task
+                except BaseException:
+                    pass
+        if self._channel is not None:
+            await self._channel.close()
+
+
+class RaftService(tgrpc.RaftServicer):
+    """The inbound side: peer batches, snapshot chunks, and JoinCluster."""
+
+    def __init__(self, node: ZeroNode) -> None:
+        self.node = node
+
+    async def _check_started(self, context: Any) -> Transport:
+        if not self.node.raft_started:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"zero {self.node.raft_id or '?'} has not started raft yet")
+        return self.node.transport
+
+    async def Stream(self, request_iterator: Any, context: Any) -> tpb.RaftStreamResponse:
+        t = await self._check_started(context)
+        n = 0
+        async for batch in request_iterator:
+            refusal, why = t.admit(batch.protocol, batch.cluster_id, batch.from_id, batch.to_id)
+            if refusal != Refusal.ACCEPTED:
+                self.node.log.debug("refused peer stream", peer=batch.from_id, reason=why)
+                return tpb.RaftStreamResponse(refusal=refusal, message=why, batches=n)
+            n += 1
+            t.deliver(batch.from_id, batch.messages)
+        return tpb.RaftStreamResponse(batches=n)
+
+    async def Send(self, request: tpb.RaftBatch, context: Any) -> tpb.RaftStreamResponse:
+        t = await self._check_started(context)
+        refusal, why = t.admit(request.protocol, request.cluster_id, request.from_id, request.to_id)
+        if refusal != Refusal.ACCEPTED:
+            return tpb.RaftStreamResponse(refusal=refusal, message=why)
+        t.deliver(request.from_id, request.messages)
+        return tpb.RaftStreamResponse(batches=1)
+
+    async def SendSnapshot(self, request_iterator: Any, context: Any) -> tpb.SnapshotChunkResponse:
+        t = await self._check_started(context)
+        m = self.node.metrics
+        head: raftpb.Message | None = None
+        buf = bytearray()
+        total = 0
+        from_id = 0
+        async for c in request_iterator:
+            if head is None:
+                refusal, why = t.admit(c.protocol, c.cluster_id, c.from_id, c.to_id)
+                if refusal != Refusal.ACCEPTED:
+                    m.snapshots_received.labels("refused").inc()
+                    return tpb.SnapshotChunkResponse(refusal=refusal, message=why)
+                if not c.HasField("message") or c.message.type != raftpb.MsgSnap:
+                    return self._bad("the first snapshot chunk carries no MsgSnap")
+                if c.total_size > MAX_SNAPSHOT:
+                    return self._bad(f"snapshot of {c.total_size} bytes is over the {MAX_SNAPSHOT}-byte limit")
+                head = raftpb.Message()
+                head.CopyFrom(c.message)
+                total = c.total_size
+                from_id = c.from_id
+            if c.offset != len(buf) or len(buf) + len(c.data) > total:
+                return self._bad(f"snapshot chunk at offset {c.offset} does not follow {len(buf)} of {total} bytes")
+            buf += c.data
+            if c.last:
+                if len(buf) != total:
+                    return self._bad(f"snapshot ended at {len(buf)} of {total} bytes")
+                if google_crc32c.value(bytes(buf)) != c.crc32c:
+                    return self._bad("snapshot CRC-32C mismatch")
+                head.snapshot.data = bytes(buf)
+                self.node.log.info("received snapshot", peer=from_id, index=head.snapshot.metadata.index, bytes=total)
+                t.deliver(from_id, [head])
+                m.snapshots_received.labels("ok").inc()
+                return tpb.SnapshotChunkResponse(applied=True)
+        return self._bad("snapshot stream ended before its last chunk")
+
+    def _bad(self, why: str) -> tpb.SnapshotChunkResponse:
+        self.node.metrics.snapshots_received.labels("failed").inc()
+        self.node.log.warning("snapshot from peer rejected", reason=why)
+        return tpb.SnapshotChunkResponse(message=why)
+
+    async def JoinCluster(self, request: tpb.JoinClusterRequest, context: Any) -> tpb.JoinClusterResponse:
+        from .errors import ZeroError
+
+        try:
+            return await self.node.handle_join(request)
+        except ZeroError as e:
+            md = self.node.leader_hint()
+            if md:
+                context.set_trailing_metadata(md)
+            await context.abort(getattr(grpc.StatusCode, e.code, grpc.StatusCode.UNKNOWN), str(e))
+            raise  # unreachable: abort raises
+
+
+def add_raft_service(server: grpc.aio.Server, node: ZeroNode) -> RaftService:
+    """Register the `Raft` service of `node` on the app's gRPC server (before it starts)."""
+    svc = RaftService(node)
+    tgrpc.add_RaftServicer_to_server(svc, server)
+    return svc
