@@ -164,3 +164,21 @@ def test_prometheus_scrapes_live_zeros_and_sees_exactly_one_leader(tmp_path: Pat
         assert r.get("status") == "success", f"dashboard query {e!r}: {r}"
     r = query(base, 'zero_raft_id{job="zero"}')
     assert {x["metric"]["instance"] for x in r["data"]["result"]} == set(targets)
+
+    if n < 3:
+        return
+    # Kill the leader: Prometheus sees its target down, and the rule sees exactly one
+    # leader again: a new one, among the two survivors.
+    leader = query(base, 'zero_is_leader{job="zero"} == 1')["data"]["result"]
+    assert len(leader) == 1
+    victim = leader[0]["metric"]["instance"]
+    procs[targets.index(victim)].proc.kill()
+
+    def failed_over() -> bool:
+        down = query(base, 'up{job="zero"} == 0').get("data", {}).get("result", [])
+        lead = query(base, 'zero_is_leader{job="zero"} == 1').get("data", {}).get("result", [])
+        one = query(base, "zero:leaders:sum == 1").get("data", {}).get("result", [])
+        return ([x["metric"]["instance"] for x in down] == [victim] and len(one) == 1
+                and [x["metric"]["instance"] for x in lead] not in ([], [victim]))
+
+    wait_for(failed_over, 30, "prometheus: the old leader down, exactly one new leader", interval=0.5)
