@@ -75,7 +75,8 @@ def image() -> str:
 class Container:
     """One zero container on the host network, on its own free ports."""
 
-    def __init__(self, image: str, name: str, *args: str, zero_env: bool = True) -> None:
+    def __init__(self, image: str, name: str, *args: str, zero_env: bool = True,
+                 podman_args: tuple[str, ...] = ()) -> None:
         self.grpc_port, self.http_port = free_ports(2)
         self.name = name
         self.grpc = f"127.0.0.1:{self.grpc_port}"
@@ -84,7 +85,7 @@ class Container:
         podman("run", "-d", "--name", name, "--network", "host",
                # No systemd here to time healthchecks; the test runs them itself.
                "--health-interval", "disable",
-               "-v", f"{self.volume}:/data",
+               "-v", f"{self.volume}:/data", *podman_args,
                *(["-e", f"ZERO_GRPC_ADDR={self.grpc}", "-e", f"ZERO_HTTP_ADDR=127.0.0.1:{self.http_port}",
                   "-e", f"ZERO_MY={self.grpc}", "-e", "ZERO_LOG_FORMAT=json"] if zero_env else []),
                image, *args)
@@ -127,8 +128,8 @@ def containers(image: str) -> Iterator:
     run_id = uuid.uuid4().hex[:8]
     started: list[Container] = []
 
-    def start(label: str, *args: str, zero_env: bool = True) -> Container:
-        c = Container(image, f"zero-test-{run_id}-{label}", *args, zero_env=zero_env)
+    def start(label: str, *args: str, zero_env: bool = True, podman_args: tuple[str, ...] = ()) -> Container:
+        c = Container(image, f"zero-test-{run_id}-{label}", *args, zero_env=zero_env, podman_args=podman_args)
         started.append(c)
         return c
 
@@ -164,8 +165,12 @@ def test_image_metadata(image: str) -> None:
     assert p.returncode != 0 and "No module named pip" in p.stderr
 
 
+# As deploy/k8s/statefulset.yaml's securityContext: read-only root, no capabilities.
+HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+
+
 def test_single_zero_serves_reports_healthy_and_stops_on_sigterm(containers) -> None:
-    z = containers("single")
+    z = containers("single", podman_args=HARDENED)
     z.wait_serving()
     status, body = z.health()
     assert status == 200 and body["role"] == "LEADER" and body["raft_id"] == 1
