@@ -33,9 +33,6 @@ GRAFANA = DEPLOY / "grafana"
 PENDING_METRICS = {
     "zero_members_unhealthy",  # data-node members the leader has not heard from within 10 s
     "zero_tablet_move_oldest_seconds",  # age of the oldest tablet move in progress (0: none)
-    # Peer transport gauges, arriving with the cluster feature (zero/transport.py).
-    "zero_peer_up", "zero_peer_queue_depth", "zero_peer_dropped_messages_total",
-    "zero_raft_snapshots_sent_total",
 }
 PROMETHEUS_BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
