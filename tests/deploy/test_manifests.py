@@ -21,6 +21,8 @@ from deploy_helpers import REPO, flags_in_help, help_text, peer_supported
 
 from zero import cli
 from zero.metrics import Metrics
+from zero.moves import MoveMetrics
+from zero.pb import zero_pb2
 
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -337,7 +339,9 @@ def exported_metric_names() -> set[str]:
     """Every series name zero's registry can export (counters as _total, histograms as
     _bucket/_sum/_count)."""
     names = set()
-    for fam in Metrics().registry.collect():
+    metrics = Metrics()
+    MoveMetrics(metrics.registry, zero_pb2.MembershipState)  # registered by the leader's move driver
+    for fam in metrics.registry.collect():
         if fam.type == "counter":
             names |= {fam.name + "_total", fam.name + "_created"}
         elif fam.type == "histogram":
@@ -350,7 +354,7 @@ def exported_metric_names() -> set[str]:
 _PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "by", "without", "on", "ignoring", "group_left", "group_right",
                  "rate", "increase", "irate", "deriv", "histogram_quantile", "and", "or", "unless", "vector",
                  "label_values", "offset", "bool", "le", "instance", "job", "result", "method", "code", "peer",
-                 "topk", "bottomk", "abs", "absent", "clamp_min", "time"}
+                 "topk", "bottomk", "abs", "absent", "clamp_min", "time", "group"}
 
 
 def metric_names_in(expr: str) -> set[str]:
