@@ -143,6 +143,7 @@ class ZeroNode:
         self._join_peers: dict[int, str] = {}
         self._cc_index: dict[int, str] = {}  # our conf change's log index -> its proposal key
         self._background: list[asyncio.Task[Any]] = []
+        self._io_jobs = 0  # calls running in (or queued for) the WAL thread
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -333,7 +334,12 @@ class ZeroNode:
                 self._send(rd.messages)
                 if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
                     t1 = time.perf_counter()
-                    await loop.run_in_executor(self._io, self._save, rd)
+                    if not rd.must_sync and rd.snapshot is None and self._io_jobs == 0:
+                        # Only a new commit index (no fsync, one small write): a thread
+                        # hand-off would cost more than the write, on the commit path.
+                        self._save(rd)
+                    else:
+                        await self._in_io(self._save, rd)
                     if rd.must_sync:
                         m.wal_fsync_seconds.observe(time.perf_counter() - t1)
                 if rd.snapshot is not None:
@@ -354,6 +360,15 @@ class ZeroNode:
             self.log.error("raft loop failed; this zero stops serving", error=repr(e))
             self._fail_all(UnavailableError(f"zero stopped: {e}"))
             raise
+
+    async def _in_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run fn in the WAL thread. `_io_jobs` tells the Ready loop whether the storage
+        is free for an inline write (DiskStorage is never used from two threads at once)."""
+        self._io_jobs += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        finally:
+            self._io_jobs -= 1
 
     def _save(self, rd: Ready) -> None:
         assert self._storage is not None
@@ -535,7 +550,7 @@ class ZeroNode:
             if compact_to > storage.first_index():
                 storage.compact(compact_to)
 
-        await asyncio.get_running_loop().run_in_executor(self._io, work)
+        await self._in_io(work)
         self._snapshot_index = index
         self.metrics.snapshots.inc()
         self.metrics.snapshot_bytes.set(len(data))

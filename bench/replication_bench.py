@@ -1,0 +1,273 @@
+"""Replication benchmark (not a test): python bench/replication_bench.py [--dir DIR]
+[--seconds S] [--processes] [--profile]
+
+Three zeros over the real peer transport (gRPC on loopback), fsync on, 64-byte proposals.
+Measured in one run, on one filesystem (DIR, default: a temp dir under the cwd):
+
+  1. throughput — proposals submitted inside the leader, as fast as Raft accepts them
+     (`propose_batch` of serialized 64-byte zero proposals, bounded in flight), counted
+     when the leader applies them. Goal: >= 20,000 committed proposals/s.
+  2. latency — one synchronous replicated write at a time (`ZeroNode.propose`: proposal,
+     replication to a quorum, fdatasync on each, apply, answer). Goal: p50 <= median
+     fdatasync + 1.5 ms, with the fdatasync of a 4 KiB append measured in the same run
+     on the same filesystem.
+
+By default the three zeros share one process (and event loop) — on a 2-core machine this
+is pessimistic, as one interpreter does all three nodes' work. --processes runs each zero
+in its own process instead (the leader's process runs the load). --profile wraps the
+throughput phase in pyinstrument (on the leader's process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import grpc  # noqa: E402
+import structlog  # noqa: E402
+
+from zero.node import NodeOptions, ZeroNode, run_leader_task  # noqa: E402
+from zero.pb import state_pb2, zero_pb2  # noqa: E402
+from zero.transport import GRPC_OPTIONS, add_raft_service  # noqa: E402
+
+PAYLOAD = 64
+THROUGHPUT_GOAL = 20_000
+LATENCY_SLACK_MS = 1.5
+IN_FLIGHT = 4096  # proposals accepted by raft but not yet applied, at most
+BATCH = 256  # proposals per propose_batch call
+
+
+def _logger(name: str):  # type: ignore[no-untyped-def]
+    logging.basicConfig(level=logging.WARNING)
+    return structlog.wrap_logger(logging.getLogger(name)).bind(zero=name)
+
+
+def payload(i: int) -> bytes:
+    """A 64-byte serialized zero proposal (a one-UID lease with a dedup key)."""
+    p = state_pb2.Proposal(key="", lease_ids=state_pb2.LeaseIds(kind=zero_pb2.UID, count=1))
+    pad = PAYLOAD - p.ByteSize() - 2
+    p.key = f"b.{i}.".ljust(pad, "x")[:pad]
+    data = p.SerializeToString()
+    assert len(data) == PAYLOAD, len(data)
+    return data
+
+
+def fdatasync_median(d: str, n: int = 200) -> float:
+    path = os.path.join(d, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    buf = os.urandom(4096)
+    times = []
+    try:
+        for _ in range(n):
+            os.write(fd, buf)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return statistics.median(times)
+
+
+async def start_zero(d: str, name: str, peer: str = "", port: int = 0) -> tuple[ZeroNode, grpc.aio.Server]:
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
+    node = ZeroNode(NodeOptions(data_dir=os.path.join(d, name), my_addr=f"127.0.0.1:{port}", peer=peer,
+                                tick_seconds=0.1, election_ticks=10, snapshot_every=1_000_000,
+                                transfer_on_stop=0.0),
+                    logger=_logger(name))
+    node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "identity"))
+    add_raft_service(server, node)
+    await server.start()
+    await node.start()
+    return node, server
+
+
+async def wait(pred, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: cluster did not become ready")
+        await asyncio.sleep(0.01)
+
+
+async def throughput(node: ZeroNode, seconds: float) -> float:
+    """Committed (applied on the leader) proposals per second."""
+    # Unique dedup keys, as real proposals carry: made before the clock starts.
+    pool = [payload(i) for i in range(int(seconds * 80_000) // BATCH * BATCH + BATCH)]
+    batches = [pool[i:i + BATCH] for i in range(0, len(pool), BATCH)]
+    applied = 0
+    cond = asyncio.Event()
+
+    def on_applied(batch: list) -> None:  # type: ignore[type-arg]
+        nonlocal applied
+        applied += len(batch)
+        cond.set()
+
+    node.on_applied.append(on_applied)
+    raw = node._node  # submit straight to raft on the leader, as the brief asks
+    assert raw is not None
+    submitted = 0
+    loop = asyncio.get_running_loop()
+    start_applied = applied
+    t0 = loop.time()
+    end = t0 + seconds
+    while loop.time() < end:
+        if submitted - applied >= IN_FLIGHT:
+            cond.clear()
+            await cond.wait()
+            continue
+        datas = batches[(submitted // BATCH) % len(batches)]
+        await raw.propose_batch(datas)
+        submitted += len(datas)
+        await asyncio.sleep(0)
+    elapsed = loop.time() - t0
+    rate = (applied - start_applied) / elapsed
+    while applied < submitted:  # drain
+        cond.clear()
+        try:
+            await asyncio.wait_for(cond.wait(), 10)
+        except TimeoutError:
+            break
+    node.on_applied.remove(on_applied)
+    return rate
+
+
+async def latency(node: ZeroNode, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        p = state_pb2.Proposal.FromString(payload(i))
+        p.key = ""
+        t = time.perf_counter()
+        await node.propose(p)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+async def load(node: ZeroNode, args: argparse.Namespace, fsync_s: float) -> dict:  # type: ignore[type-arg]
+    await latency(node, 50)  # warm up
+    lat = await latency(node, args.latency_writes)
+    prof = None
+    if args.profile:
+        from pyinstrument import Profiler
+        prof = Profiler(async_mode="enabled")
+        prof.start()
+    rate = await throughput(node, args.seconds)
+    if prof is not None:
+        prof.stop()
+        print(prof.output_text(unicode=True, color=False, show_all=False))
+    lat.sort()
+    return {
+        "throughput": rate,
+        "p50_ms": statistics.median(lat) * 1e3,
+        "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1e3,
+        "fsync_ms": fsync_s * 1e3,
+    }
+
+
+async def in_process(d: str, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    os.makedirs(d, exist_ok=True)
+    fsync_s = fdatasync_median(d)
+    n1, s1 = await start_zero(d, "z1")
+    await wait(lambda: n1.is_leader and 1 in n1.state._state.zeros)
+    n2, s2 = await start_zero(d, "z2", n1.opts.my_addr)
+    n3, s3 = await start_zero(d, "z3", n1.opts.my_addr)
+    await wait(lambda: len(n1.raft_status().voters) == 3 and not n1.raft_status().learners)
+    try:
+        return await load(n1, args, fsync_s)
+    finally:
+        for n, s in ((n1, s1), (n2, s2), (n3, s3)):
+            await n.stop()
+            await s.stop(0)
+
+
+async def child(args: argparse.Namespace) -> None:
+    """One zero of the --processes run; z1 runs the load and prints the figures."""
+    node, server = await start_zero(args.dir, args.child, args.peer)
+    print(json.dumps({"addr": node.opts.my_addr}), flush=True)
+    if args.child == "z1":
+        fsync_s = fdatasync_median(args.dir)
+        await wait(lambda: node.is_leader, 30)
+        await wait(lambda: len(node.raft_status().voters) == 3 and not node.raft_status().learners, 60)
+        res = await load(node, args, fsync_s)
+        print(json.dumps(res), flush=True)
+    else:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
+    await node.stop()
+    await server.stop(0)
+
+
+def multi_process(d: str, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    base = [sys.executable, __file__, "--dir", d, "--seconds", str(args.seconds),
+            "--latency-writes", str(args.latency_writes)] + (["--profile"] if args.profile else [])
+    p1 = subprocess.Popen(base + ["--child", "z1"], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    assert p1.stdout is not None
+    addr = json.loads(p1.stdout.readline())["addr"]
+    others = [subprocess.Popen(base + ["--child", f"z{i}", "--peer", addr], stdout=subprocess.PIPE,
+                               stdin=subprocess.PIPE, text=True) for i in (2, 3)]
+    res: dict = {}  # type: ignore[type-arg]
+    for line in p1.stdout:
+        if line.startswith("{") and "throughput" in line:
+            res = json.loads(line)
+            break
+        print(line, end="")
+    for p in [p1] + others:
+        assert p.stdin is not None
+        p.stdin.close()
+    for p in [p1] + others:
+        p.wait(timeout=30)
+    return res
+
+
+def report(title: str, r: dict) -> None:  # type: ignore[type-arg]
+    ok_t = r["throughput"] >= THROUGHPUT_GOAL
+    ok_l = r["p50_ms"] <= r["fsync_ms"] + LATENCY_SLACK_MS
+    print(f"\n{title}")
+    print(f"  {'committed proposals/s':34} {r['throughput']:>10,.0f}   goal >= {THROUGHPUT_GOAL:,}   "
+          f"{'PASS' if ok_t else 'FAIL'}")
+    print(f"  {'sync replicated write p50 (ms)':34} {r['p50_ms']:>10.2f}   goal <= {r['fsync_ms']:.2f} + "
+          f"{LATENCY_SLACK_MS} = {r['fsync_ms'] + LATENCY_SLACK_MS:.2f}   {'PASS' if ok_l else 'FAIL'}")
+    print(f"  {'sync replicated write p99 (ms)':34} {r['p99_ms']:>10.2f}")
+    print(f"  {'median fdatasync, 4 KiB (ms)':34} {r['fsync_ms']:>10.2f}")
+    print("  peers on this kind of machine: etcd 3.4 ~2,300 writes/s, put p50 1.8 ms; "
+          "PySyncObj 18,400/s without fsync, 100 ms per sync call")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--latency-writes", type=int, default=500)
+    ap.add_argument("--processes", action="store_true", help="also run each zero in its own process")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--peer", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        asyncio.run(child(args))
+        return
+    d = tempfile.mkdtemp(prefix="replication-bench-", dir=args.dir or os.getcwd())
+    try:
+        report("3 zeros in one process (one event loop does all three nodes' work)",
+               asyncio.run(in_process(os.path.join(d, "inproc"), args)))
+        if args.processes:
+            os.makedirs(os.path.join(d, "procs"))
+            report("3 zeros in 3 processes", multi_process(os.path.join(d, "procs"), args))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
