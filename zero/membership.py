@@ -291,6 +291,7 @@ class Membership:
             c = raftpb.ConfChange()
             c.CopyFrom(cc)
             attempt = asyncio.ensure_future(node.propose_conf_change(c, p, timeout=min(1.0, deadline - loop.time())))
+            attempt.add_done_callback(lambda f: f.cancelled() or f.exception())  # outcome read below or moot
             removed = asyncio.ensure_future(node.removed.wait())
             await asyncio.wait({attempt, removed}, return_when=asyncio.FIRST_COMPLETED)
             removed.cancel()

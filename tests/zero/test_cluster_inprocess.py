@@ -102,7 +102,8 @@ class Cluster:
         await self.wait_voters(len(self.zeros))
 
     def nodes(self) -> list[ZeroNode]:
-        return [z.node for z in self.zeros if z.node is not None]
+        """The running zeros that are still members."""
+        return [z.node for z in self.zeros if z.node is not None and not z.node.removed.is_set()]
 
     def leader(self) -> ZeroNode | None:
         leads = [n for n in self.nodes() if n.is_leader]
