@@ -13,7 +13,9 @@ import grpc
 import pytest
 import structlog
 
+from raftcore import raftpb
 from zero.errors import FailedPreconditionError, UnavailableError
+from zero.membership import ConfChangeDroppedError
 from zero.node import NodeOptions, ZeroNode, run_leader_task
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import raft_transport_pb2_grpc as tgrpc
@@ -384,4 +386,28 @@ def test_removed_id_is_refused_and_told(tmp_path):
                 protocol=PROTOCOL, cluster_id=lead.state.cluster_id, from_id=vid, to_id=lead.raft_id))
         assert resp.refusal == tpb.RaftStreamResponse.REMOVED
         await c.write(1)
+    run(body, tmp_path, 3)
+
+
+@pytest.mark.timeout(30)
+def test_replaced_conf_change_is_detected_and_retried(tmp_path):
+    async def body(c: Cluster) -> None:
+        await c.start()
+        lead = await c.wait_leader()
+
+        def learner(rid: int):  # type: ignore[no-untyped-def]
+            return (raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=rid),
+                    state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=rid, addr=f"127.0.0.1:{rid}")))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        # Raw API, two at once: Raft replaces the second with an empty entry (etcd
+        # semantics); it fails fast as dropped instead of timing out or vanishing.
+        r = await asyncio.gather(lead.propose_conf_change(*learner(10)), lead.propose_conf_change(*learner(11)),
+                                 return_exceptions=True)
+        assert not isinstance(r[0], BaseException) and isinstance(r[1], ConfChangeDroppedError), r
+        assert loop.time() - t0 < lead.opts.proposal_timeout
+        # Through Membership (one at a time, retried): it lands.
+        async with lead.membership.lock:
+            await lead.membership.conf_change(*learner(11))
+        assert {10, 11} <= set(lead.raft_status().learners) and {10, 11} <= set(lead.state._state.zeros)
     run(body, tmp_path, 3)
