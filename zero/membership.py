@@ -34,7 +34,7 @@ import asyncio
 import random
 from typing import TYPE_CHECKING, Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 
 from raftcore import StateType, raftpb
 
@@ -269,7 +269,9 @@ class Membership:
             if rid != node.raft_id:
                 node.log.info("removing a zero", raft_id=rid)
                 applied = await self.conf_change(cc, p, timeout=timeout)
-                return applied.member  # type: ignore[no-any-return]
+                member = applied.member
+                assert member is not None
+                return member
             self._dry_run(p)
         # Removing ourselves: hand leadership to the best voter, then let it remove us.
         new = await self.transfer_leadership(0)
@@ -296,7 +298,7 @@ class Membership:
             await asyncio.wait({attempt, removed}, return_when=asyncio.FIRST_COMPLETED)
             removed.cancel()
             if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
-                return attempt.result().member  # type: ignore[no-any-return]
+                return attempt.result().member or me
             if not attempt.done():
                 attempt.cancel()
             else:

@@ -33,7 +33,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import google_crc32c
-import grpc
+import grpc  # type: ignore[import-untyped]
 
 from raftcore import RaftError, SnapshotStatus, raftpb
 
@@ -158,7 +158,7 @@ class Transport:
             p.enqueue(msg)
 
     # -- receiving -------------------------------------------------------------------------------
-    def admit(self, protocol: int, cluster_id: str, from_id: int, to_id: int) -> tuple[int, str]:
+    def admit(self, protocol: int, cluster_id: str, from_id: int, to_id: int) -> tuple[Any, str]:
         """(ACCEPTED, "") or a refusal with a reason a person understands."""
         node = self.node
         if protocol != PROTOCOL:
@@ -239,7 +239,7 @@ class _Peer:
         t = self.t
         node = t.node
         batch = tpb.RaftBatch(protocol=PROTOCOL, cluster_id=node.cluster_id, from_id=node.raft_id, to_id=self.rid)
-        out = []
+        out: list[raftpb.Message] = []
         size = 0
         q = self.queue
         while q and (not out or size < BATCH_BYTES):
