@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftcore import (
+    RaftError,
     Config,
     Node,
     NodeStoppedError,
@@ -382,7 +383,32 @@ class ZeroNode:
         me = self.raft_id
         for msg in msgs:
             if msg.to != me:
+                if msg.type == raftpb.MsgSnap:
+                    msg = self._fresh_snapshot(msg)
                 send(msg)
+
+    def _fresh_snapshot(self, msg: raftpb.Message) -> raftpb.Message:
+        """Send the state as applied now rather than the last stored snapshot, as etcd's
+        server does. The stored one may predate the recipient's own admission (a zero
+        that joined after the last snapshot), and raftcore refuses a snapshot whose
+        configuration does not include it; a fresher snapshot also leaves less log to
+        catch up. Raft accepts any snapshot at or above the index it chose."""
+        index = self._applied
+        if index <= msg.snapshot.metadata.index or self._node is None:
+            return msg
+        log = self._node.rawnode.raft.raft_log
+        try:
+            term = log.term(index)
+        except RaftError:
+            return msg  # compacted past the applied index: the stored snapshot will do
+        fresh = raftpb.Message()
+        fresh.CopyFrom(msg)
+        snap = fresh.snapshot
+        snap.data = self.state.snapshot()
+        snap.metadata.index = index
+        snap.metadata.term = term
+        snap.metadata.conf_state.CopyFrom(self._conf_state)
+        return fresh
 
     def transport_send(self, msg: raftpb.Message) -> None:
         """Deliver a message to a peer (the transport hook)."""

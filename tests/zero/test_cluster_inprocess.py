@@ -332,6 +332,24 @@ def test_lagging_zero_catches_up_by_snapshot(tmp_path):
 
 
 @pytest.mark.timeout(40)
+def test_zero_joining_after_compaction_gets_a_fresh_snapshot(tmp_path):
+    """The stored snapshot predates the joiner's admission (raftcore refuses a snapshot
+    whose configuration lacks the recipient); the leader sends the state as applied."""
+    async def body(c: Cluster) -> None:
+        first, second = c.zeros
+        n1 = await first.start()
+        await until(lambda: n1.is_leader and 1 in n1.state._state.zeros, what="the first zero leads")
+        for i in range(1200):  # > snapshot_every + CATCHUP_ENTRIES: the log is compacted
+            await c.write(i)
+        assert n1._storage.first_index() > 10  # type: ignore[union-attr]
+        await second.start(peer=first.addr)
+        await c.wait_voters(2)
+        await c.converged(20.0)
+        assert second.node.metrics.snapshots_received.labels("ok")._value.get() >= 1  # type: ignore[union-attr]
+    run(body, tmp_path, 2, snapshot_every=100)
+
+
+@pytest.mark.timeout(40)
 def test_emptied_data_dir_cannot_talk_to_the_old_cluster(tmp_path):
     async def body(c: Cluster) -> None:
         await c.start()
