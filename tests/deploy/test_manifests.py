@@ -103,7 +103,8 @@ def _check_run_argv(argv: list[str], env: dict[str, str], run_help: str, where: 
         if k.startswith("ZERO_") and k != "ZERO_IMAGE":
             assert _env_flag(k) in flags, f"{where}: {k} is no `zero run` flag's variable"
     args, values = [], dict(env)
-    it = iter(argv)
+    # $(VAR) references and ${VAR} in k8s/compose stand for host names: use a valid one.
+    it = iter(re.sub(r"\$\(\w+\)|\$\{\w+\}", "x", a) for a in argv)
     for a in it:
         if a == "--peer" and not peer_supported(run_help):
             next(it)
@@ -112,7 +113,6 @@ def _check_run_argv(argv: list[str], env: dict[str, str], run_help: str, where: 
     if not peer_supported(run_help):
         values.pop("ZERO_PEER", None)
     ns = cli.build_parser().parse_args(["run", *args])
-    # $(VAR) references and ${VAR} in k8s/compose stand for addresses: use a valid one.
     resolved = {k: re.sub(r"\$\(\w+\)|\$\{\w+\}", "x", v) for k, v in values.items() if k.startswith("ZERO_")}
     try:
         cli.config_from_args(ns, environ=resolved)
@@ -331,7 +331,7 @@ def test_alert_rules_cover_the_issue() -> None:
         assert r["annotations"]["summary"] and r["annotations"]["description"], r["alert"]
     tests = yaml.safe_load((PROM / "alerts_test.yml").read_text())["tests"]
     tested = {t["alertname"] for case in tests for t in case["alert_rule_test"] if t.get("exp_alerts")}
-    assert names - tested <= {"ZeroMultipleLeaders", "ZeroPeerUnreachable", "ZeroApplyLagging"}, \
+    assert names - tested <= {"ZeroMultipleLeaders", "ZeroApplyLagging"}, \
         f"alerts never seen firing in alerts_test.yml: {sorted(names - tested)}"
 
 
