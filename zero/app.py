@@ -33,6 +33,7 @@ from .metrics import Metrics
 from .moves import MoveDriver, MoveOptions
 from .node import NodeOptions, ZeroNode, run_leader_task
 from .pb import zero_pb2_grpc
+from .transport import GRPC_OPTIONS, add_raft_service
 from .server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
 from .stream import MembershipHub
 
@@ -53,7 +54,8 @@ class RunConfig:
     grpc_addr: str = "0.0.0.0:5080"
     http_addr: str = "0.0.0.0:6080"
     my: str | None = None  # None: localhost:<grpc port>
-    raft_id: int = 0  # 0: the data dir's, else 1
+    raft_id: int = 0  # 0: the data dir's; else 1 for a new cluster, or assigned when joining
+    peer: str = ""  # any live zero to join through (a new data dir only)
     replicas: int = 1
     tick: float = 0.1
     election_ticks: int = 5
@@ -110,19 +112,21 @@ class ZeroApp:
             ident = load_identity(cfg.data_dir)
         except StorageError as e:
             raise StartupError(str(e)) from None
-        raft_id = ident.raft_id if ident is not None else (cfg.raft_id or 1)
         holder: dict[str, ZeroNode] = {}
-        self.log = make_logger(raft_id=raft_id, fmt=cfg.log_format, stream=self._log_stream,
+        known_id = ident.raft_id if ident is not None else (cfg.raft_id or (0 if cfg.peer else 1))
+        self.log = make_logger(raft_id=lambda: holder["node"].raft_id or known_id if "node" in holder else known_id,
+                               fmt=cfg.log_format, stream=self._log_stream,
                                term=lambda: holder["node"].term if "node" in holder else 0)
 
         metrics = Metrics()
         self._interceptor = Interceptor(lambda: self.node, metrics=metrics, admin_token=cfg.admin_token,
                                         logger=self.log)
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ], interceptors=[self._interceptor])
+        # The peer transport's options (message sizes for snapshot chunks and batches),
+        # and no SO_REUSEPORT: a second zero must not share the port silently.
+        options = dict(GRPC_OPTIONS)
+        options.update({"grpc.max_receive_message_length": max(MAX_MESSAGE_BYTES, options.get(
+            "grpc.max_receive_message_length", 0)), "grpc.so_reuseport": 0})
+        server = grpc.aio.server(options=list(options.items()), interceptors=[self._interceptor])
         self.grpc_server = server
         try:
             self.grpc_port = server.add_insecure_port(cfg.grpc_addr)
@@ -134,9 +138,30 @@ class ZeroApp:
 
         node = ZeroNode(NodeOptions(
             data_dir=cfg.data_dir, my_addr=my, raft_id=cfg.raft_id, tick_seconds=cfg.tick,
-            election_ticks=cfg.election_ticks, snapshot_every=cfg.snapshot_after, replicas=cfg.replicas),
+            election_ticks=cfg.election_ticks, snapshot_every=cfg.snapshot_after, replicas=cfg.replicas,
+            peer=cfg.peer),
             logger=self.log, metrics=metrics)
         holder["node"] = node
+        leases = self.leases = Leases(node)
+        liveness = self.liveness = Liveness(node)
+        hub = self.hub = MembershipHub(node, overlay=liveness.overlay)
+        node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
+        self.moves = MoveDriver(node, leases, liveness, options=MoveOptions(
+            rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
+            backoff=cfg.move_backoff, backoff_max=cfg.move_backoff_max))
+        node.on_leadership.append(run_leader_task(node, self.moves.leader_duty, "tablet-moves"))
+
+        # Every service is registered and serving before the node starts: a joining
+        # zero must hear from the leader as soon as the cluster has admitted it. Until
+        # the node runs, the interceptor answers the Zero services with UNAVAILABLE.
+        zero_pb2_grpc.add_ZeroServicer_to_server(
+            ZeroService(node, leases, liveness, hub, admin_token=cfg.admin_token, replicas=cfg.replicas), server)
+        zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, liveness, self.moves), server)
+        add_raft_service(server, node)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        await self._set_health(False)
+        await server.start()
         try:
             await node.start()
         except StorageError as e:  # CorruptionError included: the message names the file
@@ -144,23 +169,6 @@ class ZeroApp:
         except ZeroError as e:
             raise StartupError(str(e)) from None
         self.node = node
-        self.leases = Leases(node)
-        self.liveness = Liveness(node)
-        self.hub = MembershipHub(node, overlay=self.liveness.overlay)
-        node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
-        self.moves = MoveDriver(node, self.leases, self.liveness, options=MoveOptions(
-            rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
-            backoff=cfg.move_backoff, backoff_max=cfg.move_backoff_max))
-        node.on_leadership.append(run_leader_task(node, self.moves.leader_duty, "tablet-moves"))
-
-        zero_pb2_grpc.add_ZeroServicer_to_server(
-            ZeroService(node, self.leases, self.liveness, self.hub, admin_token=cfg.admin_token,
-                        replicas=cfg.replicas), server)
-        zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, self.liveness, self.moves), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        await self._set_health(False)
-        await server.start()
 
         runner = web.AppRunner(make_app(node, self.liveness), access_log=None, shutdown_timeout=HTTP_GRACE)
         await runner.setup()
@@ -238,6 +246,9 @@ class ZeroApp:
                 await self._set_health(False)
             except Exception:
                 pass
+        if self.node is not None:
+            # While the peer transport still serves: hand leadership over first.
+            await self.node.hand_over_leadership()
         stops = []
         if self.grpc_server is not None:
             stops.append(self.grpc_server.stop(GRPC_GRACE))
@@ -283,14 +294,20 @@ async def run(cfg: RunConfig, *, log_stream: TextIO | None = None) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     failed = loop.create_task(app.failed.wait())
     stopping = loop.create_task(stop.wait())
-    await asyncio.wait([failed, stopping], return_when=asyncio.FIRST_COMPLETED)
+    removed = loop.create_task(app.node.removed.wait()) if app.node is not None else loop.create_future()
+    await asyncio.wait([failed, stopping, removed], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if app.failed.is_set():
         code = 1
         app.log.error("the raft loop stopped; shutting down", error=repr(app.node.fatal if app.node else None))
+    elif removed.done():
+        code = 1
+        reason = app.node.removed_reason if app.node is not None else ""
+        app.log.error("this zero was removed from the cluster; exiting", reason=reason)
+        print(f"zero: removed from the cluster: {reason}", file=sys.stderr, flush=True)
     else:
         app.log.info("shutting down", signal=signals[0] if signals else None)
-    failed.cancel()
-    stopping.cancel()
+    for t in (failed, stopping, removed):
+        t.cancel()
     await app.stop()
     return code

@@ -80,8 +80,9 @@ RUN_FLAGS = (
           "the address peers and data nodes use to reach this zero's gRPC port "
           "(default localhost:<gRPC port>)"),
     _Flag("peer", "HOST:PORT", None,
-          "any live zero to join an existing cluster through. Not supported yet: joining "
-          "arrives with the cluster feature, so this flag is refused."),
+          "any live zero of an existing cluster: a new data dir joins that cluster through it "
+          "(the cluster assigns the raft id unless --raft-id is given). Ignored on restart: "
+          "the data dir keeps its identity."),
     _Flag("grpc-addr", "HOST:PORT", "0.0.0.0:5080", "where the gRPC services listen (Zero, ZeroAdmin, health, reflection)"),
     _Flag("http-addr", "HOST:PORT", "0.0.0.0:6080", "where HTTP listens (/health, /live, /state, /metrics, /)"),
     _Flag("data-dir", "DIR", "./zw", "directory for the write-ahead log, snapshots and identity; one zero per dir"),
@@ -181,10 +182,8 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
         return raw[name]
 
     # Features that arrive later: refused, never accepted and ignored.
-    peer, where = get("peer")
-    if peer:
-        raise UsageError(f"{where}: joining a cluster through a peer is not supported yet "
-                         "(it arrives with the cluster feature); run without --peer for a single zero")
+    peer_text, where = get("peer")
+    peer = _addr(peer_text, where, listen=False) if peer_text else ""
     tls, where = get("tls-dir")
     if tls:
         raise UsageError(f"{where}: TLS is not supported yet; run without --tls-dir")
@@ -235,7 +234,7 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
     if fmt is not None and fmt not in LOG_FORMATS:
         raise UsageError(f"{where}: {fmt!r} is not a log format ({' or '.join(LOG_FORMATS)})")
     return RunConfig(
-        data_dir=data_dir, grpc_addr=grpc_addr, http_addr=http_addr, my=my, raft_id=raft_id,
+        data_dir=data_dir, grpc_addr=grpc_addr, http_addr=http_addr, my=my, raft_id=raft_id, peer=peer,
         replicas=replicas, tick=tick, election_ticks=election_ticks, snapshot_after=snapshot_after,
         rebalance_interval=rebalance, move_timeout=move_timeout, admin_token=token or None, log_format=fmt)
 

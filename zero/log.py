@@ -34,12 +34,13 @@ def default_format(stream: TextIO | None = None) -> str:
         return "json"
 
 
-def make_logger(*, raft_id: int, fmt: str | None = None, term: Callable[[], int] | None = None,
+def make_logger(*, raft_id: int | Callable[[], int], fmt: str | None = None, term: Callable[[], int] | None = None,
                 stream: TextIO | None = None, debug: bool = False) -> Any:
     """A bound structlog logger writing to `stream` (stderr by default).
 
     `term` is called for every line; it returns the node's current term (0 before the
-    node exists).
+    node exists). `raft_id` may be a callable too: a joining zero learns its id from
+    the cluster.
     """
     stream = stream or sys.stderr
     fmt = fmt or default_format(stream)
@@ -61,9 +62,19 @@ def make_logger(*, raft_id: int, fmt: str | None = None, term: Callable[[], int]
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=_isatty(stream))
+    id_of = raft_id if callable(raft_id) else (lambda: raft_id)
+
+    def add_raft_id(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            event.setdefault("raft_id", id_of())
+        except Exception:
+            event.setdefault("raft_id", 0)
+        return event
+
     processors: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_raft_id,
         add_term,
         structlog.processors.StackInfoRenderer(),
     ]
@@ -76,7 +87,7 @@ def make_logger(*, raft_id: int, fmt: str | None = None, term: Callable[[], int]
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if debug else logging.INFO),
         cache_logger_on_first_use=True,
     )
-    return logger.bind(raft_id=raft_id)
+    return logger
 
 
 def _isatty(stream: TextIO) -> bool:

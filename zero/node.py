@@ -223,19 +223,25 @@ class ZeroNode:
                        loop.create_task(self._ticker(), name="zero-ticker"),
                        loop.create_task(self._keep_my_addr(), name="zero-my-addr")]
 
+    async def hand_over_leadership(self) -> None:
+        """A leader with other voters hands leadership to the best follower before it
+        goes away (SPEC semantics 6), bounded by opts.transfer_on_stop. The peer
+        transport must still be serving while this runs."""
+        if (self.is_leader and self._node is not None and self._fatal is None and not self.removed.is_set()
+                and not self._stopping and len(self._node.status().voters) > 1 and self.opts.transfer_on_stop > 0):
+            try:
+                to = await self.membership.transfer_leadership(0, timeout=self.opts.transfer_on_stop)
+                self.log.info("handed leadership over before stopping", to=to)
+            except ZeroError as e:
+                self.log.warning("could not hand leadership over before stopping", error=str(e))
+
     async def stop(self) -> None:
         """Hand leadership over (a leader with other voters, bounded by
         opts.transfer_on_stop), stop ticking and the Ready loop, fail waiters, stop the
         transport, sync and close the WAL."""
         if self._stopping:
             return
-        if (self.is_leader and self._node is not None and self._fatal is None and not self.removed.is_set()
-                and len(self._node.status().voters) > 1 and self.opts.transfer_on_stop > 0):
-            try:
-                to = await self.membership.transfer_leadership(0, timeout=self.opts.transfer_on_stop)
-                self.log.info("handed leadership over before stopping", to=to)
-            except ZeroError as e:
-                self.log.warning("could not hand leadership over before stopping", error=str(e))
+        await self.hand_over_leadership()
         self._stopping = True
         for t in self._background:
             t.cancel()

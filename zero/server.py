@@ -523,11 +523,13 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
         self.moves = moves  # zero/moves.py MoveDriver; None: moves are not offered
 
     async def RemoveNode(self, request: zero_pb2.RemoveNodeRequest, context: Any) -> zero_pb2.RemoveNodeResponse:
-        if request.group_id == 0:
-            raise UnimplementedError("zero removal arrives with the cluster feature; "
-                                     "only data nodes (group_id > 0) can be removed now")
         if not request.node_id:
             raise InvalidArgumentError("node_id is 0; name the member to remove")
+        if request.group_id == 0:
+            # A zero peer: a Raft membership change (refused for the last zero or when
+            # it would leave no live quorum; a leader hands leadership over first).
+            member = await self.node.remove_zero(request.node_id)
+            return zero_pb2.RemoveNodeResponse(removed=member, version=self.node.state.version)
         applied = await self.node.propose(state_pb2.Proposal(
             remove_member=state_pb2.RemoveMember(node_id=request.node_id, group_id=request.group_id)))
         self.liveness.forget(request.node_id)
@@ -543,7 +545,8 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
 
     async def TransferLeadership(self, request: zero_pb2.TransferLeadershipRequest,
                                  context: Any) -> zero_pb2.TransferLeadershipResponse:
-        raise UnimplementedError("leadership transfer arrives with the cluster feature (a single zero has no peer)")
+        leader = await self.node.transfer_leadership(to=request.transferee)
+        return zero_pb2.TransferLeadershipResponse(leader_id=leader)
 
     async def Snapshot(self, request: zero_pb2.SnapshotRequest, context: Any) -> zero_pb2.SnapshotResponse:
         index = await self.node.take_snapshot()

@@ -232,8 +232,11 @@ def test_admin_token_and_admin_rpcs(tmp_path) -> None:
         assert t.group_id == 2
 
         await env.fails(SC.UNAUTHENTICATED, a.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=m.id, group_id=1)))
-        await env.fails(SC.UNIMPLEMENTED, a.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=1, group_id=0),
-                                                       metadata=ADMIN_MD))
+        # Zeros are group 0: the last zero is never removed; an unknown one is NOT_FOUND.
+        await env.fails(SC.FAILED_PRECONDITION, a.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=1, group_id=0),
+                                                             metadata=ADMIN_MD))
+        await env.fails(SC.NOT_FOUND, a.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=7, group_id=0),
+                                                   metadata=ADMIN_MD))
         await env.fails(SC.NOT_FOUND, a.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=99, group_id=1),
                                                    metadata=ADMIN_MD))
         await env.fails(SC.NOT_FOUND, a.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=m.id, group_id=5),
@@ -252,8 +255,9 @@ def test_admin_token_and_admin_rpcs(tmp_path) -> None:
                                                              metadata=ADMIN_MD))
         await env.fails(SC.INVALID_ARGUMENT, a.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p"), metadata=ADMIN_MD))
         await env.fails(SC.INVALID_ARGUMENT, a.SetRebalance(zero_pb2.SetRebalanceRequest(), metadata=ADMIN_MD))
-        for call in (a.TransferLeadership(zero_pb2.TransferLeadershipRequest(), metadata=ADMIN_MD),):
-            assert await env.fails(SC.UNIMPLEMENTED, call)
+        # A single zero has no voter to hand leadership to.
+        assert await env.fails(SC.FAILED_PRECONDITION, a.TransferLeadership(
+            zero_pb2.TransferLeadershipRequest(), metadata=ADMIN_MD))
         with pytest.raises(grpc.aio.AioRpcError) as ei:
             async for _ in a.Backup(zero_pb2.BackupRequest(), metadata=ADMIN_MD):
                 pass
@@ -357,7 +361,7 @@ def test_run_flags() -> None:
     assert cfg.grpc_addr == "127.0.0.1:7000" and cfg.my == "localhost:7000" and cfg.tick == pytest.approx(0.02)
     assert cfg.admin_token == "tok" and cfg.snapshot_after == 500 and cfg.replicas == 3
     assert "tok" not in repr(cfg)
-    refused = [["--peer", "z:5080"], ["--tls-dir", "/tls"], ["--force-new-cluster"], ["--rebalance-interval", "soon"],
+    refused = [["--peer", "not an address"], ["--tls-dir", "/tls"], ["--force-new-cluster"], ["--rebalance-interval", "soon"],
                ["--move-timeout", "0"],
                ["--tick", "5"], ["--election-ticks", "1"], ["--grpc-addr", "nope"], ["--log-format", "xml"],
                ["--raft-id", "0"], ["--admin-token", "a b"]]
@@ -365,6 +369,7 @@ def test_run_flags() -> None:
         with pytest.raises(cli.UsageError):
             cli.config_from_args(p.parse_args(["run", *args]), {})
     with pytest.raises(cli.UsageError, match="ZERO_PEER"):
-        cli.config_from_args(p.parse_args(["run"]), {"ZERO_PEER": "z:5080"})
+        cli.config_from_args(p.parse_args(["run"]), {"ZERO_PEER": "no port"})
+    assert cli.config_from_args(p.parse_args(["run"]), {"ZERO_PEER": "z:5080"}).peer == "z:5080"
     assert cli.config_from_args(p.parse_args(["run", "--rebalance-interval", "0"]), {}).rebalance_interval == 0
     assert cli.config_from_args(p.parse_args(["run", "--rebalance-interval", "30s"]), {}).rebalance_interval == 30
