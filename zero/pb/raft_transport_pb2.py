@@ -26,15 +26,15 @@ from raftcore.raftpb import raft_pb2 as raftcore_dot_raftpb_dot_raft__pb2
 from zero.pb import zero_pb2 as zero_dot_pb_dot_zero__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1czero/pb/raft_transport.proto\x12\x07zero.v1\x1a\x1araftcore/raftpb/raft.proto\x1a\x12zero/pb/zero.proto\"\x8b\x01\n\tRaftBatch\x12\'\n\x08protocol\x18\x01 \x01(\x0e\x32\x15.zero.v1.RaftProtocol\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x03 \x01(\x04\x12\r\n\x05to_id\x18\x04 \x01(\x04\x12!\n\x08messages\x18\x05 \x03(\x0b\x32\x0f.raftpb.Message\"\xd4\x01\n\x12RaftStreamResponse\x12\x34\n\x07refusal\x18\x01 \x01(\x0e\x32#.zero.v1.RaftStreamResponse.Refusal\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\"f\n\x07Refusal\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x00\x12\x14\n\x10\x43LUSTER_MISMATCH\x10\x01\x12\x10\n\x0cNOT_A_MEMBER\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\x12\x18\n\x14UNSUPPORTED_PROTOCOL\x10\x04\"\xde\x01\n\rSnapshotChunk\x12\'\n\x08protocol\x18\x01 \x01(\x0e\x32\x15.zero.v1.RaftProtocol\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x03 \x01(\x04\x12\r\n\x05to_id\x18\x04 \x01(\x04\x12 \n\x07message\x18\x05 \x01(\x0b\x32\x0f.raftpb.Message\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\x12\x12\n\ntotal_size\x18\x08 \x01(\x04\x12\x0c\n\x04last\x18\t \x01(\x08\x12\x0e\n\x06\x63rc32c\x18\n \x01(\r\"o\n\x15SnapshotChunkResponse\x12\x34\n\x07refusal\x18\x01 \x01(\x0e\x32#.zero.v1.RaftStreamResponse.Refusal\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"\x81\x01\n\x12JoinClusterRequest\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x12\n\ncluster_id\x18\x03 \x01(\t\x12\'\n\x08protocol\x18\x04 \x01(\x0e\x32\x15.zero.v1.RaftProtocol\x12\x0f\n\x07learner\x18\x05 \x01(\x08\"Z\n\x13JoinClusterResponse\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x1e\n\x05peers\x18\x03 \x03(\x0b\x32\x0f.zero.v1.Member*C\n\x0cRaftProtocol\x12\x1d\n\x19RAFT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x14\n\x10RAFT_PROTOCOL_V1\x10\x01\x32\x90\x02\n\x04Raft\x12;\n\x06Stream\x12\x12.zero.v1.RaftBatch\x1a\x1b.zero.v1.RaftStreamResponse(\x01\x12\x37\n\x04Send\x12\x12.zero.v1.RaftBatch\x1a\x1b.zero.v1.RaftStreamResponse\x12H\n\x0bJoinCluster\x12\x1b.zero.v1.JoinClusterRequest\x1a\x1c.zero.v1.JoinClusterResponse\x12H\n\x0cSendSnapshot\x12\x16.zero.v1.SnapshotChunk\x1a\x1e.zero.v1.SnapshotChunkResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1czero/pb/raft_transport.proto\x12\x07zero.v1\x1a\x1araftcore/raftpb/raft.proto\x1a\x12zero/pb/zero.proto\"\x8b\x01\n\tRaftBatch\x12\'\n\x08protocol\x18\x01 \x01(\x0e\x32\x15.zero.v1.RaftProtocol\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x03 \x01(\x04\x12\r\n\x05to_id\x18\x04 \x01(\x04\x12!\n\x08messages\x18\x05 \x03(\x0b\x32\x0f.raftpb.Message\"\xd4\x01\n\x12RaftStreamResponse\x12\x34\n\x07refusal\x18\x01 \x01(\x0e\x32#.zero.v1.RaftStreamResponse.Refusal\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\"f\n\x07Refusal\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x00\x12\x14\n\x10\x43LUSTER_MISMATCH\x10\x01\x12\x10\n\x0cNOT_A_MEMBER\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\x12\x18\n\x14UNSUPPORTED_PROTOCOL\x10\x04\"\xde\x01\n\rSnapshotChunk\x12\'\n\x08protocol\x18\x01 \x01(\x0e\x32\x15.zero.v1.RaftProtocol\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x66rom_id\x18\x03 \x01(\x04\x12\r\n\x05to_id\x18\x04 \x01(\x04\x12 \n\x07message\x18\x05 \x01(\x0b\x32\x0f.raftpb.Message\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\x12\x12\n\ntotal_size\x18\x08 \x01(\x04\x12\x0c\n\x04last\x18\t \x01(\x08\x12\x0e\n\x06\x63rc32c\x18\n \x01(\r\"o\n\x15SnapshotChunkResponse\x12\x34\n\x07refusal\x18\x01 \x01(\x0e\x32#.zero.v1.RaftStreamResponse.Refusal\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"\x92\x01\n\x12JoinClusterRequest\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x12\n\ncluster_id\x18\x03 \x01(\t\x12\'\n\x08protocol\x18\x04 \x01(\x0e\x32\x15.zero.v1.RaftProtocol\x12\x0f\n\x07learner\x18\x05 \x01(\x08\x12\x0f\n\x07version\x18\x06 \x01(\r\"Z\n\x13JoinClusterResponse\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x1e\n\x05peers\x18\x03 \x03(\x0b\x32\x0f.zero.v1.Member*C\n\x0cRaftProtocol\x12\x1d\n\x19RAFT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x14\n\x10RAFT_PROTOCOL_V1\x10\x01\x32\x90\x02\n\x04Raft\x12;\n\x06Stream\x12\x12.zero.v1.RaftBatch\x1a\x1b.zero.v1.RaftStreamResponse(\x01\x12\x37\n\x04Send\x12\x12.zero.v1.RaftBatch\x1a\x1b.zero.v1.RaftStreamResponse\x12H\n\x0bJoinCluster\x12\x1b.zero.v1.JoinClusterRequest\x1a\x1c.zero.v1.JoinClusterResponse\x12H\n\x0cSendSnapshot\x12\x16.zero.v1.SnapshotChunk\x1a\x1e.zero.v1.SnapshotChunkResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zero.pb.raft_transport_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RAFTPROTOCOL']._serialized_start=1008
-  _globals['_RAFTPROTOCOL']._serialized_end=1075
+  _globals['_RAFTPROTOCOL']._serialized_start=1025
+  _globals['_RAFTPROTOCOL']._serialized_end=1092
   _globals['_RAFTBATCH']._serialized_start=90
   _globals['_RAFTBATCH']._serialized_end=229
   _globals['_RAFTSTREAMRESPONSE']._serialized_start=232
@@ -46,9 +46,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SNAPSHOTCHUNKRESPONSE']._serialized_start=671
   _globals['_SNAPSHOTCHUNKRESPONSE']._serialized_end=782
   _globals['_JOINCLUSTERREQUEST']._serialized_start=785
-  _globals['_JOINCLUSTERREQUEST']._serialized_end=914
-  _globals['_JOINCLUSTERRESPONSE']._serialized_start=916
-  _globals['_JOINCLUSTERRESPONSE']._serialized_end=1006
-  _globals['_RAFT']._serialized_start=1078
-  _globals['_RAFT']._serialized_end=1350
+  _globals['_JOINCLUSTERREQUEST']._serialized_end=931
+  _globals['_JOINCLUSTERRESPONSE']._serialized_start=933
+  _globals['_JOINCLUSTERRESPONSE']._serialized_end=1023
+  _globals['_RAFT']._serialized_start=1095
+  _globals['_RAFT']._serialized_end=1367
 # @@protoc_insertion_point(module_scope)

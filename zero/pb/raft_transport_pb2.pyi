@@ -87,18 +87,20 @@ class SnapshotChunkResponse(_message.Message):
     def __init__(self, refusal: _Optional[_Union[RaftStreamResponse.Refusal, str]] = ..., message: _Optional[str] = ..., applied: _Optional[bool] = ...) -> None: ...
 
 class JoinClusterRequest(_message.Message):
-    __slots__ = ("raft_id", "addr", "cluster_id", "protocol", "learner")
+    __slots__ = ("raft_id", "addr", "cluster_id", "protocol", "learner", "version")
     RAFT_ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     LEARNER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     raft_id: int
     addr: str
     cluster_id: str
     protocol: RaftProtocol
     learner: bool
-    def __init__(self, raft_id: _Optional[int] = ..., addr: _Optional[str] = ..., cluster_id: _Optional[str] = ..., protocol: _Optional[_Union[RaftProtocol, str]] = ..., learner: _Optional[bool] = ...) -> None: ...
+    version: int
+    def __init__(self, raft_id: _Optional[int] = ..., addr: _Optional[str] = ..., cluster_id: _Optional[str] = ..., protocol: _Optional[_Union[RaftProtocol, str]] = ..., learner: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class JoinClusterResponse(_message.Message):
     __slots__ = ("raft_id", "cluster_id", "peers")

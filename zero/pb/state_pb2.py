@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from zero.pb import zero_pb2 as zero_dot_pb_dot_zero__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13zero/pb/state.proto\x12\x07zero.v1\x1a\x12zero/pb/zero.proto\"\xea\x04\n\x08Proposal\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x07\x63onnect\x18\x02 \x01(\x0b\x32\x16.zero.v1.ConnectMemberH\x00\x12.\n\rremove_member\x18\x03 \x01(\x0b\x32\x15.zero.v1.RemoveMemberH\x00\x12.\n\rclaim_tablets\x18\x04 \x01(\x0b\x32\x15.zero.v1.ClaimTabletsH\x00\x12,\n\x0c\x66orce_tablet\x18\x05 \x01(\x0b\x32\x14.zero.v1.ForceTabletH\x00\x12,\n\x0ctablet_sizes\x18\x06 \x01(\x0b\x32\x14.zero.v1.TabletSizesH\x00\x12(\n\nstart_move\x18\x07 \x01(\x0b\x32\x12.zero.v1.StartMoveH\x00\x12*\n\x0b\x63ommit_move\x18\x08 \x01(\x0b\x32\x13.zero.v1.CommitMoveH\x00\x12(\n\nabort_move\x18\t \x01(\x0b\x32\x12.zero.v1.AbortMoveH\x00\x12&\n\tlease_ids\x18\n \x01(\x0b\x32\x11.zero.v1.LeaseIdsH\x00\x12$\n\x08\x61\x64\x64_zero\x18\x0b \x01(\x0b\x32\x10.zero.v1.AddZeroH\x00\x12*\n\x0bremove_zero\x18\x0c \x01(\x0b\x32\x13.zero.v1.RemoveZeroH\x00\x12/\n\x0eset_cluster_id\x18\r \x01(\x0b\x32\x15.zero.v1.SetClusterIdH\x00\x12\x35\n\rset_rebalance\x18\x0e \x01(\x0b\x32\x1c.zero.v1.SetRebalanceEnabledH\x00\x42\x08\n\x06\x63hange\"^\n\rConnectMember\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\r\x12\x0f\n\x07learner\x18\x04 \x01(\x08\x12\x10\n\x08replicas\x18\x05 \x01(\r\"1\n\x0cRemoveMember\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x10\n\x08group_id\x18\x02 \x01(\r\"0\n\x0c\x43laimTablets\x12 \n\x07tablets\x18\x01 \x03(\x0b\x32\x0f.zero.v1.Tablet\"2\n\x0b\x46orceTablet\x12\x11\n\tpredicate\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\r\"B\n\tStartMove\x12\x11\n\tpredicate\x18\x01 \x01(\t\x12\x11\n\tdst_group\x18\x02 \x01(\r\x12\x0f\n\x07move_ts\x18\x03 \x01(\x04\"\x1d\n\nCommitMove\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\",\n\tAbortMove\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x08LeaseIds\x12\x1d\n\x04kind\x18\x01 \x01(\x0e\x32\x0f.zero.v1.IdKind\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"(\n\x07\x41\x64\x64Zero\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\"\x1d\n\nRemoveZero\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\"\"\n\x0cSetClusterId\x12\x12\n\ncluster_id\x18\x01 \x01(\t\"&\n\x13SetRebalanceEnabled\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\"\xe5\x01\n\nMoveRecord\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x11\n\tsrc_group\x18\x03 \x01(\r\x12\x11\n\tdst_group\x18\x04 \x01(\r\x12\x0f\n\x07move_ts\x18\x05 \x01(\x04\x12!\n\x05phase\x18\x06 \x01(\x0e\x32\x12.zero.v1.MovePhase\x12\x15\n\rstarted_index\x18\x07 \x01(\x04\x12\x16\n\x0e\x66inished_index\x18\x08 \x01(\x04\x12\x14\n\x0cprev_move_ts\x18\t \x01(\x04\x12\x14\n\x0c\x61\x62ort_reason\x18\n \x01(\t\".\n\nTabletList\x12 \n\x07tablets\x18\x01 \x03(\x0b\x32\x0f.zero.v1.Tablet\"\xbc\x01\n\x0eProposalResult\x12!\n\x06member\x18\x01 \x01(\x0b\x32\x0f.zero.v1.MemberH\x00\x12&\n\x07tablets\x18\x02 \x01(\x0b\x32\x13.zero.v1.TabletListH\x00\x12#\n\x03ids\x18\x03 \x01(\x0b\x32\x14.zero.v1.AssignedIdsH\x00\x12#\n\x04move\x18\x04 \x01(\x0b\x32\x13.zero.v1.MoveRecordH\x00\x12\x0c\n\x02ok\x18\x05 \x01(\x08H\x00\x42\x07\n\x05value\"R\n\x0b\x44\x65\x64upRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.zero.v1.ProposalResult\"\x8d\x02\n\x11ZeroStateSnapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\'\n\x05state\x18\x02 \x01(\x0b\x32\x18.zero.v1.MembershipState\x12\x16\n\x0enext_member_id\x18\x03 \x01(\x04\x12\x14\n\x0cnext_raft_id\x18\x04 \x01(\x04\x12\x14\n\x0cnext_move_id\x18\x05 \x01(\x04\x12\x16\n\x0e\x61\x63tive_move_id\x18\x06 \x01(\x04\x12\"\n\x05moves\x18\x07 \x03(\x0b\x32\x13.zero.v1.MoveRecord\x12#\n\x05\x64\x65\x64up\x18\x08 \x03(\x0b\x32\x14.zero.v1.DedupRecord\x12\x1a\n\x12rebalance_disabled\x18\t \x01(\x08*_\n\tMovePhase\x12\x1a\n\x16MOVE_PHASE_UNSPECIFIED\x10\x00\x12\x10\n\x0cMOVE_COPYING\x10\x01\x12\x12\n\x0eMOVE_COMMITTED\x10\x02\x12\x10\n\x0cMOVE_ABORTED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13zero/pb/state.proto\x12\x07zero.v1\x1a\x12zero/pb/zero.proto\"\xea\x04\n\x08Proposal\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x07\x63onnect\x18\x02 \x01(\x0b\x32\x16.zero.v1.ConnectMemberH\x00\x12.\n\rremove_member\x18\x03 \x01(\x0b\x32\x15.zero.v1.RemoveMemberH\x00\x12.\n\rclaim_tablets\x18\x04 \x01(\x0b\x32\x15.zero.v1.ClaimTabletsH\x00\x12,\n\x0c\x66orce_tablet\x18\x05 \x01(\x0b\x32\x14.zero.v1.ForceTabletH\x00\x12,\n\x0ctablet_sizes\x18\x06 \x01(\x0b\x32\x14.zero.v1.TabletSizesH\x00\x12(\n\nstart_move\x18\x07 \x01(\x0b\x32\x12.zero.v1.StartMoveH\x00\x12*\n\x0b\x63ommit_move\x18\x08 \x01(\x0b\x32\x13.zero.v1.CommitMoveH\x00\x12(\n\nabort_move\x18\t \x01(\x0b\x32\x12.zero.v1.AbortMoveH\x00\x12&\n\tlease_ids\x18\n \x01(\x0b\x32\x11.zero.v1.LeaseIdsH\x00\x12$\n\x08\x61\x64\x64_zero\x18\x0b \x01(\x0b\x32\x10.zero.v1.AddZeroH\x00\x12*\n\x0bremove_zero\x18\x0c \x01(\x0b\x32\x13.zero.v1.RemoveZeroH\x00\x12/\n\x0eset_cluster_id\x18\r \x01(\x0b\x32\x15.zero.v1.SetClusterIdH\x00\x12\x35\n\rset_rebalance\x18\x0e \x01(\x0b\x32\x1c.zero.v1.SetRebalanceEnabledH\x00\x42\x08\n\x06\x63hange\"^\n\rConnectMember\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\r\x12\x0f\n\x07learner\x18\x04 \x01(\x08\x12\x10\n\x08replicas\x18\x05 \x01(\r\"1\n\x0cRemoveMember\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x10\n\x08group_id\x18\x02 \x01(\r\"0\n\x0c\x43laimTablets\x12 \n\x07tablets\x18\x01 \x03(\x0b\x32\x0f.zero.v1.Tablet\"2\n\x0b\x46orceTablet\x12\x11\n\tpredicate\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\r\"B\n\tStartMove\x12\x11\n\tpredicate\x18\x01 \x01(\t\x12\x11\n\tdst_group\x18\x02 \x01(\r\x12\x0f\n\x07move_ts\x18\x03 \x01(\x04\"\x1d\n\nCommitMove\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\",\n\tAbortMove\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x08LeaseIds\x12\x1d\n\x04kind\x18\x01 \x01(\x0e\x32\x0f.zero.v1.IdKind\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"9\n\x07\x41\x64\x64Zero\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\"\x1d\n\nRemoveZero\x12\x0f\n\x07raft_id\x18\x01 \x01(\x04\"\"\n\x0cSetClusterId\x12\x12\n\ncluster_id\x18\x01 \x01(\t\"&\n\x13SetRebalanceEnabled\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\"\xe5\x01\n\nMoveRecord\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x11\n\tsrc_group\x18\x03 \x01(\r\x12\x11\n\tdst_group\x18\x04 \x01(\r\x12\x0f\n\x07move_ts\x18\x05 \x01(\x04\x12!\n\x05phase\x18\x06 \x01(\x0e\x32\x12.zero.v1.MovePhase\x12\x15\n\rstarted_index\x18\x07 \x01(\x04\x12\x16\n\x0e\x66inished_index\x18\x08 \x01(\x04\x12\x14\n\x0cprev_move_ts\x18\t \x01(\x04\x12\x14\n\x0c\x61\x62ort_reason\x18\n \x01(\t\".\n\nTabletList\x12 \n\x07tablets\x18\x01 \x03(\x0b\x32\x0f.zero.v1.Tablet\"\xbc\x01\n\x0eProposalResult\x12!\n\x06member\x18\x01 \x01(\x0b\x32\x0f.zero.v1.MemberH\x00\x12&\n\x07tablets\x18\x02 \x01(\x0b\x32\x13.zero.v1.TabletListH\x00\x12#\n\x03ids\x18\x03 \x01(\x0b\x32\x14.zero.v1.AssignedIdsH\x00\x12#\n\x04move\x18\x04 \x01(\x0b\x32\x13.zero.v1.MoveRecordH\x00\x12\x0c\n\x02ok\x18\x05 \x01(\x08H\x00\x42\x07\n\x05value\"R\n\x0b\x44\x65\x64upRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.zero.v1.ProposalResult\"\x87\x03\n\x11ZeroStateSnapshot\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\'\n\x05state\x18\x02 \x01(\x0b\x32\x18.zero.v1.MembershipState\x12\x16\n\x0enext_member_id\x18\x03 \x01(\x04\x12\x14\n\x0cnext_raft_id\x18\x04 \x01(\x04\x12\x14\n\x0cnext_move_id\x18\x05 \x01(\x04\x12\x16\n\x0e\x61\x63tive_move_id\x18\x06 \x01(\x04\x12\"\n\x05moves\x18\x07 \x03(\x0b\x32\x13.zero.v1.MoveRecord\x12#\n\x05\x64\x65\x64up\x18\x08 \x03(\x0b\x32\x14.zero.v1.DedupRecord\x12\x1a\n\x12rebalance_disabled\x18\t \x01(\x08\x12\x43\n\rzero_versions\x18\n \x03(\x0b\x32,.zero.v1.ZeroStateSnapshot.ZeroVersionsEntry\x1a\x33\n\x11ZeroVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xda\x01\n\x0c\x42\x61\x63kupHeader\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x12\n\nraft_index\x18\x03 \x01(\x04\x12\x11\n\traft_term\x18\x04 \x01(\x04\x12\x17\n\x0f\x63reated_unix_ms\x18\x05 \x01(\x03\x12\x15\n\rstate_version\x18\x06 \x01(\x04\x12\x0f\n\x07max_uid\x18\x07 \x01(\x04\x12\x12\n\nmax_txn_ts\x18\x08 \x01(\x04\x12\x11\n\tleader_id\x18\t \x01(\x04\x12\x17\n\x0f\x63luster_version\x18\n \x01(\r*_\n\tMovePhase\x12\x1a\n\x16MOVE_PHASE_UNSPECIFIED\x10\x00\x12\x10\n\x0cMOVE_COPYING\x10\x01\x12\x12\n\x0eMOVE_COMMITTED\x10\x02\x12\x10\n\x0cMOVE_ABORTED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zero.pb.state_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MOVEPHASE']._serialized_start=2101
-  _globals['_MOVEPHASE']._serialized_end=2196
+  _globals['_ZEROSTATESNAPSHOT_ZEROVERSIONSENTRY']._loaded_options = None
+  _globals['_ZEROSTATESNAPSHOT_ZEROVERSIONSENTRY']._serialized_options = b'8\001'
+  _globals['_MOVEPHASE']._serialized_start=2461
+  _globals['_MOVEPHASE']._serialized_end=2556
   _globals['_PROPOSAL']._serialized_start=53
   _globals['_PROPOSAL']._serialized_end=671
   _globals['_CONNECTMEMBER']._serialized_start=673
@@ -53,21 +55,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASEIDS']._serialized_start=1067
   _globals['_LEASEIDS']._serialized_end=1123
   _globals['_ADDZERO']._serialized_start=1125
-  _globals['_ADDZERO']._serialized_end=1165
-  _globals['_REMOVEZERO']._serialized_start=1167
-  _globals['_REMOVEZERO']._serialized_end=1196
-  _globals['_SETCLUSTERID']._serialized_start=1198
-  _globals['_SETCLUSTERID']._serialized_end=1232
-  _globals['_SETREBALANCEENABLED']._serialized_start=1234
-  _globals['_SETREBALANCEENABLED']._serialized_end=1272
-  _globals['_MOVERECORD']._serialized_start=1275
-  _globals['_MOVERECORD']._serialized_end=1504
-  _globals['_TABLETLIST']._serialized_start=1506
-  _globals['_TABLETLIST']._serialized_end=1552
-  _globals['_PROPOSALRESULT']._serialized_start=1555
-  _globals['_PROPOSALRESULT']._serialized_end=1743
-  _globals['_DEDUPRECORD']._serialized_start=1745
-  _globals['_DEDUPRECORD']._serialized_end=1827
-  _globals['_ZEROSTATESNAPSHOT']._serialized_start=1830
-  _globals['_ZEROSTATESNAPSHOT']._serialized_end=2099
+  _globals['_ADDZERO']._serialized_end=1182
+  _globals['_REMOVEZERO']._serialized_start=1184
+  _globals['_REMOVEZERO']._serialized_end=1213
+  _globals['_SETCLUSTERID']._serialized_start=1215
+  _globals['_SETCLUSTERID']._serialized_end=1249
+  _globals['_SETREBALANCEENABLED']._serialized_start=1251
+  _globals['_SETREBALANCEENABLED']._serialized_end=1289
+  _globals['_MOVERECORD']._serialized_start=1292
+  _globals['_MOVERECORD']._serialized_end=1521
+  _globals['_TABLETLIST']._serialized_start=1523
+  _globals['_TABLETLIST']._serialized_end=1569
+  _globals['_PROPOSALRESULT']._serialized_start=1572
+  _globals['_PROPOSALRESULT']._serialized_end=1760
+  _globals['_DEDUPRECORD']._serialized_start=1762
+  _globals['_DEDUPRECORD']._serialized_end=1844
+  _globals['_ZEROSTATESNAPSHOT']._serialized_start=1847
+  _globals['_ZEROSTATESNAPSHOT']._serialized_end=2238
+  _globals['_ZEROSTATESNAPSHOT_ZEROVERSIONSENTRY']._serialized_start=2187
+  _globals['_ZEROSTATESNAPSHOT_ZEROVERSIONSENTRY']._serialized_end=2238
+  _globals['_BACKUPHEADER']._serialized_start=2241
+  _globals['_BACKUPHEADER']._serialized_end=2459
 # @@protoc_insertion_point(module_scope)

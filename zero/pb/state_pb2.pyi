@@ -120,12 +120,14 @@ class LeaseIds(_message.Message):
     def __init__(self, kind: _Optional[_Union[_zero_pb2.IdKind, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class AddZero(_message.Message):
-    __slots__ = ("raft_id", "addr")
+    __slots__ = ("raft_id", "addr", "version")
     RAFT_ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     raft_id: int
     addr: str
-    def __init__(self, raft_id: _Optional[int] = ..., addr: _Optional[str] = ...) -> None: ...
+    version: int
+    def __init__(self, raft_id: _Optional[int] = ..., addr: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class RemoveZero(_message.Message):
     __slots__ = ("raft_id",)
@@ -200,7 +202,14 @@ class DedupRecord(_message.Message):
     def __init__(self, key: _Optional[str] = ..., index: _Optional[int] = ..., result: _Optional[_Union[ProposalResult, _Mapping]] = ...) -> None: ...
 
 class ZeroStateSnapshot(_message.Message):
-    __slots__ = ("format", "state", "next_member_id", "next_raft_id", "next_move_id", "active_move_id", "moves", "dedup", "rebalance_disabled")
+    __slots__ = ("format", "state", "next_member_id", "next_raft_id", "next_move_id", "active_move_id", "moves", "dedup", "rebalance_disabled", "zero_versions")
+    class ZeroVersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     NEXT_MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +219,7 @@ class ZeroStateSnapshot(_message.Message):
     MOVES_FIELD_NUMBER: _ClassVar[int]
     DEDUP_FIELD_NUMBER: _ClassVar[int]
     REBALANCE_DISABLED_FIELD_NUMBER: _ClassVar[int]
+    ZERO_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     format: int
     state: _zero_pb2.MembershipState
     next_member_id: int
@@ -219,4 +229,29 @@ class ZeroStateSnapshot(_message.Message):
     moves: _containers.RepeatedCompositeFieldContainer[MoveRecord]
     dedup: _containers.RepeatedCompositeFieldContainer[DedupRecord]
     rebalance_disabled: bool
-    def __init__(self, format: _Optional[int] = ..., state: _Optional[_Union[_zero_pb2.MembershipState, _Mapping]] = ..., next_member_id: _Optional[int] = ..., next_raft_id: _Optional[int] = ..., next_move_id: _Optional[int] = ..., active_move_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[MoveRecord, _Mapping]]] = ..., dedup: _Optional[_Iterable[_Union[DedupRecord, _Mapping]]] = ..., rebalance_disabled: _Optional[bool] = ...) -> None: ...
+    zero_versions: _containers.ScalarMap[int, int]
+    def __init__(self, format: _Optional[int] = ..., state: _Optional[_Union[_zero_pb2.MembershipState, _Mapping]] = ..., next_member_id: _Optional[int] = ..., next_raft_id: _Optional[int] = ..., next_move_id: _Optional[int] = ..., active_move_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[MoveRecord, _Mapping]]] = ..., dedup: _Optional[_Iterable[_Union[DedupRecord, _Mapping]]] = ..., rebalance_disabled: _Optional[bool] = ..., zero_versions: _Optional[_Mapping[int, int]] = ...) -> None: ...
+
+class BackupHeader(_message.Message):
+    __slots__ = ("format", "cluster_id", "raft_index", "raft_term", "created_unix_ms", "state_version", "max_uid", "max_txn_ts", "leader_id", "cluster_version")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    RAFT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RAFT_TERM_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_UID_FIELD_NUMBER: _ClassVar[int]
+    MAX_TXN_TS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    format: int
+    cluster_id: str
+    raft_index: int
+    raft_term: int
+    created_unix_ms: int
+    state_version: int
+    max_uid: int
+    max_txn_ts: int
+    leader_id: int
+    cluster_version: int
+    def __init__(self, format: _Optional[int] = ..., cluster_id: _Optional[str] = ..., raft_index: _Optional[int] = ..., raft_term: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., state_version: _Optional[int] = ..., max_uid: _Optional[int] = ..., max_txn_ts: _Optional[int] = ..., leader_id: _Optional[int] = ..., cluster_version: _Optional[int] = ...) -> None: ...

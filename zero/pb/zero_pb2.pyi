@@ -71,7 +71,7 @@ class Group(_message.Message):
     def __init__(self, members: _Optional[_Mapping[int, Member]] = ..., tablets: _Optional[_Mapping[str, Tablet]] = ...) -> None: ...
 
 class MembershipState(_message.Message):
-    __slots__ = ("version", "groups", "zeros", "max_uid", "max_txn_ts", "cluster_id", "removed")
+    __slots__ = ("version", "groups", "zeros", "max_uid", "max_txn_ts", "cluster_id", "removed", "cluster_version")
     class GroupsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class MembershipState(_message.Message):
     MAX_TXN_TS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     version: int
     groups: _containers.MessageMap[int, Group]
     zeros: _containers.MessageMap[int, Member]
@@ -100,7 +101,8 @@ class MembershipState(_message.Message):
     max_txn_ts: int
     cluster_id: str
     removed: _containers.RepeatedCompositeFieldContainer[Member]
-    def __init__(self, version: _Optional[int] = ..., groups: _Optional[_Mapping[int, Group]] = ..., zeros: _Optional[_Mapping[int, Member]] = ..., max_uid: _Optional[int] = ..., max_txn_ts: _Optional[int] = ..., cluster_id: _Optional[str] = ..., removed: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+    cluster_version: int
+    def __init__(self, version: _Optional[int] = ..., groups: _Optional[_Mapping[int, Group]] = ..., zeros: _Optional[_Mapping[int, Member]] = ..., max_uid: _Optional[int] = ..., max_txn_ts: _Optional[int] = ..., cluster_id: _Optional[str] = ..., removed: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., cluster_version: _Optional[int] = ...) -> None: ...
 
 class AssignIdsRequest(_message.Message):
     __slots__ = ("kind", "count")
