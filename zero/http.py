@@ -1,13 +1,19 @@
 """The HTTP port: `/health`, `/live`, `/state`, `/metrics` and a status page at `/`.
 
+The status page (zero/static/) is self-contained: `/` embeds the first report and the
+page polls `/status.json` (`status_report`) every second to stay live.
+
 `health_report` is the single definition of "this zero serves"; the gRPC health service
 (zero/app.py) publishes the same answer.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import json
 import time
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -17,9 +23,10 @@ from raftcore import StateType
 
 from .errors import ZeroError
 from .node import ZeroNode
+from .pb import state_pb2, zero_pb2
 from .server import Liveness
 
-__all__ = ["make_app", "health_report", "APPLY_LAG_LIMIT"]
+__all__ = ["make_app", "health_report", "status_report", "APPLY_LAG_LIMIT"]
 
 APPLY_LAG_LIMIT = 1000  # committed-but-unapplied entries tolerated by /health
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -95,65 +102,138 @@ def make_app(node: ZeroNode, liveness: Liveness) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=node.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
+    async def status_json(_request: web.Request) -> web.Response:
+        return web.json_response(status_report(node, liveness, started), headers=_NO_STORE)
+
     async def index(_request: web.Request) -> web.Response:
-        return web.Response(text=_status_page(node, liveness, started), content_type="text/html")
+        # The first report is embedded, so the page shows the cluster before the first
+        # poll and reads (as text) without JavaScript. "<" is escaped: the JSON cannot
+        # close its <script> element.
+        initial = json.dumps(status_report(node, liveness, started), separators=(",", ":")).replace("<", "\\u003c")
+        page = _static_text("index.html").replace("{{title}}", html.escape(f"zero {node.raft_id}")) \
+                                         .replace("{{initial}}", initial)
+        return web.Response(text=page, content_type="text/html", headers={**_NO_STORE, **_PAGE_HEADERS})
+
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        kind = _STATIC_TYPES.get(name)
+        if kind is None:
+            raise web.HTTPNotFound()
+        return web.Response(text=_static_text(name), content_type=kind, headers=_PAGE_HEADERS)
 
     app.router.add_get("/health", health)
     app.router.add_get("/live", live)
     app.router.add_get("/state", state)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status.json", status_json)
+    app.router.add_get("/static/{name}", static)
     app.router.add_get("/", index)
     return app
 
 
-def _status_page(node: ZeroNode, liveness: Liveness, started: float) -> str:
-    """A server-rendered page from this zero's applied state (not a linearizable read:
-    it answers even without a quorum, and says so)."""
-    e = html.escape
+# -- the status page ------------------------------------------------------------------------------
+# The page's assets ship inside the package (zero/static/); nothing is fetched from
+# elsewhere, and the CSP says so to the browser.
+_STATIC_TYPES = {"index.html": "text/html", "app.js": "application/javascript", "style.css": "text/css"}
+_NO_STORE = {"Cache-Control": "no-store"}
+_PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                            "base-uri 'none'; frame-ancestors 'none'",
+                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+PAGE_TABLETS = 200  # tablets listed per group (the largest); the rest are counted
+PAGE_MOVES = 8  # finished moves listed
+PAGE_LEADER_CHANGES = 12
+
+
+@functools.lru_cache(maxsize=None)
+def _static_text(name: str) -> str:
+    return resources.files("zero").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _peer_window(node: ZeroNode) -> float:
+    """Seconds without a message from a peer after which the page calls it unhealthy:
+    two election timeouts (CheckQuorum's period), at least one second."""
+    return max(1.0, 2 * node.opts.election_ticks * node.opts.tick_seconds)
+
+
+def _zero_rows(node: ZeroNode, st: zero_pb2.MembershipState, ok: bool, h: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every zero with role, term, index and health, as far as this zero can know: the
+    leader hears from every peer (its transport's last admitted batch and Raft's
+    progress); a follower hears only from the leader, so other followers are "unknown"."""
+    try:
+        rs = node.raft_status()
+    except Exception:
+        rs = None
+    leading = rs is not None and rs.raft_state == StateType.LEADER
+    window = _peer_window(node)
+    transport = node.transport
+    learners = set(rs.learners) if rs is not None else set()
+    rows = []
+    for zid, z in sorted(st.zeros.items()):
+        row: dict[str, Any] = {"id": zid, "addr": z.addr, "leader": zid == h["leader_id"], "self": zid == node.raft_id,
+                               "learner": zid in learners, "term": None, "applied": None, "match": None,
+                               "health": "unknown", "role": "LEARNER" if zid in learners else "FOLLOWER"}
+        if zid == h["leader_id"]:
+            row["role"] = "LEADER"
+        if zid == node.raft_id:
+            row.update(role=h["role"], term=h["term"], applied=h["applied"], commit=h["commit"],
+                       health="healthy" if ok else "unhealthy")
+            if not ok:
+                row["reason"] = h.get("reason", "")
+        elif leading:
+            pr = rs.progress.get(zid) if rs is not None else None
+            alive = transport.heard_within(zid, window) and not transport.peer_down(zid)
+            row.update(health="healthy" if alive else "unhealthy", match=pr.match if pr is not None else None,
+                       term=h["term"] if alive else None)
+            if pr is not None:
+                row["recent_active"] = pr.recent_active
+        elif zid == h["leader_id"]:
+            alive = transport.heard_within(zid, window)
+            row.update(health="healthy" if alive else "unhealthy", term=h["term"] if alive else None)
+        rows.append(row)
+    return rows
+
+
+def _move_dict(m: state_pb2.MoveRecord) -> dict[str, Any]:
+    phase = state_pb2.MovePhase.Name(m.phase).removeprefix("MOVE_")
+    return {"move_id": m.move_id, "tablet": m.predicate, "src_group": m.src_group, "dst_group": m.dst_group,
+            "phase": phase, "started_index": m.started_index, "finished_index": m.finished_index,
+            "abort_reason": m.abort_reason}
+
+
+def status_report(node: ZeroNode, liveness: Liveness, started: float) -> dict[str, Any]:
+    """What the status page shows: this zero's applied view of the cluster (not a
+    linearizable read, so it answers without a quorum too, and says whose view it is).
+    Data-node liveness lives on the leader only; a follower reports it as unknown."""
     ok, h = health_report(node)
     st = liveness.overlay(node.state.state_copy())
-    rows = []
-
-    def table(head: list[str], body: list[list[Any]]) -> str:
-        if not body:
-            return "<p><em>none</em></p>"
-        th = "".join(f"<th>{e(c)}</th>" for c in head)
-        trs = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in body)
-        return f"<table><tr>{th}</tr>{trs}</table>"
-
-    zeros = [[z.id, z.addr, "yes" if z.leader else "", "yes" if z.healthy else "no"]
-             for _, z in sorted(st.zeros.items())]
-    groups, members, tablets = [], [], []
+    leading = h["role"] == StateType.LEADER.name
+    active = node.state.active_move()
+    groups = []
     for gid, g in sorted(st.groups.items()):
-        groups.append([gid, len(g.members), len(g.tablets), sum(t.size_bytes for t in g.tablets.values())])
-        for mid, m in sorted(g.members.items()):
-            hb = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.last_heartbeat_ms / 1000)) if m.last_heartbeat_ms else "never"
-            members.append([mid, gid, m.addr, "learner" if m.learner else "voter", "yes" if m.leader else "",
-                            "yes" if m.healthy else "no", hb])
-        for name, t in sorted(g.tablets.items()):
-            tablets.append([name, gid, t.size_bytes, "read-only" if t.read_only else ""])
-    removed = [[m.id, m.group_id or "zero", m.addr] for m in st.removed]
-    rows.append("<h2>This zero</h2>" + table(
-        ["raft id", "role", "term", "leader", "applied", "commit", "serving", "up since (UTC)"],
-        [[h["raft_id"], h["role"], h["term"], h["leader_id"], h["applied"], h["commit"],
-          "yes" if ok else f"no: {h.get('reason', '')}",
-          time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))]]))
-    rows.append("<h2>Cluster</h2>" + table(
-        ["cluster id", "version", "max uid", "max timestamp"],
-        [[st.cluster_id or "(not set yet)", st.version, st.max_uid, st.max_txn_ts]]))
-    rows.append("<h2>Zeros</h2>" + table(["raft id", "addr", "leader", "healthy"], zeros))
-    rows.append("<h2>Groups</h2>" + table(["group", "members", "tablets", "bytes"], groups))
-    rows.append("<h2>Members</h2>" + table(
-        ["id", "group", "addr", "kind", "leader", "healthy", "last heartbeat (UTC)"], members))
-    rows.append("<h2>Tablets</h2>" + table(["tablet", "group", "bytes", ""], tablets))
-    if removed:
-        rows.append("<h2>Removed</h2>" + table(["id", "group", "addr"], removed))
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-             "table{border-collapse:collapse;margin-bottom:1em}"
-             "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f4f4f4}")
-    return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>zero "
-            f"{e(str(node.raft_id))}</title><style>{style}</style></head><body>"
-            f"<h1>zero {e(str(node.raft_id))}</h1><p>This zero's applied view of the cluster "
-            "(not a linearizable read; <a href=\"/state\">/state</a> is). "
-            "<a href=\"/health\">/health</a> · <a href=\"/metrics\">/metrics</a></p>"
-            + "".join(rows) + "</body></html>")
+        members = [{"id": mid, "addr": m.addr, "leader": m.leader if leading else False, "learner": m.learner,
+                    "health": ("healthy" if m.healthy else "unhealthy") if leading else "unknown",
+                    "last_heartbeat_ms": m.last_heartbeat_ms if leading else 0}
+                   for mid, m in sorted(g.members.items())]
+        tablets = sorted(g.tablets.values(), key=lambda t: (-t.size_bytes, t.predicate))
+        groups.append({
+            "id": gid, "members": members, "tablet_count": len(tablets),
+            "size_bytes": sum(t.size_bytes for t in tablets),
+            "tablets": [{"name": t.predicate, "size_bytes": t.size_bytes, "read_only": t.read_only,
+                         "moving": active is not None and active.predicate == t.predicate}
+                        for t in tablets[:PAGE_TABLETS]]})
+    recent = [m for m in node.state.moves() if active is None or m.move_id != active.move_id]
+    return {
+        "generated_ms": int(time.time() * 1000),
+        "self": {**h, "serving": ok, "started_ms": int(started * 1000)},
+        "view": "leader" if leading else "follower",
+        "cluster": {"cluster_id": st.cluster_id, "version": st.version, "leader_id": h["leader_id"],
+                    "max_uid": st.max_uid, "max_txn_ts": st.max_txn_ts,
+                    "rebalance_enabled": node.state.rebalance_enabled},
+        "zeros": _zero_rows(node, st, ok, h),
+        "groups": groups,
+        "moves": {"active": _move_dict(active) if active is not None else None,
+                  "recent": [_move_dict(m) for m in reversed(recent[-PAGE_MOVES:])]},
+        "leader_changes": [{"time_ms": int(t * 1000), "term": term, "leader": lead}
+                           for t, term, lead in reversed(node.leader_changes[-PAGE_LEADER_CHANGES:])],
+        "removed": [{"id": m.id, "group_id": m.group_id, "addr": m.addr} for m in st.removed],
+    }

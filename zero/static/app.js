@@ -1,0 +1,165 @@
+// zero's status page: renders /status.json (embedded at load, then polled every second).
+// Every value is inserted with textContent: tablet names and addresses are not trusted.
+"use strict";
+(function () {
+  const POLL_MS = 1000;
+  const TIMEOUT_MS = 2500;
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else e.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    return e;
+  }
+  const num = (n) => (n === null || n === undefined ? "-" : Number(n).toLocaleString("en-US"));
+  function bytes(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0, v = Number(n) || 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return (i ? v.toFixed(v < 10 ? 1 : 0) : String(v)) + " " + units[i];
+  }
+  const badge = (cls, text) => el("span", { class: "badge " + cls, text: text });
+  const health = (h) => badge(h, h);
+  function ago(ms, now) {
+    const s = Math.max(0, Math.round((now - ms) / 1000));
+    if (s < 60) return s + "s ago";
+    if (s < 3600) return Math.floor(s / 60) + "m ago";
+    if (s < 86400) return Math.floor(s / 3600) + "h ago";
+    return Math.floor(s / 86400) + "d ago";
+  }
+
+  function renderSummary(r) {
+    const me = r.self;
+    $("self-id").textContent = me.raft_id;
+    $("cluster-id").textContent = r.cluster.cluster_id || "(not set yet)";
+    $("version").textContent = num(r.cluster.version);
+    $("view-note").textContent = r.view === "leader"
+      ? "this zero leads: peer and data-node health is first-hand"
+      : "this zero follows: health of other followers and data nodes is known on the leader's page";
+    $("leader-id").textContent = r.cluster.leader_id ? "zero " + r.cluster.leader_id : "none known";
+    $("term").textContent = num(me.term);
+    $("max-uid").textContent = num(r.cluster.max_uid);
+    $("max-ts").textContent = num(r.cluster.max_txn_ts);
+    $("rebalance").textContent = r.cluster.rebalance_enabled ? "on" : "off";
+    document.title = "zero " + me.raft_id + (me.serving ? "" : " (not serving)");
+  }
+
+  function renderZeros(r) {
+    const body = $("zeros").tBodies[0];
+    const rows = r.zeros.map((z) => {
+      const role = el("td", {}, z.leader ? badge("leader", "leader") : document.createTextNode(z.role.toLowerCase()));
+      if (z.self) role.append(" ", el("span", { class: "note", text: "(this zero)" }));
+      const h = el("td", {}, health(z.health));
+      if (z.reason) h.append(" ", el("span", { class: "note", text: z.reason }));
+      return el("tr", { "data-zero-id": z.id, "data-role": z.role, "data-health": z.health,
+                        "data-leader": z.leader ? "true" : "false", class: z.leader ? "is-leader" : "" },
+        el("td", { text: z.id }), el("td", { text: z.addr }), role,
+        el("td", { text: num(z.term) }), el("td", { text: num(z.applied) }), el("td", { text: num(z.match) }), h);
+    });
+    body.replaceChildren(...rows);
+  }
+
+  function renderGroups(r, now) {
+    const maxSize = Math.max(1, ...r.groups.flatMap((g) => g.tablets.map((t) => t.size_bytes)));
+    const cards = r.groups.map((g) => {
+      const members = el("ul", { class: "members" }, ...g.members.map((m) => el("li",
+        { class: "member", "data-member-id": m.id, "data-health": m.health, "data-leader": m.leader ? "true" : "false" },
+        el("strong", { text: "#" + m.id }), el("span", { class: "addr", text: m.addr }),
+        m.leader ? badge("leader", "leader") : null, m.learner ? badge("phase", "learner") : null, health(m.health),
+        m.last_heartbeat_ms ? el("span", { class: "note", text: "heartbeat " + ago(m.last_heartbeat_ms, now) }) : null)));
+      const tablets = el("ul", { class: "tablets" }, ...g.tablets.map((t) => {
+        const pct = Math.max(0.5, (100 * t.size_bytes) / maxSize);
+        const fill = el("div", { class: "fill" });
+        fill.style.width = pct.toFixed(2) + "%";
+        const cls = "tablet" + (t.read_only ? " read-only" : "") + (t.moving ? " moving" : "");
+        return el("li", { class: cls, "data-tablet": t.name, "data-size": t.size_bytes, title: t.name },
+          el("span", { class: "name", text: t.name }), el("div", { class: "bar" }, fill),
+          el("span", { class: "size", text: bytes(t.size_bytes) + (t.moving ? " moving" : t.read_only ? " read-only" : "") }));
+      }));
+      const more = g.tablet_count > g.tablets.length
+        ? el("p", { class: "more", text: "and " + num(g.tablet_count - g.tablets.length) + " smaller tablets" }) : null;
+      return el("article", { class: "card group", "data-group-id": g.id },
+        el("header", {}, el("h3", { text: "Group " + g.id }),
+          el("span", { class: "meta", text: g.members.length + (g.members.length === 1 ? " member · " : " members · ") + num(g.tablet_count) + " tablets · " + bytes(g.size_bytes) })),
+        members, g.tablets.length ? tablets : el("p", { class: "empty", text: "no tablets" }), more);
+    });
+    $("groups").replaceChildren(...(cards.length ? cards : [el("p", { class: "empty", text: "No data nodes have connected yet." })]));
+  }
+
+  function moveItem(m) {
+    return el("li", { "data-move-id": m.move_id, "data-phase": m.phase },
+      el("strong", { text: m.tablet }), " group " + m.src_group + " → " + m.dst_group + " ",
+      badge("phase", m.phase.toLowerCase()),
+      m.abort_reason ? el("span", { class: "note", text: " " + m.abort_reason }) : null);
+  }
+
+  function renderMoves(r) {
+    const parts = [];
+    const a = r.moves.active;
+    parts.push(a ? el("div", { class: "card", id: "active-move" }, el("h3", { text: "In progress" }), el("ul", { class: "changes" }, moveItem(a)))
+                 : el("p", { class: "empty", text: "No move in progress." }));
+    if (r.moves.recent.length) {
+      parts.push(el("details", {}, el("summary", { text: "Recent moves (" + r.moves.recent.length + ")" }),
+        el("ul", { class: "changes" }, ...r.moves.recent.map(moveItem))));
+    }
+    $("moves").replaceChildren(...parts);
+  }
+
+  function renderLeaders(r, now) {
+    const items = r.leader_changes.map((c) => el("li", { "data-term": c.term },
+      (c.leader ? "zero " + c.leader : "no leader") + " in term " + c.term + " · " +
+      new Date(c.time_ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") + " (" + ago(c.time_ms, now) + ")"));
+    $("leader-changes").replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: "none yet" })]));
+  }
+
+  function render(r) {
+    const now = Date.now();
+    renderSummary(r);
+    renderZeros(r);
+    renderGroups(r, now);
+    renderMoves(r);
+    renderLeaders(r, now);
+    const removed = r.removed || [];
+    $("removed-section").hidden = removed.length === 0;
+    $("removed").textContent = removed.map((m) => (m.group_id ? "member " : "zero ") + m.id + " (" + m.addr + ")").join(", ");
+    document.body.dataset.generated = String(r.generated_ms);
+  }
+
+  function setLive(state, text) {
+    $("live").dataset.state = state;
+    $("live-text").textContent = text;
+  }
+
+  let lastOk = 0;
+  async function poll() {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
+    try {
+      const resp = await fetch("/status.json", { cache: "no-store", signal: ctl.signal });
+      if (!resp.ok) throw new Error("HTTP " + resp.status);
+      render(await resp.json());
+      lastOk = Date.now();
+      setLive("live", "live");
+    } catch (e) {
+      setLive("stale", lastOk ? "stale since " + new Date(lastOk).toLocaleTimeString() : "unreachable");
+    } finally {
+      clearTimeout(timer);
+      setTimeout(poll, POLL_MS);
+    }
+  }
+
+  try {
+    render(JSON.parse($("initial").textContent));
+    lastOk = Date.now();
+    setLive("live", "live");
+  } catch (e) {
+    setLive("stale", "waiting for data");
+  }
+  setTimeout(poll, POLL_MS);
+})();
