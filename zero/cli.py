@@ -24,6 +24,7 @@ from .admin import add_admin_parser, run_admin
 from .app import RunConfig, run
 from .datanode_cli import add_datanode_parser
 from .datanode_cli import main as datanode_main
+from .local import add_local_parser, run_local
 from .errors import InvalidArgumentError
 from .log import LOG_FORMATS
 
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
             run_p.add_argument(f"--{f.name}", dest=f.dest, metavar=f.metavar, default=None, help=help_text)
     add_admin_parser(sub)
     add_datanode_parser(sub)
+    add_local_parser(sub)
     return parser
 
 
@@ -252,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_admin(ns)
     if ns.command == "datanode":
         return datanode_main(ns)
+    if ns.command == "local":
+        return run_local(ns)
     parser.error(f"unknown command {ns.command!r}")
     return EXIT_USAGE
 
