@@ -49,6 +49,7 @@ from .pb import raft_transport_pb2 as tpb
 from .pb import raft_transport_pb2_grpc as tgrpc
 from .pb import state_pb2, zero_pb2
 from .state import ZeroState
+from .versions import ZERO_VERSION
 
 if TYPE_CHECKING:
     from .node import ZeroNode
@@ -164,6 +165,10 @@ class Membership:
                 raise UnavailableError("the cluster has no id yet (its first leader is starting); retry")
             if req.cluster_id and req.cluster_id != cid:
                 raise FailedPreconditionError(f"this is cluster {cid}, not {req.cluster_id}")
+            if (req.version or 1) < state.cluster_version:  # zero/versions.py: no downgrade by joining
+                raise FailedPreconditionError(
+                    f"the cluster runs version {state.cluster_version}; a zero of version {req.version or 1} "
+                    f"could not decode its log: run a newer zero")
             zeros = state._state.zeros
             holder = next((rid for rid, z in zeros.items() if z.addr == req.addr), 0)
             rid = req.raft_id
@@ -192,8 +197,8 @@ class Membership:
             else:
                 rid = state._snap.next_raft_id
             cc = raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=rid)
-            p = state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=rid, addr=req.addr))
-            node.log.info("adding a zero as a learner", raft_id=rid, addr=req.addr)
+            p = state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=rid, addr=req.addr, version=req.version))
+            node.log.info("adding a zero as a learner", raft_id=rid, addr=req.addr, version=req.version)
             await self.conf_change(cc, p)
             return self._join_answer(rid)
 
@@ -370,7 +375,7 @@ async def join_cluster(peer: str, my_addr: str, raft_id: int, *, timeout: float,
     target = peer
     attempt = 0
     last = ""
-    req = tpb.JoinClusterRequest(raft_id=raft_id, addr=my_addr, protocol=tpb.RAFT_PROTOCOL_V1)
+    req = tpb.JoinClusterRequest(raft_id=raft_id, addr=my_addr, protocol=tpb.RAFT_PROTOCOL_V1, version=ZERO_VERSION)
     while True:
         channel = (grpc.aio.secure_channel(target, credentials) if credentials is not None
                    else grpc.aio.insecure_channel(target))

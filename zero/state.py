@@ -510,7 +510,11 @@ class ZeroState:
         if rid >= UINT64_MAX:
             raise InvalidArgumentError(f"raft id {rid} is out of range")
         zeros = self._state.zeros
+        if z.version and self._snap.zero_versions.get(rid) != z.version:
+            self._snap.zero_versions[rid] = z.version  # the zero's announcement (zero/versions.py)
+            ch.settings = True
         if rid in zeros and zeros[rid].addr == addr:
+            self._update_cluster_version(ch)
             return state_pb2.ProposalResult(member=zeros[rid])
         if rid in zeros:
             del self._addr_zero[zeros[rid].addr]
@@ -518,7 +522,18 @@ class ZeroState:
         self._addr_zero[addr] = rid
         self._snap.next_raft_id = max(self._snap.next_raft_id, rid + 1)
         ch.zeros.add(rid)
+        self._update_cluster_version(ch)
         return state_pb2.ProposalResult(member=zeros[rid])
+
+    def _update_cluster_version(self, ch: _Changes) -> None:
+        """cluster_version = the lowest version announced by a current zero (one that has
+        not announced counts as 1, the first release); 0 while there are no zeros."""
+        st = self._state
+        versions = self._snap.zero_versions
+        v = min((versions.get(rid, 1) for rid in st.zeros), default=0)
+        if v != st.cluster_version:
+            st.cluster_version = v
+            ch.header = True
 
     def _remove_zero(self, z: state_pb2.RemoveZero, index: int, ch: _Changes) -> state_pb2.ProposalResult:
         if z.raft_id in self._removed_zeros:
@@ -533,7 +548,10 @@ class ZeroState:
         del self._addr_zero[removed.addr]
         self._state.removed.append(removed)
         self._removed_zeros.add(z.raft_id)
+        if z.raft_id in self._snap.zero_versions:
+            del self._snap.zero_versions[z.raft_id]
         ch.removed_zeros.add(z.raft_id)
+        self._update_cluster_version(ch)
         return state_pb2.ProposalResult(member=removed)
 
     def _set_cluster_id(self, s: state_pb2.SetClusterId, index: int, ch: _Changes) -> state_pb2.ProposalResult:
@@ -561,6 +579,15 @@ class ZeroState:
     @property
     def cluster_id(self) -> str:
         return self._state.cluster_id
+
+    @property
+    def cluster_version(self) -> int:
+        """The lowest software version the current zeros announced (zero/versions.py)."""
+        return self._state.cluster_version
+
+    def zero_version(self, raft_id: int) -> int:
+        """The version zero `raft_id` announced; 0 when it has not."""
+        return self._snap.zero_versions.get(raft_id, 0)
 
     @property
     def rebalance_enabled(self) -> bool:
@@ -712,6 +739,8 @@ class ZeroState:
             need(z.id == rid and z.group_id == 0, f"zero {rid} misfiled")
             need(0 < rid < snap.next_raft_id, f"zero id {rid} not below next_raft_id")
             need(rid not in self._removed_zeros, f"zero {rid} is both present and removed")
+        for rid in snap.zero_versions:
+            need(rid in st.zeros, f"zero {rid} has a version but is not a member")
         need(len(self._addr_member) == len(self._member_group), "two members share an address")
         need(len(self._addr_zero) == len(st.zeros), "two zeros share an address")
         active = snap.active_move_id

@@ -1,0 +1,58 @@
+"""Versions: what this zero writes and reads, and the cluster version that gates proposals
+(docs/DESIGN.md "Versions and upgrades").
+
+Three kinds of version, each checked where the bytes are read:
+
+- On-disk formats. Every file a zero writes names its format in a header whose layout
+  never changes, so a file from a newer zero is recognised as newer (not as damage) and
+  refused with a message that says so: WAL segments and snapshot files
+  (raftcore.wal.FORMAT_VERSION), the state inside a snapshot (zero.state.FORMAT), backups
+  (zero.backup.FORMAT), IDENTITY (zero.identity.FORMAT).
+- The peer protocol (zero.transport.PROTOCOL, in every RaftBatch, SnapshotChunk and
+  JoinClusterRequest): a receiver refuses another protocol.
+- The cluster version. Each zero announces ZERO_VERSION (JoinClusterRequest.version, then
+  AddZero.version, re-announced after every restart); the replicated state keeps the
+  minimum over the current zeros (`ZeroState.cluster_version`, computed inside apply so
+  every replica agrees). A proposal kind newer than the cluster version is refused by
+  ZeroNode.propose with FAILED_PRECONDITION, so during a rolling upgrade no entry reaches
+  the log that a member still running the old release could not decode. A zero older than
+  the cluster version may not join, nor restart on a data dir that is already past it.
+
+Version 1 is every proposal kind of state.proto as of the first release. A release that
+adds a kind maps it to the new ZERO_VERSION here and bumps ZERO_VERSION.
+"""
+
+from __future__ import annotations
+
+from .errors import FailedPreconditionError
+from .pb import state_pb2
+
+__all__ = ["ZERO_VERSION", "PROPOSAL_MIN_VERSION", "required_version", "check_proposal", "effective"]
+
+ZERO_VERSION = 1
+
+# Proposal kind (the `change` oneof's field name) -> the cluster version that may carry it.
+PROPOSAL_MIN_VERSION: dict[str, int] = {
+    f.name: 1 for f in state_pb2.Proposal.DESCRIPTOR.oneofs_by_name["change"].fields
+}
+
+
+def effective(cluster_version: int) -> int:
+    """A state with no announced zeros yet (a cluster being bootstrapped, or a zero from
+    before versions were announced) runs version 1."""
+    return max(1, cluster_version)
+
+
+def required_version(proposal: state_pb2.Proposal) -> int:
+    kind = proposal.WhichOneof("change")
+    return PROPOSAL_MIN_VERSION.get(kind or "", ZERO_VERSION)
+
+
+def check_proposal(proposal: state_pb2.Proposal, cluster_version: int) -> None:
+    """FailedPreconditionError when the cluster cannot carry this proposal yet."""
+    need = required_version(proposal)
+    have = effective(cluster_version)
+    if need > have:
+        raise FailedPreconditionError(
+            f"{proposal.WhichOneof('change')} needs cluster version {need}, but the cluster runs {have}: "
+            f"finish upgrading every zero (each announces its version when it starts)")
