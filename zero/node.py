@@ -64,6 +64,7 @@ from .metrics import Metrics
 from .pb import raft_transport_pb2, state_pb2, zero_pb2
 from .state import Applied, ZeroState
 from .transport import Transport
+from .versions import ZERO_VERSION, check_proposal
 
 __all__ = ["ZeroNode", "NodeOptions"]
 
@@ -202,6 +203,11 @@ class ZeroNode:
             storage.close()
             raise FailedPreconditionError(
                 f"zero {rid} was removed from its cluster; start with a fresh data dir and --peer to join again")
+        if self.state.cluster_version > ZERO_VERSION:
+            storage.close()
+            raise FailedPreconditionError(
+                f"this data dir's cluster runs version {self.state.cluster_version}, newer than this zero "
+                f"({ZERO_VERSION}): it may hold entries this zero cannot decode; run a newer zero")
         if fresh and storage.last_index() == 0 and joined is not None:
             # No bootstrap: the leader brings us up to date (log or snapshot).
             self._node = Node.start(config, None)
@@ -602,6 +608,7 @@ class ZeroNode:
         node = self._node
         if node is None or self._stopping or self._fatal is not None:
             raise UnavailableError("zero is not running")
+        check_proposal(proposal, self.state.cluster_version)  # versions.py: no entry some zero cannot decode
         if not proposal.key:
             proposal.key = self.new_key()
         loop = asyncio.get_running_loop()
@@ -630,6 +637,7 @@ class ZeroNode:
         node = self._node
         if node is None or self._stopping:
             raise UnavailableError("zero is not running")
+        check_proposal(proposal, self.state.cluster_version)
         if not proposal.key:
             proposal.key = self.new_key()
         cc.context = proposal.SerializeToString()
@@ -695,15 +703,16 @@ class ZeroNode:
         while not self._stopping and not self.removed.is_set():
             await asyncio.sleep(period)
             z = self.state._state.zeros.get(self.raft_id)
-            if z is None or z.addr == self.opts.my_addr or not self._lead or self.is_leader:
+            if z is None or not self._announce_needed(z) or not self._lead or self.is_leader:
                 continue  # the leader does it in ensure_cluster_identity
             try:
                 await self.read_barrier()
                 z = self.state._state.zeros.get(self.raft_id)
-                if z is not None and z.addr != self.opts.my_addr:
-                    self.log.info("publishing this zero's new address", old=z.addr, new=self.opts.my_addr)
+                if z is not None and self._announce_needed(z):
+                    self.log.info("publishing this zero's address and version", old=z.addr, new=self.opts.my_addr,
+                                  version=ZERO_VERSION)
                     await self.propose(state_pb2.Proposal(add_zero=state_pb2.AddZero(
-                        raft_id=self.raft_id, addr=self.opts.my_addr)))
+                        raft_id=self.raft_id, addr=self.opts.my_addr, version=ZERO_VERSION)))
             except ZeroError as e:
                 self.log.info("could not publish this zero's address yet", error=str(e))
 
@@ -804,9 +813,31 @@ class ZeroNode:
         if not st.cluster_id:
             await self.propose(state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id=str(uuid.uuid4()))))
         z = self.state._state.zeros.get(self.raft_id)
-        if z is None or z.addr != self.opts.my_addr:  # new, or restarted with another --my
-            await self.propose(state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=self.raft_id,
-                                                                              addr=self.opts.my_addr)))
+        if z is None or self._announce_needed(z):  # new, restarted with another --my, or upgraded
+            await self.propose(state_pb2.Proposal(add_zero=state_pb2.AddZero(
+                raft_id=self.raft_id, addr=self.opts.my_addr, version=ZERO_VERSION)))
+
+    def _announce_needed(self, z: zero_pb2.Member) -> bool:
+        """Whether the state's record of this zero (address, announced version) is stale."""
+        return z.addr != self.opts.my_addr or self.state.zero_version(self.raft_id) != ZERO_VERSION
+
+    async def consistent_snapshot(self) -> tuple[int, int, bytes]:
+        """(index, term, ZeroState.snapshot()) of the state as applied after a
+        linearizable read barrier: it includes every change acknowledged before the call
+        (a backup). No await between reading the index and serializing, so the bytes are
+        exactly the state at that index."""
+        await self.read_barrier()
+        node = self._node
+        if node is None:
+            raise UnavailableError("zero is not running")
+        index = self._applied
+        try:
+            term = node.rawnode.raft.raft_log.term(index)
+        except RaftError:
+            term = self._term  # compacted away: the snapshot's own metadata has it
+            if self._storage is not None and self._storage.snapshot().metadata.index == index:
+                term = self._storage.snapshot().metadata.term
+        return index, term, self.state.snapshot()
 
 
 JOIN_ANSWER_FILE = "JOINED"
