@@ -18,6 +18,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from . import backup
 from .pb import zero_pb2, zero_pb2_grpc
 
 __all__ = ["add_admin_parser", "run_admin", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "EXIT_UNREACHABLE"]
@@ -114,8 +115,7 @@ def _status_text(s: zero_pb2.RaftStatusResponse) -> str:
 def run_admin(ns: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run one admin verb; returns the exit code."""
     if ns.verb == "backup" and ns.verify:
-        err.write("zero admin backup --verify: backups arrive with `zero restore` (not built yet)\n")
-        return EXIT_USAGE
+        return _verify_backup(ns, out, err)
     if ns.verb == "backup" and not ns.out:
         err.write("zero admin backup: --out FILE is required\n")
         return EXIT_USAGE
@@ -132,6 +132,21 @@ def run_admin(ns: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sy
             return EXIT_UNREACHABLE
         err.write(f"zero admin {ns.verb}: refused ({code.name}): {details}\n")
         return EXIT_REFUSED
+
+
+def _verify_backup(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`zero admin backup --verify FILE`: no cluster needed. 0 ok, 1 with what is wrong."""
+    try:
+        b = backup.verify(ns.verify)
+    except backup.BackupError as e:
+        err.write(f"zero admin backup --verify: {e}\n")
+        return EXIT_REFUSED
+    h = b.header
+    _print(out, ns.json, {"ok": True, "file": ns.verify, "format": h.format, "cluster_id": h.cluster_id,
+                          "raft_index": h.raft_index, "raft_term": h.raft_term,
+                          "created_unix_ms": h.created_unix_ms, "max_uid": h.max_uid, "max_txn_ts": h.max_txn_ts},
+           lambda: f"{ns.verify}: ok\n{b.summary()}")
+    return EXIT_OK
 
 
 def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, err: TextIO) -> int:
@@ -184,17 +199,32 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, er
                                                     if ns.mode == "now" else ""))
         return EXIT_OK
     if v == "backup":
-        chunks = admin.Backup(zero_pb2.BackupRequest(), timeout=t, metadata=md)
-        tmp = ns.out + ".tmp"
-        n = 0
-        with open(tmp, "wb") as f:
-            for c in chunks:
-                f.write(c.data)
-                n += len(c.data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, ns.out)
-        _print(out, ns.json, {"out": ns.out, "bytes": n}, lambda: f"backup written to {ns.out} ({n:,} bytes)")
+        # Collected whole and verified before the atomic write: a broken stream or a
+        # damaged transfer never leaves a file that looks like a backup.
+        parts: list[bytes] = []
+        total = -1
+        for c in admin.Backup(zero_pb2.BackupRequest(), timeout=t, metadata=md):
+            if c.offset != sum(map(len, parts)):
+                err.write(f"zero admin backup: chunk at offset {c.offset} arrived out of order; nothing written\n")
+                return EXIT_REFUSED
+            parts.append(c.data)
+            total = c.total_size
+            if c.last:
+                break
+        data = b"".join(parts)
+        if len(data) != total:
+            err.write(f"zero admin backup: the stream ended after {len(data):,} of {total:,} bytes; nothing written\n")
+            return EXIT_UNREACHABLE
+        try:
+            b = backup.decode(data, name="the received backup")
+        except backup.BackupError as e:
+            err.write(f"zero admin backup: {e}; nothing written\n")
+            return EXIT_REFUSED
+        n = backup.write_atomically(ns.out, [data])
+        h = b.header
+        _print(out, ns.json, {"out": ns.out, "bytes": n, "cluster_id": h.cluster_id, "raft_index": h.raft_index,
+                              "raft_term": h.raft_term},
+               lambda: f"backup written to {ns.out} ({n:,} bytes)\n{b.summary()}")
         return EXIT_OK
     err.write(f"zero admin: unknown verb {v!r}\n")
     return EXIT_USAGE
