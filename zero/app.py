@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from raftcore import StorageError
 
+from . import recovery
 from .errors import ZeroError
 from .http import health_report, make_app
 from .identity import load_identity
@@ -66,6 +67,8 @@ class RunConfig:
     move_backoff_max: float = 86400.0
     admin_token: str | None = field(default=None, repr=False)  # never printed
     log_format: str | None = None  # None: console on a TTY, else json
+    force_new_cluster: bool = False  # rewrite the data dir into a new single-zero cluster first (recovery.py)
+    lease_margin: int = 1_000_000  # ids skipped above the recovered maxima by force_new_cluster
 
 
 class StartupError(Exception):
@@ -93,6 +96,7 @@ class ZeroApp:
         self.http_port = 0
         self._runner: web.AppRunner | None = None
         self._lock_fd = -1
+        self._interceptor: Interceptor | None = None  # set in _start; stop() runs after a failed start too
         self._tasks: list[asyncio.Task[Any]] = []
         self._serving: bool | None = None
         self.failed = asyncio.Event()  # the node stopped on its own (e.g. a failed fsync)
@@ -113,11 +117,16 @@ class ZeroApp:
         except StorageError as e:
             raise StartupError(str(e)) from None
         holder: dict[str, ZeroNode] = {}
+        if cfg.force_new_cluster and ident is None:
+            raise StartupError(f"--force-new-cluster needs the data dir of a zero that ran before; "
+                               f"{cfg.data_dir} has no IDENTITY")
         known_id = ident.raft_id if ident is not None else (cfg.raft_id or (0 if cfg.peer else 1))
         self.log = make_logger(raft_id=lambda: holder["node"].raft_id or known_id if "node" in holder else known_id,
                                fmt=cfg.log_format, stream=self._log_stream,
                                term=lambda: holder["node"].term if "node" in holder else 0)
 
+        if cfg.force_new_cluster:
+            self._force_new_cluster()
         metrics = Metrics()
         self._interceptor = Interceptor(lambda: self.node, metrics=metrics, admin_token=cfg.admin_token,
                                         logger=self.log)
@@ -185,6 +194,25 @@ class ZeroApp:
                       http_addr=cfg.http_addr, http_port=self.http_port, my=my, data_dir=cfg.data_dir,
                       replicas=cfg.replicas, tick_seconds=cfg.tick, election_ticks=cfg.election_ticks,
                       snapshot_after=cfg.snapshot_after, admin_token_set=bool(cfg.admin_token))
+
+    def _force_new_cluster(self) -> None:
+        """--force-new-cluster: rewrite the data dir into a new single-zero cluster
+        (zero/recovery.py), loudly: it is the last resort after losing a majority."""
+        cfg = self.cfg
+        try:
+            o = recovery.force_new_cluster(cfg.data_dir, margin=cfg.lease_margin, log=self.log)
+        except (ZeroError, StorageError) as e:
+            raise StartupError(f"--force-new-cluster: {e}") from None
+        if o is None:
+            return
+        self.log.warning("FORCED A NEW CLUSTER from this data dir: the old zeros are removed and can never "
+                         "rejoin; join new zeros with --peer", old_cluster_id=o.old_cluster_id,
+                         cluster_id=o.cluster_id, removed_zeros=list(o.removed_zeros), max_uid=o.max_uid,
+                         max_txn_ts=o.max_txn_ts, old_wal=o.old_wal)
+        bar = "!" * 78
+        print(f"{bar}\nzero: WARNING: --force-new-cluster rewrote {cfg.data_dir} into a NEW cluster.\n"
+              f"{o.text()}\nRemove --force-new-cluster from the command line / environment now.\n{bar}",
+              file=sys.stderr, flush=True)
 
     def _lock(self, data_dir: str) -> None:
         """One zero per data dir: an exclusive flock on <data-dir>/LOCK, held until exit

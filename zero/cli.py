@@ -27,6 +27,7 @@ from .datanode_cli import main as datanode_main
 from .local import add_local_parser, run_local
 from .errors import InvalidArgumentError
 from .log import LOG_FORMATS
+from .recovery import add_restore_parser, run_restore
 
 __all__ = ["main", "build_parser", "parse_duration", "config_from_args", "UsageError"]
 
@@ -102,8 +103,13 @@ RUN_FLAGS = (
           "assignments (prefer the ZERO_ADMIN_TOKEN variable: flags show in `ps`). Never logged."),
     _Flag("log-format", "json|console", None, "log rendering (default: console on a terminal, JSON lines otherwise)"),
     _Flag("force-new-cluster", None, None,
-          "start a new single-zero cluster from this data dir's state. Not supported yet: refused.",
+          "LAST RESORT after losing a majority of zeros for good: rewrite this data dir into a new "
+          "single-zero cluster (new cluster id, every other zero removed, data kept, leases jump "
+          "as with --lease-margin; the old WAL is kept as wal.old-<time>). Remove the flag afterwards.",
           boolean=True),
+    _Flag("lease-margin", "N", "1000000",
+          "with --force-new-cluster: ids and timestamps skipped above the recovered maxima "
+          "(leases continue above max(maximum + N, unix-ms x 1000))"),
 )
 
 
@@ -130,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
             run_p.add_argument(f"--{f.name}", dest=f.dest, metavar=f.metavar, default=None, help=help_text)
     add_admin_parser(sub)
     add_datanode_parser(sub)
+    add_restore_parser(sub)
     add_local_parser(sub)
     return parser
 
@@ -190,8 +197,10 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
     if tls:
         raise UsageError(f"{where}: TLS is not supported yet; run without --tls-dir")
     fnc, where = get("force-new-cluster")
-    if fnc is not None and _bool(fnc, where):
-        raise UsageError(f"{where}: --force-new-cluster is not supported yet")
+    force_new_cluster = fnc is not None and _bool(fnc, where)
+    if force_new_cluster and peer:
+        raise UsageError(f"{where}: --force-new-cluster starts a cluster from this data dir alone; drop --peer")
+    lease_margin = _int(get("lease-margin")[0] or "", get("lease-margin")[1], 0, 1 << 62)
     rb_text, where = get("rebalance-interval")
     try:
         rebalance = parse_duration(rb_text or "8m")
@@ -238,7 +247,8 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
     return RunConfig(
         data_dir=data_dir, grpc_addr=grpc_addr, http_addr=http_addr, my=my, raft_id=raft_id, peer=peer,
         replicas=replicas, tick=tick, election_ticks=election_ticks, snapshot_after=snapshot_after,
-        rebalance_interval=rebalance, move_timeout=move_timeout, admin_token=token or None, log_format=fmt)
+        rebalance_interval=rebalance, move_timeout=move_timeout, admin_token=token or None, log_format=fmt,
+        force_new_cluster=force_new_cluster, lease_margin=lease_margin)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_admin(ns)
     if ns.command == "datanode":
         return datanode_main(ns)
+    if ns.command == "restore":
+        return run_restore(ns)
     if ns.command == "local":
         return run_local(ns)
     parser.error(f"unknown command {ns.command!r}")

@@ -210,7 +210,7 @@ def test_corrupt_wal_refuses_to_start(tmp_path, zeros) -> None:
 def test_refused_flags_exit_2(tmp_path) -> None:
     for args, needle in ((["--peer", "no-port"], "--peer"),
                          (["--tls-dir", str(tmp_path)], "not supported yet"),
-                         (["--force-new-cluster"], "not supported yet"),
+                         (["--force-new-cluster", "--peer", "z:5080"], "drop --peer"),
                          (["--tick", "fast"], "not a duration")):
         p = subprocess.run([sys.executable, "-m", "zero", "run", "--data-dir", str(tmp_path / "zw"), *args],
                            cwd=REPO, capture_output=True, text=True, timeout=20)
