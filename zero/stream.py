@@ -37,11 +37,8 @@ def full_state_chunks(state: zero_pb2.MembershipState, limit: int = CHUNK_BYTES)
     """`state` split into MembershipUpdates of at most `limit` serialized bytes each
     (a single member or tablet larger than that goes alone). The first chunk carries
     the header fields and the zeros; later chunks carry parts of groups."""
-    head = zero_pb2.MembershipState(version=state.version, max_uid=state.max_uid, max_txn_ts=state.max_txn_ts,
-                                    cluster_id=state.cluster_id)
-    for zid, z in state.zeros.items():
-        head.zeros[zid].CopyFrom(z)
-    head.removed.extend(state.removed)
+    head = zero_pb2.MembershipState()
+    _copy_header(head, state)
     out: list[zero_pb2.MembershipUpdate] = []
     cur = head
     size = cur.ByteSize()
@@ -81,13 +78,20 @@ def merge_chunk(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState) 
     MergeFrom on a map replaces whole values, so groups are merged one by one."""
     for gid, g in part.groups.items():
         into.groups[gid].MergeFrom(g)
-    for zid, z in part.zeros.items():
-        into.zeros[zid].CopyFrom(z)
-    into.removed.extend(part.removed)
-    into.version = part.version
-    into.cluster_id = part.cluster_id
-    if part.max_uid or part.max_txn_ts:
-        into.max_uid, into.max_txn_ts = part.max_uid, part.max_txn_ts
+    _copy_header(into, part)
+
+
+def _copy_header(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState) -> None:
+    """Every field but `groups` that `part` sets, generically: a header field added to
+    MembershipState later (cluster_version was) travels in the first chunk without a
+    change here."""
+    for fd, value in part.ListFields():
+        if fd.name == "groups":
+            continue
+        if fd.message_type is not None:  # a map, a repeated field or a message
+            getattr(into, fd.name).MergeFrom(value)
+        else:
+            setattr(into, fd.name, value)
 
 
 class _Watcher:
