@@ -736,6 +736,10 @@ class ZeroNode:
             raise UnavailableError("linearizable read timed out (no quorum?)") from None
 
     async def _start_read_round(self) -> None:
+        # One round at a time: a round started from a scheduled task may find one that
+        # a read_barrier() call started meanwhile; that round's answer starts the next.
+        if self._read_round is not None or not self._read_waiting:
+            return
         node = self._node
         assert node is not None
         waiters = self._read_waiting
