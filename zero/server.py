@@ -501,7 +501,8 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
                                context: Any) -> AsyncIterator[zero_pb2.MembershipUpdate]:
         if request.cluster_id:
             validate.cluster_id(request.cluster_id)
-        async for update in self.hub.stream(request.since_version, request.cluster_id):
+        # Serialized once for all watchers; the interceptor passes bytes through.
+        async for update in self.hub.stream(request.since_version, request.cluster_id, serialized=True):
             yield update
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from .errors import ResourceExhaustedError
 from .node import ZeroNode
@@ -94,6 +95,26 @@ def _copy_header(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState)
             setattr(into, fd.name, value)
 
 
+class _Msg:
+    """An update shared by every watcher it goes to, serialized at most once."""
+
+    __slots__ = ("obj", "_data")
+
+    def __init__(self, obj: zero_pb2.MembershipUpdate) -> None:
+        self.obj = obj
+        self._data: bytes | None = None
+
+    @property
+    def version(self) -> int:
+        return self.obj.version
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self.obj.SerializeToString()
+        return self._data
+
+
 class _Watcher:
     __slots__ = ("queue", "dropped")
 
@@ -113,6 +134,12 @@ class MembershipHub:
         self._watchers: set[_Watcher] = set()
         self._queue_limit = queue_limit
         self._admit = asyncio.Semaphore(full_reads_at_once)
+        # The full state as last chunked, shared by all watchers that start (or resync)
+        # at the same version and liveness epoch: 500 watchers of a 100,000-tablet
+        # state must not hold 500 copies.
+        self._full_key: tuple[int, int, int] | None = None
+        self._full_msgs: list[_Msg] = []
+        self._epoch = 0  # bumped when liveness changes (the overlay's output)
         node.on_applied.append(self._on_applied)
         node.on_state_reset.append(self._on_reset)
 
@@ -129,7 +156,7 @@ class MembershipHub:
             delta = delta.merge(a.delta)
         if delta.empty:
             return
-        self._publish(self.delta_update(delta))
+        self._publish(_Msg(self.delta_update(delta)))
 
     def _on_reset(self) -> None:
         self._publish(_RESYNC)
@@ -138,8 +165,10 @@ class MembershipHub:
         """Liveness of these members changed: send their current values, at the
         current version (SPEC: liveness travels on the stream)."""
         ids = frozenset(member_ids)
-        if ids and self._watchers:
-            self._publish(self.delta_update(Delta(members=ids)))
+        if ids:
+            self._epoch += 1
+            if self._watchers:
+                self._publish(_Msg(self.delta_update(Delta(members=ids))))
 
     def _publish(self, item: object) -> None:
         for w in list(self._watchers):
@@ -180,9 +209,13 @@ class MembershipHub:
         return out
 
     # -- serving a watcher ----------------------------------------------------------------------------
-    async def stream(self, since_version: int = 0, cluster_id: str = "") -> AsyncIterator[zero_pb2.MembershipUpdate]:
+    async def stream(self, since_version: int = 0, cluster_id: str = "", *,
+                     serialized: bool = False) -> AsyncIterator[Any]:
         """The updates for one watcher, until it goes away or falls behind
-        (ResourceExhaustedError)."""
+        (ResourceExhaustedError). With `serialized`, each update comes as the bytes of
+        its MembershipUpdate, serialized once for all watchers (the gRPC servicer
+        yields them as they are); otherwise as the shared message objects, which
+        callers must not modify."""
         w = _Watcher()
         # Register before the initial read, so no change applied after it is missed;
         # a queued delta that the initial state already contains is harmless (deltas
@@ -191,7 +224,7 @@ class MembershipHub:
         try:
             first = await self._admitted(lambda: self._initial(since_version, cluster_id))
             for msg in first:
-                yield msg
+                yield msg.data if serialized else msg.obj
             # Versions only grow on a stream: deltas queued before the initial read are
             # already contained in it.
             last = first[-1].version
@@ -203,36 +236,39 @@ class MembershipHub:
                 if item is _RESYNC:
                     chunks = await self._admitted(self._full)
                     for msg in chunks:
-                        yield msg
+                        yield msg.data if serialized else msg.obj
                     last = chunks[-1].version
                     continue
-                assert isinstance(item, zero_pb2.MembershipUpdate)
+                assert isinstance(item, _Msg)
                 if item.version < last:
                     continue
                 last = item.version
-                yield item
+                yield item.data if serialized else item.obj
         finally:
             self._watchers.discard(w)
 
-    async def _admitted(self, read: Callable[[], list[zero_pb2.MembershipUpdate]]) -> list[zero_pb2.MembershipUpdate]:
-        """A linearizable read of the state, a few watchers at a time. (A plain
-        coroutine: `async with` directly inside the stream's async generator crashed
-        CPython 3.11 under grpc.aio.)"""
+    async def _admitted(self, read: Callable[[], list[_Msg]]) -> list[_Msg]:
+        """A linearizable read of the state, a few watchers at a time."""
         async with self._admit:
             await self.node.read_barrier()
             return read()
 
-    def _initial(self, since_version: int, cluster_id: str) -> list[zero_pb2.MembershipUpdate]:
+    def _initial(self, since_version: int, cluster_id: str) -> list[_Msg]:
         st = self.node.state
         if since_version and cluster_id and cluster_id == st.cluster_id:
             delta = st.changes_since(since_version)
             if delta is not None:
                 # Resumable: only what changed (possibly nothing) at the current version.
-                return [self.delta_update(delta)]
+                return [_Msg(self.delta_update(delta))]
         return self._full()
 
-    def _full(self) -> list[zero_pb2.MembershipUpdate]:
-        state = self.node.state.state_copy()
-        if self._overlay is not None:
-            self._overlay(state)
-        return full_state_chunks(state)
+    def _full(self) -> list[_Msg]:
+        st = self.node.state
+        key = (id(st), st.version, self._epoch)
+        if key != self._full_key:
+            state = st.state_copy()
+            if self._overlay is not None:
+                self._overlay(state)
+            self._full_msgs = [_Msg(m) for m in full_state_chunks(state)]
+            self._full_key = key
+        return self._full_msgs
