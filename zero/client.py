@@ -98,7 +98,7 @@ class MembershipView:
 class ZeroClient:
     def __init__(self, addrs: Sequence[str] | str, *, credentials: grpc.ChannelCredentials | None = None,
                  admin_token: str | None = None, rpc_timeout: float = 5.0, retry_deadline: float = 15.0,
-                 uid_block: int = 10_000, rng: random.Random | None = None) -> None:
+                 uid_block: int = 10_000, ts_pipeline: int = 2, rng: random.Random | None = None) -> None:
         if isinstance(addrs, str):
             addrs = [a for a in addrs.split(",") if a]
         if not addrs:
@@ -114,7 +114,8 @@ class ZeroClient:
         self._closed = False
         # Timestamp merging.
         self._ts_waiting: list[asyncio.Future[int]] = []
-        self._ts_task: asyncio.Task[None] | None = None
+        self._ts_tasks: set[asyncio.Task[None]] = set()
+        self.ts_pipeline = ts_pipeline
         self.timestamp_rpcs = 0
         # UID blocks.
         self._uid_block = uid_block
@@ -135,7 +136,7 @@ class ZeroClient:
 
     async def close(self) -> None:
         self._closed = True
-        for t in (self._watch_task, self._ts_task):
+        for t in (self._watch_task, *self._ts_tasks):
             if t is not None:
                 t.cancel()
                 try:
@@ -243,28 +244,42 @@ class ZeroClient:
     # -- merged timestamps ------------------------------------------------------------------------
     async def timestamp(self) -> int:
         """One timestamp, strictly larger than any timestamp handed out before this
-        call began. Concurrent callers share one Timestamps RPC per round trip."""
+        call began. Concurrent callers share Timestamps RPCs: the callers waiting when
+        an RPC is sent go in it, with at most `ts_pipeline` RPCs in flight. A caller
+        that arrives after another caller's RPC finished is always in a later RPC, so
+        it gets a larger timestamp (zero serves each RPC after a quorum round that began
+        after the RPC arrived)."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._ts_waiting.append(fut)
-        if self._ts_task is None or self._ts_task.done():
-            self._ts_task = asyncio.get_running_loop().create_task(self._ts_loop())
+        self._ts_pump()
         return await fut
 
-    async def _ts_loop(self) -> None:
-        while self._ts_waiting and not self._closed:
+    def _ts_pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._ts_waiting and len(self._ts_tasks) < self.ts_pipeline and not self._closed:
             batch = self._ts_waiting[:MAX_COUNT]
             del self._ts_waiting[:MAX_COUNT]
-            try:
-                start, _ = await self.timestamps(len(batch))
-                self.timestamp_rpcs += 1
-            except Exception as e:  # noqa: BLE001 - every waiter gets the error
-                for f in batch:
-                    if not f.done():
-                        f.set_exception(e)
-                continue
-            for i, f in enumerate(batch):
+            t = loop.create_task(self._ts_rpc(batch))
+            self._ts_tasks.add(t)
+            t.add_done_callback(self._ts_done)
+
+    def _ts_done(self, t: asyncio.Task[None]) -> None:
+        self._ts_tasks.discard(t)
+        if not self._closed:
+            self._ts_pump()
+
+    async def _ts_rpc(self, batch: list[asyncio.Future[int]]) -> None:
+        try:
+            start, _ = await self.timestamps(len(batch))
+            self.timestamp_rpcs += 1
+        except Exception as e:  # noqa: BLE001 - every waiter gets the error
+            for f in batch:
                 if not f.done():
-                    f.set_result(start + i)
+                    f.set_exception(e)
+            return
+        for i, f in enumerate(batch):
+            if not f.done():
+                f.set_result(start + i)
 
     # -- UIDs from a local block ------------------------------------------------------------------
     async def uid(self) -> int:
