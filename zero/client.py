@@ -89,8 +89,10 @@ class MembershipView:
             for zid in u.removed_zeros:
                 if zid in st.zeros:
                     del st.zeros[zid]
+            for fd, value in u.state.ListFields():  # scalar header fields, current values
+                if fd.message_type is None and fd.label != fd.LABEL_REPEATED:
+                    setattr(st, fd.name, value)
             st.version = u.version
-            st.max_uid, st.max_txn_ts = u.state.max_uid, u.state.max_txn_ts
         self.version, self.cluster_id = u.version, u.cluster_id
         return True
 

@@ -95,6 +95,14 @@ def _copy_header(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState)
             setattr(into, fd.name, value)
 
 
+def _copy_scalars(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState) -> None:
+    """The scalar header fields (version, cluster id, lease maxima, cluster version,
+    and any added later): every delta carries their current values."""
+    for fd, value in part.ListFields():
+        if fd.message_type is None and fd.label != fd.LABEL_REPEATED:
+            setattr(into, fd.name, value)
+
+
 class _Msg:
     """An update shared by every watcher it goes to, serialized at most once."""
 
@@ -186,7 +194,7 @@ class MembershipHub:
         snap = st._state  # read-only view of the live state
         out = zero_pb2.MembershipUpdate(version=snap.version, cluster_id=snap.cluster_id, full=False)
         s = out.state
-        s.version, s.cluster_id, s.max_uid, s.max_txn_ts = snap.version, snap.cluster_id, snap.max_uid, snap.max_txn_ts
+        _copy_scalars(s, snap)
         for mid in delta.members:
             m = st.member(mid)
             if m is not None:
