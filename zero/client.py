@@ -90,7 +90,7 @@ class MembershipView:
                 if zid in st.zeros:
                     del st.zeros[zid]
             for fd, value in u.state.ListFields():  # scalar header fields, current values
-                if fd.message_type is None and fd.label != fd.LABEL_REPEATED:
+                if fd.message_type is None and not fd.is_repeated:
                     setattr(st, fd.name, value)
             st.version = u.version
         self.version, self.cluster_id = u.version, u.cluster_id

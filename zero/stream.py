@@ -99,7 +99,7 @@ def _copy_scalars(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState
     """The scalar header fields (version, cluster id, lease maxima, cluster version,
     and any added later): every delta carries their current values."""
     for fd, value in part.ListFields():
-        if fd.message_type is None and fd.label != fd.LABEL_REPEATED:
+        if fd.message_type is None and not fd.is_repeated:
             setattr(into, fd.name, value)
 
 
