@@ -1,7 +1,8 @@
 """zero's gRPC services: thin translations of requests onto ZeroNode, ZeroState and Leases.
 
 - `Zero` (data nodes) and `ZeroAdmin` (operators), SPEC "gRPC".
-- `Interceptor`: the one place every call passes through. It checks the admin token on
+- `Interceptor`: the one place every call passes through. With TLS it checks the caller
+  certificate's role (zero/security.py) before anything else; it checks the admin token on
   ZeroAdmin methods, attaches `zero-leader-id`/`zero-leader-addr` trailing metadata on a
   zero that is not the leader, maps a raised ZeroError to its gRPC status (`status_of`,
   the only error → status table, driven by each error's `.code`), and records
@@ -24,7 +25,7 @@ from typing import Any
 
 import grpc
 
-from . import backup, validate
+from . import backup, security, validate
 from .errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -171,7 +172,8 @@ class Interceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, node: ZeroNode | Callable[[], ZeroNode | None], *, metrics: Metrics | None = None,
                  admin_token: str | None, logger: Any,
-                 channel_factory: Callable[[str, list[tuple[str, Any]]], grpc.aio.Channel] | None = None) -> None:
+                 channel_factory: Callable[[str, list[tuple[str, Any]]], grpc.aio.Channel] | None = None,
+                 authorize: Callable[[str, Any], None] | None = None) -> None:
         # `node` may be a callable: a grpc.aio server takes its interceptors when it is
         # built, which zero/app.py does before the node exists (to learn the bound port).
         self._node = node if callable(node) else (lambda: node)
@@ -181,10 +183,12 @@ class Interceptor(grpc.aio.ServerInterceptor):
         self._requests = m.grpc_requests
         self._seconds = m.grpc_seconds
         self._children: dict[tuple[str, str], Any] = {}
-        self._errors_logged: dict[tuple[str, str], float] = {}
+        self._errors_logged: dict[tuple[str, ...], float] = {}
         # Channels to the leader, for forwarding; a factory may add TLS.
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._channel_factory = channel_factory
+        # With TLS: security.authorize (certificate roles), checked first on every call.
+        self._authorize = authorize
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -208,7 +212,19 @@ class Interceptor(grpc.aio.ServerInterceptor):
                 self._stream(handler.unary_stream, name, admin, ours, method if forwardable else None),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=response_serializer)
-        return handler  # client-streaming (reflection): passed through
+        if self._authorize is not None:  # client-streaming (Raft.Stream, reflection): roles only
+            return security.wrap_handler(handler, lambda context: self._check_role(method, name, context))
+        return handler
+
+    async def _check_role(self, method: str, name: str, context: grpc.aio.ServicerContext) -> None:
+        assert self._authorize is not None
+        try:
+            self._authorize(method, context)
+        except ZeroError as e:
+            code, status = self._classify(e, context, name)
+            self._record(name, code, 0.0)
+            assert status is not None
+            await context.abort(*status)
 
     # -- forwarding to the leader (SPEC: any zero accepts any data-node RPC, one hop) ---------------
     def _forward_target(self, context: grpc.aio.ServicerContext) -> str | None:
@@ -270,7 +286,9 @@ class Interceptor(grpc.aio.ServerInterceptor):
             await ch.close()
         self._channels.clear()
 
-    def _prelude(self, context: grpc.aio.ServicerContext, admin: bool, ours: bool) -> None:
+    def _prelude(self, context: grpc.aio.ServicerContext, admin: bool, ours: bool, name: str = "") -> None:
+        if self._authorize is not None:
+            self._authorize("/" + name, context)
         node = self._node()
         if node is None:
             raise UnavailableError("zero is starting; retry shortly")
@@ -288,7 +306,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
             t0 = time.perf_counter()
             code = "OK"
             try:
-                self._prelude(context, admin, ours)
+                self._prelude(context, admin, ours, name)
                 if forward is not None:
                     addr = self._forward_target(context)
                     if addr is not None:
@@ -313,7 +331,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
             t0 = time.perf_counter()
             code = "OK"
             try:
-                self._prelude(context, admin, ours)
+                self._prelude(context, admin, ours, name)
                 addr = self._forward_target(context) if forward is not None else None
                 items = (self._forward_stream(forward, addr, request, context) if addr is not None and forward
                          else behavior(request, context))
@@ -340,7 +358,19 @@ class Interceptor(grpc.aio.ServerInterceptor):
         if not isinstance(e, Exception):
             return "CANCELLED", None  # KeyboardInterrupt/SystemExit: not ours to turn into a status
         code, message = status_of(e)
-        if isinstance(e, ZeroError):
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            # Worth a warning (a misconfigured client, or someone guessing), once per method,
+            # code, reason and caller host a minute. The message never carries a token or a key.
+            peer = str(context.peer()) if hasattr(context, "peer") else ""
+            who: tuple[str, ...] = (name, code.name, peer.rpartition(":")[0], message)
+            now = time.monotonic()
+            if len(self._errors_logged) > 10_000:
+                self._errors_logged.clear()
+            if now - self._errors_logged.get(who, -ERROR_LOG_INTERVAL) >= ERROR_LOG_INTERVAL:
+                self._errors_logged[who] = now
+                self.log.warning("call refused: not authorized", method=name, code=code.name, error=message,
+                                 peer=peer)
+        elif isinstance(e, ZeroError):
             self.log.debug("request refused", method=name, code=code.name, error=message)
         else:
             # Once per method and error type a minute: a bug hit by every request must
@@ -440,6 +470,7 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
                 validate.group_id(t.group_id, f"group_id of forced tablet {t.predicate!r}")
                 forced = True
         if forced:
+            security.require_roles(context, security.FORCE_ROLES, "a forced tablet assignment")
             check_admin(self.admin_token, context.invocation_metadata())
         node = self.node
         await node.read_barrier()
