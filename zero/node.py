@@ -158,7 +158,7 @@ class ZeroNode:
         if ident is None and opts.peer:
             # A new zero joining an existing cluster: the cluster assigns the id.
             joined = await join_cluster(opts.peer, opts.my_addr, opts.raft_id, timeout=opts.join_timeout,
-                                        logger=self.log)
+                                        logger=self.log, credentials=self.transport.credentials)
             rid = joined.raft_id
             fresh = True
             self._join_cluster_id = joined.cluster_id
