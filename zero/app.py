@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from raftcore import StorageError
 
-from . import recovery
+from . import recovery, security
 from .errors import ZeroError
 from .http import health_report, make_app
 from .identity import load_identity
@@ -57,6 +57,7 @@ class RunConfig:
     my: str | None = None  # None: localhost:<grpc port>
     raft_id: int = 0  # 0: the data dir's; else 1 for a new cluster, or assigned when joining
     peer: str = ""  # any live zero to join through (a new data dir only)
+    tls_dir: str | None = None  # mutual TLS on every gRPC connection (zero/security.py); None: plaintext
     replicas: int = 1
     tick: float = 0.1
     election_ticks: int = 5
@@ -97,6 +98,8 @@ class ZeroApp:
         self._runner: web.AppRunner | None = None
         self._lock_fd = -1
         self._interceptor: Interceptor | None = None  # set in _start; stop() runs after a failed start too
+        self._creds: grpc.ChannelCredentials | None = None
+        self._datanode_channels: dict[str, grpc.aio.Channel] = {}  # TLS dials of data nodes (moves)
         self._tasks: list[asyncio.Task[Any]] = []
         self._serving: bool | None = None
         self.failed = asyncio.Event()  # the node stopped on its own (e.g. a failed fsync)
@@ -128,8 +131,17 @@ class ZeroApp:
         if cfg.force_new_cluster:
             self._force_new_cluster()
         metrics = Metrics()
-        self._interceptor = Interceptor(lambda: self.node, metrics=metrics, admin_token=cfg.admin_token,
-                                        logger=self.log)
+        tls = None
+        if cfg.tls_dir:
+            try:
+                tls = security.load_tls(cfg.tls_dir)
+            except security.TlsError as e:
+                raise StartupError(str(e)) from None
+        self._creds = creds = tls.channel_credentials() if tls is not None else None
+        self._interceptor = Interceptor(
+            lambda: self.node, metrics=metrics, admin_token=cfg.admin_token, logger=self.log,
+            channel_factory=(lambda addr, opts: grpc.aio.secure_channel(addr, creds, options=opts)) if creds else None,
+            authorize=security.authorize if tls is not None else None)
         # The peer transport's options (message sizes for snapshot chunks and batches),
         # and no SO_REUSEPORT: a second zero must not share the port silently.
         options = dict(GRPC_OPTIONS)
@@ -138,7 +150,8 @@ class ZeroApp:
         server = grpc.aio.server(options=list(options.items()), interceptors=[self._interceptor])
         self.grpc_server = server
         try:
-            self.grpc_port = server.add_insecure_port(cfg.grpc_addr)
+            self.grpc_port = (server.add_secure_port(cfg.grpc_addr, tls.server_credentials()) if tls is not None
+                              else server.add_insecure_port(cfg.grpc_addr))
         except RuntimeError as e:
             raise StartupError(f"cannot listen for gRPC on {cfg.grpc_addr}: {e}") from None
         if not self.grpc_port:
@@ -151,13 +164,15 @@ class ZeroApp:
             peer=cfg.peer),
             logger=self.log, metrics=metrics)
         holder["node"] = node
+        node.transport.credentials = creds  # peer channels and the join call
         leases = self.leases = Leases(node)
         liveness = self.liveness = Liveness(node)
         hub = self.hub = MembershipHub(node, overlay=liveness.overlay)
         node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
         self.moves = MoveDriver(node, leases, liveness, options=MoveOptions(
             rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
-            backoff=cfg.move_backoff, backoff_max=cfg.move_backoff_max))
+            backoff=cfg.move_backoff, backoff_max=cfg.move_backoff_max),
+            dial=self._dial_datanode if creds is not None else None)
         node.on_leadership.append(run_leader_task(node, self.moves.leader_duty, "tablet-moves"))
 
         # Every service is registered and serving before the node starts: a joining
@@ -193,7 +208,16 @@ class ZeroApp:
         self.log.info("zero is running", grpc_addr=cfg.grpc_addr, grpc_port=self.grpc_port,
                       http_addr=cfg.http_addr, http_port=self.http_port, my=my, data_dir=cfg.data_dir,
                       replicas=cfg.replicas, tick_seconds=cfg.tick, election_ticks=cfg.election_ticks,
-                      snapshot_after=cfg.snapshot_after, admin_token_set=bool(cfg.admin_token))
+                      snapshot_after=cfg.snapshot_after, admin_token_set=bool(cfg.admin_token),
+                      tls_dir=cfg.tls_dir)
+
+    def _dial_datanode(self, addr: str) -> grpc.aio.Channel:
+        """A data node's channel for tablet moves, over mutual TLS (--tls-dir)."""
+        ch = self._datanode_channels.get(addr)
+        if ch is None:
+            ch = self._datanode_channels[addr] = grpc.aio.secure_channel(
+                addr, self._creds, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+        return ch
 
     def _force_new_cluster(self) -> None:
         """--force-new-cluster: rewrite the data dir into a new single-zero cluster
@@ -290,6 +314,9 @@ class ZeroApp:
             await self._interceptor.close()
         if self.moves is not None:
             await self.moves.close()
+        for ch in self._datanode_channels.values():
+            await ch.close()
+        self._datanode_channels.clear()
         if self.node is not None:
             node, self.node = self.node, None
             await node.stop()
