@@ -28,6 +28,7 @@ from .local import add_local_parser, run_local
 from .errors import InvalidArgumentError
 from .log import LOG_FORMATS
 from .recovery import add_restore_parser, run_restore
+from .security import TLS_FILES, check_tls_dir
 
 __all__ = ["main", "build_parser", "parse_duration", "config_from_args", "UsageError"]
 
@@ -97,7 +98,11 @@ RUN_FLAGS = (
     _Flag("tick", "DURATION", "100ms", "the Raft tick (e.g. 100ms, 0.1s); heartbeats go out every tick"),
     _Flag("election-ticks", "N", "5", "ticks without a leader before an election (election timeout = N x tick)"),
     _Flag("snapshot-after", "N", "10000", "applied entries between automatic snapshots (the log is compacted behind them)"),
-    _Flag("tls-dir", "DIR", None, "directory with TLS certificates. Not supported yet: refused."),
+    _Flag("tls-dir", "DIR", None,
+          "mutual TLS on every gRPC connection (peers, data nodes, admin clients): DIR holds ca.crt "
+          "(the cluster CA), node.crt (this zero's certificate, OU=zero, with a subjectAltName for "
+          "the --my host) and node.key. Clients must present a certificate signed by the CA; its OU "
+          "(zero, datanode, admin) decides which services it may call."),
     _Flag("admin-token", "TOKEN", None,
           "require 'authorization: Bearer TOKEN' metadata on ZeroAdmin calls and forced tablet "
           "assignments (prefer the ZERO_ADMIN_TOKEN variable: flags show in `ps`). Never logged."),
@@ -194,8 +199,8 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
     peer_text, where = get("peer")
     peer = _addr(peer_text, where, listen=False) if peer_text else ""
     tls, where = get("tls-dir")
-    if tls:
-        raise UsageError(f"{where}: TLS is not supported yet; run without --tls-dir")
+    if tls and check_tls_dir(tls):
+        raise UsageError(f"{where}: " + "; ".join(check_tls_dir(tls)) + f" (expected {', '.join(TLS_FILES)})")
     fnc, where = get("force-new-cluster")
     force_new_cluster = fnc is not None and _bool(fnc, where)
     if force_new_cluster and peer:
@@ -245,6 +250,7 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
     if fmt is not None and fmt not in LOG_FORMATS:
         raise UsageError(f"{where}: {fmt!r} is not a log format ({' or '.join(LOG_FORMATS)})")
     return RunConfig(
+        tls_dir=tls or None,
         data_dir=data_dir, grpc_addr=grpc_addr, http_addr=http_addr, my=my, raft_id=raft_id, peer=peer,
         replicas=replicas, tick=tick, election_ticks=election_ticks, snapshot_after=snapshot_after,
         rebalance_interval=rebalance, move_timeout=move_timeout, admin_token=token or None, log_format=fmt,

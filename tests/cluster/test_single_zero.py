@@ -209,7 +209,7 @@ def test_corrupt_wal_refuses_to_start(tmp_path, zeros) -> None:
 @pytest.mark.timeout(30)
 def test_refused_flags_exit_2(tmp_path) -> None:
     for args, needle in ((["--peer", "no-port"], "--peer"),
-                         (["--tls-dir", str(tmp_path)], "not supported yet"),
+                         (["--tls-dir", str(tmp_path)], "ca.crt is missing"),
                          (["--force-new-cluster", "--peer", "z:5080"], "drop --peer"),
                          (["--tick", "fast"], "not a duration")):
         p = subprocess.run([sys.executable, "-m", "zero", "run", "--data-dir", str(tmp_path / "zw"), *args],
