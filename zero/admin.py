@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import backup
 from .pb import zero_pb2, zero_pb2_grpc
+from .security import TlsError, load_tls
 
 __all__ = ["add_admin_parser", "run_admin", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "EXIT_UNREACHABLE"]
 
@@ -37,6 +38,9 @@ def add_admin_parser(sub: Any) -> None:
     common.add_argument("--token", default=None,
                         help="admin token, sent as 'authorization: Bearer <token>' "
                              "[env ZERO_ADMIN_TOKEN; prefer the variable, flags show in ps]")
+    common.add_argument("--tls-dir", default=os.environ.get("ZERO_TLS_DIR") or None, metavar="DIR",
+                        help="mutual TLS: DIR holds ca.crt, node.crt (an admin certificate: OU=admin) and "
+                             "node.key [env ZERO_TLS_DIR]")
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
     common.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
@@ -121,8 +125,15 @@ def run_admin(ns: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sy
         return EXIT_USAGE
     token = ns.token or os.environ.get("ZERO_ADMIN_TOKEN") or None
     md = [("authorization", f"Bearer {token}")] if token else None
+    opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 16 << 20)]
     try:
-        with grpc.insecure_channel(ns.addr) as ch:
+        tls = load_tls(ns.tls_dir) if ns.tls_dir else None
+    except TlsError as e:
+        err.write(f"zero admin {ns.verb}: {e}\n")
+        return EXIT_USAGE
+    try:
+        with (grpc.secure_channel(ns.addr, tls.channel_credentials(), options=opts) if tls is not None
+              else grpc.insecure_channel(ns.addr, options=opts)) as ch:
             return _dispatch(ns, ch, md, out, err)
     except grpc.RpcError as e:
         code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
