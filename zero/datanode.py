@@ -48,7 +48,7 @@ from typing import Any, TextIO
 import grpc
 import structlog
 
-from . import validate
+from . import security, validate
 from .client import ZeroClient
 from .datanode_store import TabletStore
 from .errors import FailedPreconditionError, InvalidArgumentError, UnavailableError, ZeroError
@@ -73,6 +73,7 @@ class DataNodeConfig:
     chunk_bytes: int = 1 << 20  # a copy is streamed in chunks of about this many bytes
     chunk_delay: float = 0.0  # pause between chunks (slows a copy down for demos and tests)
     log_format: str | None = None
+    tls_dir: str | None = None  # mutual TLS to zero and between data nodes (zero/security.py)
 
 
 @dataclass(slots=True)
@@ -114,7 +115,11 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
         self.cfg = cfg
         self.log = _logger(cfg.addr, cfg.log_format, log_stream)
         self.store = TabletStore(cfg.data_dir)
-        self.zc = ZeroClient(list(cfg.zero), retry_deadline=10.0)
+        # With --tls-dir: this node's certificate (OU=datanode) for zero and other data
+        # nodes, and mutual TLS with role checks on its own DataNode service.
+        self.tls = security.load_tls(cfg.tls_dir) if cfg.tls_dir else None
+        self._creds = self.tls.channel_credentials() if self.tls is not None else None
+        self.zc = ZeroClient(list(cfg.zero), retry_deadline=10.0, credentials=self._creds)
         self.member_id = 0
         self.group = 0
         self.port = 0
@@ -129,9 +134,12 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        tls = self.tls
+        server = grpc.aio.server(options=GRPC_OPTIONS,
+                                 interceptors=[security.RoleInterceptor(self.log)] if tls is not None else None)
         datanode_pb2_grpc.add_DataNodeServicer_to_server(self, server)
-        self.port = server.add_insecure_port(self.cfg.addr)
+        self.port = (server.add_secure_port(self.cfg.addr, tls.server_credentials()) if tls is not None
+                     else server.add_insecure_port(self.cfg.addr))
         if not self.port:
             raise UnavailableError(f"cannot listen on {self.cfg.addr}")
         await server.start()
@@ -319,7 +327,9 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
     def _channel(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)
         if ch is None:
-            ch = self._channels[addr] = grpc.aio.insecure_channel(addr, options=GRPC_OPTIONS[:2])
+            ch = self._channels[addr] = (
+                grpc.aio.secure_channel(addr, self._creds, options=GRPC_OPTIONS[:2]) if self._creds is not None
+                else grpc.aio.insecure_channel(addr, options=GRPC_OPTIONS[:2]))
         return ch
 
     # -- moves: destination -----------------------------------------------------------------------
@@ -421,7 +431,11 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
 
 async def run_datanode(cfg: DataNodeConfig) -> int:
     """Run until SIGTERM/SIGINT; the process exit code."""
-    node = DataNode(cfg)
+    try:
+        node = DataNode(cfg)
+    except ZeroError as e:  # an unusable --tls-dir
+        print(f"zero datanode: cannot start: {e}", file=sys.stderr, flush=True)
+        return 1
     try:
         await node.start()
     except (ZeroError, grpc.aio.AioRpcError, TimeoutError, OSError) as e:

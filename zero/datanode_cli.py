@@ -7,12 +7,14 @@ cannot start, 2 for usage errors.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
 from . import validate
 from .datanode import DataNodeConfig, run_datanode
 from .errors import InvalidArgumentError
+from .security import check_tls_dir
 
 __all__ = ["add_datanode_parser", "config_from_args", "main"]
 
@@ -32,6 +34,10 @@ def add_datanode_parser(sub: Any) -> None:
     p.add_argument("--chunk-delay", default="0", metavar="DURATION",
                    help="pause between the chunks of a tablet copy (slows moves down for demos and tests)")
     p.add_argument("--log-format", default=None, metavar="json|console", help="log rendering")
+    p.add_argument("--tls-dir", default=os.environ.get("ZERO_TLS_DIR") or None, metavar="DIR",
+                   help="mutual TLS to zero and other data nodes, and on this node's own port: DIR holds "
+                        "ca.crt, node.crt (OU=datanode, with a subjectAltName for the --addr host) and "
+                        "node.key [env ZERO_TLS_DIR]")
 
 
 def config_from_args(ns: Any) -> DataNodeConfig:
@@ -56,8 +62,11 @@ def config_from_args(ns: Any) -> DataNodeConfig:
         raise InvalidArgumentError(f"--group {group} is out of range")
     if ns.log_format not in (None, "json", "console"):
         raise InvalidArgumentError(f"--log-format: {ns.log_format!r} is not json or console")
+    tls_dir = getattr(ns, "tls_dir", None)
+    if tls_dir and check_tls_dir(tls_dir):
+        raise InvalidArgumentError("--tls-dir: " + "; ".join(check_tls_dir(tls_dir)))
     return DataNodeConfig(zero=zeros, addr=addr, group=group, data_dir=ns.data_dir, size_interval=size_interval,
-                          chunk_delay=chunk_delay, log_format=ns.log_format)
+                          chunk_delay=chunk_delay, log_format=ns.log_format, tls_dir=tls_dir or None)
 
 
 def main(ns: Any) -> int:
