@@ -13,8 +13,7 @@ docs/DESIGN.md "Disaster recovery" states the rules; in short:
   timestamps alike (`continue_lease`): the margin covers what the old cluster handed out
   after the backup (or, for a survivor, entries it never received); the wall-clock floor
   covers any amount, as long as no cluster hands out more than 1,000 ids per
-  millisecond on average since it was created, restored or forced (zero's lease path is
-  two orders of magnitude below that).
+  millisecond on average since it was created, restored or forced.
 - `--force-new-cluster` keeps the old WAL as `<data-dir>/wal.old-<time>`, and records the
   new cluster id in `<data-dir>/FORCED_NEW_CLUSTER`: a restart that still carries the flag
   (an env var left set) does not force again, which would cut off zeros joined since.
