@@ -13,6 +13,7 @@ import asyncio
 import fcntl
 import os
 import signal
+import time
 import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -90,6 +91,7 @@ class ZeroApp:
         self.leases: Leases | None = None
         self.liveness: Liveness | None = None
         self.hub: MembershipHub | None = None
+        self._move_seen: tuple[int, float] | None = None  # (move id, when this zero first saw it)
         self.moves: MoveDriver | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
@@ -285,7 +287,22 @@ class ZeroApp:
                 changed = self.liveness.changed()
                 if changed:
                     self.hub.notify_members(changed)
+            self._update_gauges(node)
             await asyncio.sleep(HEALTH_PERIOD)
+
+    def _update_gauges(self, node: ZeroNode) -> None:
+        """Gauges the alert rules read (deploy/prometheus/alerts.yml): unhealthy data
+        nodes as the leader judges them, and the age of the move in progress."""
+        m = node.metrics
+        m.members_unhealthy.set(self.liveness.unhealthy() if node.is_leader and self.liveness else 0)
+        active = node.state.active_move()
+        if active is None:
+            self._move_seen = None
+            m.move_oldest_seconds.set(0)
+        else:
+            if self._move_seen is None or self._move_seen[0] != active.move_id:
+                self._move_seen = (active.move_id, time.monotonic())
+            m.move_oldest_seconds.set(time.monotonic() - self._move_seen[1])
 
     # -- stop -----------------------------------------------------------------------------------
     async def stop(self) -> None:

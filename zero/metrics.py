@@ -43,6 +43,12 @@ class Metrics:
         self.groups = Gauge("zero_groups", "Data-node groups", registry=r)
         self.members = Gauge("zero_members", "Data-node members", registry=r)
         self.tablets = Gauge("zero_tablets", "Tablets in the shard map", registry=r)
+        self.members_unhealthy = Gauge("zero_members_unhealthy",
+                                       "Data-node members not heard from within the liveness window "
+                                       "(judged by the leader; 0 on followers)", registry=r)
+        self.move_oldest_seconds = Gauge("zero_tablet_move_oldest_seconds",
+                                         "Age of the tablet move in progress as seen by this zero (0: none)",
+                                         registry=r)
         # Peer transport (zero/transport.py), labelled by the peer's raft id.
         self.peer_queue_depth = Gauge("zero_peer_queue_depth", "Raft messages queued for a peer",
                                       ["peer"], registry=r)

@@ -125,6 +125,16 @@ class Liveness:
     def forget(self, member_id: int) -> None:
         self._seen.pop(member_id, None)
 
+    def unhealthy(self) -> int:
+        """How many data-node members are not healthy right now."""
+        now = self._clock()
+        n = 0
+        for mid in self.node.state.member_ids():
+            seen = self._seen.get(mid)
+            if seen is None or now - seen[0] > self.window:
+                n += 1
+        return n
+
     def changed(self) -> list[int]:
         """Members whose (healthy, leader) flags changed since the last call: what
         StreamMembership must publish (SPEC: liveness travels on the stream)."""
