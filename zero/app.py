@@ -170,6 +170,7 @@ class ZeroApp:
         leases = self.leases = Leases(node)
         liveness = self.liveness = Liveness(node)
         hub = self.hub = MembershipHub(node, overlay=liveness.overlay)
+        liveness.on_flags_changed = hub.bump
         node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
         self.moves = MoveDriver(node, leases, liveness, options=MoveOptions(
             rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,

@@ -115,6 +115,7 @@ class ZeroNode:
         self._tasks: list[asyncio.Task[Any]] = []
         self._conf_state = raftpb.ConfState()
         self._applied = 0
+        self._gauges_at = 0.0  # monotonic time of the last state-gauge update
         self._snapshot_index = 0
         self._lead = 0
         self._role = StateType.FOLLOWER
@@ -510,7 +511,11 @@ class ZeroNode:
                 self._check_conf_change_slot(e.index)
         self.metrics.applied_index.set(self._applied)
         if applied:
-            self._update_state_gauges()
+            now = time.monotonic()
+            if now - self._gauges_at >= 1.0:
+                # The counts walk every group: at most once a second, not per apply.
+                self._gauges_at = now
+                self._update_state_gauges()
             if any(a.delta.zeros or a.delta.removed_zeros for a in applied):
                 self._refresh_peers()
                 if self.state.is_removed(self.raft_id, zero=True):

@@ -117,10 +117,17 @@ class Liveness:
         self._wall = wall
         self._seen: dict[int, tuple[float, int, bool]] = {}  # member -> (monotonic, wall ms, leads its group)
         self._published: dict[int, tuple[bool, bool]] = {}
+        # Called when a heartbeat changes a member's healthy/leader flags.
+        self.on_flags_changed: Callable[[], None] = lambda: None
         node.on_leadership.append(lambda leader, term: self._seen.clear())
 
     def beat(self, member_id: int, *, leader: bool = False) -> None:
-        self._seen[member_id] = (self._clock(), int(self._wall() * 1000), leader)
+        now = self._clock()
+        prev = self._seen.get(member_id)
+        self._seen[member_id] = (now, int(self._wall() * 1000), leader)
+        if prev is None or now - prev[0] > self.window or prev[2] != leader:
+            # Its healthy/leader flags change: cached renderings of the state are stale.
+            self.on_flags_changed()
 
     def forget(self, member_id: int) -> None:
         self._seen.pop(member_id, None)
@@ -409,6 +416,20 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2): a message field's encoding."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
 # -- Zero: the data-node API ------------------------------------------------------------------------
 class ZeroService(zero_pb2_grpc.ZeroServicer):
     def __init__(self, node: ZeroNode, leases: Leases, liveness: Liveness, hub: MembershipHub, *,
@@ -419,10 +440,6 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         self.liveness = liveness
         self.admin_token = admin_token
         self.replicas = replicas
-
-    async def _state(self) -> zero_pb2.MembershipState:
-        await self.node.read_barrier()
-        return self.liveness.overlay(self.node.state.state_copy())
 
     async def Connect(self, request: zero_pb2.ConnectRequest, context: Any) -> zero_pb2.ConnectResponse:
         addr = validate.address(request.addr, "addr")
@@ -436,7 +453,9 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         if self.node.is_leader:
             self.liveness.beat(member.id)
         self.liveness.fill(member)
-        return zero_pb2.ConnectResponse(member=member, state=self.liveness.overlay(self.node.state.state_copy()))
+        # ConnectResponse{member = 1, state = 2}, the state shared and serialized once per
+        # version (the interceptor passes bytes through).
+        return _len_field(1, member.SerializeToString()) + _len_field(2, self.hub.state_bytes())
 
     async def Heartbeat(self, request: zero_pb2.HeartbeatRequest, context: Any) -> zero_pb2.HeartbeatResponse:
         node = self.node
@@ -536,7 +555,8 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         return await self.leases.assign(zero_pb2.TIMESTAMP, request.count)
 
     async def GetState(self, request: zero_pb2.GetStateRequest, context: Any) -> zero_pb2.MembershipState:
-        return await self._state()
+        await self.node.read_barrier()
+        return self.hub.state_bytes()  # serialized once per version; passed through as bytes
 
     async def StreamMembership(self, request: zero_pb2.StreamMembershipRequest,
                                context: Any) -> AsyncIterator[zero_pb2.MembershipUpdate]:

@@ -148,6 +148,8 @@ class MembershipHub:
         self._full_key: tuple[int, int, int] | None = None
         self._full_msgs: list[_Msg] = []
         self._epoch = 0  # bumped when liveness changes (the overlay's output)
+        self._bytes_key: tuple[int, int, int] | None = None
+        self._bytes = b""
         node.on_applied.append(self._on_applied)
         node.on_state_reset.append(self._on_reset)
 
@@ -269,6 +271,24 @@ class MembershipHub:
                 # Resumable: only what changed (possibly nothing) at the current version.
                 return [_Msg(self.delta_update(delta))]
         return self._full()
+
+    def bump(self) -> None:
+        """Liveness changed: the next full state or state_bytes() is rendered anew."""
+        self._epoch += 1
+
+    def state_bytes(self) -> bytes:
+        """The whole state (with liveness) serialized, shared by every GetState and
+        Connect reply at the same version and liveness epoch. The caller has done the
+        read barrier."""
+        st = self.node.state
+        key = (id(st), st.version, self._epoch)
+        if key != self._bytes_key:
+            state = st.state_copy()
+            if self._overlay is not None:
+                self._overlay(state)
+            self._bytes = state.SerializeToString()
+            self._bytes_key = key
+        return self._bytes
 
     def _full(self) -> list[_Msg]:
         st = self.node.state
