@@ -1,0 +1,377 @@
+"""zero side by side with PySyncObj 0.3.17 and etcd 3.4, in one run on this machine (issue 10).
+
+    python -m bench [--quick] [--out docs/BENCHMARKS.md] [--runs N] [--seconds S] [--trials N]
+                    [--no-install] [--skip-own]
+
+1. Replicated writes on 3-node loopback clusters, the same 64-byte payload, a new key per
+   write, closed-loop clients at concurrency 1 and 64; throughput and p50/p99:
+   - zero: 3 `zero run` processes, default flags; the write is a `ShouldServe` claim of a
+     new tablet (a linearizable read barrier, then one Raft proposal, fdatasynced on a
+     quorum before the answer); the 64-byte tablet name is the payload.
+   - etcd: 3 members (Debian etcd-server), `KV/Put` of a 64-byte value (fsynced WAL).
+   - PySyncObj: 3 processes, a `@replicated` dict set called synchronously from threads in
+     the leader's process (PySyncObj has no client protocol), default config (no fsync).
+   zero and etcd are driven by the same client (bench/peers/load.py: grpcio, raw bytes,
+   its own process), and in the same runs by the same client against the no-op
+   `grpc.health.v1.Health/Check` of the same server, so the client's and gRPC's own cost
+   is measured separately. All three clusters run at once and the runs are interleaved
+   (system by system within each run), so background load hits all of them alike;
+   medians of --runs runs are reported with min–max.
+2. Failover after kill -9 of the leader (bench/peers/failover.py, the same writer loop
+   for both): zero at its default election settings (tick 100 ms x 5 ticks) and at
+   etcd's (tick 100 ms x 10 ticks = 1 s), etcd at its defaults (heartbeat 100 ms,
+   election timeout 1000 ms, which is also the "same timeout" setting: one series).
+3. zero's own figures: the other bench/*_bench.py scripts as subprocesses with their goals
+   (short settings in --quick).
+
+Writes a markdown section between markers into --out (other sections are kept) and prints
+it. Everything binds 127.0.0.1; every process started is killed on the way out. The peers
+are installed when missing (pip into a private venv under ~/.cache/zero-bench, apt-get
+for etcd); a peer that cannot be installed is skipped with the reason printed. Exit
+status 1 when zero's part fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "cluster"))
+
+import grpc  # noqa: E402
+from procs import ProcCluster  # noqa: E402
+
+from bench.peers import etcd, failover, pysyncobj_cluster  # noqa: E402
+from zero.pb import zero_pb2  # noqa: E402
+
+START, END = "<!-- bench/run.py: start -->", "<!-- bench/run.py: end -->"
+ZERO_DEFAULT: tuple[str, ...] = ()
+ZERO_1S = ("--tick", "100ms", "--election-ticks", "10")
+ETCD_1S = ["--heartbeat-interval", "100", "--election-timeout", "1000"]  # etcd's defaults, spelled out
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# -- the machine ----------------------------------------------------------------------------------
+def machine(data_dir: Path) -> list[str]:
+    cpu = "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = "?"
+    try:
+        kb = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
+        mem = f"{kb / 2**20:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+    fsync = fsync_ms(data_dir)
+    fs = subprocess.run(["df", "-T", str(data_dir)], capture_output=True, text=True).stdout.splitlines()[-1:]
+    return [f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+            f"- CPU: {cpu}, {os.cpu_count()} cores; memory {mem}; kernel {platform.release()}",
+            f"- Python {platform.python_version()}, grpcio {grpc.__version__}",
+            f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+            f"- data dirs: {fs[0].split()[1] if fs else '?'} under {data_dir.parent}; "
+            f"fdatasync of a 4 KiB append: median {fsync:.2f} ms"]
+
+
+def fsync_ms(d: Path, n: int = 100) -> float:
+    p, ts = d / "fsync.probe", []
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 4096)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            ts.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        p.unlink()
+    return statistics.median(ts) * 1e3
+
+
+# -- 1. replicated writes ---------------------------------------------------------------------------
+def load(addr: str, op: str, conc: int, seconds: float, warmup: float) -> dict[str, Any]:
+    import json
+    r = subprocess.run([sys.executable, "-m", "bench.peers.load", "--addr", addr, "--op", op, "--concurrency",
+                        str(conc), "--seconds", str(seconds), "--warmup", str(warmup)],
+                       cwd=REPO, capture_output=True, text=True, timeout=seconds + warmup + 60)
+    if r.returncode != 0:
+        raise RuntimeError(f"load client {op} on {addr} failed: {r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def writes(ns: argparse.Namespace, root: Path, peers: dict[str, Any]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """{(measure, concurrency): [result per run]}; measures: zero, zero no-op, etcd, etcd no-op, pysyncobj."""
+    res: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    zc = ProcCluster(root / "zero-writes", 3, flags=ZERO_DEFAULT)
+    ec = pc = None
+    try:
+        log("starting 3 zeros (default flags)")
+        zc.start()
+        # One data node, so group 1 exists and ShouldServe can claim tablets for it.
+        zc.wait_leader().stub.Connect(zero_pb2.ConnectRequest(addr="127.0.0.1:1"), timeout=10)
+        if "etcd" in peers:
+            log("starting 3 etcd members")
+            ec = etcd.EtcdCluster(root / "etcd-writes").start()
+        if "pysyncobj" in peers:
+            log("starting 3 PySyncObj nodes")
+            pc = pysyncobj_cluster.PySyncObjCluster(peers["pysyncobj"], root / "pysyncobj").start()
+        for run in range(ns.runs):
+            for conc in (1, 64):
+                zl = zc.wait_leader().addr
+                plan: list[tuple[str, Any]] = [("zero no-op", lambda: load(zl, "health", conc, ns.seconds, ns.warmup)),
+                                               ("zero", lambda: load(zl, "zero-claim", conc, ns.seconds, ns.warmup))]
+                if ec is not None:
+                    el = ec.wait_leader().addr
+                    plan += [("etcd no-op", lambda: load(el, "health", conc, ns.seconds, ns.warmup)),
+                             ("etcd", lambda: load(el, "etcd-put", conc, ns.seconds, ns.warmup))]
+                if pc is not None:
+                    plan.append(("pysyncobj", lambda: pc.bench(conc, ns.seconds, ns.warmup)))
+                for name, fn in plan:
+                    r = fn()
+                    res.setdefault((name, conc), []).append(r)
+                    log(f"  run {run + 1} {name:<10} c={conc:<2} {r['rate']:>9,.0f}/s  p50 {r['p50_ms']:7.2f} ms"
+                        f"  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{'  ' + r['first_error'] if r['errors'] else ''}")
+    finally:
+        zc.cleanup()
+        if ec is not None:
+            ec.cleanup()
+        if pc is not None:
+            pc.cleanup()
+    return res
+
+
+def writes_table(res: dict[tuple[str, int], list[dict[str, Any]]]) -> list[str]:
+    def med(name: str, conc: int, key: str) -> float | None:
+        rs = res.get((name, conc))
+        return statistics.median(r[key] for r in rs) if rs else None
+
+    out = ["| system | callers | writes/s, median (min–max) | p50 ms | p99 ms | no-op/s (same client) | "
+           "writes/no-op | zero/system |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for conc in (1, 64):
+        zrate = med("zero", conc, "rate")
+        for name in ("zero", "etcd", "pysyncobj"):
+            rs = res.get((name, conc))
+            if not rs:
+                continue
+            rates = [r["rate"] for r in rs]
+            rate = statistics.median(rates)
+            noop = med(f"{name} no-op", conc, "rate")
+            errs = sum(r["errors"] for r in rs)
+            out.append(
+                f"| {name}{f' ({errs} errors)' if errs else ''} | {conc} | {rate:,.0f} ({min(rates):,.0f}–{max(rates):,.0f}) | "
+                f"{med(name, conc, 'p50_ms'):.2f} | {med(name, conc, 'p99_ms'):.2f} | "
+                f"{f'{noop:,.0f}' if noop else 'n/a (in-process)'} | {f'{rate / noop:.0%}' if noop else 'n/a'} | "
+                f"{'' if name == 'zero' or not zrate or not rate else f'{zrate / rate:.2f}×'} |")
+    return out
+
+
+# -- 2. failover -----------------------------------------------------------------------------------
+def failovers(ns: argparse.Namespace, root: Path, peers: dict[str, Any]) -> list[tuple[str, str, list[float]]]:
+    rows: list[tuple[str, str, list[float]]] = []
+    for label, flags in (("zero, default (tick 100 ms × 5: 0.5–1 s)", ZERO_DEFAULT),
+                         ("zero, 1 s (tick 100 ms × 10: 1–2 s)", ZERO_1S)):
+        zc = ProcCluster(root / f"zero-failover-{len(rows)}", 3, flags=flags)
+        try:
+            log(f"failover: {label}")
+            zc.start()
+            zc.wait_leader().stub.Connect(zero_pb2.ConnectRequest(addr="127.0.0.1:1"), timeout=10)
+
+            def settle(zc: ProcCluster = zc) -> Any:
+                lead = zc.wait_leader(30)
+                for z in zc.zeros:
+                    z.wait_healthy(30)
+                return lead
+
+            def restart(z: Any) -> None:
+                z.start()
+                z.wait_healthy(30)
+
+            xs = failover.trials(ns.trials, zc.addrs, "zero-claim", settle, lambda z: z.kill9(), restart, log, "zero")
+            rows.append((label, "ShouldServe claim", xs))
+        finally:
+            zc.cleanup()
+    if "etcd" in peers:
+        ec = etcd.EtcdCluster(root / "etcd-failover", ETCD_1S)
+        try:
+            log("failover: etcd, default = 1 s (heartbeat 100 ms, election timeout 1000 ms: 1–2 s)")
+            ec.start()
+
+            def restart_e(m: Any) -> None:
+                ec.restart(m)
+
+            xs = failover.trials(ns.trials, ec.addrs, "etcd-put", lambda: ec.wait_leader(30),
+                                 lambda m: m.kill9(), restart_e, log, "etcd")
+            rows.append(("etcd, default = 1 s (heartbeat 100 ms, election timeout 1000 ms: 1–2 s)", "KV/Put", xs))
+        finally:
+            ec.cleanup()
+    return rows
+
+
+# -- 3. zero's own benches ---------------------------------------------------------------------------
+OWN_QUICK = [("raftcore_bench.py", ["--seconds", "0.5", "--runs", "1"]),
+             ("leases_bench.py", ["--calls", "200", "--idle-seconds", "1"])]
+OWN_FULL = [("raftcore_bench.py", []),
+            ("wal_bench.py", ["--batches", "300"]),
+            ("leases_bench.py", []),
+            ("replication_bench.py", ["--seconds", "3", "--latency-writes", "300"]),
+            ("idle_cpu_bench.py", []),
+            ("datanode_api_bench.py", ["--runs", "1", "--seconds", "2", "--watchers", "50", "--watcher-procs", "1"]),
+            ("backup_bench.py", [])]
+GOAL_WORDS = ("PASS", "FAIL", "goal", "OK", "MISSED", "median", "|")
+
+
+def own(ns: argparse.Namespace, root: Path) -> list[tuple[str, str, int]]:
+    out = []
+    for script, args in (OWN_QUICK if ns.quick else OWN_FULL):
+        log(f"zero's own: bench/{script} {' '.join(args)}")
+        d = root / f"own-{script}"
+        d.mkdir()
+        extra = ["--dir", str(d)] if script in ("wal_bench.py", "replication_bench.py", "idle_cpu_bench.py",
+                                                "backup_bench.py") else []
+        t = time.monotonic()
+        try:
+            r = subprocess.run([sys.executable, str(REPO / "bench" / script), *args, *extra], cwd=d,
+                               capture_output=True, text=True, timeout=900)
+            text, rc = r.stdout + (f"\n[stderr tail]\n{r.stderr[-800:]}" if r.returncode else ""), r.returncode
+        except subprocess.TimeoutExpired as e:
+            got = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            text, rc = f"{got}\n[timed out after 900 s]", -1
+        log(text.rstrip())
+        out.append((f"bench/{script} {' '.join(args)}  ({time.monotonic() - t:.0f} s)", text.rstrip(), rc))
+    return out
+
+
+# -- the report --------------------------------------------------------------------------------------
+def report(ns: argparse.Namespace, mach: list[str], versions: dict[str, str], skipped: dict[str, str],
+           res: dict[tuple[str, int], list[dict[str, Any]]], fo: list[tuple[str, str, list[float]]],
+           own_out: list[tuple[str, str, int]]) -> str:
+    mode = "quick (--quick: a smoke test, too short to judge speed)" if ns.quick else "full"
+    L = [START, "## Side by side with PySyncObj and etcd (issue 10)", "",
+         f"`python -m bench{' --quick' if ns.quick else ''}` (bench/run.py), mode: {mode}; "
+         f"{ns.runs} run(s) of {ns.seconds:g} s after {ns.warmup:g} s of warm-up per measure, {ns.trials} failover "
+         "trial(s) per setting. Regenerated by the runner: edit bench/run.py, not this section.", "", *mach,
+         f"- peers: {', '.join(f'{k} {v}' for k, v in versions.items())}", ""]
+    for k, why in skipped.items():
+        L.append(f"- **{k} skipped:** {why}")
+    if skipped:
+        L.append("")
+    L += ["**Fairness.** Durability: zero fdatasyncs its WAL on a quorum before answering, "
+          "etcd fsyncs its WAL (no --unsafe-no-fsync), PySyncObj never fsyncs (default in-memory "
+          "journal) — its rows are not durable writes. zero and etcd are driven by one client "
+          "(bench/peers/load.py: grpcio asyncio, raw bytes, its own process, one channel, closed "
+          "loop) against their leader, and the same client calls the no-op "
+          "`grpc.health.v1.Health/Check` of the same server in the same run: the no-op column is "
+          "the ceiling the client and gRPC allow, writes/no-op the share the system keeps. "
+          "PySyncObj has no client protocol: its callers are threads in the leader's own process, "
+          "so its rows pay no client hop. zero's write is a `ShouldServe` claim of a new tablet "
+          "(a ReadIndex barrier plus one proposal, one new tablet per call); etcd's a `KV/Put`; "
+          "PySyncObj's a `@replicated` dict set, `sync=True`; each with a new key and a 64-byte "
+          "payload. The three clusters run at the same time and each run measures every system "
+          "in turn, so background load falls on all; nothing is pinned to a core. All on "
+          "127.0.0.1.", "", "### Replicated writes, 3 nodes on loopback", ""]
+    L += writes_table(res) if res else ["not measured"]
+    L += ["", "### Failover: kill -9 of the leader → first acknowledged write sent after the kill", "",
+          f"Same driver for both (bench/peers/failover.py): {failover.WRITERS} writer threads, {failover.DEADLINE:g} s "
+          "deadline per call, on error the next member after 20 ms; after each trial the killed member "
+          "restarts on its data dir and the cluster settles.", "",
+          "| system, election setting | write | kill → first ack |", "| --- | --- | --- |"]
+    L += [f"| {label} | {w} | {failover.summary(xs)} |" for label, w, xs in fo] or ["| not measured | | |"]
+    if fo:
+        zd = [x for label, _, xs in fo if label.startswith("zero, 1 s") for x in xs if x != float("inf")]
+        et = [x for label, _, xs in fo if label.startswith("etcd") for x in xs if x != float("inf")]
+        if zd and et:
+            L += ["", f"At the same 1 s election timeout, zero/etcd median: "
+                      f"{statistics.median(zd) / statistics.median(et):.2f}×."]
+    L += ["", "### zero's own benchmarks, each against its goal", ""]
+    for title, text, rc in own_out:
+        L += [f"`{title}`{'' if rc == 0 else f' — exit status {rc}'}:", "", "```", text, "```", ""]
+    L.append(END)
+    return "\n".join(L) + "\n"
+
+
+def write_out(path: Path, section: str) -> None:
+    old = path.read_text() if path.exists() else "# Benchmarks\n\nFigures from the scripts in bench/.\n"
+    if START in old and END in old:
+        new = old[:old.index(START)] + section.rstrip("\n") + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 1 short run, 1 trial, few own benches")
+    ap.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--seconds", type=float)
+    ap.add_argument("--warmup", type=float)
+    ap.add_argument("--trials", type=int)
+    ap.add_argument("--no-install", action="store_true", help="skip peers that are not installed")
+    ap.add_argument("--skip-own", action="store_true", help="leave out zero's own benches")
+    ns = ap.parse_args(argv)
+    for k, quick, full in (("runs", 1, 3), ("seconds", 1.0, 5.0), ("warmup", 0.3, 1.0), ("trials", 1, 10)):
+        if getattr(ns, k) is None:
+            setattr(ns, k, quick if ns.quick else full)
+
+    root = Path(tempfile.mkdtemp(prefix="zero-bench-"))
+    ok = True
+    try:
+        mach = machine(root)
+        peers: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
+        versions = {}
+        py, why = pysyncobj_cluster.install(not ns.no_install)
+        if py:
+            peers["pysyncobj"] = py
+            versions["PySyncObj"] = pysyncobj_cluster.VERSION
+        else:
+            skipped["PySyncObj"] = why or "?"
+        why = etcd.install(not ns.no_install)
+        if why is None:
+            peers["etcd"] = True
+            versions["etcd"] = etcd.version()
+        else:
+            skipped["etcd"] = why
+        for k, w in skipped.items():
+            log(f"SKIPPING {k}: {w}")
+        res: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        fo: list[tuple[str, str, list[float]]] = []
+        own_out: list[tuple[str, str, int]] = []
+        try:
+            res = writes(ns, root, peers)
+            fo = failovers(ns, root, peers)
+        except Exception as e:  # report what was measured, then fail
+            ok = False
+            log(f"FAILED: {type(e).__name__}: {e}")
+        if not ns.skip_own:
+            own_out = own(ns, root)
+            ok = ok and all(rc == 0 for _, _, rc in own_out)
+        section = report(ns, mach, versions, skipped, res, fo, own_out)
+        print("\n" + section)
+        write_out(Path(ns.out), section)
+        log(f"wrote {ns.out}")
+        zero_rows = ("zero", 1) in res and ("zero", 64) in res and any(label.startswith("zero") for label, _, _ in fo)
+        return 0 if ok and zero_rows else 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
