@@ -35,7 +35,10 @@ from .stream import merge_chunk
 
 __all__ = ["ZeroClient", "MembershipView", "RETRYABLE"]
 
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+# UNAVAILABLE: no leader/quorum, or the zero is unreachable. CANCELLED reaches a client
+# as an error only when the server cancelled the call (a zero shutting down with the call
+# in flight); the client's own cancellation raises asyncio.CancelledError instead.
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 MAX_COUNT = 1_000_000
 
 

@@ -282,7 +282,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
             return await call(request.SerializeToString(), timeout=context.time_remaining() or DEFAULT_FORWARD_TIMEOUT,
                               metadata=self._forward_metadata(context))
         except grpc.aio.AioRpcError as e:
-            await context.abort(e.code(), e.details() or "")
+            await context.abort(*_forwarded_status(e))
             raise  # unreachable: abort raises
 
     async def _forward_stream(self, method: str, addr: str, request: Any,
@@ -294,7 +294,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
             async for item in stream:
                 yield item
         except grpc.aio.AioRpcError as e:
-            await context.abort(e.code(), e.details() or "")
+            await context.abort(*_forwarded_status(e))
         finally:
             stream.cancel()
 
@@ -414,6 +414,16 @@ DEFAULT_FORWARD_TIMEOUT = 30.0
 
 def _identity(b: bytes) -> bytes:
     return b
+
+
+def _forwarded_status(e: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str]:
+    """The leader's answer to a forwarded call, for our caller. The leader cancelling
+    the call (it is going away) or being unreachable is UNAVAILABLE here: the caller
+    should retry, and will find the next leader."""
+    code = e.code()
+    if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE):
+        return grpc.StatusCode.UNAVAILABLE, f"the leader could not answer ({code.name}: {e.details()}); retry"
+    return code, e.details() or ""
 
 
 def _varint(n: int) -> bytes:
