@@ -1,0 +1,12 @@
+"""Jepsen-style fault suite (issue 11): real `zero run` processes, a seeded nemesis,
+concurrent workloads that record every call in a history, and pure checkers that read
+the history afterwards.
+
+How the pieces stack:
+    history.py   - Op records (invoke/complete times from time.monotonic) and the dump file
+    workloads.py - client threads (leases, tablet claims, connects, stream watchers)
+    nemesis.py   - faults on a cluster: kill -9, SIGSTOP/SIGCONT, full restart, transfer storms
+    netns.py     - network namespaces + veth + bridge + iptables for partitions (root only)
+    checkers.py  - pure functions: history in, list of violations out
+    runner.py    - one seeded, bounded run: start, workload + nemesis, heal, final checks
+"""

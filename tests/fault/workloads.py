@@ -1,0 +1,194 @@
+"""Client workloads: threads that call zero over plain gRPC stubs (no client-side retry
+magic, so the history shows exactly what zero answered) and record every call.
+
+Each client sends to one zero and moves to another on an error; any zero accepts any
+data-node RPC (a follower forwards), so the nemesis is free to hit any of them.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from zero.pb import zero_pb2, zero_pb2_grpc
+
+from .history import FAIL, INFO, OK, History
+
+__all__ = ["Mix", "Client", "Watcher", "Workload", "DEFINITE_ERRORS"]
+
+# Answers that say the call did not happen; anything else (UNAVAILABLE, DEADLINE_EXCEEDED,
+# RESOURCE_EXHAUSTED, a dropped connection) is indeterminate.
+DEFINITE_ERRORS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                             grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED,
+                             grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNIMPLEMENTED})
+RPC_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """Relative weights of the operations a client picks from."""
+    uid: int = 3
+    ts: int = 4
+    claim: int = 3
+    connect: int = 1
+
+
+class Client(threading.Thread):
+    def __init__(self, name: str, addrs: Sequence[str], history: History, rng: random.Random,
+                 stop: threading.Event, *, groups: Sequence[int], tablets: int = 12, mix: Mix = Mix(),
+                 think: float = 0.005) -> None:
+        super().__init__(name=name, daemon=True)
+        self.addrs = list(addrs)
+        self.h = history
+        self.rng = rng
+        self.stop_event = stop
+        self.groups = list(groups)
+        self.tablets = tablets
+        self.think = think
+        self._fs = ["uid", "ts", "claim", "connect"]
+        self._weights = [mix.uid, mix.ts, mix.claim, mix.connect]
+        self._target = rng.randrange(len(self.addrs))
+        self._chans = {a: grpc.insecure_channel(a) for a in self.addrs}
+        self._connects = 0
+
+    def _stub(self) -> zero_pb2_grpc.ZeroStub:
+        return zero_pb2_grpc.ZeroStub(self._chans[self.addrs[self._target]])
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                self.step(self.rng.choices(self._fs, self._weights)[0])
+                time.sleep(self.think * self.rng.random())
+        finally:
+            for c in self._chans.values():
+                c.close()
+
+    def step(self, f: str) -> None:
+        stub = self._stub()
+        if f == "uid":
+            n = self.rng.randint(1, 100)
+            op = self.h.begin(self.name, "uid", count=n, node=self._target)
+            call = lambda: stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=n), timeout=RPC_TIMEOUT)
+            conv = lambda r: {"start": r.start_id, "end": r.end_id}
+        elif f == "ts":
+            n = self.rng.randint(1, 3)
+            via = self.rng.choice(("Timestamps", "AssignIds"))
+            op = self.h.begin(self.name, "ts", count=n, via=via, node=self._target)
+            if via == "Timestamps":
+                call = lambda: stub.Timestamps(zero_pb2.TimestampsRequest(count=n), timeout=RPC_TIMEOUT)
+            else:
+                call = lambda: stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.TIMESTAMP, count=n),
+                                              timeout=RPC_TIMEOUT)
+            conv = lambda r: {"start": r.start_id, "end": r.end_id}
+        elif f == "claim":
+            tablet = f"t{self.rng.randrange(self.tablets)}"
+            gid = self.rng.choice(self.groups + [0])  # 0: a lookup only
+            op = self.h.begin(self.name, "claim", tablet=tablet, group=gid, node=self._target)
+            call = lambda: stub.ShouldServe(zero_pb2.Tablet(predicate=tablet, group_id=gid), timeout=RPC_TIMEOUT)
+            conv = lambda r: {"group": r.group_id, "read_only": r.read_only}
+        else:
+            self._connects += 1
+            addr = f"{self.name}-m{self._connects}:7080"
+            op = self.h.begin(self.name, "connect", addr=addr, node=self._target)
+            call = lambda: stub.Connect(zero_pb2.ConnectRequest(addr=addr), timeout=RPC_TIMEOUT)
+            conv = lambda r: {"id": r.member.id, "group": r.member.group_id}
+        try:
+            r = call()
+        except grpc.RpcError as e:
+            code = e.code() if hasattr(e, "code") else None
+            typ = FAIL if code in DEFINITE_ERRORS else INFO
+            self.h.end(op, typ, error=f"{code}: {e.details() if hasattr(e, 'details') else e}")
+            self._target = (self._target + 1 + self.rng.randrange(len(self.addrs) - 1 or 1)) % len(self.addrs)
+            time.sleep(0.02 + 0.03 * self.rng.random())
+            return
+        self.h.end(op, OK, conv(r))
+
+
+class Watcher(threading.Thread):
+    """Follows StreamMembership, resubscribing (from the last version, on another zero)
+    after any error; records one `watch` op per complete state or delta it applies."""
+
+    def __init__(self, name: str, addrs: Sequence[str], history: History, rng: random.Random,
+                 stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self.addrs = list(addrs)
+        self.h = history
+        self.rng = rng
+        self.stop_event = stop
+        self.version = 0
+        self.cluster_id = ""
+        self._call: grpc.Future | None = None
+        self._lock = threading.Lock()
+        self.resubscribes = 0
+
+    def run(self) -> None:
+        target = self.rng.randrange(len(self.addrs))
+        while not self.stop_event.is_set():
+            ch = grpc.insecure_channel(self.addrs[target])
+            try:
+                call = zero_pb2_grpc.ZeroStub(ch).StreamMembership(zero_pb2.StreamMembershipRequest(
+                    since_version=self.version, cluster_id=self.cluster_id))
+                with self._lock:
+                    self._call = call
+                if self.stop_event.is_set():
+                    call.cancel()
+                for u in call:
+                    if u.full and not u.last_chunk:
+                        continue
+                    now = time.monotonic()
+                    self.version, self.cluster_id = u.version, u.cluster_id
+                    self._record(now, u, target)
+            except grpc.RpcError as e:
+                op = self.h.begin(self.name, "resubscribe", node=target)
+                self.h.end(op, INFO, error=f"{e.code() if hasattr(e, 'code') else e}")
+            finally:
+                ch.close()
+            if self.stop_event.is_set():
+                break
+            self.resubscribes += 1
+            target = (target + 1) % len(self.addrs)
+            time.sleep(0.05 + 0.05 * self.rng.random())
+
+    def _record(self, now: float, u: zero_pb2.MembershipUpdate, target: int) -> None:
+        op = self.h.begin(self.name, "watch", node=target)
+        op.invoke = now
+        self.h.end(op, OK, {"version": u.version, "full": u.full})
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._call is not None:
+                self._call.cancel()
+
+
+class Workload:
+    """`clients` client threads and `watchers` stream watchers over `addrs`."""
+
+    def __init__(self, addrs: Sequence[str], history: History, seed: int, *, groups: Sequence[int],
+                 clients: int = 4, watchers: int = 2, mix: Mix = Mix(), tablets: int = 12) -> None:
+        self.stop_event = threading.Event()
+        rng = random.Random(seed)
+        self.clients = [Client(f"c{i}", addrs, history, random.Random(rng.random()), self.stop_event,
+                               groups=groups, mix=mix, tablets=tablets) for i in range(clients)]
+        self.watchers = [Watcher(f"w{i}", addrs, history, random.Random(rng.random()), self.stop_event)
+                         for i in range(watchers)]
+
+    def start(self) -> None:
+        for t in (*self.clients, *self.watchers):
+            t.start()
+
+    def stop_clients(self) -> None:
+        self.stop_event.set()
+        for c in self.clients:
+            c.join(10)
+
+    def stop_watchers(self) -> None:
+        self.stop_event.set()
+        for w in self.watchers:
+            w.cancel()
+        for w in self.watchers:
+            w.join(10)
