@@ -1,0 +1,131 @@
+"""Corruption of a stopped zero's files (issue 11, item 3; SPEC semantics 8): torn tails,
+truncations and bit flips in WAL segments and snapshot files under <data-dir>/wal/.
+Each damaged copy of one data dir either starts and serves a state that is a prefix of
+the one it had (a torn tail repaired: nothing invented, nothing altered), or refuses to
+start with exit 1 and a message naming the damaged file. Never anything else."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from procs import FAST, ZeroProc, http_json, wait_for, write_until_ok
+from zero.pb import zero_pb2
+
+FLAGS = (*FAST, "--rebalance-interval", "0")
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory) -> tuple[Path, zero_pb2.MembershipState]:
+    """A data dir with a snapshot and WAL records after it, cleanly stopped."""
+    z = ZeroProc(tmp_path_factory.mktemp("golden") / "z1", "z1", flags=FLAGS)
+    try:
+        z.start()
+        z.wait_healthy(30)
+        for i in range(12):
+            r = write_until_ok([z.addr], lambda s: s.Connect(zero_pb2.ConnectRequest(addr=f"dn{i}:7080"), timeout=5), 10)
+            z.stub.ShouldServe(zero_pb2.Tablet(predicate=f"p{i}", group_id=r.member.group_id), timeout=5)
+            z.stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=100), timeout=5)
+            z.stub.Timestamps(zero_pb2.TimestampsRequest(count=3), timeout=5)
+            if i == 5:
+                z.admin.Snapshot(zero_pb2.SnapshotRequest(), timeout=10)
+        state = z.stub.GetState(zero_pb2.GetStateRequest(), timeout=5)
+        assert z.stop() == 0
+    finally:
+        z.cleanup()
+    wal = z.data_dir / "wal"
+    assert list(wal.glob("*.wal")) and list(wal.glob("*.snap")), sorted(p.name for p in wal.iterdir())
+    return z.data_dir, state
+
+
+def _last(d: Path, pattern: str) -> Path:
+    return sorted((d / "wal").glob(pattern))[-1]
+
+
+def truncate(path: Path, keep: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(max(0, keep))
+
+
+def flip(path: Path, offset: int, bit: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def _cases() -> list[tuple[str, str, str, float]]:
+    """(id, file pattern, action, position as a fraction of the file), seeded."""
+    rng = random.Random(11)
+    cases = [("wal-torn-tail-1", "*.wal", "cut", -1), ("wal-torn-tail-7", "*.wal", "cut", -7),
+             ("wal-cut-half", "*.wal", "cut", 0.5), ("wal-cut-header", "*.wal", "cut", 10),
+             ("wal-flip-header", "*.wal", "flip", 3), ("snap-cut-half", "*.snap", "cut", 0.5),
+             ("snap-cut-header", "*.snap", "cut", 12), ("snap-flip-header", "*.snap", "flip", 5)]
+    cases += [(f"wal-flip-{i}", "*.wal", "flip", rng.random()) for i in range(4)]
+    cases += [(f"snap-flip-{i}", "*.snap", "flip", rng.random()) for i in range(3)]
+    return cases
+
+
+def _position(size: int, where: float) -> int:
+    if where < 0:
+        return size + int(where)
+    if where < 1:
+        return int(size * where)
+    return int(where)
+
+
+def assert_prefix(got: zero_pb2.MembershipState, want: zero_pb2.MembershipState) -> None:
+    """`got` holds nothing `want` did not: nothing invented or altered (its version may be
+    higher: a restarted zero commits entries of its own, e.g. its leader's first entry)."""
+    assert got.cluster_id == want.cluster_id
+    assert got.max_uid <= want.max_uid and got.max_txn_ts <= want.max_txn_ts
+    for gid, g in got.groups.items():
+        for mid, m in g.members.items():
+            assert mid in want.groups[gid].members and want.groups[gid].members[mid].addr == m.addr, (gid, mid)
+        for name, t in g.tablets.items():
+            assert name in want.groups[gid].tablets, (gid, name)
+    assert set(got.zeros) <= set(want.zeros)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
+def test_corrupted_files_repaired_or_refused(golden, tmp_path, case) -> None:
+    _, pattern, action, where = case
+    src, want = golden
+    d = tmp_path / "z1"
+    shutil.copytree(src, d)
+    victim = _last(d, pattern)
+    size = victim.stat().st_size
+    pos = _position(size, where)
+    if action == "cut":
+        truncate(victim, pos)
+    else:
+        flip(victim, pos, random.Random(pos).randrange(8))
+
+    z = ZeroProc(d, "z1", flags=FLAGS)
+    try:
+        z.start()
+
+        def settled() -> str | None:
+            if z.proc is not None and z.proc.poll() is not None:
+                return "exited"
+            return "serving" if http_json(z.http + "/health")[0] == 200 else None
+        how = wait_for(settled, 30, f"zero on a damaged {victim.name} to serve or exit")
+        if how == "exited":
+            code = z.proc.returncode  # type: ignore[union-attr]
+            log = z.log_tail(3000)
+            assert code == 1, f"exit {code} (want 1) after {action} of {victim.name} at {pos}/{size}:\n{log}"
+            assert victim.name in log, f"the refusal does not name {victim.name}:\n{log}"
+            return
+        got = z.stub.GetState(zero_pb2.GetStateRequest(), timeout=5)
+        assert_prefix(got, want)
+        # A repaired zero keeps working: a new lease is above everything in its state.
+        r = z.stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1), timeout=5)
+        assert r.start_id > got.max_uid
+    finally:
+        if z.proc is not None and z.proc.poll() is None:
+            z.signal(signal.SIGKILL)
+        z.cleanup()
