@@ -99,7 +99,9 @@ def test_rolling_restart_under_load(tmp_path: Path) -> None:
     the leader hands leadership over first (`zero admin transfer-leader`); wait until the
     restarted zero is healthy and caught up before the next. No client request fails
     beyond its retries, and leadership moves once per restarted leader."""
-    cluster = ProcCluster(tmp_path, 3)
+    # Default Raft timing (500 ms election timeout): the test counts elections, and a
+    # 200 ms timeout is missed by a loaded 2-core machine, electing for no fault at all.
+    cluster = ProcCluster(tmp_path, 3, flags=("--tick", "100ms", "--election-ticks", "5"))
     try:
         cluster.start()
         term0 = cluster.wait_leader().health()[1]["term"]
