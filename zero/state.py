@@ -38,7 +38,7 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from . import validate
 from .pb import state_pb2, zero_pb2
-from .validate import (
+from .errors import (
     ApplyOrderError,
     CorruptStateError,
     FailedPreconditionError,
