@@ -6,11 +6,15 @@ on free loopback ports, driven through gRPC and `zero admin`.
 - writes racing the start of a move are refused or present after it;
 - a second concurrent move is FAILED_PRECONDITION, a move to an unknown group NOT_FOUND;
 - kill -9 of the source data node mid-move rolls the move back; the tablet is not left
-  read-only.
+  read-only;
+- with 3 zeros joined by `zero run --peer` (tests/cluster/procs.py), kill -9 of the zero
+  leader mid-copy: a new leader is elected and the move is completed or rolled back
+  (zero/moves.py: a new leader rolls back a move it did not drive), never left
+  read-only; every key is readable at the tablet's final owner, which takes writes.
 
-Single zero: `zero run --peer` (multi-zero) is not built yet, so the "kill the zero
-leader mid-move" case lives in tests/zero/test_moves.py as a new leader's rollback.
-Every wait polls with a deadline; ports come from the OS."""
+The first two tests run one zero; the last runs three with tolerant timing (a 500 ms
+election timeout) for loaded machines. The in-process variant of the leader change is
+tests/zero/test_moves.py. Every wait polls with a deadline; ports come from the OS."""
 
 from __future__ import annotations
 
@@ -29,12 +33,15 @@ from typing import Any
 import grpc
 import pytest
 
+from procs import ProcCluster, ZeroProc
 from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 from zero.pb import zero_pb2, zero_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 SC = grpc.StatusCode
+# 3-zero runs: 50 ms ticks, 10-tick (500 ms) election timeout, no periodic rebalancing.
+TOLERANT = ("--tick", "50ms", "--election-ticks", "10", "--rebalance-interval", "0")
 
 
 def free_port() -> int:
@@ -80,24 +87,43 @@ class Proc:
 
 
 class Cluster:
-    """One `zero run` and one `zero datanode` per group."""
+    """One `zero run` (or, with zeros=3, a ProcCluster joined with --peer) and one
+    `zero datanode` per group. `zero_addr`, `zc` and `admin` point at one zero (the
+    leader, for 3 zeros: `use_zero` re-points them after a failover); data nodes are
+    given every zero's address."""
 
-    def __init__(self, tmp: Path, *, rebalance: str = "0") -> None:
+    def __init__(self, tmp: Path, *, rebalance: str = "0", zeros: int = 1) -> None:
         self.tmp = tmp
         self.procs: list[Proc] = []
-        port = free_port()
-        self.zero_addr = f"127.0.0.1:{port}"
-        self.zero = self._start(["run", "--data-dir", str(tmp / "zw"), "--grpc-addr", self.zero_addr,
-                                 "--http-addr", f"127.0.0.1:{free_port()}", "--my", self.zero_addr,
-                                 "--tick", "20ms", "--rebalance-interval", rebalance], "zero.log")
-        self.channel = grpc.insecure_channel(self.zero_addr)
-        self.zc = zero_pb2_grpc.ZeroStub(self.channel)
-        self.admin = zero_pb2_grpc.ZeroAdminStub(self.channel)
-        wait_for(lambda: self.zero.alive() and self._state() is not None, 20, "zero serving")
+        self.pc: ProcCluster | None = None
+        self.channel: grpc.Channel | None = None
+        if zeros == 1:
+            port = free_port()
+            self.zero_addr = f"127.0.0.1:{port}"
+            self.zero = self._start(["run", "--data-dir", str(tmp / "zw"), "--grpc-addr", self.zero_addr,
+                                     "--http-addr", f"127.0.0.1:{free_port()}", "--my", self.zero_addr,
+                                     "--tick", "20ms", "--rebalance-interval", rebalance], "zero.log")
+            self.zero_addrs = [self.zero_addr]
+            self.use_zero(self.zero_addr)
+            wait_for(lambda: self.zero.alive() and self._state() is not None, 20, "zero serving")
+        else:
+            self.pc = ProcCluster(tmp / "zeros", zeros, flags=TOLERANT)
+            self.pc.start(60)
+            self.zero_addrs = self.pc.addrs
+            self.use_zero(self.pc.wait_leader(30).addr)
+            wait_for(lambda: self._state() is not None, 20, "zero serving")
         self.dn: dict[int, Proc] = {}
         self.dn_addr: dict[int, str] = {}
         self.stubs: dict[int, dng.DataNodeStub] = {}
         self._dn_channels: list[grpc.Channel] = []
+
+    def use_zero(self, addr: str) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        self.zero_addr = addr
+        self.channel = grpc.insecure_channel(addr)
+        self.zc = zero_pb2_grpc.ZeroStub(self.channel)
+        self.admin = zero_pb2_grpc.ZeroAdminStub(self.channel)
 
     def _start(self, args: list[str], log: str) -> Proc:
         p = Proc(args, self.tmp / log)
@@ -117,7 +143,7 @@ class Cluster:
 
     def datanode(self, group: int, *extra: str) -> None:
         addr = f"127.0.0.1:{free_port()}"
-        self.dn[group] = self._start(["datanode", "--zero", self.zero_addr, "--addr", addr, "--group", str(group),
+        self.dn[group] = self._start(["datanode", "--zero", ",".join(self.zero_addrs), "--addr", addr, "--group", str(group),
                                       "--size-interval", "200ms", *extra], f"dn{group}.log")
         self.dn_addr[group] = addr
         ch = grpc.insecure_channel(addr)
@@ -129,6 +155,12 @@ class Cluster:
             g = self.state().groups.get(group)
             return g is not None and any(m.addr == addr and m.healthy and m.leader for m in g.members.values())
         wait_for(up, 20, f"data node of group {group} heartbeating")
+
+    def wait_groups_heard(self) -> None:
+        """Until the zero at `zero_addr` has heard a member of every group (a new leader
+        learns data-node liveness afresh, and a move needs both groups live)."""
+        wait_for(lambda: all(any(m.healthy for m in g.members.values()) for g in self.state().groups.values()),
+                 20, f"{self.zero_addr} hearing every data node")
 
     def owner(self, tablet: str) -> zero_pb2.Tablet:
         for gid, g in self.state().groups.items():
@@ -154,9 +186,12 @@ class Cluster:
 
     def close(self) -> None:
         for ch in (self.channel, *self._dn_channels):
-            ch.close()
+            if ch is not None:
+                ch.close()
         for p in self.procs:
             p.cleanup()
+        if self.pc is not None:
+            self.pc.cleanup()
 
 
 @pytest.fixture
@@ -291,3 +326,60 @@ def test_racing_writes_concurrent_moves_and_a_source_killed_mid_move(make_cluste
     with pytest.raises(grpc.RpcError) as ei:
         c.stubs[1].Get(dn.GetRequest(tablet="p", key=b"k1"), timeout=5)
     assert ei.value.code() == SC.FAILED_PRECONDITION and "group 2" in ei.value.details()  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(90)
+def test_zero_leader_killed_mid_move_the_new_leader_finishes_or_rolls_it_back(make_cluster) -> None:
+    c: Cluster = make_cluster(zeros=3)
+    assert c.pc is not None
+    c.datanode(1, "--chunk-delay", "1s")
+    c.datanode(2, "--chunk-delay", "1s")
+    c.fill(1, "p", 40, 100_000)  # 4 MB: 4 chunks of 1 MiB, about 4 s to copy
+    c.fill(1, "q", 3, 100)
+    old: ZeroProc = c.pc.wait_leader(30)
+    c.use_zero(old.addr)
+    c.wait_groups_heard()
+
+    with ThreadPoolExecutor(1) as pool:
+        move: Future[Any] = pool.submit(c.admin.MoveTablet, zero_pb2.MoveTabletRequest(predicate="p", dst_group=2),
+                                        timeout=60)
+        wait_for(lambda: c.owner("p").read_only, 20, "the move started")
+        time.sleep(1.0)  # the source is copying, chunk by chunk
+        assert not move.done(), move.result()
+        old.kill9()
+        try:
+            r = move.result(30)
+            outcome = f"answered committed={r.committed}: {r.message}"
+        except grpc.RpcError as e:  # the leader died under the call
+            outcome = f"{e.code()}"  # type: ignore[attr-defined]
+    t_kill = time.monotonic()
+
+    new = c.pc.wait_leader(30, among=c.pc.running())
+    assert new is not old
+    c.use_zero(new.addr)
+
+    def settled() -> zero_pb2.Tablet | None:
+        st = c._state()
+        if st is None or any(t.read_only for g in st.groups.values() for t in g.tablets.values()):
+            return None
+        return next((g.tablets["p"] for g in st.groups.values() if "p" in g.tablets), None)
+    t = wait_for(settled, 40, "the move finished or rolled back, nothing read-only")
+    print(f"old leader's call: {outcome}; tablet p settled on group {t.group_id} "
+          f"{time.monotonic() - t_kill:.1f}s after the kill")
+    assert t.group_id in (1, 2), t
+
+    # Every key written before the move is at the final owner, which takes writes.
+    for k in range(40):
+        got = c.stubs[t.group_id].Get(dn.GetRequest(tablet="p", key=b"k%d" % k), timeout=5)
+        assert got.found and got.value == bytes([k % 251]) * 100_000, k
+    wait_for(lambda: c.put(t.group_id, "p", b"after", b"x") == SC.OK, 20, "a write at the final owner")
+    got = c.stubs[t.group_id].Get(dn.GetRequest(tablet="p", key=b"after"), timeout=5)
+    assert got.found and got.value == b"x"
+    other = 2 if t.group_id == 1 else 1
+    assert c.put(other, "p", b"stray", b"x") == SC.FAILED_PRECONDITION
+
+    # No move is left active at the new leader: it starts and finishes a new one, once it
+    # has heard both data nodes (a new leader learns data-node liveness afresh).
+    c.wait_groups_heard()
+    r = c.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="q", dst_group=2), timeout=60)
+    assert r.committed, r
