@@ -307,9 +307,9 @@ class MoveDriver:
         if src == dst:
             raise FailedPreconditionError(f"tablet {name!r} is already served by group {dst}")
         if not self._addrs(src):
-            raise FailedPreconditionError(f"source group {src} has no live member to copy from")
+            raise self._no_live(f"source group {src} has no live member to copy from")
         if not self._addrs(dst):
-            raise FailedPreconditionError(f"destination group {dst} has no live member to copy to")
+            raise self._no_live(f"destination group {dst} has no live member to copy to")
         ts = await self.leases.assign(zero_pb2.TIMESTAMP, 1)
         applied = await node.propose(state_pb2.Proposal(start_move=state_pb2.StartMove(
             predicate=name, dst_group=dst, move_ts=ts.start_id)))
@@ -357,6 +357,14 @@ class MoveDriver:
         finally:
             self._busy = False
             self._wake.set()
+
+    def _no_live(self, what: str) -> ZeroError:
+        # A new leader has not heard every data node yet (liveness lives in the leader's
+        # memory): that resolves itself within a heartbeat, so the caller should retry.
+        if not self.liveness.settled:
+            return UnavailableError(f"{what} yet: this zero became leader moments ago and is still "
+                                    "hearing from the data nodes; retry shortly")
+        return FailedPreconditionError(what)
 
     async def _copy(self, record: state_pb2.MoveRecord) -> datanode_pb2.MoveTabletResult:
         src = self._addrs(record.src_group)

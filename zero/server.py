@@ -119,7 +119,18 @@ class Liveness:
         self._published: dict[int, tuple[bool, bool]] = {}
         # Called when a heartbeat changes a member's healthy/leader flags.
         self.on_flags_changed: Callable[[], None] = lambda: None
-        node.on_leadership.append(lambda leader, term: self._seen.clear())
+        self._since = clock()  # when liveness was last cleared (a leadership change)
+        node.on_leadership.append(self._reset)
+
+    def _reset(self, leader: bool, term: int) -> None:
+        self._seen.clear()
+        self._since = self._clock()
+
+    @property
+    def settled(self) -> bool:
+        """Whether a whole liveness window has passed since liveness was last cleared:
+        before that, a member not heard from yet may well be alive."""
+        return self._clock() - self._since > self.window
 
     def beat(self, member_id: int, *, leader: bool = False) -> None:
         now = self._clock()
