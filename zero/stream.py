@@ -231,10 +231,19 @@ class MembershipHub:
         # a queued delta that the initial state already contains is harmless (deltas
         # carry current values).
         self._watchers.add(w)
+        admitted = False
         try:
-            first = await self._admitted(lambda: self._initial(since_version, cluster_id))
+            # Admitted a few at a time until the initial state is *sent*, not just built:
+            # watchers reconnecting together (after a leader change) are let in
+            # gradually, and at most that many full states sit in gRPC's send buffers.
+            await self._admit.acquire()
+            admitted = True
+            await self.node.read_barrier()
+            first = self._initial(since_version, cluster_id)
             for msg in first:
                 yield msg.data if serialized else msg.obj
+            self._admit.release()
+            admitted = False
             # Versions only grow on a stream: deltas queued before the initial read are
             # already contained in it.
             last = first[-1].version
@@ -255,6 +264,8 @@ class MembershipHub:
                 last = item.version
                 yield item.data if serialized else item.obj
         finally:
+            if admitted:
+                self._admit.release()
             self._watchers.discard(w)
 
     async def _admitted(self, read: Callable[[], list[_Msg]]) -> list[_Msg]:
