@@ -130,6 +130,8 @@ class Watcher(threading.Thread):
         target = self.rng.randrange(len(self.addrs))
         while not self.stop_event.is_set():
             ch = grpc.insecure_channel(self.addrs[target])
+            # One op per subscription: ok at its first message, info if it ends without one.
+            sub = self.h.begin(self.name, "subscribe", node=target, since=self.version)
             try:
                 call = zero_pb2_grpc.ZeroStub(ch).StreamMembership(zero_pb2.StreamMembershipRequest(
                     since_version=self.version, cluster_id=self.cluster_id))
@@ -138,14 +140,19 @@ class Watcher(threading.Thread):
                 if self.stop_event.is_set():
                     call.cancel()
                 for u in call:
+                    if sub.type != OK:
+                        self.h.end(sub, OK, {"version": u.version, "full": u.full})
                     if u.full and not u.last_chunk:
                         continue
                     now = time.monotonic()
                     self.version, self.cluster_id = u.version, u.cluster_id
                     self._record(now, u, target)
             except grpc.RpcError as e:
+                err = f"{e.code() if hasattr(e, 'code') else e}"
+                if sub.type != OK:
+                    self.h.end(sub, INFO, error=err)
                 op = self.h.begin(self.name, "resubscribe", node=target)
-                self.h.end(op, INFO, error=f"{e.code() if hasattr(e, 'code') else e}")
+                self.h.end(op, INFO, error=err)
             finally:
                 ch.close()
             if self.stop_event.is_set():
@@ -171,10 +178,11 @@ class Workload:
     def __init__(self, addrs: Sequence[str], history: History, seed: int, *, groups: Sequence[int],
                  clients: int = 4, watchers: int = 2, mix: Mix = Mix(), tablets: int = 12) -> None:
         self.stop_event = threading.Event()
+        self.watch_stop = threading.Event()  # watchers outlive the clients: they must reach the final state
         rng = random.Random(seed)
         self.clients = [Client(f"c{i}", addrs, history, random.Random(rng.random()), self.stop_event,
                                groups=groups, mix=mix, tablets=tablets) for i in range(clients)]
-        self.watchers = [Watcher(f"w{i}", addrs, history, random.Random(rng.random()), self.stop_event)
+        self.watchers = [Watcher(f"w{i}", addrs, history, random.Random(rng.random()), self.watch_stop)
                          for i in range(watchers)]
 
     def start(self) -> None:
@@ -187,7 +195,7 @@ class Workload:
             c.join(10)
 
     def stop_watchers(self) -> None:
-        self.stop_event.set()
+        self.watch_stop.set()
         for w in self.watchers:
             w.cancel()
         for w in self.watchers:

@@ -1,0 +1,83 @@
+"""Partitions with network namespaces (issue 11, item 2): the leader cut off from its
+peers while clients still reach it, one zero cut from the other two (minority /
+majority), a zero's link on the bridge down; with kill -9 and pauses mixed in. The zeros
+AND the clients run inside namespaces; nothing connects to a namespace address from the
+root namespace. Skipped with the reason when not root or `ip netns` does not work."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import netns
+from .netns import Namespaces, assert_inside_namespace
+
+HERE = Path(__file__).resolve().parent
+_why = netns.unavailable()
+needs_netns = pytest.mark.skipif(_why is not None, reason=f"partition tests skipped: {_why}")
+
+
+def test_refuses_namespace_addresses_from_the_root_namespace() -> None:
+    here = netns.netns_inode()
+    with pytest.raises(AssertionError, match="root network namespace"):
+        assert_inside_namespace(["10.231.0.1:5080"], "10.231.0.", "zf-none", here)
+    with pytest.raises(AssertionError, match="does not exist"):
+        assert_inside_namespace(["10.231.0.1:5080"], "10.231.0.", "zf-none", here + 1)
+
+
+@needs_netns
+def test_refuses_outside_its_namespace_or_subnet() -> None:
+    with Namespaces(1) as ns:
+        with pytest.raises(AssertionError, match="not inside namespace"):
+            assert_inside_namespace([ns.ip(0) + ":5080"], ns.prefix, ns.client, -1)
+        code = ("import sys; from fault.netns import assert_inside_namespace as a; "
+                f"a(['{ns.ip(0)}:5080'], '{ns.prefix}', '{ns.client}', {netns.netns_inode()}); "
+                f"a(['127.0.0.1:5080'], '{ns.prefix}', '{ns.client}', 0)")
+        p = subprocess.run(["ip", "netns", "exec", ns.client, sys.executable, "-c", code], cwd=HERE.parent,
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1 and "refusing to connect to 127.0.0.1:5080" in p.stderr, p.stderr
+        token = ns.token
+    assert token not in _ns_list()
+
+
+def _ns_list() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+@needs_netns
+@pytest.mark.timeout(0)
+@pytest.mark.parametrize("faults", [
+    ("isolate_leader", "partition_one"),
+    ("isolate_leader", "partition_one", "link_down", "kill9_leader", "pause_leader"),
+], ids=["partitions", "partitions-mixed"])
+def test_partitions_in_namespaces(tmp_path, seed, soak_seconds, faults) -> None:
+    duration = soak_seconds or 15.0
+    out = tmp_path / "result.json"
+    with Namespaces(3) as ns:
+        token = ns.token
+        cfg = {"ns": ns.as_dict(), "root_netns": netns.netns_inode(), "root": str(tmp_path / "c"), "seed": seed, "duration": duration,
+               "faults": list(faults), "name": "netns-" + "-".join(faults), "out": str(out),
+               "history_dir": os.environ.get("ZERO_FAULT_HISTORY_DIR") or str(tmp_path)}
+        (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZERO_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), str(HERE.parent / "cluster")])
+        p = subprocess.run(["ip", "netns", "exec", ns.client, sys.executable, "-m", "fault.ns_run",
+                            str(tmp_path / "cfg.json")], cwd=HERE.parent, env=env, capture_output=True,
+                           text=True, timeout=duration + 240)
+        assert p.returncode == 0 and out.exists(), f"runner failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+    assert token not in _ns_list(), "a namespace of this run was left behind"
+    res = json.loads(out.read_text())
+    assert "error" not in res, json.dumps(res, indent=1)
+    print("fault run:", json.dumps(res["summary"]))
+    summary_file = os.environ.get("ZERO_FAULT_SUMMARY")
+    if summary_file:
+        with open(summary_file, "a") as f:
+            f.write(json.dumps(res["summary"]) + "\n")
+    assert not res["violations"], (f"violations; full history in {res.get('history')}:\n"
+                                   + json.dumps(res["violations"], indent=1)[:6000])
+    assert res["summary"]["faults"] >= 2 and res["summary"]["operations"] > 50, res["summary"]
