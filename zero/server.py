@@ -64,6 +64,7 @@ ADMIN_PREFIX = "/zero.v1.ZeroAdmin/"
 LOCAL_METHODS = frozenset({"/zero.v1.ZeroAdmin/RaftStatus"})
 # Set on a call a follower forwards, so the leader never forwards it again (one hop).
 FORWARDED_MD = "zero-forwarded"
+MEMBERSHIP_STREAM = "/zero.v1.Zero/StreamMembership"
 # Request metadata a forwarded call carries on to the leader.
 FORWARD_MD_KEYS = frozenset({"authorization"})
 
@@ -309,6 +310,74 @@ class Interceptor(grpc.aio.ServerInterceptor):
         finally:
             stream.cancel()
 
+    async def _follow_membership(self, behavior: Any, request: Any,
+                                 context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        """StreamMembership on any zero: served from the leader's stream (liveness is the
+        leader's), resumed there from the last version relayed whenever leadership moves,
+        so a watcher of a follower keeps following through failovers and partitions of
+        the old leader. Served locally whenever this zero leads."""
+        since, cid = request.since_version, request.cluster_id
+        loop = asyncio.get_running_loop()
+        forwarded = any(k == FORWARDED_MD for k, _ in context.invocation_metadata())
+        while True:
+            node = self._node()
+            if node is None:
+                raise UnavailableError("zero is starting; retry shortly")
+            if forwarded and not node.is_leader:
+                raise UnavailableError("forwarded to a zero that is not the leader (leadership is moving); retry")
+            if node.is_leader:
+                async for item in behavior(zero_pb2.StreamMembershipRequest(since_version=since, cluster_id=cid),
+                                           context):
+                    yield item
+                return
+            deadline = loop.time() + 10.0
+            while not node.leader_id or node.state._state.zeros.get(node.leader_id) is None:
+                if loop.time() > deadline:
+                    raise UnavailableError("no leader is known; resume the stream later with since_version")
+                await asyncio.sleep(0.05)
+            lead = node.leader_id
+            if lead == node.raft_id:
+                continue
+            addr = node.state._state.zeros[lead].addr
+            call = self._leader_channel(addr).unary_stream(
+                "/zero.v1.Zero/StreamMembership", request_serializer=_identity, response_deserializer=_identity)(
+                zero_pb2.StreamMembershipRequest(since_version=since, cluster_id=cid).SerializeToString(),
+                metadata=self._forward_metadata(context))
+            in_full = False
+            try:
+                it = call.__aiter__()
+                moved = False
+                while not moved:
+                    nxt = asyncio.ensure_future(it.__anext__())
+                    while not nxt.done():
+                        await asyncio.wait({nxt}, timeout=0.2)
+                        if not nxt.done() and node.leader_id != lead:
+                            moved = True  # leadership moved: resume at the new leader
+                            nxt.cancel()
+                            await asyncio.gather(nxt, return_exceptions=True)
+                            break
+                    if moved:
+                        break
+                    try:
+                        item = nxt.result()
+                    except StopAsyncIteration:
+                        return
+                    u = zero_pb2.MembershipUpdate.FromString(item)
+                    in_full = u.full and not u.last_chunk
+                    if not in_full:
+                        since, cid = u.version, u.cluster_id
+                    yield item
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                    await context.abort(*_forwarded_status(e))
+            finally:
+                call.cancel()
+            if in_full:
+                # Cut inside a full state: a clean restart is the client's (resume with
+                # since_version), not a second full state merged into a partial one.
+                raise UnavailableError("the leader changed while sending the full state; resume the stream")
+            await asyncio.sleep(0.05)
+
     async def close(self) -> None:
         for ch in self._channels.values():
             await ch.close()
@@ -360,9 +429,12 @@ class Interceptor(grpc.aio.ServerInterceptor):
             code = "OK"
             try:
                 self._prelude(context, admin, ours, name)
-                addr = self._forward_target(context) if forward is not None else None
-                items = (self._forward_stream(forward, addr, request, context) if addr is not None and forward
-                         else behavior(request, context))
+                if forward == MEMBERSHIP_STREAM:
+                    items = self._follow_membership(behavior, request, context)
+                else:
+                    addr = self._forward_target(context) if forward is not None else None
+                    items = (self._forward_stream(forward, addr, request, context) if addr is not None and forward
+                             else behavior(request, context))
                 async for item in items:
                     yield item
             except BaseException as e:

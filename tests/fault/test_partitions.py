@@ -85,8 +85,6 @@ def test_partitions_in_namespaces(tmp_path, seed, soak_seconds, faults) -> None:
 
 @needs_netns
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="zero bug (issue 11 report): while the old leader is cut off from its "
-                   "peers, StreamMembership watchers on the majority get no deltas until the partition heals")
 def test_watchers_on_the_majority_follow_while_the_old_leader_is_isolated(tmp_path) -> None:
     """A watcher on a zero of the majority sees each acknowledged change within 1 s,
     even while the old leader is isolated (SPEC: one message per applied batch)."""
