@@ -14,7 +14,7 @@ the application confirmed (advance()).
 
 from __future__ import annotations
 
-from .errors import CompactedError, SnapshotTemporarilyUnavailableError, UnavailableError
+from .errors import CompactedError, UnavailableError
 from .log_unstable import Unstable
 from .raftpb import Entry, Snapshot
 from .storage import NO_LIMIT, Storage, limit_size
@@ -195,10 +195,7 @@ class RaftLog:
         return self.slice(i, self.last_index() + 1, max_size)
 
     def all_entries(self) -> list[Entry]:
-        try:
-            return self.entries(self.first_index())
-        except CompactedError:  # racing compaction: retry
-            return self.all_entries()
+        return self.entries(self.first_index())
 
     def slice(self, lo: int, hi: int, max_size: int = NO_LIMIT) -> list[Entry]:
         """Entries [lo, hi) across storage and the unstable tail."""
@@ -328,7 +325,3 @@ class RaftLog:
     def stable_last_index(self) -> int:
         """The last index known to be durably persisted."""
         return self.unstable.offset - 1
-
-
-def is_temporarily_unavailable(e: Exception) -> bool:
-    return isinstance(e, SnapshotTemporarilyUnavailableError)

@@ -62,7 +62,7 @@ from .raftpb import (
     Snapshot,
 )
 from .read_only import ReadOnly, ReadOnlyOption
-from .ready import SoftState, StateType
+from .ready import ReadState, SoftState, StateType
 from .storage import NO_LIMIT
 from .tracker import Progress, ProgressState, ProgressTracker, TrackerConfig
 
@@ -763,7 +763,6 @@ class Raft:
 
     def _response_to_read_index_req(self, req: Message, read_index: int) -> Message | None:
         if req.from_ == NONE or req.from_ == self.id:
-            from .ready import ReadState
             self.read_states.append(ReadState(index=read_index, request_ctx=req.entries[0].data))
             return None
         return Message(type=MsgReadIndexResp, to=req.from_, index=read_index, entries=list(req.entries))
@@ -855,7 +854,6 @@ class Raft:
             if len(m.entries) != 1:
                 self.logger.error(f"{self.id} invalid format of MsgReadIndexResp from {m.from_}, entries count: {len(m.entries)}")
                 return
-            from .ready import ReadState
             self.read_states.append(ReadState(index=m.index, request_ctx=m.entries[0].data))
 
     def _handle_append_entries(self, m: Message) -> None:

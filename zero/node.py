@@ -423,10 +423,6 @@ class ZeroNode:
         snap.metadata.conf_state.CopyFrom(self._conf_state)
         return fresh
 
-    def transport_send(self, msg: raftpb.Message) -> None:
-        """Deliver a message to a peer (the transport hook)."""
-        self.transport.send(msg)
-
     # -- transport callbacks (event loop, never while a Ready is half-processed) -------------------
     def _step(self, msg: raftpb.Message) -> None:
         if self._node is None or self._stopping or self.removed.is_set():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 __all__ = ["MajorityConfig", "VoteResult", "INFINITE_INDEX"]
 
@@ -52,13 +52,6 @@ class MajorityConfig(frozenset[int]):
         if granted + missing >= q:
             return VoteResult.PENDING
         return VoteResult.LOST
-
-    def sorted_ids(self) -> list[int]:
-        return sorted(self)
-
-    @classmethod
-    def of(cls, ids: Iterable[int]) -> "MajorityConfig":
-        return cls(ids)
 
     def __repr__(self) -> str:
         return "(" + " ".join(str(i) for i in sorted(self)) + ")"
