@@ -3,7 +3,7 @@
 Every file starts with a 32-byte header, little-endian:
 
     0  magic    8 bytes   b"RCWALSEG" (segment) or b"RCWALSNP" (snapshot)
-    8  version  u16       FORMAT_VERSION
+    8  version  u16       FORMAT_VERSION when written; MIN_FORMAT_VERSION..FORMAT_VERSION read
     10 flags    u16       0
     12 reserved u32       0
     16 value    u64       segment: sequence number; snapshot: body length
@@ -11,7 +11,8 @@ Every file starts with a 32-byte header, little-endian:
     28 crc      u32       CRC-32C of bytes 0..28
 
 This layout is frozen across versions, so a newer file is recognised as such (valid
-checksum, unknown version) rather than as damage.
+checksum, unknown version) rather than as damage. Version 2 changed only the body of
+snapshot files (snapfile.py); segments of versions 1 and 2 are identical.
 
 A segment's body is a sequence of records, each a 16-byte header then the payload:
 
@@ -38,6 +39,7 @@ from ..errors import CorruptionError, StorageError
 
 __all__ = [
     "FORMAT_VERSION",
+    "MIN_FORMAT_VERSION",
     "SEGMENT_MAGIC",
     "SNAPSHOT_MAGIC",
     "FILE_HEADER_SIZE",
@@ -52,7 +54,8 @@ __all__ = [
     "valid_record_after",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written; version 1 files (the first release) are still read
+MIN_FORMAT_VERSION = 1
 SEGMENT_MAGIC = b"RCWALSEG"
 SNAPSHOT_MAGIC = b"RCWALSNP"
 
@@ -87,8 +90,8 @@ def encode_file_header(magic: bytes, value: int, value2: int = 0) -> bytes:
     return head + _CRC.pack(crc32c(head))
 
 
-def decode_file_header(buf: bytes, path: str, magic: bytes) -> tuple[int, int]:
-    """(value, value2) of a file header; raises CorruptionError for damage and
+def decode_file_header(buf: bytes, path: str, magic: bytes) -> tuple[int, int, int]:
+    """(version, value, value2) of a file header; raises CorruptionError for damage and
     StorageError for a well-formed header of an unsupported version."""
     if len(buf) < FILE_HEADER_SIZE:
         raise CorruptionError(
@@ -101,11 +104,11 @@ def decode_file_header(buf: bytes, path: str, magic: bytes) -> tuple[int, int]:
         raise CorruptionError(
             f"{path}: offset 0: bad magic {got_magic!r}, expected {magic!r}"
         )
-    if version != FORMAT_VERSION:
+    if not MIN_FORMAT_VERSION <= version <= FORMAT_VERSION:
         if crc_ok:
             raise StorageError(
-                f"{path}: unsupported format version {version} "
-                f"(this raftcore reads version {FORMAT_VERSION}); written by a newer raftcore?"
+                f"{path}: unsupported format version {version} (this raftcore reads versions "
+                f"{MIN_FORMAT_VERSION} to {FORMAT_VERSION}); written by a newer raftcore?"
             )
         raise CorruptionError(
             f"{path}: offset 8: header checksum mismatch and unknown format version {version}"
@@ -114,7 +117,7 @@ def decode_file_header(buf: bytes, path: str, magic: bytes) -> tuple[int, int]:
         raise CorruptionError(f"{path}: offset {_FILE_HEADER.size}: file header checksum mismatch")
     if flags != 0 or reserved != 0:
         raise CorruptionError(f"{path}: offset 10: unknown header flags {flags:#x}/{reserved:#x}")
-    return value, value2
+    return version, value, value2
 
 
 def record_header(rtype: int, payload: bytes) -> bytes:

@@ -65,7 +65,7 @@ class SegmentContents:
 
 def read_segment(path: str, seq: int) -> SegmentContents:
     buf = read_file(path)
-    got_seq, _ = decode_file_header(buf, path, SEGMENT_MAGIC)
+    _, got_seq, _ = decode_file_header(buf, path, SEGMENT_MAGIC)
     if got_seq != seq:
         raise CorruptionError(f"{path}: offset 16: header holds sequence {got_seq}, its name says {seq}")
     records, damage = scan_records(buf, FILE_HEADER_SIZE)

@@ -6,6 +6,12 @@ snapshot reset, entries that may overwrite a suffix, a hard state), create_snaps
 and compact(). Replaying it reproduces the view exactly, truncations included, because
 save() appends with MemoryStorage.append's semantics.
 
+A snapshot's file is written before the WAL record naming it, after syncing the WAL, and
+records where that record starts. So a newer file than the WAL names is either the
+orphan of a crash between the two (the log ends exactly at that position: deleted) or
+proof that the WAL lost records it had synced (it ends before: refused, see
+_check_orphans).
+
 Segments are deleted from the front once every index they ever wrote is at or below
 both the compaction point and the snapshot index. Each segment starts with a checkpoint
 (hard state, snapshot metadata, compaction point, last index/term), so replay starts
@@ -19,7 +25,9 @@ Invariants while open (not poisoned):
 - the view equals the replay of the files (synced up to the last must_sync save);
 - `_segments[-1]` is the open segment, `_fd` appends to it, `_size` is its length;
 - a snapshot file exists for the view's snapshot index (when > 0), and no older one is
-  deleted before the record naming the newer one is fsynced.
+  deleted before the record naming the newer one is fsynced;
+- a snapshot file is only written with nothing unsynced in the WAL before the position
+  it records.
 
 Not thread-safe, as MemoryStorage.
 """
@@ -54,6 +62,7 @@ from .walpb import (
     Checkpoint,
     CompactRecord,
     SaveRecord,
+    varint,
 )
 
 __all__ = ["DiskStorage", "DEFAULT_SEGMENT_SIZE", "encode_save"]
@@ -68,19 +77,10 @@ class Logger(Protocol):
     def info(self, msg: str, /) -> Any: ...
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 # Tag + length prefixes of SaveRecord.entries for entries under 2 KiB, precomputed: the
 # per-entry Python work of save() is one SerializeToString and one table lookup.
 _PREFIX_TABLE = 2048
-_ENTRY_PREFIX = [bytes([SAVE_ENTRIES_TAG]) + _varint(n) for n in range(_PREFIX_TABLE)]
+_ENTRY_PREFIX = [bytes([SAVE_ENTRIES_TAG]) + varint(n) for n in range(_PREFIX_TABLE)]
 _serialize_entry = Entry.SerializeToString
 
 
@@ -88,10 +88,10 @@ def _head_parts(snapshot: SnapshotMetadata | None, hard_state: HardState | None)
     parts: list[bytes] = []
     if snapshot is not None:
         b = snapshot.SerializeToString()
-        parts += (bytes([SAVE_SNAPSHOT_TAG]), _varint(len(b)), b)
+        parts += (bytes([SAVE_SNAPSHOT_TAG]), varint(len(b)), b)
     if hard_state is not None:
         b = hard_state.SerializeToString()
-        parts += (bytes([SAVE_HARD_STATE_TAG]), _varint(len(b)), b)
+        parts += (bytes([SAVE_HARD_STATE_TAG]), varint(len(b)), b)
     return parts
 
 
@@ -107,7 +107,7 @@ def encode_save(
             prefixes = list(map(_ENTRY_PREFIX.__getitem__, map(len, ser)))
         except IndexError:  # an entry of 2 KiB or more: compute the prefixes
             tag = bytes([SAVE_ENTRIES_TAG])
-            prefixes = [tag + _varint(len(s)) for s in ser]
+            prefixes = [tag + varint(len(s)) for s in ser]
         # Interleave prefix, entry, prefix, entry... with slice assignments (C loops).
         body: list[bytes] = [b""] * (2 * len(ser))
         body[::2] = prefixes
@@ -243,8 +243,8 @@ class DiskStorage:
         snaps = sorted(int(m.group(1), 16) for n in names if (m := SNAP_NAME.match(n)))
         # Every snapshot file must be intact, even one we are about to delete: a damaged
         # file is refused, never silently skipped (docs/DESIGN.md ("Durable storage"), recovery).
-        for i in snaps:
-            read_snapshot(os.path.join(d, snapshot_name(i)), i)
+        # Keep only where each one's WAL record starts; the current one is read again below.
+        snap_pos = {i: read_snapshot(os.path.join(d, snapshot_name(i)), i).wal_pos for i in snaps}
         if not seqs:
             if snaps:
                 raise CorruptionError(f"{d}: snapshot files but no WAL segment")
@@ -259,32 +259,80 @@ class DiskStorage:
                 )
         repair = self._replay(seqs)
         last = self._segments[-1]
+        end = repair[0] if repair is not None else os.path.getsize(last.path)
+        # Every check before the first change to segments and snapshot files: a refusal
+        # leaves them as found.
+        # Orphans first: a WAL cut below a newer snapshot is the cause to report, even
+        # when the older snapshot it now names was deleted on that newer one's account.
+        idx = self._view.snapshot().metadata.index
+        orphans = self._check_orphans(snap_pos, idx, last, end)
+        snap: Snapshot | None = None
+        if idx > 0:
+            path = os.path.join(d, snapshot_name(idx))
+            if idx not in snaps:
+                raise CorruptionError(f"{path}: snapshot file missing (the WAL's snapshot is at index {idx})")
+            snap = read_snapshot(path, idx).snapshot
+            if snap.metadata != self._view.snapshot().metadata:
+                raise CorruptionError(f"{path}: offset 32: snapshot metadata differs from the WAL's")
         if repair is not None:
-            offset, reason = repair
-            os.truncate(last.path, offset)
+            os.truncate(last.path, end)
             self._log.warning(
-                f"{last.path}: offset {offset}: {reason}; torn write at the end of the log "
+                f"{last.path}: offset {end}: {repair[1]}; torn write at the end of the log "
                 f"(an unacknowledged save), cut off"
+            )
+        for i in orphans:
+            self._log.warning(
+                f"{os.path.join(d, snapshot_name(i))}: snapshot file without its WAL record "
+                f"(a crash between writing it and the record), deleted"
             )
         self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._size = os.fstat(self._fd).st_size
         # What replay read is what we now build on: make it durable before deleting
         # anything on its account.
         os.fdatasync(self._fd)
-        idx = self._view.snapshot().metadata.index
-        if idx > 0:
-            if idx not in snaps:
-                raise CorruptionError(
-                    f"{os.path.join(d, snapshot_name(idx))}: snapshot file missing "
-                    f"(the WAL's snapshot is at index {idx})"
-                )
-            path = os.path.join(d, snapshot_name(idx))
-            snap = read_snapshot(path, idx)
-            if snap.metadata != self._view.snapshot().metadata:
-                raise CorruptionError(f"{path}: offset 32: snapshot metadata differs from the WAL's")
+        if snap is not None:
             self._view.set_snapshot(snap)
         self._gc_snapshots(snaps)
         self._delete_old_segments()
+
+    def _check_orphans(
+        self, snap_pos: dict[int, tuple[int, int] | None], idx: int, last: _Segment, end: int
+    ) -> list[int]:
+        """The snapshot files newer than the WAL's snapshot `idx` that a crash explains,
+        to delete; raises CorruptionError for one the WAL must have lost.
+
+        A snapshot file is written (after syncing the WAL) before the WAL record naming
+        it, and records where that record starts. A crash between the two, or one that
+        tears the record, leaves the log ending exactly there: the file is an orphan of
+        an operation that never returned. A log ending anywhere else lost records it had
+        synced — a WAL truncated below its own snapshot — and starting from it would
+        serve a state older than the snapshot, losing acknowledged writes. etcd writes
+        in the same order but cannot tell the two apart: snap.LoadNewestAvailable skips
+        every file the WAL does not name, and would start from the older state.
+        Version-1 files did not record the position and are orphans as before."""
+        orphans: list[int] = []
+        for i, pos in sorted(snap_pos.items()):
+            if i <= idx:
+                continue  # the current file, or an older one a crash left undeleted
+            if pos is None or pos == (last.seq, end):
+                orphans.append(i)
+                continue
+            path = os.path.join(self._dir, snapshot_name(i))
+            at = f"{segment_name(pos[0])} offset {pos[1]}"
+            if pos > (last.seq, end):
+                raise CorruptionError(
+                    f"{last.path}: offset {end}: the WAL ends here, below snapshot {path} (index {i}), "
+                    f"whose record starts at {at}: the WAL was synced up to there before that file "
+                    f"was written, so synced records are lost (a truncated or damaged WAL). Refusing "
+                    f"to start from a state older than its own snapshot; restore this member from a "
+                    f"peer or a backup"
+                )
+            raise CorruptionError(
+                f"{last.path}: offset {end}: the WAL continues past {at}, where the record of "
+                f"snapshot {path} (index {i}) starts, but never names that snapshot "
+                f"(its snapshot is at index {idx})"
+            )
+        return orphans
 
     def _replay(self, seqs: list[int]) -> tuple[int, str] | None:
         """Rebuild the view from the segments; returns (offset, reason) of a torn tail
@@ -426,9 +474,9 @@ class DiskStorage:
                 self._sync()
             return
         payload = encode_save(snap.metadata if snap is not None else None, hard_state, entries)
+        if snap is not None:
+            self._write_snapshot_file(snap)
         try:
-            if snap is not None:
-                write_snapshot(self._dir, snap)
             write_all(self._fd, record_header(RecordType.SAVE, payload), payload)
         except OSError as e:
             self._fail("write", e)
@@ -547,10 +595,22 @@ class DiskStorage:
             self._fail("fdatasync", e)
         self._dirty = False
 
-    def _append_durably(self, rtype: RecordType, payload: bytes, snap: Snapshot | None = None) -> None:
+    def _write_snapshot_file(self, snap: Snapshot) -> None:
+        """Write snap's file before the WAL record naming it (etcd's order: a crash in
+        between orphans the file; the WAL never names a missing one). Unsynced records
+        are synced first, so the file proves the WAL durably reached the position it
+        records, where its record starts (see _check_orphans)."""
+        if self._dirty:
+            self._sync()
         try:
-            if snap is not None:
-                write_snapshot(self._dir, snap)
+            write_snapshot(self._dir, snap, (self._segments[-1].seq, self._size))
+        except OSError as e:
+            self._fail("writing a snapshot file", e)
+
+    def _append_durably(self, rtype: RecordType, payload: bytes, snap: Snapshot | None = None) -> None:
+        if snap is not None:
+            self._write_snapshot_file(snap)
+        try:
             write_all(self._fd, record_header(rtype, payload), payload)
         except OSError as e:
             self._fail("write", e)

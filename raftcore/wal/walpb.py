@@ -24,6 +24,15 @@ not touch proto/. Equivalent .proto text (docs/DESIGN.md ("Durable storage") is 
       uint64 last_term = 6;
     }
     message CompactRecord { uint64 index = 1; uint64 term = 2; }
+    // The body of a snapshot file of format version 2 (version 1: a bare raftpb.Snapshot).
+    message SnapshotFile {
+      raftpb.Snapshot snapshot = 1;
+      // Where the WAL record naming this snapshot starts: the open segment's sequence
+      // number and its length when the file was written. Everything before it was
+      // synced first, so a WAL that ends before this point lost synced records.
+      uint64 wal_segment = 2;
+      uint64 wal_offset = 3;
+    }
 
 Field numbers are part of the format; never renumber them.
 """
@@ -36,18 +45,34 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from ..raftpb import raft_pb2
 
-__all__ = ["SaveRecord", "Checkpoint", "CompactRecord", "SAVE_ENTRIES_TAG"]
+__all__ = [
+    "SaveRecord", "Checkpoint", "CompactRecord", "SnapshotFile", "SAVE_ENTRIES_TAG",
+    "SAVE_SNAPSHOT_TAG", "SAVE_HARD_STATE_TAG", "SNAPSHOT_FILE_SNAPSHOT_TAG", "varint",
+]
 
 # The wire tag of SaveRecord.entries (field 3, wire type 2 = length-delimited); the
 # writer encodes entries by hand with it (the hot path, see storage.encode_save).
 SAVE_ENTRIES_TAG = 0x1A
 SAVE_SNAPSHOT_TAG = 0x0A
 SAVE_HARD_STATE_TAG = 0x12
+# SnapshotFile.snapshot (field 1, length-delimited): snapfile.py writes it by hand, so
+# the snapshot's data is not copied into a wrapper message.
+SNAPSHOT_FILE_SNAPSHOT_TAG = 0x0A
 
 _FILE = "raftcore/wal/walpb.proto"
 
 
-def _build() -> tuple[Any, Any, Any]:
+def varint(n: int) -> bytes:
+    """The protobuf base-128 varint encoding of a non-negative n."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _build() -> tuple[Any, Any, Any, Any]:
     pool = descriptor_pool.Default()
     try:
         fd = pool.FindFileByName(_FILE)
@@ -84,6 +109,11 @@ def _build() -> tuple[Any, Any, Any]:
             ("index", 1, opt, U64, ""),
             ("term", 2, opt, U64, ""),
         ])
+        msg("SnapshotFile", [
+            ("snapshot", 1, opt, MSG, ".raftpb.Snapshot"),
+            ("wal_segment", 2, opt, U64, ""),
+            ("wal_offset", 3, opt, U64, ""),
+        ])
         pool.Add(f)
         fd = pool.FindFileByName(_FILE)
     get = message_factory.GetMessageClass
@@ -91,7 +121,8 @@ def _build() -> tuple[Any, Any, Any]:
         get(fd.message_types_by_name["SaveRecord"]),
         get(fd.message_types_by_name["Checkpoint"]),
         get(fd.message_types_by_name["CompactRecord"]),
+        get(fd.message_types_by_name["SnapshotFile"]),
     )
 
 
-SaveRecord, Checkpoint, CompactRecord = _build()
+SaveRecord, Checkpoint, CompactRecord, SnapshotFile = _build()

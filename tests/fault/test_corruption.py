@@ -136,13 +136,12 @@ def test_corrupted_files_repaired_or_refused(golden, tmp_path, case) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="zero bug (issue 11 report): a WAL cut below its "
-                   "snapshot's index is taken for a torn tail; the zero serves a state older than its own snapshot")
 def test_wal_cut_below_its_snapshot_is_not_a_torn_tail(golden, tmp_path) -> None:
     """A crash can only tear the tail written after the last fsync; a snapshot file at
     index 18 beside a WAL that now ends before 18 proves acknowledged entries were lost.
-    The zero must refuse (exit 1 naming the WAL) or at least serve everything its
-    snapshot holds (dn0..dn5, Connected before the snapshot was taken)."""
+    The zero refuses: exit 1 naming the WAL, its files left as found (docs/DESIGN.md
+    "Recovery rules", 5). Serving would drop what its snapshot holds (dn0..dn5, Connected
+    before the snapshot was taken) or, from the snapshot, entries acknowledged after it."""
     src, _ = golden
     d = tmp_path / "z1"
     shutil.copytree(src, d)
@@ -154,12 +153,16 @@ def test_wal_cut_below_its_snapshot_is_not_a_torn_tail(golden, tmp_path) -> None
         how = wait_for(lambda: "exited" if z.proc.poll() is not None  # type: ignore[union-attr]
                        else ("serving" if http_json(z.http + "/health")[0] == 200 else None), 30, "serve or exit")
         if how == "exited":
-            assert z.proc.returncode == 1 and wal.name in z.log_tail(3000)  # type: ignore[union-attr]
+            log = z.log_tail(3000)
+            assert z.proc.returncode == 1, log  # type: ignore[union-attr]
+            assert wal.name in log and "synced records are lost" in log, log
+            assert snap.exists(), "the refusal deleted the snapshot file"
+            print(f"corruption wal-cut-below-snapshot: refused (exit 1, names {wal.name})")
             return
         got = z.stub.GetState(zero_pb2.GetStateRequest(), timeout=5)
         addrs = {m.addr for g in got.groups.values() for m in g.members.values()}
         missing = sorted({f"dn{i}:7080" for i in range(6)} - addrs)
-        assert not missing, (f"served version {got.version} without {missing}, which its snapshot "
-                             f"{snap.name} holds (snapshot file still there: {snap.exists()})")
+        pytest.fail(f"served version {got.version} (without {missing or 'nothing'} of its snapshot "
+                    f"{snap.name}; snapshot file still there: {snap.exists()}) instead of refusing")
     finally:
         z.cleanup()

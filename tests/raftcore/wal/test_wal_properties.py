@@ -5,6 +5,8 @@
   state of a MemoryStorage given the same operations, before and after every reopen.
 - A torn write at every byte offset of the last record is repaired to the state before
   that record.
+- A cut of the newest segment anywhere leaves exactly the state up to the cut, or is
+  refused; it is always refused below the record of the snapshot whose file is on disk.
 - Damage contract, for a directory written by synced operations and one flipped bit:
   opening raises CorruptionError, or — only if the bit lies in the last record of the
   newest segment — succeeds with exactly the state before the operation that wrote that
@@ -199,6 +201,49 @@ def test_every_single_bit_flip_is_detected(seed: int, n: int, seg: int) -> None:
                 assert prev is not None and got == prev, f"flip at {name}:{pos} lost more than the last record"
             shutil.rmtree(work)
         assert state(final) is not None
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 25), seg=st.sampled_from([200, 800, 1 << 20]))
+def test_a_cut_never_goes_below_the_snapshot(seed: int, n: int, seg: int) -> None:
+    """The newest segment cut anywhere (a lost end, not only a torn write): open either
+    succeeds with exactly the state the cut leaves, or refuses; below the record of the
+    snapshot whose file is on disk it always refuses, and says "synced records are lost"
+    (naming the segment) only there. A cut inside that record is a torn write of it."""
+    rng = random.Random(seed ^ 0xC07)
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        pristine = tmp / "pristine"
+        hist, final = _build(pristine, seed, n, seg)
+        newest = last_segment(pristine)
+        size = newest.stat().st_size
+        # Where the record of the snapshot on disk starts, if in the newest segment: the
+        # newest segment's size before the operation that made that snapshot.
+        snap_rec = -1
+        if final.snapshot().metadata.index > 0:
+            k = next(k for k, h in enumerate(hist) if h[2].snapshot().metadata == final.snapshot().metadata)
+            if hist[k - 1][0] == newest.name:
+                snap_rec = hist[k - 1][1]
+        for _ in range(12):
+            at = rng.randrange(32, size + 1)
+            cands = [mm for (name, sz, mm) in hist if name == newest.name and sz <= at]
+            expected = cands[-1] if cands else None
+            below = at < snap_rec  # at the record or inside it: a torn write of it
+            work = tmp / "work"
+            shutil.copytree(pristine, work)
+            with open(work / newest.name, "r+b") as f:
+                f.truncate(at)
+            try:
+                with open_(work, seg) as d:
+                    got = state(d)
+            except CorruptionError as e:
+                lost = "synced records are lost" in str(e)
+                assert below or not lost, f"cut at {at}/{size} above the snapshot refused: {e}"
+                assert not lost or str(work / newest.name) in str(e), e
+            else:
+                assert not below, f"cut at {at}/{size}, below the snapshot, served"
+                assert expected is not None and got == state(expected), f"cut at {at}/{size}"
+            shutil.rmtree(work)
 
 
 @settings(max_examples=30, **SETTINGS)

@@ -467,11 +467,12 @@ def test_damaged_orphan_newer_snapshot_file_is_refused(tmp_path: Path) -> None:
     s.metadata.index, s.metadata.term = 8, 1
     from raftcore.wal.snapfile import write_snapshot
 
-    path = Path(write_snapshot(str(w), s))
+    end = (0, segs(w)[-1].stat().st_size)  # its record would have started at the WAL's end
+    path = Path(write_snapshot(str(w), s, end))
     with DiskStorage.open(w) as d:
         assert d.snapshot().metadata.index == 0
     assert not path.exists()
-    write_snapshot(str(w), s)
+    write_snapshot(str(w), s, end)
     _flip(path, 40)
     with pytest.raises(CorruptionError, match=str(path)):
         DiskStorage.open(w)
