@@ -142,6 +142,10 @@ class Node:
         self._rn.read_index(rctx)
         self._touch()
 
+    def local_read_index(self) -> int | None:
+        """See RawNode.local_read_index."""
+        return None if self._stopped else self._rn.local_read_index()
+
     def status(self) -> Status:
         return self._rn.status()
 

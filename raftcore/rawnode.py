@@ -153,6 +153,17 @@ class RawNode:
         request_ctx == rctx in a later Ready. Silently dropped without a leader."""
         self.raft.step(Message(type=MsgReadIndex, entries=[Entry(data=rctx)]))
 
+    def local_read_index(self) -> int | None:
+        """The read index a leader that is its configuration's only voter may use
+        without a ReadIndex round — its commit index, which is what raft would answer
+        the round with at once (as etcd does for a singleton) — or None when a round is
+        needed. Nothing else can commit in such a configuration."""
+        r = self.raft
+        if (r.state == StateType.LEADER and r.prs.is_singleton() and r.id in r.prs.config.voters.incoming
+                and r._committed_entry_in_current_term()):
+            return r.raft_log.committed
+        return None
+
     def report_unreachable(self, node_id: int) -> None:
         self.raft.step(Message(type=MsgUnreachable, from_=node_id))
 

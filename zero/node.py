@@ -90,6 +90,12 @@ class NodeOptions:
     transfer_on_stop: float = 2.0  # a leader hands leadership over for at most this long on stop
 
 
+def _fail(futs: list[asyncio.Future[None]], err: ZeroError) -> None:
+    for f in futs:
+        if not f.done():
+            f.set_exception(err)
+
+
 class _ReadRound:
     __slots__ = ("ctx", "waiters", "index", "started")
 
@@ -129,6 +135,7 @@ class ZeroNode:
         # Linearizable reads: requests that arrive while a round is in flight wait for
         # the next round, which begins after they arrived.
         self._read_waiting: list[asyncio.Future[None]] = []
+        self._read_waiting_since = 0.0  # when the oldest of _read_waiting arrived
         self._read_round: _ReadRound | None = None
         self._read_seq = 0
         self._read_ready: list[_ReadRound] = []  # answered, waiting for apply
@@ -727,12 +734,25 @@ class ZeroNode:
             raise UnavailableError("zero is not running")
         if self._lead == 0:
             raise UnavailableError("no leader is known; linearizable reads are unavailable")
+        local = node.local_read_index()
+        if local is not None and self._applied >= local:
+            # The only voter, leading: no round to run (raft would answer it with the
+            # commit index at once), and everything committed is applied.
+            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._read_waiting:
+            self._read_waiting_since = time.monotonic()
         self._read_waiting.append(fut)
         if self._read_round is None:
             await self._start_read_round()
+        if timeout is None:
+            # The hot path (every timestamp batch, every tablet lookup): one future per
+            # caller; the rounds carry the deadline (_expire_reads, read_timeout).
+            await fut
+            return
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout or self.opts.read_timeout)
+            async with asyncio.timeout(timeout):
+                await fut
         except TimeoutError:
             raise UnavailableError("linearizable read timed out (no quorum?)") from None
 
@@ -775,20 +795,27 @@ class ZeroNode:
         self._read_ready = keep
 
     def _expire_reads(self) -> None:
-        """A round unanswered for an election timeout is abandoned (no quorum or the
-        request was dropped); its waiters' own timeouts report UNAVAILABLE, and new
-        readers start a fresh round."""
+        """Every tick: a round unanswered for two election timeouts is abandoned (no
+        quorum, or the request was dropped) and its readers get UNAVAILABLE; so do
+        readers whose answered round has not been applied within read_timeout (a
+        follower cut off after the answer) and readers left waiting that long without
+        a leader to ask. Waiting readers start a fresh round when a leader is known."""
+        now = time.monotonic()
         rnd = self._read_round
-        if rnd is None:
-            return
-        limit = self.opts.tick_seconds * self.opts.election_ticks * 2
-        if time.monotonic() - rnd.started > limit:
+        if rnd is not None and now - rnd.started > self.opts.tick_seconds * self.opts.election_ticks * 2:
             self._read_round = None
-            for f in rnd.waiters:
-                if not f.done():
-                    f.set_exception(UnavailableError("linearizable read: leadership not confirmed by a quorum"))
-            if self._read_waiting and self._lead:
+            _fail(rnd.waiters, UnavailableError("linearizable read: leadership not confirmed by a quorum"))
+        if self._read_ready and now - self._read_ready[0].started > self.opts.read_timeout:
+            late = [r for r in self._read_ready if now - r.started > self.opts.read_timeout]
+            self._read_ready = [r for r in self._read_ready if now - r.started <= self.opts.read_timeout]
+            for r in late:
+                _fail(r.waiters, UnavailableError("linearizable read timed out waiting for the apply (cut off?)"))
+        if self._read_round is None and self._read_waiting:
+            if self._lead:
                 asyncio.get_running_loop().create_task(self._start_read_round())
+            elif now - self._read_waiting_since > self.opts.read_timeout:
+                waiting, self._read_waiting = self._read_waiting, []
+                _fail(waiting, UnavailableError("linearizable read timed out: no leader is known"))
 
     def _fail_reads(self, err: ZeroError) -> None:
         rounds = list(self._read_ready)
@@ -798,9 +825,7 @@ class ZeroNode:
         self._read_ready = []
         waiting = self._read_waiting
         self._read_waiting = []
-        for f in [f for r in rounds for f in r.waiters] + waiting:
-            if not f.done():
-                f.set_exception(err)
+        _fail([f for r in rounds for f in r.waiters] + waiting, err)
 
     def _fail_all(self, err: ZeroError) -> None:
         self._fail_reads(err)

@@ -212,6 +212,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
         self._requests = m.grpc_requests
         self._seconds = m.grpc_seconds
         self._children: dict[tuple[str, str], Any] = {}
+        self._wrapped: dict[str, Any] = {}  # method -> its wrapped handler
         self._errors_logged: dict[tuple[str, ...], float] = {}
         # Channels to the leader, for forwarding; a factory may add TLS.
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -220,10 +221,19 @@ class Interceptor(grpc.aio.ServerInterceptor):
         self._authorize = authorize
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        # Services are registered once, before the server starts: a method's wrapped
+        # handler is built on its first call and reused (the per-call path is one lookup).
+        method = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(details)
         if handler is None:
             return None
-        method = details.method
+        wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
+
+    def _wrap(self, handler: Any, method: str) -> Any:
         name = method.lstrip("/")
         admin = method.startswith(ADMIN_PREFIX)
         ours = method.startswith("/zero.v1.")

@@ -116,6 +116,9 @@ class Delta:
         )
 
 
+_FLAG_DELTAS = {(h, st): Delta(header=h, settings=st) for h in (False, True) for st in (False, True)}
+
+
 @dataclass(slots=True)
 class _Changes:
     """Mutable collector a handler fills while it mutates; frozen into a Delta."""
@@ -129,6 +132,9 @@ class _Changes:
     settings: bool = False
 
     def freeze(self) -> Delta:
+        if not (self.members or self.removed_members or self.zeros or self.removed_zeros or self.tablets):
+            # The common case (leases: only the header moved) shares one immutable Delta.
+            return _FLAG_DELTAS[self.header, self.settings]
         return Delta(frozenset(self.members), frozenset(self.removed_members),
                      frozenset(self.zeros), frozenset(self.removed_zeros),
                      frozenset(self.tablets), frozenset(), self.header, self.settings)

@@ -439,3 +439,47 @@ def test_read_only_same_context_twice_is_answered_twice() -> None:
     nt.propose(1, b"x")
     nt.send(read_index_msg(1, b"same"))
     assert [(r.index, r.request_ctx) for r in nt[1].read_states] == [(1, b"same"), (2, b"same")]
+
+
+def test_local_read_index_only_for_a_singleton_leader_with_a_commit_in_its_term():
+    """RawNode.local_read_index: the commit index for the only voter once it leads and has
+    committed an entry of its term; None for a follower, a fresh leader of a larger
+    group, or a two-voter config (where a round is needed)."""
+    from raftcore.config import Config
+    from raftcore.raftpb import ConfChange, EntryConfChange
+    from raftcore.rawnode import RawNode
+    from raftcore.storage import MemoryStorage
+
+    def node(nid: int, peers: list[int]) -> RawNode:
+        rn = RawNode(Config(id=nid, election_tick=10, heartbeat_tick=1, storage=MemoryStorage(),
+                            max_size_per_msg=1 << 20, max_inflight_msgs=256))
+        rn.bootstrap(peers)
+        return rn
+
+    def drain(rn: RawNode) -> None:
+        while rn.has_ready():
+            rd = rn.ready()
+            rn.raft.raft_log.storage.append(rd.entries)
+            for e in rd.committed_entries:
+                if e.type == EntryConfChange:
+                    rn.apply_conf_change(ConfChange.FromString(e.data))
+            rn.advance(rd)
+
+    solo = node(1, [1])
+    drain(solo)
+    assert solo.local_read_index() is None  # a follower
+    solo.campaign()
+    drain(solo)
+    assert solo.raft.state == StateType.LEADER
+    assert solo.local_read_index() == solo.raft.raft_log.committed > 0
+
+    pair = node(1, [1, 2])
+    drain(pair)
+    pair.campaign()
+    drain(pair)
+    assert pair.raft.state != StateType.LEADER
+    assert pair.local_read_index() is None
+    pair.raft.become_candidate()
+    pair.raft.become_leader()  # even leading, two voters always need a round
+    drain(pair)
+    assert pair.local_read_index() is None
