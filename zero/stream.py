@@ -17,7 +17,7 @@ at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import ResourceExhaustedError
@@ -25,7 +25,7 @@ from .node import ZeroNode
 from .pb import zero_pb2
 from .state import Applied, Delta
 
-__all__ = ["MembershipHub", "CHUNK_BYTES", "full_state_chunks", "merge_chunk"]
+__all__ = ["MembershipHub", "CHUNK_BYTES", "full_state_chunks", "iter_full_state_chunks", "merge_chunk"]
 
 CHUNK_BYTES = 1 << 20  # SPEC: full state in messages of at most 1 MiB
 QUEUE_LIMIT = 1024     # updates a watcher may fall behind before it is dropped
@@ -34,44 +34,61 @@ FULL_READS_AT_ONCE = 16
 _RESYNC = object()  # queue marker: the state was replaced (snapshot install); send it all
 
 
-def full_state_chunks(state: zero_pb2.MembershipState, limit: int = CHUNK_BYTES) -> list[zero_pb2.MembershipUpdate]:
+# Room left in a chunk for each member and zero whose liveness fields (healthy,
+# last_heartbeat_ms, leader) are filled in after chunking: at most 2 + 11 + 2 bytes.
+LIVENESS_SLACK = 16
+
+
+def full_state_chunks(state: zero_pb2.MembershipState, limit: int = CHUNK_BYTES,
+                      slack: int = 0) -> list[zero_pb2.MembershipUpdate]:
     """`state` split into MembershipUpdates of at most `limit` serialized bytes each
     (a single member or tablet larger than that goes alone). The first chunk carries
     the header fields and the zeros; later chunks carry parts of groups."""
+    return list(iter_full_state_chunks(state, limit, slack))
+
+
+def iter_full_state_chunks(state: zero_pb2.MembershipState, limit: int = CHUNK_BYTES,
+                           slack: int = 0) -> Iterator[zero_pb2.MembershipUpdate]:
+    """full_state_chunks one chunk at a time (copies: `state` is only read, and only
+    one chunk is alive at a time). `slack` bytes are reserved per member and zero for
+    fields a caller fills in afterwards, so the chunks stay within `limit` then too.
+    The last chunk has `last_chunk` set."""
     head = zero_pb2.MembershipState()
     _copy_header(head, state)
-    out: list[zero_pb2.MembershipUpdate] = []
     cur = head
-    size = cur.ByteSize()
+    size = cur.ByteSize() + slack * len(state.zeros)
     # A map entry costs its value plus a few bytes of key and framing.
     overhead = 16
 
-    def flush() -> None:
-        nonlocal cur, size
-        out.append(zero_pb2.MembershipUpdate(version=state.version, cluster_id=state.cluster_id, full=True,
-                                             state=cur))
-        cur = zero_pb2.MembershipState(version=state.version, cluster_id=state.cluster_id)
-        size = cur.ByteSize()
+    def update(part: zero_pb2.MembershipState) -> zero_pb2.MembershipUpdate:
+        return zero_pb2.MembershipUpdate(version=state.version, cluster_id=state.cluster_id, full=True, state=part)
+
+    def fresh() -> zero_pb2.MembershipState:
+        return zero_pb2.MembershipState(version=state.version, cluster_id=state.cluster_id)
 
     for gid, group in state.groups.items():
         # Every group appears at least once, even when empty.
         cur.groups[gid]
         size += overhead
         for mid, m in group.members.items():
-            s = m.ByteSize() + overhead
+            s = m.ByteSize() + overhead + slack
             if size + s > limit and size > overhead * 2:
-                flush()
+                yield update(cur)
+                cur = fresh()
+                size = cur.ByteSize()
             cur.groups[gid].members[mid].CopyFrom(m)
             size += s
         for name, t in group.tablets.items():
             s = t.ByteSize() + len(name) + overhead
             if size + s > limit and size > overhead * 2:
-                flush()
+                yield update(cur)
+                cur = fresh()
+                size = cur.ByteSize()
             cur.groups[gid].tablets[name].CopyFrom(t)
             size += s
-    flush()
-    out[-1].last_chunk = True
-    return out
+    last = update(cur)
+    last.last_chunk = True
+    yield last
 
 
 def merge_chunk(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState) -> None:
@@ -104,17 +121,29 @@ def _copy_scalars(into: zero_pb2.MembershipState, part: zero_pb2.MembershipState
 
 
 class _Msg:
-    """An update shared by every watcher it goes to, serialized at most once."""
+    """An update shared by every watcher it goes to, serialized at most once. A chunk
+    of the full state keeps only its bytes (the message is parsed again for the rare
+    caller that wants objects): 500 watchers of a 100,000-tablet state share ~6 MB of
+    bytes, not another copy of the state as messages."""
 
-    __slots__ = ("obj", "_data")
+    __slots__ = ("_obj", "_data", "version")
 
-    def __init__(self, obj: zero_pb2.MembershipUpdate) -> None:
-        self.obj = obj
-        self._data: bytes | None = None
+    def __init__(self, obj: zero_pb2.MembershipUpdate | None = None, data: bytes | None = None,
+                 version: int = 0) -> None:
+        self._obj = obj
+        self._data = data
+        self.version = obj.version if obj is not None else version
+
+    @classmethod
+    def serialized(cls, obj: zero_pb2.MembershipUpdate) -> _Msg:
+        return cls(data=obj.SerializeToString(), version=obj.version)
 
     @property
-    def version(self) -> int:
-        return self.obj.version
+    def obj(self) -> zero_pb2.MembershipUpdate:
+        if self._obj is None:
+            assert self._data is not None
+            return zero_pb2.MembershipUpdate.FromString(self._data)
+        return self._obj
 
     @property
     def data(self) -> bytes:
@@ -294,20 +323,41 @@ class MembershipHub:
         st = self.node.state
         key = (id(st), st.version, self._epoch)
         if key != self._bytes_key:
-            state = st.state_copy()
-            if self._overlay is not None:
-                self._overlay(state)
-            self._bytes = state.SerializeToString()
+            # Serialized a group at a time and concatenated (a protobuf parser merges
+            # concatenated messages; each group is one map entry): the peak is one
+            # group's copy, not a copy of the whole state.
+            self._bytes = b""
+            live = st._state
+            head = zero_pb2.MembershipState()
+            _copy_header(head, live)
+            parts = [self._rendered(head)]
+            for gid, group in live.groups.items():
+                one = zero_pb2.MembershipState()
+                one.groups[gid].CopyFrom(group)
+                parts.append(self._rendered(one))
+            self._bytes = b"".join(parts)
             self._bytes_key = key
         return self._bytes
+
+    def _rendered(self, part: zero_pb2.MembershipState) -> bytes:
+        if self._overlay is not None:
+            self._overlay(part)
+        return part.SerializeToString()
 
     def _full(self) -> list[_Msg]:
         st = self.node.state
         key = (id(st), st.version, self._epoch)
         if key != self._full_key:
-            state = st.state_copy()
-            if self._overlay is not None:
-                self._overlay(state)
-            self._full_msgs = [_Msg(m) for m in full_state_chunks(state)]
+            # Chunked straight from the live state (no await here, so it cannot change
+            # underneath), liveness filled in per chunk, each kept as bytes only: the
+            # peak is one chunk of messages, not a copy of the whole state.
+            self._full_msgs = []
+            msgs = []
+            overlay = self._overlay
+            for u in iter_full_state_chunks(st._state, slack=LIVENESS_SLACK if overlay is not None else 0):
+                if overlay is not None:
+                    overlay(u.state)
+                msgs.append(_Msg.serialized(u))
+            self._full_msgs = msgs
             self._full_key = key
         return self._full_msgs

@@ -174,3 +174,61 @@ def test_full_state_of_100k_tablets_is_chunked_under_1mib():
     for c in chunks:
         merge_chunk(merged, c.state)
     assert merged == st
+
+
+def test_chunks_leave_room_for_liveness_filled_in_afterwards():
+    """With `slack` per member and zero, chunks filled with the largest liveness values
+    after chunking still fit the limit (the hub chunks the live state, then overlays)."""
+    from zero.stream import LIVENESS_SLACK, iter_full_state_chunks
+
+    st = zero_pb2.MembershipState(version=7, cluster_id="c")
+    for z in range(1, 6):
+        st.zeros[z].CopyFrom(zero_pb2.Member(id=z, addr=f"z{z}:5080"))
+    for m in range(1, 30_001):
+        st.groups[1 + m % 3].members[m].CopyFrom(zero_pb2.Member(id=m, group_id=1 + m % 3, addr=f"h{m}:7080"))
+    for i in range(20_000):
+        st.groups[1 + i % 3].tablets[f"p.{i:06d}"].CopyFrom(zero_pb2.Tablet(predicate=f"p.{i:06d}", group_id=1 + i % 3))
+    merged = zero_pb2.MembershipState()
+    n = 0
+    for u in iter_full_state_chunks(st, slack=LIVENESS_SLACK):
+        for g in u.state.groups.values():
+            for m in g.members.values():
+                m.healthy, m.leader, m.last_heartbeat_ms = True, True, -1  # -1: the longest varint
+        for z in u.state.zeros.values():
+            z.healthy, z.leader, z.last_heartbeat_ms = True, True, -1
+        assert u.ByteSize() <= CHUNK_BYTES
+        merge_chunk(merged, u.state)
+        n += 1
+    assert n > 1 and len(merged.groups[1].members) == 10_000 and len(merged.zeros) == 5
+
+
+@pytest.mark.timeout(60)
+def test_state_bytes_and_full_chunks_match_the_state_with_liveness(tmp_path):
+    """GetState's bytes (built a group at a time) and the stream's full state (chunked
+    from the live state, liveness filled per chunk) both equal the state with the
+    overlay applied to a copy, the way they were built before."""
+    async def main() -> None:
+        node = await _node(tmp_path)
+        for i in range(40):
+            await node.propose(_connect(f"dn{i}:7080"))
+        for i in range(200):
+            await node.propose(_claim(f"pred.{i}", 1 + i % 3))
+
+        def overlay(s: zero_pb2.MembershipState) -> zero_pb2.MembershipState:
+            for g in s.groups.values():
+                for m in g.members.values():
+                    m.healthy, m.last_heartbeat_ms = m.id % 2 == 0, 1000 + m.id
+            for z in s.zeros.values():
+                z.leader = True
+            return s
+
+        hub = MembershipHub(node, overlay=overlay)
+        want = overlay(node.state.state_copy())
+        assert zero_pb2.MembershipState.FromString(hub.state_bytes()) == want
+        merged = zero_pb2.MembershipState()
+        for m in hub._full():
+            merge_chunk(merged, m.obj.state)
+        assert merged == want
+        await node.stop()
+
+    asyncio.run(main())
