@@ -69,7 +69,8 @@ class ZeroProc:
     """One `zero run` child. Its ports and data dir survive restarts; the log file is
     appended to across restarts."""
 
-    def __init__(self, data_dir: Path, name: str, *, flags: Sequence[str] = FAST) -> None:
+    def __init__(self, data_dir: Path, name: str, *, flags: Sequence[str] = FAST,
+                 advertise: str | None = None) -> None:
         self.data_dir = data_dir
         self.name = name
         self.grpc_port, self.http_port = free_port(), free_port()
@@ -81,11 +82,14 @@ class ZeroProc:
         self._out: Any = None
         self._channel: grpc.Channel | None = None
         self.raft_id = 0
+        # What --my says (peers dial it), when not the gRPC address itself: e.g. a proxy.
+        self.advertise = advertise
 
     def start(self, *extra: str) -> ZeroProc:
         assert not self.running, f"{self.name} is already running"
         args = [sys.executable, "-m", "zero", "run", "--data-dir", str(self.data_dir),
-                "--grpc-addr", self.addr, "--http-addr", f"127.0.0.1:{self.http_port}", "--my", self.addr,
+                "--grpc-addr", self.addr, "--http-addr", f"127.0.0.1:{self.http_port}",
+                "--my", self.advertise or self.addr,
                 "--log-format", "json", *self.flags, *extra]
         if self._out is not None:
             self._out.close()

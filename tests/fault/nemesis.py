@@ -8,6 +8,9 @@ is the exception, on purpose (SPEC semantics 3).
 
 The nemesis talks to a `Target` (the cluster: its nodes, who leads, how to transfer
 leadership), so the same schedule runs against loopback processes and namespaces.
+One kind of fault needs more of the target:
+    PROXY_FAULTS       a `net` (proxy.ProxyNet) that the zeros' peer traffic goes through:
+                       delay with jitter, a stalled link, dropped connections
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, Protocol
 
 from .history import FAIL, OK, History
 
-__all__ = ["Node", "Target", "Nemesis", "FAULTS"]
+__all__ = ["Node", "Target", "Nemesis", "FAULTS", "PROXY_FAULTS"]
 
 
 class Node(Protocol):
@@ -44,6 +47,7 @@ class Target(Protocol):
 
 
 FAULTS = ("kill9_random", "kill9_leader", "pause_random", "pause_leader", "restart_all", "transfer_storm")
+PROXY_FAULTS = ("delay", "stall_link", "reset_links")
 
 
 class Nemesis(threading.Thread):
@@ -155,8 +159,66 @@ class Nemesis(threading.Thread):
             time.sleep(self.rng.uniform(0.05, 0.3))
         return {"transfers": done}
 
+    # -- through the proxy (PROXY_FAULTS) -----------------------------------------------------------
+    def _net(self) -> Any:
+        net = getattr(self.t, "net", None)
+        if net is None or not getattr(self.t, "proxies", False):
+            raise RuntimeError("this target's peers do not talk through a proxy")
+        return net
+
+    def _link(self) -> tuple[str, str]:
+        a, b = self.rng.sample([n.name for n in self.t.nodes], 2)
+        return a, b
+
+    def _delay(self) -> dict[str, Any]:
+        """20-200 ms (+- up to half of it) on every link, clients' included, or on one
+        link (one or both directions), for 1-3 s."""
+        net = self._net()
+        ms = self.rng.uniform(20, 200)
+        jitter = self.rng.uniform(0, ms / 2)
+        r = self.rng.random()
+        if r < 0.5:
+            net.delay(ms, jitter)
+            where = "all"
+        else:
+            a, b = self._link()
+            net.delay(ms, jitter, a, b)
+            if r < 0.75:
+                net.delay(ms, jitter, b, a)
+                where = f"{a}<->{b}"
+            else:
+                where = f"{a}->{b}"
+        time.sleep(self.rng.uniform(1.0, 3.0))
+        net.heal()
+        return {"links": where, "ms": round(ms), "jitter_ms": round(jitter)}
+
+    def _stall_link(self) -> dict[str, Any]:
+        """One link (one or both directions) holds everything it carries for a while."""
+        net = self._net()
+        a, b = self._link()
+        net.stall(a, b)
+        both = self.rng.random() < 0.5
+        if both:
+            net.stall(b, a)
+        self._hold()
+        net.heal()
+        return {"link": f"{a}{'<->' if both else '->'}{b}"}
+
+    def _reset_links(self) -> dict[str, Any]:
+        """Drop every proxied connection (or one zero's) 1-3 times; they reconnect."""
+        net = self._net()
+        who = "*" if self.rng.random() < 0.5 else self.rng.choice([n.name for n in self.t.nodes])
+        dropped = []
+        for _ in range(self.rng.randint(1, 3)):
+            dropped.append(net.reset(who) if who != "*" else net.reset())
+            time.sleep(self.rng.uniform(0.1, 0.5))
+        return {"node": who, "dropped": dropped}
+
     def heal(self) -> None:
-        """Resume paused nodes and start stopped ones."""
+        """Heal the proxy, resume paused nodes and start stopped ones."""
+        net = getattr(self.t, "net", None)
+        if net is not None:
+            net.heal()
         for n in list(self.paused):
             n.signal(signal.SIGCONT)
         self.paused.clear()

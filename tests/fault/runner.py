@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,25 @@ from .history import FAIL, OK, History
 from .nemesis import FAULTS, Nemesis, Target
 from .workloads import Mix, Workload
 
-__all__ = ["Cluster", "Run", "run"]
+__all__ = ["Cluster", "Run", "run", "pytest_timeout"]
+
+
+def pytest_timeout(duration: float, overhead: float = 150.0) -> float:
+    """A pytest timeout for a nemesis run of `duration` seconds, or of the soak's length
+    when one is asked for (`--soak SECONDS` on the command line, else ZERO_FAULT_SOAK, as
+    conftest's soak_seconds fixture reads them): timeout marks are evaluated at import,
+    before any fixture exists."""
+    soak = None
+    for i, a in enumerate(sys.argv):
+        if a == "--soak" and i + 1 < len(sys.argv):
+            soak = sys.argv[i + 1]
+        elif a.startswith("--soak="):
+            soak = a.split("=", 1)[1]
+    try:
+        seconds = float(soak or os.environ.get("ZERO_FAULT_SOAK") or duration)
+    except ValueError:
+        seconds = duration
+    return seconds + overhead
 
 
 class Cluster(Target, Protocol):
