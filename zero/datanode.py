@@ -59,6 +59,11 @@ __all__ = ["DataNode", "DataNodeConfig", "run_datanode"]
 
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
                 ("grpc.so_reuseport", 0)]
+# Channels to other data nodes (a move's copy): gRPC's reconnect backoff capped at 1 s,
+# or a destination that was down for a few seconds stays unreachable for seconds after it
+# is back, and every move to it is rolled back meanwhile (zero/moves.py DIAL_OPTIONS).
+CHANNEL_OPTIONS = [*GRPC_OPTIONS[:2], ("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +333,8 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
         ch = self._channels.get(addr)
         if ch is None:
             ch = self._channels[addr] = (
-                grpc.aio.secure_channel(addr, self._creds, options=GRPC_OPTIONS[:2]) if self._creds is not None
-                else grpc.aio.insecure_channel(addr, options=GRPC_OPTIONS[:2]))
+                grpc.aio.secure_channel(addr, self._creds, options=CHANNEL_OPTIONS) if self._creds is not None
+                else grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS))
         return ch
 
     # -- moves: destination -----------------------------------------------------------------------

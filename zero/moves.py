@@ -44,7 +44,7 @@ from .errors import FailedPreconditionError, NotFoundError, UnavailableError, Ze
 from .pb import datanode_pb2, datanode_pb2_grpc, state_pb2, zero_pb2
 
 __all__ = ["MovePlan", "MoveOptions", "MoveDriver", "MoveMetrics", "group_sizes", "plan_rebalance",
-           "Backoff", "IMBALANCE"]
+           "Backoff", "IMBALANCE", "DIAL_OPTIONS", "dial"]
 
 IMBALANCE = 0.10  # groups within this fraction of the largest are balanced
 
@@ -450,9 +450,26 @@ class MoveDriver:
     def _default_dial(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)
         if ch is None:
-            ch = self._channels[addr] = grpc.aio.insecure_channel(addr, options=[
-                ("grpc.max_receive_message_length", 16 << 20)])
+            ch = self._channels[addr] = dial(addr)
         return ch
+
+
+# gRPC's own reconnect backoff starts at 1 s and grows 1.6x up to 2 minutes while an
+# address refuses connections, failing calls fast meanwhile: a data node that was down
+# for a few seconds would stay unreachable for seconds more after it is back, and every
+# move from or to it would be rolled back (its tablet backed off) until then. Capped at
+# 1 s as for Raft peers (zero/transport.py).
+DIAL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_receive_message_length", 16 << 20),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+def dial(addr: str) -> grpc.aio.Channel:
+    """A plaintext channel to a data node (the leader's MoveTablet and DropTablet calls)."""
+    return grpc.aio.insecure_channel(addr, options=DIAL_OPTIONS)
 
 
 def _reason(e: BaseException) -> str:
