@@ -384,10 +384,14 @@ class Raft:
         return pr is not None and not pr.is_learner and not self.raft_log.has_next_or_in_progress_snapshot()
 
     def _has_unapplied_conf_changes(self) -> bool:
+        return self._has_conf_changes(self.raft_log.committed)
+
+    def _has_conf_changes(self, upto: int) -> bool:
+        """Whether a conf change lies in (applied, upto]."""
         log = self.raft_log
-        if log.applied >= log.committed:
+        if log.applied >= upto:
             return False
-        lo, hi = log.applied + 1, log.committed + 1
+        lo, hi = log.applied + 1, upto + 1
         while lo < hi:
             ents = log.slice(lo, hi, log.max_applying_size)
             for e in ents:
@@ -914,6 +918,17 @@ class Raft:
                 f"{self.id} [commit: {self.raft_log.committed}, lastindex: {self.raft_log.last_index()}] "
                 f"fast-forwarded commit to snapshot [index: {md.index}, term: {md.term}]")
             self.raft_log.commit_to(md.index)
+            return False
+        if self._has_conf_changes(self.raft_log.applying):
+            # Conf changes were handed to the application (a Ready's committed entries)
+            # and are not applied yet. The application applies them after this step
+            # returns — on top of the snapshot's configuration, which already includes
+            # them and perhaps later ones (etcd-io/etcd#11510): a demoted, revived or
+            # missing voter, or "removed all voters". Ignore the snapshot; the leader
+            # sends it again, and it is restored once they are applied (advance()).
+            self.logger.info(
+                f"{self.id} [applied: {self.raft_log.applied}, applying: {self.raft_log.applying}] ignored "
+                f"snapshot [index: {md.index}, term: {md.term}] while conf changes are being applied")
             return False
         snap = Snapshot()
         snap.CopyFrom(s)

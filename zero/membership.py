@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
 
-from raftcore import StateType, raftpb
+from raftcore import ConfChangeError, StateType, confchange, raftpb
 
 from .errors import (
     FailedPreconditionError,
@@ -122,6 +122,7 @@ class Membership:
                     raise UnavailableError("an earlier membership change is still being applied; retry")
                 await asyncio.sleep(node.opts.tick_seconds / 2)
                 self._require_leader("a membership change")
+            self._check_applies(cc)
             c = raftpb.ConfChange()
             c.CopyFrom(cc)
             try:
@@ -134,6 +135,26 @@ class Membership:
             if loop.time() > deadline:
                 raise UnavailableError("membership change not applied in time; retry")
             await asyncio.sleep(node.opts.tick_seconds / 2)
+
+    def _check_applies(self, cc: raftpb.ConfChange) -> None:
+        """Refuse (FailedPreconditionError) a change that Raft would refuse to apply to
+        the current configuration, or that would demote a voter (zero never does).
+        With no conf change pending, the current configuration is the one the change
+        will be applied to. A committed change that cannot be applied stops the Ready
+        loop of every zero applying it, and again at every restart (it is replayed)."""
+        node = self.node
+        assert node._node is not None
+        # A read-only peek at the core, as _conf_change_pending (Status has no tracker).
+        raft = node._node.rawnode.raft
+        what = f"{raftpb.ConfChangeType.Name(cc.type)}({cc.node_id})"
+        if cc.type == raftpb.ConfChangeAddLearnerNode and cc.node_id in raft.prs.config.voters.ids():
+            raise FailedPreconditionError(f"membership change {what} would demote voter {cc.node_id}")
+        try:
+            confchange.Changer(raft.prs, raft.raft_log.last_index()).simple(
+                [raftpb.ConfChangeSingle(type=cc.type, node_id=cc.node_id)])
+        except ConfChangeError as e:
+            raise FailedPreconditionError(
+                f"membership change {what} cannot apply to the configuration {raft.prs.config}: {e}") from None
 
     def _dry_run(self, proposal: state_pb2.Proposal) -> None:
         """Raise what apply() would raise, without touching the real state."""
@@ -170,6 +191,12 @@ class Membership:
                     f"the cluster runs version {state.cluster_version}; a zero of version {req.version or 1} "
                     f"could not decode its log: run a newer zero")
             zeros = state._state.zeros
+            if node.raft_id not in zeros:
+                # A new cluster's first leader registers itself (AddZero) only after it
+                # minted the cluster id (ensure_cluster_identity). Until then next_raft_id
+                # may be its own id, and the answer could not name it to the joiner.
+                raise UnavailableError(f"zero {node.raft_id} leads but has not registered itself in the "
+                                       f"cluster yet (it is starting); retry")
             holder = next((rid for rid, z in zeros.items() if z.addr == req.addr), 0)
             rid = req.raft_id
             st = node.raft_status()
@@ -195,7 +222,9 @@ class Membership:
                 if rid < state._snap.next_raft_id:
                     raise FailedPreconditionError(f"raft id {rid} was handed out before; ids are never reused")
             else:
-                rid = state._snap.next_raft_id
+                # Never an id of the Raft configuration, even one the state does not
+                # list (yet): AddLearner would demote that voter.
+                rid = max(state._snap.next_raft_id, max(in_config, default=0) + 1)
             cc = raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=rid)
             p = state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=rid, addr=req.addr, version=req.version))
             node.log.info("adding a zero as a learner", raft_id=rid, addr=req.addr, version=req.version)

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import pytest
 
+from harness import new_rawnode
+from harness import new_storage as new_storage_h
 from netsim_b import Network, new_node, new_raft, new_storage, read_messages
-from raftcore import SnapshotStatus, StateType
+from raftcore import MemoryStorage, RawNode, Ready, SnapshotStatus, StateType
 from raftcore.raft import Raft
 from raftcore.raftpb import (
+    ConfChange,
+    ConfChangeAddLearnerNode,
     ConfState,
     Entry,
+    EntryConfChange,
     Message,
+    MsgApp,
     MsgAppResp,
     MsgProp,
     MsgSnap,
@@ -386,3 +392,86 @@ def test_stale_rejection_never_moves_next_below_match() -> None:
     assert pr.match < pr.next
     assert MsgSnap not in [m.type for m in read_messages(r)]
     assert pr.state == ProgressState.PROBE
+
+
+def _conf_change_entry(index: int, term: int, type: int, node_id: int) -> Entry:
+    return Entry(index=index, term=term, type=EntryConfChange,
+                 data=ConfChange(type=type, node_id=node_id).SerializeToString())
+
+
+def _committed_in_flight(*ents: Entry) -> tuple[RawNode, MemoryStorage, Ready]:
+    """Node 3, not yet in the configuration {1, 2}, takes a MsgApp from leader 1 that
+    commits `ents`, and the Ready handing them out for apply; its entries persisted, the
+    application has not applied them yet (ZeroNode awaits the WAL write here)."""
+    s = new_storage_h(peers=[1, 2])
+    rn = new_rawnode(3, 10, 1, s)
+    rn.step(Message(type=MsgApp, from_=1, to=3, term=1, index=0, log_term=0, entries=list(ents),
+                    commit=ents[-1].index))
+    rd = rn.ready()
+    assert [e.index for e in rd.committed_entries] == [e.index for e in ents]
+    s.append(rd.entries)
+    if rd.hard_state is not None:
+        s.set_hard_state(rd.hard_state)
+    return rn, s, rd
+
+
+def _apply_and_advance(rn: RawNode, s: MemoryStorage, rd: Ready) -> None:
+    for e in rd.committed_entries:
+        if e.type == EntryConfChange:
+            rn.apply_conf_change(ConfChange.FromString(e.data))
+    rn.advance(rd)
+
+
+def _snap_msg(index: int, **cs: list[int]) -> Message:
+    m = Message(type=MsgSnap, from_=1, to=3, term=1)
+    m.snapshot.CopyFrom(snap(index=index, term=1, **cs))
+    return m
+
+
+def _drain(rn: RawNode, s: MemoryStorage) -> None:
+    """Process Readies until there is none: persist a snapshot, apply, advance."""
+    while rn.has_ready():
+        rd = rn.ready()
+        if rd.snapshot is not None:
+            s.apply_snapshot(rd.snapshot)
+        s.append(rd.entries)
+        _apply_and_advance(rn, s, rd)
+
+
+def test_snapshot_waits_for_conf_changes_handed_out_for_apply() -> None:
+    """A snapshot stepped between ready() and the apply of that Ready's committed conf
+    changes (raftcore.Node steps messages at any time; ZeroNode awaits its WAL write
+    there) must not be restored: the application would then apply the older conf
+    changes on top of the snapshot's newer configuration (etcd-io/etcd#11510). Here
+    AddLearner(3) is in flight and the snapshot's configuration already promoted 3:
+    restoring first left 3 a learner for good. The follower ignores the snapshot until
+    it has applied them; the leader sends it again."""
+    rn, s, rd = _committed_in_flight(_conf_change_entry(1, 1, ConfChangeAddLearnerNode, 3))
+    rn.step(_snap_msg(5, voters=[1, 2, 3]))
+    first = [(m.index, m.reject) for m in rn.raft.msgs + rn.raft.msgs_after_append
+             if m.type == MsgAppResp and m.to == 1]
+    _apply_and_advance(rn, s, rd)
+    _drain(rn, s)
+    rn.step(_snap_msg(5, voters=[1, 2, 3]))  # the leader's next attempt (or a duplicate)
+    _drain(rn, s)
+    assert rn.raft.raft_log.applied == 5
+    assert rn.raft.prs.conf_state() == ConfState(voters=[1, 2, 3]), "the snapshot's configuration"
+    assert not rn.raft.is_learner
+    # The first one was ignored: answered with the commit index, not the snapshot's.
+    assert first == [(1, False)]
+
+
+def test_snapshot_restored_while_entries_without_conf_changes_are_in_flight() -> None:
+    """Only conf changes make the interleaving unsafe: with ordinary entries in flight
+    the snapshot is restored at once (they are applied, then the snapshot replaces the
+    state in the next Ready), so a busy follower does not bounce snapshots."""
+    rn, s, rd = _committed_in_flight(Entry(index=1, term=1, data=b"x"), Entry(index=2, term=1, data=b"y"))
+    rn.step(_snap_msg(5, voters=[1, 2], learners=[3]))
+    assert rn.raft.raft_log.committed == 5 and rn.raft.raft_log.unstable.snapshot is not None
+    _apply_and_advance(rn, s, rd)
+    rd = rn.ready()
+    assert rd.snapshot is not None and rd.snapshot.metadata.index == 5
+    s.apply_snapshot(rd.snapshot)
+    _apply_and_advance(rn, s, rd)
+    assert rn.raft.prs.conf_state() == ConfState(voters=[1, 2], learners=[3])
+    assert rn.raft.raft_log.applied == 5

@@ -203,6 +203,25 @@ def test_five_concurrent_joins_all_succeed(tmp_path):
 
 
 @pytest.mark.timeout(40)
+def test_joins_dialing_the_first_zero_while_it_starts(tmp_path):
+    """As bench/replication_bench.py --processes starts its zeros: the joiners dial the
+    first zero at once, before it leads, has a cluster id or has registered itself. They
+    are told to retry until it has (a join in between was handed raft id 1 and made the
+    leader demote itself: test_zero_node.py::test_join_before_the_first_leader_registered_itself)."""
+    async def body(c: Cluster) -> None:
+        first = c.zeros[0]
+        await first.start()
+        await asyncio.gather(*(z.start(peer=first.addr) for z in c.zeros[1:]))
+        await c.wait_voters(3)
+        lead = await c.wait_leader()
+        assert sorted(lead.state._state.zeros) == [1, 2, 3]
+        assert all(n.fatal is None for n in c.nodes())
+        await c.write(1)
+        await c.converged()
+    run(body, tmp_path, 3)
+
+
+@pytest.mark.timeout(40)
 def test_leader_stop_new_leader_then_restart_catches_up(tmp_path):
     async def body(c: Cluster) -> None:
         await c.start()

@@ -9,10 +9,13 @@ import logging
 import pytest
 import structlog
 
-from zero.errors import InvalidArgumentError
+from raftcore import raftpb
+from zero.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from zero.leases import Leases
 from zero.node import NodeOptions, ZeroNode
+from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import state_pb2, zero_pb2
+from zero.versions import ZERO_VERSION
 
 
 def _logger():
@@ -99,5 +102,93 @@ def test_concurrent_reads_share_rounds(tmp_path):
         rounds = node._read_seq
         assert rounds < 50, rounds
         await node.stop()
+
+    asyncio.run(main())
+
+
+def _join_request(addr: str) -> tpb.JoinClusterRequest:
+    return tpb.JoinClusterRequest(addr=addr, protocol=tpb.RAFT_PROTOCOL_V1, version=ZERO_VERSION)
+
+
+@pytest.mark.timeout(60)
+def test_join_before_the_first_leader_registered_itself(tmp_path):
+    """bench/replication_bench.py --processes crashed zero 1's Ready loop with
+    ConfChangeError("removed all voters"): the joiners dial it before it leads, and a
+    JoinCluster that got in after its cluster id was applied but before its own AddZero
+    (ensure_cluster_identity proposes them one after the other) was handed raft id 1 —
+    next_raft_id starts at 1 and zero 1 was not in state.zeros yet — so the leader
+    proposed AddLearner(1), which demotes the only voter when applied. The committed
+    entry would crash every restart of zero 1 too. Here the window is held open by
+    proposing the cluster id alone."""
+
+    async def main() -> None:
+        opts = NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01)
+        node = ZeroNode(opts, logger=_logger())
+        await node.start()
+        try:
+            await _until(lambda: node.is_leader)
+            await node.propose(state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id="c-1")))
+            assert node.state.cluster_id == "c-1" and 1 not in node.state._state.zeros
+            with pytest.raises(UnavailableError, match="not registered"):
+                await node.handle_join(_join_request("localhost:5081"))
+            for _ in range(20):  # let the Ready loop apply whatever the join proposed
+                await asyncio.sleep(0.01)
+            assert node.fatal is None, f"the Ready loop crashed: {node.fatal!r}"
+            st = node.raft_status()
+            assert st.voters == (1,) and st.learners == ()
+            assert node.state._state.zeros == {}
+
+            # Once the leader is a member, the joiner gets the next free id, and the
+            # answer names the leader (the joiner's only way to reach it at first).
+            await node.ensure_cluster_identity()
+            resp = await node.handle_join(_join_request("localhost:5081"))
+            assert resp.raft_id == 2
+            assert [(m.id, m.leader) for m in resp.peers] == [(1, True), (2, False)]
+            st = node.raft_status()
+            assert st.voters == (1,) and st.learners == (2,)
+            assert node.fatal is None
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_conf_change_that_cannot_apply_is_never_proposed(tmp_path):
+    """The guards behind the join fix: an assigned raft id skips every id of the Raft
+    configuration, and a membership change Raft would refuse to apply (or that would
+    demote a voter) is refused before it is proposed, so it never reaches the log."""
+
+    async def main() -> None:
+        node = await _started(tmp_path)
+        try:
+            last = node.raft_status().commit
+            # A demotion of the only voter ("removed all voters" when applied).
+            with pytest.raises(FailedPreconditionError, match="demote voter 1"):
+                await node.membership.conf_change(
+                    raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=1),
+                    state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=1, addr="localhost:5080")))
+            # Removing the only voter.
+            with pytest.raises(FailedPreconditionError, match="removed all voters"):
+                await node.membership.conf_change(
+                    raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=1),
+                    state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=1, addr="localhost:5080")))
+            assert node._node is not None and node._node.rawnode.raft.raft_log.last_index() == last
+            # A member of the Raft configuration the state does not list: a learner
+            # whose AddZero was refused at apply (Raft applies its part regardless).
+            # next_raft_id names it; the joiner must get a free id instead.
+            with pytest.raises(FailedPreconditionError):
+                await node.propose_conf_change(
+                    raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=2),
+                    state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=2, addr="localhost:5080")))
+            assert node.raft_status().learners == (2,) and 2 not in node.state._state.zeros
+            assert node.state._snap.next_raft_id == 2
+            resp = await node.handle_join(_join_request("localhost:5081"))
+            assert resp.raft_id == 3
+            st = node.raft_status()
+            assert st.voters == (1,) and st.learners == (2, 3)
+            assert node.fatal is None
+        finally:
+            await node.stop()
 
     asyncio.run(main())
