@@ -173,6 +173,15 @@ class Node:
             self._changed.clear()
             await self._changed.wait()
 
+    def persisted(self, rd: Ready) -> list[Message]:
+        """See RawNode.persisted: the held acks of the outstanding Ready, to send now."""
+        self._check()
+        if not self._outstanding:
+            raise RaftError("persisted() without an outstanding Ready")
+        msgs = self._rn.persisted(rd)
+        self._touch()
+        return msgs
+
     def advance(self, rd: Ready) -> None:
         self._check()
         if not self._outstanding:

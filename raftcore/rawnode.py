@@ -71,6 +71,7 @@ class RawNode:
         # wait for this Ready's persistence, and messages to ourselves.
         self._release_on_advance: list[Message] = []
         self._steps_on_advance: list[Message] = []
+        self._persisted_rd: Ready | None = None  # the Ready persisted() was told of
         self._awaiting_advance = False
 
     # -- setup ----------------------------------------------------------------------------
@@ -239,31 +240,49 @@ class RawNode:
         return Ready(soft_state=soft, hard_state=hard, read_states=read_states, entries=entries,
                      snapshot=snapshot, committed_entries=committed, messages=messages, must_sync=must)
 
-    def advance(self, rd: Ready) -> None:
-        """The application persisted and applied `rd`: release held responses, count
-        our own durable log, and mark the committed entries applied."""
-        r = self.raft
-        log = r.raft_log
-        self._awaiting_advance = False
+    def persisted(self, rd: Ready) -> list[Message]:
+        """Optional, between ready() and advance(rd): the application has durably
+        written `rd`'s snapshot, entries and hard state, and has not necessarily applied
+        its committed entries yet. Counts our own durable log (which may commit more)
+        and returns the held responses — acks of what is now durable — for the
+        application to send at once, instead of in the Ready after advance(): a
+        follower's ack then does not wait for its apply (the commit latency of every
+        replicated write)."""
+        if self._persisted_rd is rd:
+            return []
+        self._persisted_rd = rd
+        log = self.raft.raft_log
         if rd.snapshot is not None:
-            idx = rd.snapshot.metadata.index
-            log.stable_snap_to(idx)
-            if idx > log.applied and idx <= log.committed:
-                r.applied_to(idx)
+            log.stable_snap_to(rd.snapshot.metadata.index)
         if rd.entries:
             last = rd.entries[-1]
             log.stable_to(last.index, last.term)
         if rd.hard_state is not None:
             self._persisted_hard = rd.hard_state
-        if rd.committed_entries:
-            r.applied_to(rd.committed_entries[-1].index)
-        if self._release_on_advance:
-            r.msgs.extend(self._release_on_advance)
-            self._release_on_advance = []
+        out = self._release_on_advance
+        self._release_on_advance = []
         steps = self._steps_on_advance
         self._steps_on_advance = []
         for m in steps:
-            r.step(m)
+            self.raft.step(m)
+        return out
+
+    def advance(self, rd: Ready) -> None:
+        """The application persisted and applied `rd`: release held responses (unless
+        persisted(rd) handed them over already), count our own durable log, and mark
+        the committed entries applied."""
+        r = self.raft
+        log = r.raft_log
+        self._awaiting_advance = False
+        if self._persisted_rd is not rd:
+            r.msgs.extend(self.persisted(rd))
+        self._persisted_rd = None
+        if rd.snapshot is not None:
+            idx = rd.snapshot.metadata.index
+            if idx > log.applied and idx <= log.committed:
+                r.applied_to(idx)
+        if rd.committed_entries:
+            r.applied_to(rd.committed_entries[-1].index)
 
     # -- inspection --------------------------------------------------------------------------
     def status(self) -> Status:

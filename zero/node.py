@@ -363,6 +363,8 @@ class ZeroNode:
                         await self._in_io(self._save, rd)
                     if rd.must_sync:
                         m.wal_fsync_seconds.observe(time.perf_counter() - t1)
+                    # Acks of what is now durable go out before the apply below.
+                    self._send(node.persisted(rd))
                 if rd.snapshot is not None:
                     self._install_snapshot(rd.snapshot)
                 if rd.committed_entries:

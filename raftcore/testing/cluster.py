@@ -169,6 +169,7 @@ class SimCluster:
         # (reporter, peer, is_snapshot, ok) reports, given to RawNodes between Readys
         self._reports: list[tuple[int, int, bool, bool]] = []
         self._read_seq = 0
+        self._early_acks = random.Random(f"{seed}/early-acks")
         peers = list(range(1, n + 1))
         for nid in peers:
             node = self._new_node(nid, MemoryStorage())
@@ -562,8 +563,12 @@ class SimCluster:
         if nid in self._crash_armed and (rd.entries or rd.hard_state or rd.snapshot):
             self._crash_now(node, "crash-after-persist")
             return
-        # 2. Send.
-        for msg in rd.messages:
+        # 2. Send. Half the Readys (seeded) also hand their held acks over right after
+        # persisting (RawNode.persisted, as zero's Ready loop does), before the apply.
+        msgs = list(rd.messages)
+        if self._early_acks.random() < 0.5:
+            msgs.extend(node.rawnode.persisted(rd))
+        for msg in msgs:
             if msg.to == nid:
                 self._fail(f"node {nid} sent a message to itself: {msg}")
             if msg.type == raftpb.MsgSnap and self.fresh_snapshots:

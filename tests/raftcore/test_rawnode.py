@@ -252,6 +252,45 @@ def test_follower_append_ack_waits_for_its_entries() -> None:
     rn.advance(rd)
 
 
+def test_persisted_hands_over_the_ack_before_the_apply() -> None:
+    """persisted(rd) returns the held ack as soon as rd is durable (before its committed
+    entries are applied); advance(rd) then neither repeats it nor loses the apply."""
+    rn, s = _follower()
+    rn.step(msg(MsgApp, 1, 2, term=1, index=0, log_term=0, commit=1,
+                entries=[Entry(index=1, term=1), Entry(index=2, term=1, data=b"x")]))
+    rd = rn.ready()
+    assert [m for m in rd.messages if m.type == MsgAppResp] == []
+    persist_ready(s, rd)
+    acks = rn.persisted(rd)
+    assert [(m.type, m.to, m.index, m.reject) for m in acks] == [(MsgAppResp, 1, 2, False)]
+    assert rn.persisted(rd) == []  # told twice: nothing twice
+    assert rn.raft.raft_log.applied == 0  # not applied yet: the apply comes after the ack
+    rn.advance(rd)
+    assert rn.raft.raft_log.applied == 1
+    assert not rn.has_ready() or [m for m in rn.ready().messages if m.type == MsgAppResp] == []
+
+
+def test_persisted_steps_a_leaders_own_ack() -> None:
+    """A single-voter leader counts its own entry as durable at persisted(rd): the
+    commit moves before advance(rd)."""
+    s = new_storage([1])
+    rn = RawNode(new_config(1, s))
+    rn.campaign()
+    while rn.raft.state != StateType.LEADER or rn.raft.raft_log.committed == 0:
+        rd = rn.ready()
+        persist_ready(s, rd)
+        rn.advance(rd)
+    rn.propose(b"x")
+    rd = rn.ready()
+    last = rd.entries[-1].index
+    persist_ready(s, rd)
+    assert rn.raft.raft_log.committed < last
+    rn.persisted(rd)
+    assert rn.raft.raft_log.committed == last
+    rn.advance(rd)
+    assert [e.index for e in rn.ready().committed_entries][-1] == last
+
+
 def test_vote_response_waits_for_the_vote() -> None:
     rn, s = _follower()
     rn.step(msg(MsgVote, 1, 2, term=5, index=0, log_term=0))
