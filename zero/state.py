@@ -117,6 +117,7 @@ class Delta:
 
 
 _FLAG_DELTAS = {(h, st): Delta(header=h, settings=st) for h in (False, True) for st in (False, True)}
+_NO_DELTA = _FLAG_DELTAS[False, False]  # the one empty Delta freeze() returns
 
 
 @dataclass(slots=True)
@@ -179,7 +180,8 @@ class ZeroState:
     def __init__(self) -> None:
         self._snap = state_pb2.ZeroStateSnapshot(
             format=FORMAT, next_member_id=1, next_raft_id=1, next_move_id=1)
-        self._dedup: collections.OrderedDict[str, state_pb2.DedupRecord] = collections.OrderedDict()
+        # key -> (index, result): DedupRecords are built only for snapshots (hot path).
+        self._dedup: collections.OrderedDict[str, tuple[int, state_pb2.ProposalResult]] = collections.OrderedDict()
         self._moves: dict[int, state_pb2.MoveRecord] = {}  # ascending move id
         self._changes: collections.deque[tuple[int, Delta]] = collections.deque(maxlen=CHANGE_HISTORY)
         self._history_floor = 0  # deltas cover every version above this
@@ -219,21 +221,23 @@ class ZeroState:
         which = proposal.WhichOneof("change")
         if which is None:
             raise InvalidArgumentError("proposal carries no change")
-        if key and key in self._dedup:
-            return Applied(index, self._state.version, _copy(self._dedup[key].result), Delta(), True)
+        dedup = self._dedup
+        state = self._snap.state
+        if key and key in dedup:
+            return Applied(index, state.version, _copy(dedup[key][1]), _NO_DELTA, True)
         changes = _Changes()
         result = self._handlers[which](getattr(proposal, which), index, changes)
         delta = changes.freeze()
-        if not delta.empty:
-            self._state.version = index
-            if len(self._changes) == self._changes.maxlen:
+        if delta is not _NO_DELTA:
+            state.version = index
+            if len(self._changes) == CHANGE_HISTORY:
                 self._history_floor = self._changes[0][0]  # about to be dropped
             self._changes.append((index, delta))
         if key:
-            self._dedup[key] = state_pb2.DedupRecord(key=key, index=index, result=result)
-            while len(self._dedup) > DEDUP_RETENTION:
-                self._dedup.popitem(last=False)
-        return Applied(index, self._state.version, _copy(result), delta, False)
+            dedup[key] = (index, result)
+            if len(dedup) > DEDUP_RETENTION:
+                dedup.popitem(last=False)
+        return Applied(index, state.version, _copy(result), delta, False)
 
     # ---- data nodes ----
 
@@ -480,20 +484,22 @@ class ZeroState:
     def _lease_ids(self, lease: state_pb2.LeaseIds, index: int, ch: _Changes) -> state_pb2.ProposalResult:
         if not 1 <= lease.count <= MAX_LEASE:
             raise InvalidArgumentError(f"lease count {lease.count} must be between 1 and {MAX_LEASE}")
-        if lease.kind == zero_pb2.UID:
-            current = self._state.max_uid
-        elif lease.kind == zero_pb2.TIMESTAMP:
-            current = self._state.max_txn_ts
+        st = self._snap.state
+        kind, count = lease.kind, lease.count
+        if kind == zero_pb2.UID:
+            current = st.max_uid
+        elif kind == zero_pb2.TIMESTAMP:
+            current = st.max_txn_ts
         else:
-            raise InvalidArgumentError(f"unknown id kind {lease.kind}")
-        if lease.count > UINT64_MAX - current:
+            raise InvalidArgumentError(f"unknown id kind {kind}")
+        if count > UINT64_MAX - current:
             raise FailedPreconditionError(
-                f"leasing {lease.count} ids above {current} would overflow uint64: ids are exhausted")
-        end = current + lease.count
-        if lease.kind == zero_pb2.UID:
-            self._state.max_uid = end
+                f"leasing {count} ids above {current} would overflow uint64: ids are exhausted")
+        end = current + count
+        if kind == zero_pb2.UID:
+            st.max_uid = end
         else:
-            self._state.max_txn_ts = end
+            st.max_txn_ts = end
         ch.header = True
         return state_pb2.ProposalResult(ids=zero_pb2.AssignedIds(start_id=current + 1, end_id=end))
 
@@ -653,7 +659,7 @@ class ZeroState:
         del self._snap.moves[:]
         self._snap.moves.extend(self._moves.values())
         del self._snap.dedup[:]
-        self._snap.dedup.extend(self._dedup.values())
+        self._snap.dedup.extend(state_pb2.DedupRecord(key=k, index=i, result=r) for k, (i, r) in self._dedup.items())
         payload = self._snap.SerializeToString(deterministic=True)
         del self._snap.moves[:]
         del self._snap.dedup[:]
@@ -682,7 +688,7 @@ class ZeroState:
         self = cls()
         self._snap = snap
         self._moves = {r.move_id: _copy(r) for r in snap.moves}
-        self._dedup = collections.OrderedDict((r.key, _copy(r)) for r in snap.dedup)
+        self._dedup = collections.OrderedDict((r.key, (r.index, _copy(r.result))) for r in snap.dedup)
         del snap.moves[:]
         del snap.dedup[:]
         self._history_floor = self._applied_index = snap.state.version
