@@ -4,16 +4,26 @@ Options beyond the plain cluster:
     proxies=True  each zero advertises (`--my`) a proxy listener in front of its gRPC port
                   (proxy.py), so all peer traffic can be delayed, stalled or reset
     front=True    the clients reach the cluster through stable "front" addresses, one per
-                  initial zero, each forwarding to a current member
+                  initial zero, each forwarding to a current member; a membership change
+                  retargets them, as a service address would follow the members
+Membership: `add_zero()` starts a new zero with `--peer` and waits until it is a voter;
+`remove_zero(z)` removes one with `zero admin remove-node --group 0` and waits for it to
+exit by itself (a removed zero is told so and stops). `nodes` is always the current
+members, so the other faults and the final restart address them.
 """
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from procs import FAST, ProcCluster, ZeroProc, write_until_ok
+import grpc
+
+from procs import FAST, ProcCluster, ZeroProc, wait_for, write_until_ok
+from zero.pb import zero_pb2
 
 from .nemesis import admin_cli
 from .proxy import ProxyNet
@@ -29,7 +39,9 @@ class LoopbackCluster:
                  front: bool = False, seed: int = 0) -> None:
         self.pc = pc or ProcCluster(root, n, flags=FLAGS)
         self.nodes: list[ZeroProc] = self.pc.zeros
-        self.retired: list[ZeroProc] = []  # no longer members: never restarted
+        self.retired: list[ZeroProc] = []  # removed (or failed to join): never restarted
+        self.removals: list[dict[str, Any]] = []
+        self._next = len(self.nodes) + 1
         self.proxies = proxies
         self.net: ProxyNet | None = ProxyNet(owners=self._pids, seed=seed) if (proxies or front) else None
         self._fronts: list[str] = []
@@ -103,6 +115,92 @@ class LoopbackCluster:
             z.kill9()
         for z in self.nodes:
             z.start()
+
+    # -- membership ------------------------------------------------------------------------------
+    def _is_voter(self, rid: int) -> bool:
+        lead = self.leader()
+        st = lead.status(timeout=0.5) if lead is not None else None
+        return st is not None and rid in st.progress and not st.progress[rid].learner
+
+    def add_zero(self, timeout: float = 30.0) -> ZeroProc:
+        """Start a new zero joining through a running member; return it once it is a voter."""
+        name = f"z{self._next}"
+        self._next += 1
+        z = ZeroProc(self.pc.root / name, name, flags=self.pc.flags)
+        if self.proxies:
+            self._proxy(z)
+        via = next(n for n in self.nodes if n.running)
+        z.start("--peer", via.addr)
+        try:
+            z.wait_healthy(timeout)
+            wait_for(lambda: self._is_voter(z.raft_id), timeout, f"{name} (raft id {z.raft_id}) to become a voter",
+                     period=0.05)
+        except BaseException:
+            self._abandon(z)
+            raise
+        self.nodes.append(z)
+        self._retarget_fronts()
+        return z
+
+    def _abandon(self, z: ZeroProc) -> None:
+        """A joiner that did not make it: stop it, and take it out of the configuration
+        if it got in (as a learner it holds up nothing, but it should not linger)."""
+        z.kill9()
+        self.retired.append(z)
+        mine = z.advertise or z.addr
+        try:
+            st = self.call(lambda s: s.GetState(zero_pb2.GetStateRequest(), timeout=2), 10)
+            rid = next((i for i, m in st.zeros.items() if m.addr == mine), 0)
+            if rid:
+                self._remove_node(rid, timeout=15)
+        except (AssertionError, RuntimeError, grpc.RpcError, subprocess.TimeoutExpired):
+            pass
+        if self.net is not None and self.proxies:
+            self.net.remove(z.name)
+
+    def _remove_node(self, rid: int, timeout: float) -> str:
+        """`zero admin remove-node --group 0` through a running member until it is done."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            live = [n for n in self.nodes if n.running and n.raft_id != rid] or [n for n in self.nodes if n.running]
+            if live:
+                via = live[int(time.monotonic() * 1000) % len(live)]
+                try:
+                    p = admin_cli("remove-node", "--addr", via.addr, "--id", str(rid), "--group", "0",
+                                  "--timeout", "5", timeout=20)
+                    if p.returncode == 0:
+                        return p.stdout.strip()
+                    last = p.stderr.strip()
+                    if "already removed" in last:  # an earlier attempt whose answer was lost
+                        return last
+                except subprocess.TimeoutExpired:
+                    last = "zero admin remove-node timed out"
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"remove-node {rid} did not succeed within {timeout}s: {last}")
+            time.sleep(0.3)
+
+    def remove_zero(self, z: ZeroProc, timeout: float = 30.0, exit_timeout: float = 15.0) -> dict[str, Any]:
+        """Remove member `z` and wait for its process to exit by itself."""
+        t0 = time.monotonic()
+        out = self._remove_node(z.raft_id, timeout)
+        took = time.monotonic() - t0
+        assert z.proc is not None
+        try:
+            code: int | None = z.proc.wait(exit_timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            z.kill9()
+        self.nodes.remove(z)
+        self.retired.append(z)
+        if self.net is not None and self.proxies:
+            self.net.remove(z.name)
+        self._retarget_fronts()
+        info = {"removed": z.name, "raft_id": z.raft_id, "remove_s": round(took, 2), "exit_code": code,
+                "exited_by_itself": code is not None, "answer": out[:200]}
+        self.removals.append(info)
+        return info
 
     def _retarget_fronts(self) -> None:
         if self.net is None or not self._fronts:

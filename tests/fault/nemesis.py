@@ -8,9 +8,11 @@ is the exception, on purpose (SPEC semantics 3).
 
 The nemesis talks to a `Target` (the cluster: its nodes, who leads, how to transfer
 leadership), so the same schedule runs against loopback processes and namespaces.
-One kind of fault needs more of the target:
+Two kinds of fault need more of the target:
     PROXY_FAULTS       a `net` (proxy.ProxyNet) that the zeros' peer traffic goes through:
                        delay with jitter, a stalled link, dropped connections
+    MEMBERSHIP_FAULTS  `add_zero()` / `remove_zero(node)`: a zero added under load, then
+                       one removed (sometimes the leader), back to the initial size
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Protocol
 
 from .history import FAIL, OK, History
 
-__all__ = ["Node", "Target", "Nemesis", "FAULTS", "PROXY_FAULTS"]
+__all__ = ["Node", "Target", "Nemesis", "FAULTS", "PROXY_FAULTS", "MEMBERSHIP_FAULTS"]
 
 
 class Node(Protocol):
@@ -48,6 +50,7 @@ class Target(Protocol):
 
 FAULTS = ("kill9_random", "kill9_leader", "pause_random", "pause_leader", "restart_all", "transfer_storm")
 PROXY_FAULTS = ("delay", "stall_link", "reset_links")
+MEMBERSHIP_FAULTS = ("membership_change",)
 
 
 class Nemesis(threading.Thread):
@@ -62,6 +65,7 @@ class Nemesis(threading.Thread):
         self.faults = list(faults)
         self.hold, self.gap = hold, gap
         self.paused: set[Node] = set()
+        self.size = len(target.nodes)  # membership changes end at this many zeros
         self.injected = 0
         self.error: BaseException | None = None
 
@@ -213,6 +217,27 @@ class Nemesis(threading.Thread):
             dropped.append(net.reset(who) if who != "*" else net.reset())
             time.sleep(self.rng.uniform(0.1, 0.5))
         return {"node": who, "dropped": dropped}
+
+    # -- membership (MEMBERSHIP_FAULTS) ----------------------------------------------------------
+    def _membership_change(self) -> dict[str, Any]:
+        """Add a zero (unless an earlier change left one too many), then remove one:
+        the leader with probability 0.4, else another voter; back to `size` zeros."""
+        t: Any = self.t
+        if not hasattr(t, "add_zero"):
+            raise RuntimeError("this target cannot add or remove zeros")
+        info: dict[str, Any] = {}
+        new = None
+        if len(t.nodes) <= self.size:
+            new = t.add_zero()
+            info.update(added=new.name, added_id=new.raft_id)
+        lead = t.leader()
+        if lead is not None and lead is not new and self.rng.random() < 0.4:
+            victim = lead
+        else:
+            victim = self.rng.choice([n for n in t.nodes if n is not new])
+        info["leader"] = victim is lead
+        info.update(t.remove_zero(victim))
+        return info
 
     def heal(self) -> None:
         """Heal the proxy, resume paused nodes and start stopped ones."""
