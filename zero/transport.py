@@ -207,6 +207,8 @@ class _Peer:
         self.rid = rid
         self.addr = addr
         self.label = str(rid)
+        self._sent_batches = t.metrics.peer_sent_batches.labels(self.label)
+        self._queue_depth = t.metrics.peer_queue_depth.labels(self.label)
         self.queue: collections.deque[raftpb.Message] = collections.deque()
         self.queued_bytes = 0
         self.up: bool | None = None  # None until the first attempt ends either way
@@ -248,7 +250,7 @@ class _Peer:
             out.append(m)
         self.queued_bytes = max(0, self.queued_bytes - size) if q else 0
         batch.messages.extend(out)
-        t.metrics.peer_queue_depth.labels(self.label).set(len(q))
+        self._queue_depth.set(len(q))
         return batch
 
     # -- connection ------------------------------------------------------------------------------
@@ -304,7 +306,8 @@ class _Peer:
                     continue
                 batch = self._take_batch()
                 try:
-                    await asyncio.wait_for(call.write(batch), WRITE_TIMEOUT)
+                    async with asyncio.timeout(WRITE_TIMEOUT):  # cheaper than wait_for: no extra task
+                        await call.write(batch)
                 except (TimeoutError, asyncio.TimeoutError):
                     self._drop(len(batch.messages))
                     raise
@@ -312,7 +315,7 @@ class _Peer:
                     self._drop(len(batch.messages))
                     await self._finish(call)
                     raise
-                self.t.metrics.peer_sent_batches.labels(self.label).inc()
+                self._sent_batches.inc()
                 self._set_up()
         finally:
             if not call.done():
@@ -343,7 +346,7 @@ class _Peer:
         dropped = len(self.queue)
         self.queue.clear()
         self.queued_bytes = 0
-        self.t.metrics.peer_queue_depth.labels(self.label).set(0)
+        self._queue_depth.set(0)
         if dropped:
             self._drop(dropped)
         else:
@@ -418,7 +421,7 @@ class _Peer:
         if self._snap_task is not None:
             self._snap_task.cancel()
         self.t.metrics.peer_up.labels(self.label).set(0)
-        self.t.metrics.peer_queue_depth.labels(self.label).set(0)
+        self._queue_depth.set(0)
 
     async def wait_closed(self) -> None:
         for task in (self._task, self._snap_task):
