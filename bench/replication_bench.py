@@ -103,10 +103,13 @@ async def wait(pred, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-
         await asyncio.sleep(0.01)
 
 
-async def throughput(node: ZeroNode, seconds: float) -> float:
+def proposal_pool(seconds: float) -> list[bytes]:
+    """Unique dedup keys, as real proposals carry: made before the clock starts."""
+    return [payload(i) for i in range(int(seconds * 80_000) // BATCH * BATCH + BATCH)]
+
+
+async def throughput(node: ZeroNode, seconds: float, pool: list[bytes]) -> float:
     """Committed (applied on the leader) proposals per second."""
-    # Unique dedup keys, as real proposals carry: made before the clock starts.
-    pool = [payload(i) for i in range(int(seconds * 80_000) // BATCH * BATCH + BATCH)]
     batches = [pool[i:i + BATCH] for i in range(0, len(pool), BATCH)]
     applied = 0
     cond = asyncio.Event()
@@ -166,12 +169,13 @@ async def latency(node: ZeroNode, n: int) -> list[float]:
 async def load(node: ZeroNode, args: argparse.Namespace, fsync_s: float) -> dict:  # type: ignore[type-arg]
     await latency(node, 50)  # warm up
     lat = await latency(node, args.latency_writes)
+    pool = proposal_pool(args.seconds)
     prof = None
     if args.profile:
         from pyinstrument import Profiler
         prof = Profiler(async_mode="enabled")
         prof.start()
-    rate = await throughput(node, args.seconds)
+    rate = await throughput(node, args.seconds, pool)
     if prof is not None:
         prof.stop()
         print(prof.output_text(unicode=True, color=False, show_all=False))
