@@ -3,7 +3,8 @@
 It keeps key/values per tablet (zero/datanode_store.py), talks to zero through
 zero.client, and serves the DataNode gRPC service (proto/zero/pb/datanode.proto):
 
-- Membership. It connects (joining --group, or one zero chooses), heartbeats every
+- Membership. It connects (joining --group, or one zero chooses; while no zero answers
+  it keeps trying, so it may start before its zeros), heartbeats every
   second saying whether it leads its group, and watches the shard map. The leader rule:
   the lowest member id among the group's healthy members (itself counted as healthy).
   Note that this reference node does not replicate data between the members of a group:
@@ -49,7 +50,7 @@ import grpc
 import structlog
 
 from . import security, validate
-from .client import ZeroClient
+from .client import RETRYABLE, ZeroClient
 from .datanode_store import TabletStore
 from .errors import FailedPreconditionError, InvalidArgumentError, UnavailableError, ZeroError
 from .pb import datanode_pb2, datanode_pb2_grpc, zero_pb2
@@ -154,7 +155,7 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
             addr = f"{addr.rpartition(':')[0]}:{self.port}"
         self.addr = addr
         self.log = self.log.bind(datanode=addr)
-        resp = await self.zc.connect(addr, group_id=self.cfg.group)
+        resp = await self._connect(addr)
         self.member_id, self.group = resp.member.id, resp.member.group_id
         self.zc.start_watch()
         await self.zc.wait_synced(timeout=30)
@@ -164,6 +165,21 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
                        loop.create_task(self._every(self.cfg.fence_poll, self._check_fences), name="fences")]
         self.log.info("data node is running", addr=addr, member=self.member_id, group=self.group,
                       data_dir=self.cfg.data_dir, tablets=len(self.store.tablets()))
+
+    async def _connect(self, addr: str) -> zero_pb2.ConnectResponse:
+        """Join through zero, waiting for as long as no zero answers: a data node started
+        together with its zeros (a whole cluster restarted) may have to wait for their
+        election, and exiting would leave its tablets unserved. A refusal (the address
+        taken by another member, say) is final."""
+        while True:
+            try:
+                return await self.zc.connect(addr, group_id=self.cfg.group)
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in (*RETRYABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                self.log.warning("no zero answers yet; still trying to join", zero=list(self.cfg.zero),
+                                 error=e.details())
+            await asyncio.sleep(self.cfg.heartbeat_interval)
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -435,25 +451,31 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
 
 
 async def run_datanode(cfg: DataNodeConfig) -> int:
-    """Run until SIGTERM/SIGINT; the process exit code."""
+    """Run until SIGTERM/SIGINT (also while still waiting for zero); the exit code."""
     try:
         node = DataNode(cfg)
     except ZeroError as e:  # an unusable --tls-dir
         print(f"zero datanode: cannot start: {e}", file=sys.stderr, flush=True)
         return 1
-    try:
-        await node.start()
-    except (ZeroError, grpc.aio.AioRpcError, TimeoutError, OSError) as e:
-        msg = e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e)
-        print(f"zero datanode: cannot start: {msg}", file=sys.stderr, flush=True)
-        await node.stop()
-        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    starting = loop.create_task(node.start())
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # stopped while waiting for zero
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+    elif (err := starting.exception()) is not None:
+        if not isinstance(err, (ZeroError, grpc.aio.AioRpcError, TimeoutError, OSError)):
+            raise err
+        msg = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
+        print(f"zero datanode: cannot start: {msg}", file=sys.stderr, flush=True)
+        stopping.cancel()
+        await node.stop()
+        return 1
+    await stopping
     node.log.info("data node stopping")
     await node.stop()
     return 0
-

@@ -9,7 +9,8 @@ They encode SPEC "Semantics that must hold under faults" for tablet moves:
     writable        - 5: after the heal every tablet takes writes within a deadline, and no
                       move is left active in any zero's state
     owners          - 1: one owner per tablet in zero's final state, and the data nodes
-                      agree: every other group refuses the tablet naming that owner
+                      agree: every other group refuses the tablet naming that owner;
+                      sampled_owners: one owner in every state sampled during the run
     read_only_spans - 5: while the run goes on, no tablet stays read-only (for one move)
                       longer than a bound (the move timeout plus failover slack)
     put_errors      - 8: data nodes answer the workload only with the protocol's errors
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Mapping
 
 from .history import FAIL, INFO, OK, Op
 
-__all__ = ["keys", "writable", "owners", "read_only_spans", "put_errors", "Key"]
+__all__ = ["keys", "writable", "owners", "sampled_owners", "read_only_spans", "put_errors", "Key"]
 
 Key = tuple[str, str]  # (tablet, key)
 
@@ -96,6 +97,14 @@ def owners(zero_owners: Mapping[str, list[int]], refusals: Mapping[str, Mapping[
                 out.append(f"owners: tablet {t} is owned by group {gs[0]}, but group {g}'s data node "
                            f"answered a read with {answer!r} (it must refuse, naming group {gs[0]})")
     return out
+
+
+def sampled_owners(ops: Iterable[Op]) -> list[str]:
+    """The monitor's `sample` ops name (under "owners") every tablet of the workload that
+    the sampled state left unowned or gave to more than one group."""
+    return [f"owners: tablet {t} is held by groups {gs} in the state of version {o.value.get('version')} "
+            f"sampled at {o.invoke:.3f}"
+            for o in ops if o.f == "sample" and o.type == OK for t, gs in sorted(o.value.get("owners", {}).items())]
 
 
 def read_only_spans(ops: Iterable[Op], limit: float) -> list[str]:

@@ -9,8 +9,9 @@ nodes too when they were faulted), and the checks:
     2. read back every key any write named, at the tablet's final owner
        (moves_checks.keys), and a read of each tablet at every other group, which must
        refuse naming that owner (moves_checks.owners);
-    3. the sampled read-only spans and the data nodes' error answers; the lease, claim,
-       membership and watcher checkers of tests/fault/checkers.py.
+    3. the sampled read-only spans and owners, the data nodes' error answers and exits
+       nobody asked for; the lease, claim, membership and watcher checkers of
+       tests/fault/checkers.py.
 
 `MovesRun.check()` raises AssertionError naming every violation and the file the full
 history was written to (the zeros' and data nodes' logs are copied beside it)."""
@@ -23,6 +24,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,13 @@ import grpc
 
 from procs import FAST, ProcCluster, http_json, wait_for
 from zero.pb import datanode_pb2 as dn
-from zero.pb import zero_pb2
+from zero.pb import zero_pb2, zero_pb2_grpc
 
 from . import checkers, moves_checks
 from .history import FAIL, OK, History
 from .loopback import LoopbackCluster
-from .moves_workload import (DataNodeProc, Monitor, Mover, MovesNemesis, Writer, _Stubs, describe, owner_named,
-                             put, state_of)
+from .moves_workload import (DataNodeProc, Monitor, Mover, MovesNemesis, Writer, _Stubs, channel, describe,
+                             owner_named, put, state_of)
 from .runner import Run
 from .workloads import Workload
 
@@ -135,6 +137,20 @@ def _prefill(rig: MovesRig, h: History, tablets: Sequence[str], home: dict[str, 
         stubs.close()
 
 
+def _admin_until_ok(addrs: Sequence[str], fn: Any, timeout: float) -> Any:
+    """`fn(ZeroAdminStub)` on each zero in turn until one succeeds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for a in addrs:
+            with channel(a) as ch:
+                try:
+                    return fn(zero_pb2_grpc.ZeroAdminStub(ch))
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        raise
+        time.sleep(0.1)
+
+
 def _owners(st: zero_pb2.MembershipState, tablets: Sequence[str]) -> dict[str, list[int]]:
     return {t: sorted(g for g, grp in st.groups.items() if t in grp.tablets) for t in tablets}
 
@@ -204,24 +220,28 @@ def _read_back(rig: MovesRig, h: History, tablets: Sequence[str], owners: dict[s
     problems: list[str] = []
     refusals: dict[str, dict[int, str]] = {}
     stubs = _Stubs(rig.datanodes)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30 + len(keys) / 200
+
+    def read(tk: tuple[str, str]) -> None:
+        t, k = tk
+        if len(owners.get(t, [])) != 1:
+            return  # moves_checks.owners reports it
+        g = owners[t][0]
+        while True:
+            try:
+                r = stubs.stubs[g].Get(dn.GetRequest(tablet=t, key=k.encode()), timeout=2)
+                final[(t, k)] = describe(r.value) if r.found else None
+                return
+            except grpc.RpcError as e:
+                last = f"{e.code().name}: {e.details()}"  # type: ignore[attr-defined]
+            if time.monotonic() > deadline:
+                problems.append(f"keys: {t}:{k} could not be read at its owner, group {g}: {last}")
+                return
+            time.sleep(0.1)
+
     try:
-        for t, k in keys:
-            if len(owners.get(t, [])) != 1:
-                continue  # moves_checks.owners reports it
-            g = owners[t][0]
-            last = ""
-            while True:
-                try:
-                    r = stubs.stubs[g].Get(dn.GetRequest(tablet=t, key=k.encode()), timeout=2)
-                    final[(t, k)] = describe(r.value) if r.found else None
-                    break
-                except grpc.RpcError as e:
-                    last = f"{e.code().name}: {e.details()}"  # type: ignore[attr-defined]
-                if time.monotonic() > deadline:
-                    problems.append(f"keys: {t}:{k} could not be read at its owner, group {g}: {last}")
-                    break
-                time.sleep(0.1)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(read, keys))
         for t in tablets:
             if len(owners.get(t, [])) != 1:
                 continue
@@ -297,8 +317,14 @@ def _run(rig: MovesRig, h: History, *, duration: float, faults: Sequence[str], w
         t.join(15)
 
     # Heal, then one more full restart (SPEC semantics 3); of the data nodes too when they
-    # were faulted (their writes are on disk before they are acknowledged).
+    # were faulted (their writes are on disk before they are acknowledged). The rebalancer
+    # is switched off first: the final state must hold still while it is checked (a move
+    # it started just before is finished or rolled back by the leader after the restart).
     rig.cluster.wait_ready(30)
+    op = h.begin("nemesis", "rebalance_off")
+    _admin_until_ok(rig.cluster.addrs, lambda a: a.SetRebalance(
+        zero_pb2.SetRebalanceRequest(mode=zero_pb2.SetRebalanceRequest.OFF), timeout=3), 30)
+    h.end(op, OK)
     op = h.begin("nemesis", "final_restart")
     rig.cluster.restart_all()
     restarted = ["zeros"]
@@ -315,6 +341,9 @@ def _run(rig: MovesRig, h: History, *, duration: float, faults: Sequence[str], w
     if nem.error is not None:
         res.violations["nemesis"] = [f"the nemesis crashed: {nem.error!r}"]
     probes, active = _settle(rig, h, names, t_heal)
+    for d in rig.datanodes:
+        d.note_exit()
+    res.violations["datanodes"] = [x for d in rig.datanodes for x in d.exits]
     settled_in = max((s for _, s, _ in probes.values()), default=0.0)
     mon_stop.set()
     monitor.join(5)
@@ -338,7 +367,7 @@ def _run(rig: MovesRig, h: History, *, duration: float, faults: Sequence[str], w
     res.violations.update(
         keys=moves_checks.keys(ops, final) + problems,
         writable=moves_checks.writable(probes, SETTLE, active),
-        owners=moves_checks.owners(owners, refusals),
+        owners=moves_checks.owners(owners, refusals) + moves_checks.sampled_owners(ops),
         read_only=moves_checks.read_only_spans(ops, READ_ONLY_LIMIT),
         errors=moves_checks.put_errors(ops) + [
             f"unexpected definite error: {o.process}/{o.f} {o.args} -> {o.error}"

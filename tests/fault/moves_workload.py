@@ -97,6 +97,8 @@ class DataNodeProc:
         self.proc: subprocess.Popen[bytes] | None = None
         self._out: Any = None
         self.restarts = 0
+        self.exits: list[str] = []  # exits nobody asked for (note_exit)
+        self._noted: set[subprocess.Popen[bytes]] = set()
 
     @property
     def running(self) -> bool:
@@ -104,6 +106,7 @@ class DataNodeProc:
 
     def start(self, *extra: str) -> DataNodeProc:
         assert not self.running, f"{self.name} is already running"
+        self.note_exit()
         if self._out is not None:
             self._out.close()
             self.restarts += 1
@@ -125,6 +128,14 @@ class DataNodeProc:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+    def note_exit(self) -> None:
+        """Record an exit nobody asked for (not kill -9 or SIGTERM) in `exits`."""
+        if self.proc is not None and self.proc.returncode not in (None, -signal.SIGKILL, -signal.SIGTERM) \
+                and self.proc not in self._noted:
+            self._noted.add(self.proc)
+            tail = self.log.read_text(errors="replace")[-600:] if self.log.exists() else ""
+            self.exits.append(f"{self.name} exited with {self.proc.returncode}: ...{tail}")
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -176,8 +187,8 @@ def put(h: History, process: str, stub: dng.DataNodeStub, group: int, tablet: st
 
 
 class Writer(threading.Thread):
-    """Puts keys w<i>-k<j> (its own) into random tablets, routed by zero's shard map and
-    the data nodes' refusals."""
+    """Puts its own keys into random tablets, routed by zero's shard map and the data
+    nodes' refusals."""
 
     def __init__(self, index: int, nodes: Sequence[DataNodeProc], tablets: Sequence[str], route: dict[str, int],
                  history: History, rng: random.Random, stop: threading.Event, *, keys: int = 8) -> None:
@@ -202,8 +213,11 @@ class Writer(threading.Thread):
 
     def step(self) -> None:
         tablet = self.rng.choice(self.tablets)
-        key = f"w{self.index}-k{self.rng.randrange(self.keys)}"
         self.seq += 1
+        # Half the writes overwrite one of a few keys (the final value must be the last
+        # acknowledged one), half write a key of their own (every one must be found).
+        key = (f"w{self.index}-k{self.rng.randrange(self.keys)}" if self.rng.random() < 0.5
+               else f"w{self.index}-n{self.seq}")
         value = f"w{self.index}-s{self.seq}".encode()
         group = self.route[tablet]
         typ, code, err = put(self.h, self.name, self.stubs.stubs[group], group, tablet, key, value)
@@ -280,7 +294,8 @@ class Mover(threading.Thread):
 
 class Monitor(threading.Thread):
     """Samples zero's shard map: one `sample` op per answer, naming the read-only
-    tablets and their move_ts (moves_checks.read_only_spans)."""
+    tablets and their move_ts (moves_checks.read_only_spans), and any tablet that no
+    group or more than one holds (moves_checks.sampled_owners)."""
 
     def __init__(self, zeros: Sequence[str], history: History, stop: threading.Event, *, period: float = 0.25,
                  tablets: Sequence[str] = ()) -> None:
@@ -305,9 +320,13 @@ class Monitor(threading.Thread):
                     self.h.end(op, INFO, error=_err(e)[0])
                     continue
                 ro = {n: (t.move_ts, gid) for gid, g in st.groups.items() for n, t in g.tablets.items()
-                      if t.read_only and (not self.tablets or n in self.tablets)}
+                      if t.read_only and n in self.tablets}
                 self.read_only = {n: gid for n, (_, gid) in ro.items()}
-                self.h.end(op, OK, {"version": st.version, "ro": {n: ts for n, (ts, _) in ro.items()}})
+                value: dict[str, Any] = {"version": st.version, "ro": {n: ts for n, (ts, _) in ro.items()}}
+                held = {n: sorted(gid for gid, g in st.groups.items() if n in g.tablets) for n in self.tablets}
+                if any(len(gs) != 1 for gs in held.values()):  # a tablet unowned or owned twice
+                    value["owners"] = {n: gs for n, gs in held.items() if len(gs) != 1}
+                self.h.end(op, OK, value)
         finally:
             for ch in chans:
                 ch.close()

@@ -6,8 +6,8 @@ nemesis kills, pauses and restarts zeros, storms leadership transfers and kills 
 nodes mid-move (tests/fault/moves_run.py). `--soak SECONDS` / `ZERO_FAULT_SOAK`
 lengthens the schedule; `ZERO_FAULT_SEED` replays one.
 
-The checkers themselves are tested first, each on a planted violation; the last test is
-the regression test of a bug the run found."""
+The checkers themselves are tested first, each on a planted violation; the tests after
+the run are regression tests (and one strict xfail) of bugs the run found."""
 
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ import pytest
 
 from procs import free_port
 from zero import moves
+from zero.app import RunConfig, ZeroApp
 from zero.client import ZeroClient
 from zero.datanode import DataNode, DataNodeConfig
 from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 
 from .history import FAIL, INFO, OK, Op
-from .moves_checks import keys, owners, put_errors, read_only_spans, writable
+from .moves_checks import keys, owners, put_errors, read_only_spans, sampled_owners, writable
 from .moves_run import MovesRig, run_moves
 from .nemesis import FAULTS
 
@@ -59,6 +60,9 @@ def test_settle_owner_span_and_error_checkers_catch_planted_violations() -> None
     assert owners({"a": [2]}, {"a": {1: "refused:2", 3: "refused:2"}}) == []
     assert "groups [1, 2]" in owners({"a": [1, 2]}, {})[0]
     assert "answered a read with 'served'" in owners({"a": [2]}, {"a": {1: "served"}})[0]
+    assert sampled_owners([Op("monitor", "sample", 1, 1.1, OK, value={"version": 5, "ro": {}})]) == []
+    assert "groups [1, 3]" in sampled_owners([Op("monitor", "sample", 1, 1.1, OK,
+                                                  value={"version": 5, "owners": {"a": [1, 3]}})])[0]
     samples = [Op("monitor", "sample", t, t + 0.01, OK, value={"ro": {"a": 7}}) for t in (0.0, 10.0, 30.0)]
     assert read_only_spans(samples[:2], 25) == []
     assert "stayed read-only" in read_only_spans(samples, 25)[0]
@@ -171,3 +175,33 @@ def test_zero_client_reaches_a_restarted_zero_within_a_second(reconnect_seconds)
     node was heard 7-9 s after the new leader was elected, after outages of 15-30 s."""
     took = reconnect_seconds["data node -> zero"]
     assert took < 1.6, took
+
+
+@pytest.mark.timeout(60)
+def test_a_data_node_started_before_its_zero_waits_for_it(tmp_path) -> None:
+    """Regression (found by the move nemesis soak): a data node restarted together with
+    its zeros gave up after the client's 10 s retry deadline ("cannot start: no leader is
+    known") and exited, leaving its tablets unserved for good, when the zeros took longer
+    than that to elect a leader on a loaded machine. It now waits for them (each attempt
+    here gives up after 0.3 s, so the test need not wait 10 s)."""
+    async def main() -> None:
+        port = free_port()
+        node = DataNode(DataNodeConfig(zero=(f"127.0.0.1:{port}",), addr="127.0.0.1:0", group=1,
+                                       heartbeat_interval=0.1), log_stream=io.StringIO())
+        node.zc.retry_deadline = 0.3
+        starting = asyncio.ensure_future(node.start())
+        app = ZeroApp(RunConfig(data_dir=str(tmp_path / "zw"), grpc_addr=f"127.0.0.1:{port}",
+                                http_addr="127.0.0.1:0", tick=0.01, log_format="json", rebalance_interval=0.0),
+                      log_stream=io.StringIO())
+        try:
+            await asyncio.sleep(1.5)
+            assert not starting.done(), starting.exception()
+            await app.start()
+            await asyncio.wait_for(starting, 20)
+            assert node.member_id and node.group == 1
+        finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await node.stop()
+            await app.stop()
+    asyncio.run(main())
