@@ -30,6 +30,7 @@ from typing import Any
 
 import grpc
 
+from .channels import RECONNECT_OPTIONS
 from .pb import zero_pb2, zero_pb2_grpc
 from .stream import merge_chunk
 
@@ -159,7 +160,8 @@ class ZeroClient:
     def _channel(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)
         if ch is None:
-            opts = [("grpc.max_receive_message_length", 64 << 20)]
+            # A zero back from an outage is reached within a second (zero/channels.py).
+            opts = [("grpc.max_receive_message_length", 64 << 20), *RECONNECT_OPTIONS]
             if self._creds is not None:
                 ch = grpc.aio.secure_channel(addr, self._creds, options=opts)
             else:

@@ -7,7 +7,7 @@ nodes mid-move (tests/fault/moves_run.py). `--soak SECONDS` / `ZERO_FAULT_SOAK`
 lengthens the schedule; `ZERO_FAULT_SEED` replays one.
 
 The checkers themselves are tested first, each on a planted violation; the tests after
-the run are regression tests (and one strict xfail) of bugs the run found."""
+the run are regression tests of bugs the run found."""
 
 from __future__ import annotations
 
@@ -165,14 +165,12 @@ def test_move_channels_reach_a_restarted_data_node_within_a_second(reconnect_sec
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="zero/client.py: ZeroClient's channels keep gRPC's default reconnect "
-                   "backoff, so a data node reaches zero again seconds after a zero outage ends (up to 2 min "
-                   "after a long one); no heartbeats, shard-map updates or fence lifts meanwhile")
 def test_zero_client_reaches_a_restarted_zero_within_a_second(reconnect_seconds) -> None:
-    """Found by the move nemesis: after a full restart of the zeros, the new leader
-    refused moves for seconds ("source group 1 has no live member to copy from yet")
-    because the data nodes' ZeroClient channels were in gRPC's reconnect backoff; a data
-    node was heard 7-9 s after the new leader was elected, after outages of 15-30 s."""
+    """Regression (found by the move nemesis): after a full restart of the zeros, the new
+    leader refused moves for seconds ("source group 1 has no live member to copy from
+    yet") because the data nodes' ZeroClient channels were in gRPC's reconnect backoff; a
+    data node was heard 7-9 s after the new leader was elected, after outages of 15-30 s.
+    ZeroClient now caps the backoff at 1 s (zero/channels.py)."""
     took = reconnect_seconds["data node -> zero"]
     assert took < 1.6, took
 
