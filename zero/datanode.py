@@ -50,6 +50,7 @@ import grpc
 import structlog
 
 from . import security, validate
+from .channels import RECONNECT_OPTIONS
 from .client import RETRYABLE, ZeroClient
 from .datanode_store import TabletStore
 from .errors import FailedPreconditionError, InvalidArgumentError, UnavailableError, ZeroError
@@ -60,11 +61,9 @@ __all__ = ["DataNode", "DataNodeConfig", "run_datanode"]
 
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
                 ("grpc.so_reuseport", 0)]
-# Channels to other data nodes (a move's copy): gRPC's reconnect backoff capped at 1 s,
-# or a destination that was down for a few seconds stays unreachable for seconds after it
-# is back, and every move to it is rolled back meanwhile (zero/moves.py DIAL_OPTIONS).
-CHANNEL_OPTIONS = [*GRPC_OPTIONS[:2], ("grpc.initial_reconnect_backoff_ms", 100),
-                   ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
+# Channels to other data nodes (a move's copy): a destination back from a few seconds
+# down is dialled again at once, or every move to it is rolled back (zero/channels.py).
+CHANNEL_OPTIONS = [*GRPC_OPTIONS[:2], *RECONNECT_OPTIONS]
 
 
 @dataclass(frozen=True, slots=True)

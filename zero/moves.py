@@ -40,6 +40,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import validate
+from .channels import RECONNECT_OPTIONS
 from .errors import FailedPreconditionError, NotFoundError, UnavailableError, ZeroError
 from .pb import datanode_pb2, datanode_pb2_grpc, state_pb2, zero_pb2
 
@@ -454,17 +455,10 @@ class MoveDriver:
         return ch
 
 
-# gRPC's own reconnect backoff starts at 1 s and grows 1.6x up to 2 minutes while an
-# address refuses connections, failing calls fast meanwhile: a data node that was down
-# for a few seconds would stay unreachable for seconds more after it is back, and every
-# move from or to it would be rolled back (its tablet backed off) until then. Capped at
-# 1 s as for Raft peers (zero/transport.py).
-DIAL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_receive_message_length", 16 << 20),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
+# A data node back from a few seconds down must be dialled again at once, not after
+# gRPC's own backoff (which grows to 2 minutes): meanwhile every move from or to it would
+# be rolled back and its tablet backed off (zero/channels.py).
+DIAL_OPTIONS: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 16 << 20), *RECONNECT_OPTIONS]
 
 
 def dial(addr: str) -> grpc.aio.Channel:
