@@ -171,7 +171,15 @@ class Nemesis(threading.Thread):
         return net
 
     def _link(self) -> tuple[str, str]:
-        a, b = self.rng.sample([n.name for n in self.t.nodes], 2)
+        """Two zeros; half of the time one is the leader (two followers barely talk)."""
+        names = [n.name for n in self.t.nodes]
+        a, b = self.rng.sample(names, 2)
+        if self.rng.random() < 0.5:
+            lead = self.t.leader()
+            if lead is not None:
+                a, b = lead.name, self.rng.choice([x for x in names if x != lead.name])
+                if self.rng.random() < 0.5:
+                    a, b = b, a
         return a, b
 
     def _delay(self) -> dict[str, Any]:
