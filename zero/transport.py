@@ -37,6 +37,7 @@ import grpc  # type: ignore[import-untyped]
 
 from raftcore import RaftError, SnapshotStatus, raftpb
 
+from .channels import RECONNECT_OPTIONS
 from .pb import raft_transport_pb2 as tpb
 from .pb import raft_transport_pb2_grpc as tgrpc
 
@@ -61,15 +62,12 @@ SNAPSHOT_TIMEOUT = 120.0
 
 # Options for peer channels and for the server the Raft service is registered on: larger
 # messages than gRPC's default 4 MiB (snapshot chunks and batches stay below it anyway),
-# and quick reconnects so gRPC's own backoff (1 s initially) does not add to ours.
+# and quick reconnects (zero/channels.py) so gRPC's own backoff does not add to ours.
 GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", 64 << 20),
     ("grpc.max_receive_message_length", 64 << 20),
 ]
-_CHANNEL_OPTIONS = GRPC_OPTIONS + [
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+_CHANNEL_OPTIONS = GRPC_OPTIONS + RECONNECT_OPTIONS + [
     # One connection per peer, not shared with other channels to the same address.
     ("grpc.use_local_subchannel_pool", 1),
 ]
