@@ -1,8 +1,8 @@
 """The move workload: reference data nodes (`zero datanode --data-dir`, durable, so they
 can be killed with -9 and restarted), writers that put keys into tablets through them,
 a mover that keeps moving tablets between groups with the MoveTablet admin RPC, a
-monitor that samples which tablets are read-only, and a nemesis that can also kill -9 a
-data node (mid-move, when it catches one). Every call is one history op.
+monitor that samples the shard map, and a nemesis that can also kill -9 or pause a data
+node (mid-move, when it catches one). Every call is one history op.
 
 Writers route as a data-node client would: to the group zero's shard map names, and on
 FAILED_PRECONDITION to the group the refusal names ("moved to group N", "served by
@@ -226,7 +226,7 @@ class Writer(threading.Thread):
             time.sleep(0.01 * self.rng.random())
             return
         named = owner_named(err) if code == grpc.StatusCode.FAILED_PRECONDITION else 0
-        if named and named != group:
+        if named and named != group and named in self.stubs.stubs:
             self.route[tablet] = named  # the refusal names the owner: go there next time
         else:
             # Read-only while moving, or the node (or zero) is away: retry later.
