@@ -32,7 +32,7 @@ from .identity import load_identity
 from .leases import Leases
 from .log import make_logger
 from .metrics import Metrics
-from .moves import MoveDriver, MoveOptions
+from .moves import DIAL_OPTIONS, MoveDriver, MoveOptions
 from .node import NodeOptions, ZeroNode, run_leader_task
 from .pb import zero_pb2_grpc
 from .transport import GRPC_OPTIONS, add_raft_service
@@ -218,8 +218,8 @@ class ZeroApp:
         """A data node's channel for tablet moves, over mutual TLS (--tls-dir)."""
         ch = self._datanode_channels.get(addr)
         if ch is None:
-            ch = self._datanode_channels[addr] = grpc.aio.secure_channel(
-                addr, self._creds, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+            # The same options as the plaintext move channels (reconnect backoff capped).
+            ch = self._datanode_channels[addr] = grpc.aio.secure_channel(addr, self._creds, options=DIAL_OPTIONS)
         return ch
 
     def _force_new_cluster(self) -> None:
