@@ -22,18 +22,7 @@ from raftcore.wal.record import SNAPSHOT_MAGIC, RecordType, crc32c, encode_file_
 from raftcore.wal.snapfile import encode_snapshot_body, read_snapshot, snapshot_name
 from raftcore.wal.walpb import SaveRecord, SnapshotFile
 
-from wal_testutil import CreateSnapshot, Op, Save, apply, state
-
-
-class ListLogger:
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warning(self, msg: str) -> None:
-        self.warnings.append(msg)
-
-    def info(self, msg: str) -> None:
-        pass
+from wal_testutil import CreateSnapshot, ListLogger, Op, Save, apply, state
 
 
 def ents(lo: int, hi: int, term: int) -> list[Entry]:

@@ -24,18 +24,7 @@ from raftcore.raftpb import ConfState, Entry, HardState, Snapshot
 from raftcore.wal import DiskStorage, FORMAT_VERSION
 from raftcore.wal.record import RecordType, crc32c, scan_records
 
-from wal_testutil import Compact, CreateSnapshot, Save, apply, state
-
-
-class ListLogger:
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warning(self, msg: str) -> None:
-        self.warnings.append(msg)
-
-    def info(self, msg: str) -> None:
-        pass
+from wal_testutil import Compact, CreateSnapshot, ListLogger, Save, apply, state
 
 
 def ents(lo: int, hi: int, term: int, size: int = 8) -> list[Entry]:

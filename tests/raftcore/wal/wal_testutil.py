@@ -16,6 +16,19 @@ from raftcore.wal import DiskStorage
 AnyStorage = Union[DiskStorage, MemoryStorage]
 
 
+class ListLogger:
+    """A DiskStorage logger that keeps the warnings (what recovery repaired or refused)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+    def info(self, msg: str) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Save:
     hard_state: HardState | None
