@@ -15,9 +15,11 @@ What it does for you:
   exponential backoff until a deadline;
 - keeps the membership state current from StreamMembership, resuming from the last
   version it saw, and answers group_for(tablet) without a round trip;
-- merges concurrent timestamp requests into one Timestamps RPC per round trip, as TiKV
-  PD's TSO client does: requests that arrive while an RPC is in flight go in the next
-  one, so a request that starts after another finished always gets a larger timestamp;
+- merges concurrent timestamp requests into one request per round trip on one
+  long-lived TimestampStream, as TiKV PD's TSO client does: requests that arrive while
+  one is in flight go in the next one, so a request that starts after another finished
+  always gets a larger timestamp (unary Timestamps RPCs against a zero without the
+  stream);
 - leases UIDs in blocks and hands them out locally.
 """
 
@@ -25,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -120,9 +123,13 @@ class ZeroClient:
         self._closed = False
         # Timestamp merging.
         self._ts_waiting: list[asyncio.Future[int]] = []
-        self._ts_tasks: set[asyncio.Task[None]] = set()
+        self._ts_tasks: set[asyncio.Task[None]] = set()  # unary Timestamps RPCs in flight
+        self._ts_stream_task: asyncio.Task[None] | None = None  # drives the TimestampStream
+        self._ts_use_stream = True  # False once a zero answered UNIMPLEMENTED (an older zero)
+        self._ts_wake = asyncio.Event()  # callers are waiting, or a request slot freed up
+        self._ts_answered = False  # the stream answered since the last failure
         self.ts_pipeline = ts_pipeline
-        self.timestamp_rpcs = 0
+        self.timestamp_rpcs = 0  # timestamp requests answered (stream messages or unary RPCs)
         # UID blocks.
         self._uid_block = uid_block
         self._uid_next = 0
@@ -142,7 +149,7 @@ class ZeroClient:
 
     async def close(self) -> None:
         self._closed = True
-        for t in (self._watch_task, *self._ts_tasks):
+        for t in (self._watch_task, self._ts_stream_task, *self._ts_tasks):
             if t is not None:
                 t.cancel()
                 try:
@@ -251,15 +258,139 @@ class ZeroClient:
     # -- merged timestamps ------------------------------------------------------------------------
     async def timestamp(self) -> int:
         """One timestamp, strictly larger than any timestamp handed out before this
-        call began. Concurrent callers share Timestamps RPCs: the callers waiting when
-        an RPC is sent go in it, with at most `ts_pipeline` RPCs in flight. A caller
-        that arrives after another caller's RPC finished is always in a later RPC, so
-        it gets a larger timestamp (zero serves each RPC after a quorum round that began
-        after the RPC arrived)."""
+        call began.
+
+        Concurrent callers share requests: the callers waiting when a request is sent go
+        in it, one request message on the client's TimestampStream (opened lazily on the
+        current target, normally the leader; a follower relays it one hop), with at most
+        `ts_pipeline` requests outstanding. A caller that arrives after another caller's
+        batch completed is always in a later request — the batch completes only when its
+        answer was read, so the later request is written after the zero handed that range
+        out — and zero answers every request after a ReadIndex round that began after the
+        request arrived, so the later caller gets a larger timestamp. A request retried
+        after a failure (on a new stream, possibly at a new leader) is a new request sent
+        later still, so the same holds. Against a zero that answers UNIMPLEMENTED (an
+        older release) the client falls back to unary Timestamps RPCs, merged the same way.
+        """
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._ts_waiting.append(fut)
-        self._ts_pump()
+        if not self._ts_use_stream:
+            self._ts_pump()
+        elif self._ts_stream_task is None or self._ts_stream_task.done():
+            if not self._closed:
+                self._ts_stream_task = asyncio.get_running_loop().create_task(self._ts_stream_run())
+        else:
+            self._ts_wake.set()
         return await fut
+
+    def _ts_fail(self, err: BaseException) -> None:
+        waiting = list(self._ts_waiting)
+        self._ts_waiting.clear()  # in place: a stream session holds the list
+        for f in waiting:
+            if not f.done():
+                f.set_exception(err)
+
+    async def _ts_stream_run(self) -> None:
+        """Keep a TimestampStream open while callers wait; on a failure, retry the
+        unanswered callers as `call` retries a unary RPC: UNAVAILABLE (and a stream that
+        stopped answering within `rpc_timeout`) with backoff and the leader redirect, on
+        a new stream, until `retry_deadline` passes without an answer; any other error
+        fails them."""
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        deadline: float | None = None
+        while self._ts_waiting and not self._closed:
+            try:
+                await self._ts_stream_session()
+                err: grpc.aio.AioRpcError = grpc.aio.AioRpcError(
+                    grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                    details="the zero ended the timestamp stream")
+            except grpc.aio.AioRpcError as e:
+                err = e
+            except Exception as e:  # noqa: BLE001 - not an RPC outcome (a closed channel): the waiters get it
+                self._ts_fail(e)
+                return
+            if self._ts_answered:
+                self._ts_answered, attempt, deadline = False, 0, None
+            code = err.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                self._ts_use_stream = False  # an older zero: unary Timestamps from now on
+                self._ts_pump()
+                return
+            now = loop.time()
+            if deadline is None:
+                deadline = now + self.retry_deadline
+            if (code not in RETRYABLE and code != grpc.StatusCode.DEADLINE_EXCEEDED) or self._closed \
+                    or now >= deadline:
+                self._ts_fail(err)
+                attempt, deadline = 0, None
+                continue
+            if not self._ts_waiting:
+                return  # nobody waits: the next caller opens a new stream
+            self._redirect(err)
+            await self._backoff(attempt)
+            attempt += 1
+
+    async def _ts_stream_session(self) -> None:
+        """One TimestampStream, until it fails (raises AioRpcError) or the zero ends it.
+        Requests outstanding when it ends go back, in order, to the front of the queue."""
+        loop = asyncio.get_running_loop()
+        waiting, wake = self._ts_waiting, self._ts_wake
+        pipeline = max(1, self.ts_pipeline)
+        sent: deque[tuple[float, list[asyncio.Future[int]]]] = deque()
+        live = True  # an ended session's request generator may still wake: it must take nobody
+
+        async def requests() -> AsyncIterator[zero_pb2.TimestampsRequest]:
+            while live:
+                if not waiting or len(sent) >= pipeline:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                batch = waiting[:MAX_COUNT]
+                del waiting[:MAX_COUNT]
+                sent.append((loop.time(), batch))
+                yield zero_pb2.TimestampsRequest(count=len(batch))
+
+        call = self._stub().TimestampStream(requests())
+        # A zero that stops answering (paused, cut off) must not hold callers forever: the
+        # oldest outstanding request gets `rpc_timeout`, as a unary RPC would.
+        timed_out = False
+        watchdog: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal timed_out, watchdog
+            if sent and loop.time() - sent[0][0] > self.rpc_timeout:
+                timed_out = True
+                call.cancel()
+            else:
+                watchdog = loop.call_later(self.rpc_timeout / 4, check)
+
+        watchdog = loop.call_later(self.rpc_timeout / 4, check)
+        try:
+            async for r in call:
+                _, batch = sent.popleft()
+                self.timestamp_rpcs += 1
+                self._ts_answered = True
+                start = r.start_id
+                for i, f in enumerate(batch):
+                    if not f.done():
+                        f.set_result(start + i)
+                if waiting:
+                    wake.set()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not timed_out or (task is not None and task.cancelling()):
+                raise
+            raise grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       details=f"no timestamp answer within {self.rpc_timeout}s") from None
+        finally:
+            live = False
+            wake.set()
+            if watchdog is not None:
+                watchdog.cancel()
+            call.cancel()
+            waiting[:0] = [f for _, b in sent for f in b if not f.done()]
+            sent.clear()
 
     def _ts_pump(self) -> None:
         loop = asyncio.get_running_loop()

@@ -98,7 +98,26 @@ class Leases:
         if kind == zero_pb2.TIMESTAMP:
             # Confirm leadership with a quorum round that began after this request.
             await node.read_barrier()
-        pool = self._pools[kind]
+        return await self._hand_out(self._pools[kind], count)
+
+    def begin_timestamps(self, count: int) -> asyncio.Future[None]:
+        """For requests answered in order on one stream (TimestampStream): check `count`
+        and start, now, the ReadIndex round of a request that just arrived — requests
+        outstanding together share rounds. Pass the result to `timestamps_after`, in
+        request order, so the ranges also increase in request order."""
+        validate.count(count)
+        if not self.node.is_leader:
+            raise UnavailableError("this zero is not the leader; leases are served by the leader")
+        return asyncio.ensure_future(self.node.read_barrier())
+
+    async def timestamps_after(self, barrier: asyncio.Future[None], count: int) -> zero_pb2.AssignedIds:
+        """`count` timestamps, handed out once `barrier` (from `begin_timestamps`) has
+        confirmed leadership with a round that began after the request arrived."""
+        await barrier
+        return await self._hand_out(self._pools[zero_pb2.TIMESTAMP], count)
+
+    async def _hand_out(self, pool: _Pool, count: int) -> zero_pb2.AssignedIds:
+        node = self.node
         while True:
             term = node.term
             if not node.is_leader:

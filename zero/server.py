@@ -65,6 +65,7 @@ LOCAL_METHODS = frozenset({"/zero.v1.ZeroAdmin/RaftStatus"})
 # Set on a call a follower forwards, so the leader never forwards it again (one hop).
 FORWARDED_MD = "zero-forwarded"
 MEMBERSHIP_STREAM = "/zero.v1.Zero/StreamMembership"
+ZERO_PREFIX = "/zero.v1.Zero/"
 # Request metadata a forwarded call carries on to the leader.
 FORWARD_MD_KEYS = frozenset({"authorization"})
 
@@ -251,6 +252,11 @@ class Interceptor(grpc.aio.ServerInterceptor):
                 self._stream(handler.unary_stream, name, admin, ours, method if forwardable else None),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=response_serializer)
+        if handler.stream_stream is not None and method.startswith(ZERO_PREFIX):  # TimestampStream
+            return grpc.stream_stream_rpc_method_handler(
+                self._bidi(handler.stream_stream, name, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=response_serializer)
         if self._authorize is not None:  # client-streaming (Raft.Stream, reflection): roles only
             return security.wrap_handler(handler, lambda context: self._check_role(method, name, context))
         return handler
@@ -312,6 +318,27 @@ class Interceptor(grpc.aio.ServerInterceptor):
         call = self._leader_channel(addr).unary_stream(method, request_serializer=_identity,
                                                        response_deserializer=_identity)
         stream = call(request.SerializeToString(), metadata=self._forward_metadata(context))
+        try:
+            async for item in stream:
+                yield item
+        except grpc.aio.AioRpcError as e:
+            await context.abort(*_forwarded_status(e))
+        finally:
+            stream.cancel()
+
+    async def _forward_bidi(self, method: str, addr: str, requests: AsyncIterator[Any],
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """A bidirectional stream relayed to the leader, message by message both ways, for
+        as long as the caller keeps it open. It is not moved when leadership moves: the
+        old leader ends it with UNAVAILABLE, which the caller gets, and reopens."""
+        call = self._leader_channel(addr).stream_stream(method, request_serializer=_identity,
+                                                        response_deserializer=_identity)
+
+        async def relay() -> AsyncIterator[bytes]:
+            async for r in requests:
+                yield r.SerializeToString()
+
+        stream = call(relay(), metadata=self._forward_metadata(context))
         try:
             async for item in stream:
                 yield item
@@ -399,14 +426,20 @@ class Interceptor(grpc.aio.ServerInterceptor):
         node = self._node()
         if node is None:
             raise UnavailableError("zero is starting; retry shortly")
-        if ours and not node.is_leader and node.leader_id:
+        if ours:
+            self._leader_hints(node, context)
+        if admin:
+            check_admin(self.admin_token, context.invocation_metadata())
+
+    @staticmethod
+    def _leader_hints(node: ZeroNode, context: grpc.aio.ServicerContext) -> None:
+        """`zero-leader-id`/`zero-leader-addr` trailers when this zero is not the leader."""
+        if not node.is_leader and node.leader_id:
             md = [("zero-leader-id", str(node.leader_id))]
             zero = node.state._state.zeros.get(node.leader_id)
             if zero is not None and zero.addr:
                 md.append(("zero-leader-addr", zero.addr))
             context.set_trailing_metadata(tuple(md))
-        if admin:
-            check_admin(self.admin_token, context.invocation_metadata())
 
     def _unary(self, behavior: Any, name: str, admin: bool, ours: bool, forward: str | None = None) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -451,6 +484,32 @@ class Interceptor(grpc.aio.ServerInterceptor):
                 code, status = self._classify(e, context, name)
                 if status is None:
                     raise
+                await context.abort(*status)  # raises AbortError, which grpc expects
+            finally:
+                self._record(name, code, time.perf_counter() - t0)
+        return call
+
+    def _bidi(self, behavior: Any, name: str, method: str) -> Any:
+        """A Zero bidirectional stream (TimestampStream): checked, forwarded from a
+        follower and recorded like a unary call, once per stream. Leadership can move while
+        the stream is open, so the leader hints are set again when it fails."""
+        async def call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            t0 = time.perf_counter()
+            code = "OK"
+            try:
+                self._prelude(context, False, True, name)
+                addr = self._forward_target(context)
+                items = (self._forward_bidi(method, addr, requests, context) if addr is not None
+                         else behavior(requests, context))
+                async for item in items:
+                    yield item
+            except BaseException as e:
+                code, status = self._classify(e, context, name)
+                if status is None:
+                    raise
+                node = self._node()
+                if node is not None:
+                    self._leader_hints(node, context)
                 await context.abort(*status)  # raises AbortError, which grpc expects
             finally:
                 self._record(name, code, time.perf_counter() - t0)
@@ -656,6 +715,44 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
 
     async def Timestamps(self, request: zero_pb2.TimestampsRequest, context: Any) -> zero_pb2.AssignedIds:
         return await self.leases.assign(zero_pb2.TIMESTAMP, request.count)
+
+    async def TimestampStream(self, requests: AsyncIterator[zero_pb2.TimestampsRequest],
+                              context: Any) -> AsyncIterator[zero_pb2.AssignedIds]:
+        """Timestamps over one stream: each request is answered, in order, exactly as a
+        unary Timestamps of its count (SPEC semantics 2). A request's ReadIndex round
+        starts as soon as it is read, so it begins after the request arrived and requests
+        outstanding together share rounds; ranges are handed out in request order. A bad
+        count ends the stream with INVALID_ARGUMENT once the requests before it are
+        answered; nothing is handed out for it."""
+        leases = self.leases
+        pending: asyncio.Queue[tuple[asyncio.Future[None], int] | BaseException | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for req in requests:
+                    pending.put_nowait((leases.begin_timestamps(req.count), req.count))
+                pending.put_nowait(None)
+            except Exception as e:  # noqa: BLE001 - the stream ends with it, in order
+                pending.put_nowait(e)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while True:
+                item = await pending.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield await leases.timestamps_after(*item)
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                item = pending.get_nowait()
+                if isinstance(item, tuple):
+                    barrier = item[0]
+                    if barrier.done() and not barrier.cancelled():
+                        barrier.exception()  # retrieved: nobody waits for this round any more
+                    barrier.cancel()
 
     async def GetState(self, request: zero_pb2.GetStateRequest, context: Any) -> zero_pb2.MembershipState:
         await self.node.read_barrier()

@@ -7,6 +7,7 @@ healthy and alive throughout. Derandomized: the same examples on every run."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import grpc
@@ -156,6 +157,35 @@ def test_fuzz_stream_membership(node, since, cluster_id) -> None:
     finally:
         call.cancel()
     assert snapshot_state(node) == before
+
+
+@pytest.mark.timeout(120)
+@settings(FUZZ, max_examples=40)
+@given(counts=st.lists(u64, min_size=1, max_size=4))
+def test_fuzz_timestamp_stream(node, counts) -> None:
+    """Any counts on one TimestampStream: the requests before the first out-of-range count
+    are answered in order with ranges of their counts, then the stream ends with
+    INVALID_ARGUMENT (or a SPEC code); a stream refused at its first request changes
+    nothing."""
+    before = snapshot_state(node)
+    call = node.stub.TimestampStream(iter([zero_pb2.TimestampsRequest(count=c) for c in counts]), timeout=5)
+    valid = list(itertools.takewhile(lambda c: 1 <= c <= MAX_COUNT, counts))
+    got = []
+    try:
+        for r in call:
+            got.append(r)
+    except grpc.RpcError as e:
+        assert e.code() in SPEC_CODES, f"TimestampStream({counts}) -> {e.code()} {e.details()!r:.300}"
+        assert e.details(), f"TimestampStream -> {e.code()} with no message"
+        if len(valid) < len(counts):
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"TimestampStream({counts}) -> {e.code()}"
+        if not valid:  # the good requests before a bad one may lease a block
+            assert snapshot_state(node) == before, f"TimestampStream({counts}) failed but changed the state"
+    else:
+        assert len(valid) == len(counts), f"TimestampStream({counts}) accepted out-of-range input"
+    assert [r.end_id - r.start_id + 1 for r in got] == valid[:len(got)]
+    assert all(1 <= a.start_id <= a.end_id < b.start_id for a, b in zip(got, got[1:]))
+    node.check_alive()
 
 
 def test_node_healthy_after_fuzzing(node) -> None:

@@ -12,7 +12,7 @@ SERVICES = {
                          "ShouldServe": (False, False), "Tablets": (False, False),
                          "UpdateTabletSizes": (False, False), "AssignIds": (False, False),
                          "Timestamps": (False, False), "GetState": (False, False),
-                         "StreamMembership": (False, True)},
+                         "StreamMembership": (False, True), "TimestampStream": (True, True)},
     (zero_pb2, "ZeroAdmin"): {"RemoveNode": (False, False), "MoveTablet": (False, False),
                               "TransferLeadership": (False, False), "Snapshot": (False, False),
                               "RaftStatus": (False, False), "SetRebalance": (False, False),

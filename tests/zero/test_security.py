@@ -128,6 +128,10 @@ async def _code(call: Awaitable[Any]) -> grpc.StatusCode:
     return ei.value.code()
 
 
+async def _drain(stream: Any) -> list[Any]:
+    return [r async for r in stream]
+
+
 def _config(tmp_path: Path, name: str, tls_dir: str, **kw: Any) -> RunConfig:
     return RunConfig(data_dir=str(tmp_path / name), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
                      tick=0.02, election_ticks=10, log_format="json", tls_dir=tls_dir, admin_token=TOKEN,
@@ -199,6 +203,8 @@ def test_tls_roles_and_token_on_one_zero(tmp_path: Path, pki: dict[str, str]) ->
                 z, a, r = zero_pb2_grpc.ZeroStub(ch), zero_pb2_grpc.ZeroAdminStub(ch), tgrpc.RaftStub(ch)
                 m = (await z.Connect(zero_pb2.ConnectRequest(addr="dn-a:7080"))).member
                 assert (await z.AssignIds(req)).start_id >= 1
+                ts = [r async for r in z.TimestampStream(iter([zero_pb2.TimestampsRequest(count=2)]))]
+                assert len(ts) == 1 and ts[0].end_id == ts[0].start_id + 1
                 t = await z.ShouldServe(zero_pb2.Tablet(predicate="p", group_id=m.group_id))
                 assert t.group_id == m.group_id
                 assert await _code(a.RaftStatus(zero_pb2.RaftStatusRequest(), metadata=admin_md)) \
@@ -219,6 +225,8 @@ def test_tls_roles_and_token_on_one_zero(tmp_path: Path, pki: dict[str, str]) ->
             # A certificate without a role may only ask for health.
             async with grpc.aio.secure_channel(addr, _creds(pki["none"])) as ch:
                 assert await _code(zero_pb2_grpc.ZeroStub(ch).AssignIds(req)) == SC.PERMISSION_DENIED
+                stream = zero_pb2_grpc.ZeroStub(ch).TimestampStream(iter([zero_pb2.TimestampsRequest(count=1)]))
+                assert await _code(_drain(stream)) == SC.PERMISSION_DENIED
 
             # An admin certificate: ZeroAdmin with the token; the token is still required.
             async with grpc.aio.secure_channel(addr, _creds(pki["admin"])) as ch:

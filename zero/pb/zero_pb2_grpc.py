@@ -79,6 +79,11 @@ class ZeroStub:
                 request_serializer=zero_dot_pb_dot_zero__pb2.StreamMembershipRequest.SerializeToString,
                 response_deserializer=zero_dot_pb_dot_zero__pb2.MembershipUpdate.FromString,
                 _registered_method=True)
+        self.TimestampStream = channel.stream_stream(
+                '/zero.v1.Zero/TimestampStream',
+                request_serializer=zero_dot_pb_dot_zero__pb2.TimestampsRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.AssignedIds.FromString,
+                _registered_method=True)
 
 
 class ZeroServicer:
@@ -138,6 +143,15 @@ class ZeroServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TimestampStream(self, request_iterator, context):
+        """Timestamps over one long-lived stream (as TiKV PD's TSO stream): each request is
+        answered, in order, exactly as a unary Timestamps of its count would be. A bad count
+        ends the stream with INVALID_ARGUMENT; not (or no longer) the leader, UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ZeroServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +199,11 @@ def add_ZeroServicer_to_server(servicer, server):
                     servicer.StreamMembership,
                     request_deserializer=zero_dot_pb_dot_zero__pb2.StreamMembershipRequest.FromString,
                     response_serializer=zero_dot_pb_dot_zero__pb2.MembershipUpdate.SerializeToString,
+            ),
+            'TimestampStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.TimestampStream,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.TimestampsRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.AssignedIds.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +449,33 @@ class Zero:
             '/zero.v1.Zero/StreamMembership',
             zero_dot_pb_dot_zero__pb2.StreamMembershipRequest.SerializeToString,
             zero_dot_pb_dot_zero__pb2.MembershipUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TimestampStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/zero.v1.Zero/TimestampStream',
+            zero_dot_pb_dot_zero__pb2.TimestampsRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.AssignedIds.FromString,
             options,
             channel_credentials,
             insecure,

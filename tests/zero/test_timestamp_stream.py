@@ -1,0 +1,301 @@
+"""TimestampStream (zero/server.py) and zero.client's timestamps over it: answers in
+request order, contiguous ranges, real-time order across clients, follower forwarding,
+bad counts, leadership moving mid-stream, and the unary fallback against a zero that does
+not have the stream. ZeroApps (gRPC + Raft transport) in one process, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+
+import grpc
+import pytest
+
+from zero.app import RunConfig, ZeroApp
+from zero.client import ZeroClient
+from zero.pb import zero_pb2, zero_pb2_grpc
+
+SC = grpc.StatusCode
+
+
+async def _until(pred, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+async def _cluster(tmp_path, n: int) -> list[ZeroApp]:  # type: ignore[no-untyped-def]
+    apps: list[ZeroApp] = []
+    for i in range(n):
+        cfg = RunConfig(data_dir=str(tmp_path / f"z{i + 1}"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
+                        tick=0.02, election_ticks=10, log_format="json", rebalance_interval=0,
+                        peer=f"127.0.0.1:{apps[0].grpc_port}" if apps else "")
+        app = ZeroApp(cfg, log_stream=io.StringIO())
+        await app.start()
+        apps.append(app)
+        if i == 0:
+            await _until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
+    await _until(lambda: all(a.node.leader_id for a in apps)
+                 and len(apps[0].node.state._state.zeros) == n, what="all joined")
+    return apps
+
+
+async def _stop(apps: list[ZeroApp]) -> None:
+    for a in apps:
+        if a.node is not None:
+            object.__setattr__(a.node.opts, "transfer_on_stop", 0.0)
+    await asyncio.gather(*(a.stop() for a in apps))
+
+
+def _addr(app: ZeroApp) -> str:
+    return f"127.0.0.1:{app.grpc_port}"
+
+
+def _requests(*counts: int) -> list[zero_pb2.TimestampsRequest]:
+    return [zero_pb2.TimestampsRequest(count=c) for c in counts]
+
+
+@pytest.mark.timeout(60)
+def test_stream_answers_in_order_with_contiguous_ranges_and_refuses_bad_counts(tmp_path):
+    async def main() -> None:
+        (app,) = await _cluster(tmp_path, 1)
+        try:
+            async with grpc.aio.insecure_channel(_addr(app)) as ch:
+                z = zero_pb2_grpc.ZeroStub(ch)
+                # Several requests outstanding at once: answered in order, each a range of
+                # its count, every range above the one before.
+                counts = [1, 5, 2, 1000, 3]
+                call = z.TimestampStream(iter(_requests(*counts)), timeout=10)
+                got = [r async for r in call]
+                assert [r.end_id - r.start_id + 1 for r in got] == counts
+                assert all(a.end_id < b.start_id for a, b in itertools.pairwise(got))
+                assert await call.code() == SC.OK
+                # One at a time on an open stream, interleaved with unary Timestamps.
+                stream = z.TimestampStream(timeout=10)
+                last = got[-1].end_id
+                for c in (1, 7, 1):
+                    await stream.write(zero_pb2.TimestampsRequest(count=c))
+                    r = await asyncio.wait_for(stream.read(), 5)
+                    assert r.start_id > last and r.end_id - r.start_id + 1 == c
+                    u = await z.Timestamps(zero_pb2.TimestampsRequest(count=1), timeout=5)
+                    assert u.start_id > r.end_id
+                    last = u.end_id
+                # A bad count: the requests before it are answered, then INVALID_ARGUMENT,
+                # and nothing is handed out for it (the next range follows on directly).
+                await stream.write(zero_pb2.TimestampsRequest(count=1))
+                await stream.write(zero_pb2.TimestampsRequest(count=0))
+                r = await asyncio.wait_for(stream.read(), 5)
+                assert r.start_id == r.end_id > last
+                with pytest.raises(grpc.aio.AioRpcError) as ei:
+                    await asyncio.wait_for(stream.read(), 5)
+                assert ei.value.code() == SC.INVALID_ARGUMENT and "count" in (ei.value.details() or "")
+                for bad in (0, 1_000_001):
+                    call = z.TimestampStream(iter(_requests(bad)), timeout=5)
+                    with pytest.raises(grpc.aio.AioRpcError) as ei:
+                        async for _ in call:
+                            raise AssertionError("a bad count was answered")
+                    assert ei.value.code() == SC.INVALID_ARGUMENT
+                u = await z.Timestamps(zero_pb2.TimestampsRequest(count=1), timeout=5)
+                assert u.start_id == r.end_id + 1
+            # Metrics: one request per stream, by outcome.
+            req = app.node.metrics.grpc_requests
+            assert req.labels("zero.v1.Zero/TimestampStream", "OK")._value.get() >= 1
+            assert req.labels("zero.v1.Zero/TimestampStream", "INVALID_ARGUMENT")._value.get() == 3
+        finally:
+            await _stop([app])
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_two_clients_timestamps_increase_in_real_time(tmp_path):
+    async def main() -> None:
+        (app,) = await _cluster(tmp_path, 1)
+        try:
+            async with ZeroClient(_addr(app)) as a, ZeroClient(_addr(app)) as b:
+                last = 0
+                for i in range(200):  # alternating: each one starts after the other finished
+                    ts = await (a if i % 2 else b).timestamp()
+                    assert ts > last
+                    last = ts
+                # Concurrent callers on both: every call that began after another ended
+                # got a larger timestamp.
+                loop = asyncio.get_running_loop()
+                calls: list[tuple[float, float, int]] = []
+
+                async def caller(zc: ZeroClient) -> None:
+                    for _ in range(100):
+                        t0 = loop.time()
+                        ts = await zc.timestamp()
+                        calls.append((t0, loop.time(), ts))
+
+                await asyncio.gather(*(caller(zc) for zc in (a, b) for _ in range(16)))
+                _check_real_time(calls)
+                assert min(ts for _, _, ts in calls) > last
+                assert a._ts_use_stream and b._ts_use_stream  # noqa: SLF001 - the stream was used
+                assert a.timestamp_rpcs < 16 * 100 + 100
+        finally:
+            await _stop([app])
+
+    asyncio.run(main())
+
+
+def _check_real_time(calls: list[tuple[float, float, int]]) -> None:
+    """Every timestamp is unique, and one whose call began after another call ended is
+    larger than that call's."""
+    assert len({ts for _, _, ts in calls}) == len(calls)
+    by_end = sorted(calls, key=lambda c: c[1])
+    best, j = 0, 0  # the largest timestamp of the calls that ended before t0
+    for t0, _, ts in sorted(calls):
+        while j < len(by_end) and by_end[j][1] < t0:
+            best = max(best, by_end[j][2])
+            j += 1
+        assert ts > best, f"a timestamp {ts} handed out after {best} had been"
+
+
+@pytest.mark.timeout(120)
+def test_follower_forwards_the_stream_and_leadership_moves_under_it(tmp_path):
+    async def main() -> None:
+        apps = await _cluster(tmp_path, 3)
+        try:
+            leader = next(a for a in apps if a.node.is_leader)
+            follower = next(a for a in apps if not a.node.is_leader)
+            lead_addr = leader.node.state._state.zeros[leader.node.raft_id].addr
+            async with grpc.aio.insecure_channel(_addr(follower)) as ch:
+                z = zero_pb2_grpc.ZeroStub(ch)
+                # Through a follower: relayed to the leader, answered in order, and the
+                # trailers name the leader.
+                call = z.TimestampStream(iter(_requests(1, 3, 2)), timeout=10)
+                got = [r async for r in call]
+                assert [r.end_id - r.start_id + 1 for r in got] == [1, 3, 2]
+                assert all(a.end_id < b.start_id for a, b in itertools.pairwise(got))
+                md = dict(await call.trailing_metadata())
+                assert md["zero-leader-id"] == str(leader.node.raft_id) and md["zero-leader-addr"] == lead_addr
+                # One hop only: a stream already forwarded once is refused by a follower.
+                call = z.TimestampStream(iter(_requests(1)), timeout=5, metadata=(("zero-forwarded", "9"),))
+                with pytest.raises(grpc.aio.AioRpcError) as ei:
+                    async for _ in call:
+                        raise AssertionError("a twice-forwarded stream was answered")
+                assert ei.value.code() == SC.UNAVAILABLE
+                assert dict(ei.value.trailing_metadata())["zero-leader-addr"] == lead_addr
+
+            # Leadership moves while streams are open: a raw stream on the old leader ends
+            # with UNAVAILABLE naming the new leader; a client's callers keep getting
+            # timestamps above everything handed out before.
+            loop = asyncio.get_running_loop()
+            calls: list[tuple[float, float, int]] = []
+            stop = asyncio.Event()
+            async with grpc.aio.insecure_channel(_addr(leader)) as ch, \
+                    ZeroClient([_addr(leader)], retry_deadline=20) as zc:
+                raw = zero_pb2_grpc.ZeroStub(ch).TimestampStream(timeout=60)
+                await raw.write(zero_pb2.TimestampsRequest(count=1))
+                before_raw = (await asyncio.wait_for(raw.read(), 5)).end_id
+
+                async def caller() -> None:
+                    while not stop.is_set():
+                        t0 = loop.time()
+                        ts = await zc.timestamp()
+                        calls.append((t0, loop.time(), ts))
+
+                tasks = [asyncio.create_task(caller()) for _ in range(16)]
+                await _until(lambda: len(calls) > 200, what="timestamps before the move")
+                new = await leader.node.transfer_leadership(to=follower.node.raft_id)
+                assert new == follower.node.raft_id
+                moved_at = loop.time()
+                await _until(lambda: all(a.node.leader_id == new for a in apps), what="new leader known")
+                n0 = len(calls)
+                await _until(lambda: len(calls) > n0 + 200, what="timestamps after the move")
+                stop.set()
+                await asyncio.wait_for(asyncio.gather(*tasks), 30)
+                _check_real_time(calls)
+                assert any(t0 > moved_at for t0, _, _ in calls)
+                after = await zc.timestamp()
+                assert after > max(ts for _, _, ts in calls) and after > before_raw
+                assert zc._ts_use_stream  # noqa: SLF001
+
+                await raw.write(zero_pb2.TimestampsRequest(count=1))
+                with pytest.raises(grpc.aio.AioRpcError) as ei:
+                    await asyncio.wait_for(raw.read(), 10)
+                assert ei.value.code() == SC.UNAVAILABLE
+                new_addr = follower.node.state._state.zeros[new].addr
+                assert dict(ei.value.trailing_metadata()).get("zero-leader-addr") == new_addr
+        finally:
+            await _stop(apps)
+
+    asyncio.run(main())
+
+
+class _OldZero(zero_pb2_grpc.ZeroServicer):
+    """A zero of an older release: unary Timestamps only (the generated base class
+    answers TimestampStream with UNIMPLEMENTED)."""
+
+    def __init__(self) -> None:
+        self.next = 100
+        self.unary = 0
+
+    async def Timestamps(self, request, context):  # type: ignore[no-untyped-def]
+        self.unary += 1
+        start = self.next
+        self.next += request.count
+        return zero_pb2.AssignedIds(start_id=start, end_id=self.next - 1)
+
+
+@pytest.mark.timeout(30)
+def test_client_falls_back_to_unary_timestamps_on_unimplemented() -> None:
+    async def main() -> None:
+        server = grpc.aio.server()
+        old = _OldZero()
+        zero_pb2_grpc.add_ZeroServicer_to_server(old, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with ZeroClient(f"127.0.0.1:{port}") as zc:
+                got = await asyncio.wait_for(asyncio.gather(*(zc.timestamp() for _ in range(50))), 10)
+                assert sorted(got) == list(range(100, 150))
+                assert not zc._ts_use_stream and old.unary >= 1  # noqa: SLF001
+                assert await asyncio.wait_for(zc.timestamp(), 5) == 150
+        finally:
+            await server.stop(None)
+
+    asyncio.run(main())
+
+
+class _StallingZero(zero_pb2_grpc.ZeroServicer):
+    """Its first TimestampStream never answers (a paused zero); later ones do."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+        self.next = 1
+
+    async def TimestampStream(self, requests, context):  # type: ignore[no-untyped-def]
+        self.streams += 1
+        if self.streams == 1:
+            async for _ in requests:
+                pass
+            await asyncio.sleep(3600)
+        async for req in requests:
+            start = self.next
+            self.next += req.count
+            yield zero_pb2.AssignedIds(start_id=start, end_id=self.next - 1)
+
+
+@pytest.mark.timeout(30)
+def test_client_retries_a_stream_that_stops_answering() -> None:
+    async def main() -> None:
+        server = grpc.aio.server()
+        stalling = _StallingZero()
+        zero_pb2_grpc.add_ZeroServicer_to_server(stalling, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with ZeroClient(f"127.0.0.1:{port}", rpc_timeout=0.5) as zc:
+                got = await asyncio.wait_for(asyncio.gather(*(zc.timestamp() for _ in range(10))), 15)
+                assert len(set(got)) == 10 and stalling.streams >= 2
+        finally:
+            await server.stop(None)
+
+    asyncio.run(main())
