@@ -5,8 +5,12 @@ the history afterwards.
 How the pieces stack:
     history.py   - Op records (invoke/complete times from time.monotonic) and the dump file
     workloads.py - client threads (leases, tablet claims, connects, stream watchers)
-    nemesis.py   - faults on a cluster: kill -9, SIGSTOP/SIGCONT, full restart, transfer storms
+    nemesis.py   - faults on a cluster: kill -9, SIGSTOP/SIGCONT, full restart, transfer storms,
+                   delay/stall/reset through the proxy, adding and removing a zero
+    proxy.py     - a userspace TCP proxy per zero (the kernel has no netem): delay, jitter, stalls
+    loopback.py  - the nemesis' target: zeros on 127.0.0.1, optionally behind proxies
     netns.py     - network namespaces + veth + bridge + iptables for partitions (root only)
     checkers.py  - pure functions: history in, list of violations out
     runner.py    - one seeded, bounded run: start, workload + nemesis, heal, final checks
+    moves_*.py   - the move workload with durable data nodes, its run and its checkers
 """
