@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 
 from . import backup, security, validate
+from .channels import RECONNECT_OPTIONS
 from .errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -292,7 +293,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
         ch = self._channels.get(addr)
         if ch is None:
             opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES), *RECONNECT_OPTIONS]
             ch = self._channel_factory(addr, opts) if self._channel_factory else grpc.aio.insecure_channel(addr, options=opts)
             self._channels[addr] = ch
         return ch
