@@ -353,6 +353,13 @@ class ZeroNode:
                     m.term.set(rd.hard_state.term)
                     m.commit_index.set(rd.hard_state.commit)
                 self._send(rd.messages)
+                # A Ready that only moves the commit index applies first: everything it
+                # commits was made durable here by earlier Readys (the commit index
+                # itself needs no durability), so the proposers' answers do not wait
+                # for its write.
+                early = bool(rd.committed_entries) and not rd.entries and rd.snapshot is None and not rd.must_sync
+                if early:
+                    self._apply(rd.committed_entries)
                 if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
                     t1 = time.perf_counter()
                     if not rd.must_sync and rd.snapshot is None and self._io_jobs == 0:
@@ -367,7 +374,7 @@ class ZeroNode:
                     self._send(node.persisted(rd))
                 if rd.snapshot is not None:
                     self._install_snapshot(rd.snapshot)
-                if rd.committed_entries:
+                if rd.committed_entries and not early:
                     self._apply(rd.committed_entries)
                 for rs in rd.read_states:
                     self._on_read_state(rs.request_ctx, rs.index)

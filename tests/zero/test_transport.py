@@ -191,3 +191,62 @@ def test_peer_address_change_reconnects():
         await a.transport.stop()
         await server2.stop(0)
     asyncio.run(main())
+
+
+def test_commit_only_appends_superseded_by_a_later_append_are_dropped():
+    """A commit-only append (no entries) is dropped when a later append of the same
+    term in the same batch carries a commit index at least as high; every other message
+    goes, in order."""
+    from zero.transport import _superseded_dropped
+
+    def app(index: int, commit: int, term: int = 2, entries: int = 0) -> raftpb.Message:
+        return raftpb.Message(type=raftpb.MsgApp, to=2, term=term, index=index, commit=commit,
+                              entries=[raftpb.Entry(index=index + 1 + k, term=term) for k in range(entries)])
+
+    hb = raftpb.Message(type=raftpb.MsgHeartbeat, to=2, term=2, commit=5)
+    msgs = [app(5, 5), hb, app(5, 5, entries=1), app(6, 6), app(6, 7, term=3), app(7, 6, term=2)]
+    kept = _superseded_dropped(msgs)
+    # app(5,5) goes: app(5,5,+1 entry) has commit 5 >= 5; app(6,6) goes: app(7,6) (same
+    # term, commit 6) follows; the term-3 append and the last one stay.
+    assert [(m.type, m.index, m.commit, m.term, len(m.entries)) for m in kept] == [
+        (raftpb.MsgHeartbeat, 0, 5, 2, 0), (raftpb.MsgApp, 5, 5, 2, 1), (raftpb.MsgApp, 6, 7, 3, 0),
+        (raftpb.MsgApp, 7, 6, 2, 0)]
+    # A higher commit in the earlier one keeps it; appends with entries always stay.
+    assert len(_superseded_dropped([app(5, 9), app(6, 6)])) == 2
+    assert len(_superseded_dropped([app(5, 5, entries=1), app(6, 6, entries=1)])) == 2
+
+
+def test_a_commit_only_append_waits_briefly_for_the_next_append(monkeypatch):
+    """The writer holds a lone commit-only append for COMMIT_HOLD (0.5 s here, to make
+    the timing plain): an append sent within it supersedes the first (one message
+    arrives, with the newer commit); alone, it goes when the hold ends. Nothing else is
+    held."""
+    import zero.transport as tr
+
+    monkeypatch.setattr(tr, "COMMIT_HOLD", 0.5)
+
+    async def main() -> None:
+        b = FakeNode(2, {1: "h1:1", 2: "h2:1"})
+        server, addr = await _serve(b)
+        a = FakeNode(1, {1: "h1:1", 2: addr})
+        a.transport.set_peers({2: addr})
+        loop = asyncio.get_running_loop()
+        a.transport.send(raftpb.Message(type=raftpb.MsgHeartbeat, to=2, from_=1, term=1))
+        await until(lambda: len(b.stepped) == 1)  # connected; heartbeats are never held
+        t0 = loop.time()
+        a.transport.send(raftpb.Message(type=raftpb.MsgApp, to=2, from_=1, term=1, index=3, commit=3))
+        await asyncio.sleep(0.05)
+        a.transport.send(raftpb.Message(type=raftpb.MsgApp, to=2, from_=1, term=1, index=3, commit=4,
+                                        entries=[raftpb.Entry(index=4, term=1)]))
+        await until(lambda: len(b.stepped) >= 2)
+        assert loop.time() - t0 < 0.4  # the append woke the writer: no waiting out the hold
+        await asyncio.sleep(0.1)
+        assert [(m.index, m.commit, len(m.entries)) for m in b.stepped[1:]] == [(3, 4, 1)]
+        t1 = loop.time()
+        a.transport.send(raftpb.Message(type=raftpb.MsgApp, to=2, from_=1, term=1, index=4, commit=4))
+        await until(lambda: len(b.stepped) == 3)
+        assert loop.time() - t1 >= 0.45  # alone, it went when the hold ended
+        assert (b.stepped[2].index, b.stepped[2].commit, len(b.stepped[2].entries)) == (4, 4, 0)
+        await a.transport.stop()
+        await server.stop(0)
+    asyncio.run(main())
