@@ -58,6 +58,7 @@ __all__ = [
 LIVENESS_WINDOW = 10.0  # seconds without a heartbeat after which a member is unhealthy
 MAX_MESSAGE_BYTES = 16 << 20
 MAX_TABLETS_PER_REQUEST = 10_000
+STREAM_REQUESTS_AHEAD = 64  # TimestampStream requests read ahead of their answers, at most
 ERROR_LOG_INTERVAL = 60.0  # seconds between log lines for one repeating unexpected error
 SIZE_CHANGE_RATIO = 0.10  # UpdateTabletSizes proposes only changes above this
 ADMIN_PREFIX = "/zero.v1.ZeroAdmin/"
@@ -726,15 +727,23 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         count ends the stream with INVALID_ARGUMENT once the requests before it are
         answered; nothing is handed out for it."""
         leases = self.leases
-        pending: asyncio.Queue[tuple[asyncio.Future[None], int] | BaseException | None] = asyncio.Queue()
+        # Bounded: a client that pipelines without reading answers is not read further
+        # (gRPC flow control then holds it back) instead of growing this queue.
+        pending: asyncio.Queue[tuple[asyncio.Future[None], int] | BaseException | None] = asyncio.Queue(
+            maxsize=STREAM_REQUESTS_AHEAD)
 
         async def read() -> None:
             try:
                 async for req in requests:
-                    pending.put_nowait((leases.begin_timestamps(req.count), req.count))
-                pending.put_nowait(None)
+                    barrier = leases.begin_timestamps(req.count)
+                    try:
+                        await pending.put((barrier, req.count))
+                    except asyncio.CancelledError:
+                        barrier.cancel()  # the stream ended while this one waited for room
+                        raise
+                await pending.put(None)
             except Exception as e:  # noqa: BLE001 - the stream ends with it, in order
-                pending.put_nowait(e)
+                await pending.put(e)
 
         reader = asyncio.ensure_future(read())
         try:

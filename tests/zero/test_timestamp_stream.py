@@ -299,3 +299,47 @@ def test_client_retries_a_stream_that_stops_answering() -> None:
             await server.stop(None)
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_stream_reads_ahead_a_bounded_number_of_requests(monkeypatch):
+    """A client that sends requests without reading the answers is not read without
+    bound: at most STREAM_REQUESTS_AHEAD requests are taken ahead of their answers."""
+    import zero.server as srv
+
+    monkeypatch.setattr(srv, "STREAM_REQUESTS_AHEAD", 4)
+    started = []
+
+    class Leases:
+        def begin_timestamps(self, count: int) -> asyncio.Future[None]:
+            started.append(count)
+            return asyncio.get_running_loop().create_future()  # never confirmed
+
+        async def timestamps_after(self, barrier: asyncio.Future[None], count: int) -> zero_pb2.AssignedIds:
+            await barrier
+            raise AssertionError("unreachable")
+
+    async def main() -> None:
+        svc = srv.ZeroService.__new__(srv.ZeroService)
+        svc.leases = Leases()
+
+        async def requests():  # an endless pipelining client
+            n = 0
+            while True:
+                n += 1
+                yield zero_pb2.TimestampsRequest(count=n)
+
+        agen = svc.TimestampStream(requests(), None)
+        first = asyncio.ensure_future(agen.__anext__())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(started) < 6 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        # One being answered, 4 queued, one more begun and waiting for room; no more.
+        assert len(started) == 6, len(started)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await agen.aclose()
+
+    asyncio.run(main())
