@@ -30,6 +30,8 @@ from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2, zero_pb2
 from zero.state import ZeroState
 
+from zeroapps import until
+
 TICK, ELECTION = 0.02, 10
 
 
@@ -37,13 +39,6 @@ def _logger(name: str):  # type: ignore[no-untyped-def]
     return structlog.wrap_logger(logging.getLogger(name)).bind(zero=name)
 
 
-async def until(pred, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 def _free_port() -> int:

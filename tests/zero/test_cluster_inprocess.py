@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Callable
 
 import grpc
 import pytest
@@ -22,6 +21,8 @@ from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2
 from zero.transport import GRPC_OPTIONS, PROTOCOL, add_raft_service
 
+from zeroapps import until
+
 TICK = 0.02
 ELECTION_TICKS = 10  # 200 ms election timeout: fast failover in tests
 
@@ -30,13 +31,6 @@ def _logger(name: str):  # type: ignore[no-untyped-def]
     return structlog.wrap_logger(logging.getLogger(name)).bind(zero=name)
 
 
-async def until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 class Zero:

@@ -5,48 +5,27 @@ process, on free loopback ports."""
 from __future__ import annotations
 
 import asyncio
-import io
 
 import grpc
 import pytest
 
-from zero.app import RunConfig, ZeroApp
 from zero.client import ZeroClient
 from zero.pb import zero_pb2, zero_pb2_grpc
+
+from zeroapps import app_cluster, until
 
 TOKEN = "tok"
 ADMIN_MD = (("authorization", f"Bearer {TOKEN}"),)
 
 
-async def _until(pred, timeout: float = 20.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
-async def _cluster(tmp_path, n: int = 3) -> list[ZeroApp]:
-    apps: list[ZeroApp] = []
-    for i in range(n):
-        cfg = RunConfig(data_dir=str(tmp_path / f"z{i + 1}"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                        tick=0.02, election_ticks=10, log_format="json", admin_token=TOKEN,
-                        peer=f"127.0.0.1:{apps[0].grpc_port}" if apps else "")
-        app = ZeroApp(cfg, log_stream=io.StringIO())
-        await app.start()
-        apps.append(app)
-        if i == 0:
-            await _until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
-    await _until(lambda: all(a.node.leader_id for a in apps)
-                 and len(apps[0].node.state._state.zeros) == n, what="all joined")
-    return apps
 
 
 @pytest.mark.timeout(90)
 def test_followers_forward_and_name_the_leader(tmp_path):
     async def main() -> None:
-        apps = await _cluster(tmp_path)
+        apps = await app_cluster(tmp_path, admin_token=TOKEN)
         try:
             leader = next(a for a in apps if a.node.is_leader)
             follower = next(a for a in apps if not a.node.is_leader)
@@ -94,7 +73,7 @@ def test_followers_forward_and_name_the_leader(tmp_path):
             # Leadership moves: the old leader now forwards to the new one.
             new = await leader.node.transfer_leadership(to=follower.node.raft_id)
             assert new == follower.node.raft_id
-            await _until(lambda: all(a.node.leader_id == new for a in apps), what="new leader known")
+            await until(lambda: all(a.node.leader_id == new for a in apps), what="new leader known")
             async with grpc.aio.insecure_channel(f"127.0.0.1:{leader.grpc_port}") as ch:
                 r = await zero_pb2_grpc.ZeroStub(ch).AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1))
                 assert r.start_id > ids.end_id

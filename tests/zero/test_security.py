@@ -20,7 +20,7 @@ import ipaddress
 import json
 import time
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ from zero.datanode import DataNode, DataNodeConfig  # noqa: E402
 from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2, zero_pb2_grpc  # noqa: E402
 from zero.pb import raft_transport_pb2 as tpb  # noqa: E402
 from zero.pb import raft_transport_pb2_grpc as tgrpc  # noqa: E402
+
+from zeroapps import until  # noqa: E402
 
 TOKEN = "adm1n-t0ken-value"
 WRONG = "guessed-t0ken-value"
@@ -113,13 +115,6 @@ def _ca_only(d: str) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=security.load_tls(d).ca)
 
 
-async def _until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 async def _code(call: Awaitable[Any]) -> grpc.StatusCode:
@@ -187,7 +182,7 @@ def test_tls_roles_and_token_on_one_zero(tmp_path: Path, pki: dict[str, str]) ->
         try:
             node = app.node
             assert node is not None
-            await _until(lambda: node.is_leader and bool(node.state.cluster_id))
+            await until(lambda: node.is_leader and bool(node.state.cluster_id))
             addr = f"127.0.0.1:{app.grpc_port}"
             req = zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1)
 
@@ -293,7 +288,7 @@ def test_tls_roles_and_token_on_one_zero(tmp_path: Path, pki: dict[str, str]) ->
                 assert r.committed, r.message
             async with grpc.aio.secure_channel(dst.addr, _creds(pki["datanode"])) as ch:
                 d = datanode_pb2_grpc.DataNodeStub(ch)
-                await _until(lambda: node.state.group_of("t") == dst.group)
+                await until(lambda: node.state.group_of("t") == dst.group)
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + 10
                 while True:
@@ -325,8 +320,8 @@ def test_three_zeros_form_forward_and_fail_over_with_tls(tmp_path: Path, pki: di
                 await app.start()
                 apps.append(app)
                 if i == 0:
-                    await _until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
-            await _until(lambda: all(a.node.leader_id for a in apps)
+                    await until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
+            await until(lambda: all(a.node.leader_id for a in apps)
                          and all(len(a.node.state._state.zeros) == 3 for a in apps)
                          and all(a.node.transport.peer_up(p) for a in apps if a.node.is_leader
                                  for p in a.node.state._state.zeros if p != a.node.raft_id),
@@ -348,7 +343,7 @@ def test_three_zeros_form_forward_and_fail_over_with_tls(tmp_path: Path, pki: di
             t0 = time.monotonic()
             await leader.stop()
             rest = [a for a in apps if a is not leader]
-            await _until(lambda: any(a.node.is_leader for a in rest), what="a new leader")
+            await until(lambda: any(a.node.is_leader for a in rest), what="a new leader")
             elected = time.monotonic() - t0
             async with ZeroClient([f"localhost:{a.grpc_port}" for a in rest], credentials=_creds(pki["datanode"])) as zc:
                 start, end = await zc.assign_ids(zero_pb2.UID, 5)

@@ -6,42 +6,22 @@ not have the stream. ZeroApps (gRPC + Raft transport) in one process, on loopbac
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 
 import grpc
 import pytest
 
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
 from zero.client import ZeroClient
 from zero.pb import zero_pb2, zero_pb2_grpc
+
+from zeroapps import app_cluster, until
 
 SC = grpc.StatusCode
 
 
-async def _until(pred, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
-async def _cluster(tmp_path, n: int) -> list[ZeroApp]:  # type: ignore[no-untyped-def]
-    apps: list[ZeroApp] = []
-    for i in range(n):
-        cfg = RunConfig(data_dir=str(tmp_path / f"z{i + 1}"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                        tick=0.02, election_ticks=10, log_format="json", rebalance_interval=0,
-                        peer=f"127.0.0.1:{apps[0].grpc_port}" if apps else "")
-        app = ZeroApp(cfg, log_stream=io.StringIO())
-        await app.start()
-        apps.append(app)
-        if i == 0:
-            await _until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
-    await _until(lambda: all(a.node.leader_id for a in apps)
-                 and len(apps[0].node.state._state.zeros) == n, what="all joined")
-    return apps
 
 
 async def _stop(apps: list[ZeroApp]) -> None:
@@ -62,7 +42,7 @@ def _requests(*counts: int) -> list[zero_pb2.TimestampsRequest]:
 @pytest.mark.timeout(60)
 def test_stream_answers_in_order_with_contiguous_ranges_and_refuses_bad_counts(tmp_path):
     async def main() -> None:
-        (app,) = await _cluster(tmp_path, 1)
+        (app,) = await app_cluster(tmp_path, 1, rebalance_interval=0)
         try:
             async with grpc.aio.insecure_channel(_addr(app)) as ch:
                 z = zero_pb2_grpc.ZeroStub(ch)
@@ -114,7 +94,7 @@ def test_stream_answers_in_order_with_contiguous_ranges_and_refuses_bad_counts(t
 @pytest.mark.timeout(60)
 def test_two_clients_timestamps_increase_in_real_time(tmp_path):
     async def main() -> None:
-        (app,) = await _cluster(tmp_path, 1)
+        (app,) = await app_cluster(tmp_path, 1, rebalance_interval=0)
         try:
             async with ZeroClient(_addr(app)) as a, ZeroClient(_addr(app)) as b:
                 last = 0
@@ -160,7 +140,7 @@ def _check_real_time(calls: list[tuple[float, float, int]]) -> None:
 @pytest.mark.timeout(120)
 def test_follower_forwards_the_stream_and_leadership_moves_under_it(tmp_path):
     async def main() -> None:
-        apps = await _cluster(tmp_path, 3)
+        apps = await app_cluster(tmp_path, 3, rebalance_interval=0)
         try:
             leader = next(a for a in apps if a.node.is_leader)
             follower = next(a for a in apps if not a.node.is_leader)
@@ -202,13 +182,13 @@ def test_follower_forwards_the_stream_and_leadership_moves_under_it(tmp_path):
                         calls.append((t0, loop.time(), ts))
 
                 tasks = [asyncio.create_task(caller()) for _ in range(16)]
-                await _until(lambda: len(calls) > 200, what="timestamps before the move")
+                await until(lambda: len(calls) > 200, what="timestamps before the move")
                 new = await leader.node.transfer_leadership(to=follower.node.raft_id)
                 assert new == follower.node.raft_id
                 moved_at = loop.time()
-                await _until(lambda: all(a.node.leader_id == new for a in apps), what="new leader known")
+                await until(lambda: all(a.node.leader_id == new for a in apps), what="new leader known")
                 n0 = len(calls)
-                await _until(lambda: len(calls) > n0 + 200, what="timestamps after the move")
+                await until(lambda: len(calls) > n0 + 200, what="timestamps after the move")
                 stop.set()
                 await asyncio.wait_for(asyncio.gather(*tasks), 30)
                 _check_real_time(calls)

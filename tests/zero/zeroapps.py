@@ -1,0 +1,41 @@
+"""Helpers for tests that run zeros in-process: polling with a deadline, and a cluster
+of `ZeroApp`s joined through the first one."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zero.app import RunConfig, ZeroApp
+
+
+async def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll `pred` every 10 ms until it is true; AssertionError after `timeout` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+async def app_cluster(tmp_path: Path, n: int = 3, **cfg: Any) -> list[ZeroApp]:
+    """`n` zeros on free loopback ports (tick 20 ms x 10), the first bootstrapping and
+    the others joining through it; returns once every zero knows the leader and the
+    state lists all of them. `cfg`: more RunConfig fields (admin_token, ...)."""
+    apps: list[ZeroApp] = []
+    for i in range(n):
+        rc = RunConfig(data_dir=str(tmp_path / f"z{i + 1}"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
+                       tick=0.02, election_ticks=10, log_format="json",
+                       peer=f"127.0.0.1:{apps[0].grpc_port}" if apps else "", **cfg)
+        app = ZeroApp(rc, log_stream=io.StringIO())
+        await app.start()
+        apps.append(app)
+        if i == 0:
+            await until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
+    await until(lambda: all(a.node.leader_id for a in apps)
+                and len(apps[0].node.state._state.zeros) == n, what="all joined")
+    return apps
