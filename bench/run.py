@@ -57,6 +57,7 @@ from bench.peers import etcd, failover, pysyncobj_cluster  # noqa: E402
 from zero.pb import zero_pb2  # noqa: E402
 
 START, END = "<!-- bench/run.py: start -->", "<!-- bench/run.py: end -->"
+OWN = "### zero's own benchmarks, each against its goal"
 ZERO_DEFAULT: tuple[str, ...] = ()
 ZERO_1S = ("--tick", "100ms", "--election-ticks", "10")
 ETCD_1S = ["--heartbeat-interval", "100", "--election-timeout", "1000"]  # etcd's defaults, spelled out
@@ -306,15 +307,21 @@ def report(ns: argparse.Namespace, mach: list[str], versions: dict[str, str], sk
         if zd and et:
             L += ["", f"At the same 1 s election timeout, zero/etcd median: "
                       f"{statistics.median(zd) / statistics.median(et):.2f}×."]
-    L += ["", "### zero's own benchmarks, each against its goal", ""]
+    L += ["", OWN, ""]
     for title, text, rc in own_out:
         L += [f"`{title}`{'' if rc == 0 else f' — exit status {rc}'}:", "", "```", text, "```", ""]
     L.append(END)
     return "\n".join(L) + "\n"
 
 
-def write_out(path: Path, section: str) -> None:
+def write_out(path: Path, section: str, *, keep_own: bool = False) -> None:
+    """Replace the runner's section of `path` with `section`. With `keep_own` (a
+    --skip-own run), the own benches' part of the section already there is kept."""
     old = path.read_text() if path.exists() else "# Benchmarks\n\nFigures from the scripts in bench/.\n"
+    if keep_own and START in old and END in old and OWN in old[old.index(START):]:
+        kept = old[old.index(OWN, old.index(START)):old.index(END)]
+        kept = kept.replace(OWN, OWN + "\n\nKept from an earlier full run (this one was `--skip-own`).", 1)
+        section = section[:section.index(OWN)] + kept + END + "\n"
     if START in old and END in old:
         new = old[:old.index(START)] + section.rstrip("\n") + old[old.index(END) + len(END):]
     else:
@@ -373,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             # A goal missed by an own bench is a figure (its exit status is shown), not a runner failure.
         section = report(ns, mach, versions, skipped, res, fo, own_out)
         print("\n" + section)
-        write_out(Path(ns.out), section)
+        write_out(Path(ns.out), section, keep_own=ns.skip_own)
         log(f"wrote {ns.out}")
         zero_rows = ("zero", 1) in res and ("zero", 64) in res and any(label.startswith("zero") for label, _, _ in fo)
         return 0 if ok and zero_rows else 1
