@@ -468,7 +468,9 @@ def dial(addr: str) -> grpc.aio.Channel:
 
 def _reason(e: BaseException) -> str:
     if isinstance(e, grpc.aio.AioRpcError):
-        return f"source answered {e.code().name}: {e.details()}"
+        # Not necessarily the source's own answer: gRPC reports a connection that never
+        # came up, a deadline, or an error the source relays from a destination alike.
+        return f"MoveTablet on the source failed with {e.code().name}: {e.details()}"
     if isinstance(e, TimeoutError):
         return "timed out"
     return str(e)
