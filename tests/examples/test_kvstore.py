@@ -200,8 +200,11 @@ def test_cluster_command_prints_addresses_and_stops_on_sigint(tmp_path: Path) ->
         assert nodes[2].get("hello") == (200, b"world")
 
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) == 0
-        assert "cluster stopped" in proc.stdout.read()
+        code = proc.wait(15)
+        out = proc.stdout.read()
+        # On a failure, say which node did not stop and what the nodes logged last.
+        assert code == 0, (out, (tmp_path / "cluster.log").read_text()[-3000:])
+        assert "cluster stopped" in out
         for pid in pids:  # the children were reaped by the cluster process
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
