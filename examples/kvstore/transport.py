@@ -57,6 +57,7 @@ class Transport:
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def start(self) -> None:
         host, port = self._listen
@@ -65,6 +66,7 @@ class Transport:
             p.task = asyncio.create_task(self._dial(p), name=f"dial-{p.id}")
 
     async def close(self) -> None:
+        self._closing = True
         for p in self._peers.values():
             if p.task is not None:
                 p.task.cancel()
@@ -125,7 +127,11 @@ class Transport:
         backoff = _BACKOFF_MIN
         while True:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(p.host, p.port), 1.0)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+                # cancel of close() when the connection completes at that moment, and this
+                # task would then wait forever on a peer that is stopping too.
+                async with asyncio.timeout(1.0):
+                    reader, writer = await asyncio.open_connection(p.host, p.port)
             except (OSError, asyncio.TimeoutError):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
@@ -144,6 +150,9 @@ class Transport:
 
     # -- receiving ------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:  # accepted just as close() ran: nobody would close it later
+            writer.close()
+            return
         self._inbound.add(writer)
         try:
             while True:
