@@ -90,7 +90,7 @@ class NodeOptions:
     transfer_on_stop: float = 2.0  # a leader hands leadership over for at most this long on stop
 
 
-def _fail(futs: list[asyncio.Future[None]], err: ZeroError) -> None:
+def _fail(futs: list[asyncio.Future[Any]], err: ZeroError) -> None:
     for f in futs:
         if not f.done():
             f.set_exception(err)
@@ -843,9 +843,7 @@ class ZeroNode:
 
     def _fail_all(self, err: ZeroError) -> None:
         self._fail_reads(err)
-        for fut, _ in list(self._waiters.values()):
-            if not fut.done():
-                fut.set_exception(err)
+        _fail([fut for fut, _ in self._waiters.values()], err)
         self._waiters.clear()
 
     # -- leader duties --------------------------------------------------------------------------
