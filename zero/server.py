@@ -319,14 +319,9 @@ class Interceptor(grpc.aio.ServerInterceptor):
                               context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         call = self._leader_channel(addr).unary_stream(method, request_serializer=_identity,
                                                        response_deserializer=_identity)
-        stream = call(request.SerializeToString(), metadata=self._forward_metadata(context))
-        try:
-            async for item in stream:
-                yield item
-        except grpc.aio.AioRpcError as e:
-            await context.abort(*_forwarded_status(e))
-        finally:
-            stream.cancel()
+        async for item in _relay(call(request.SerializeToString(), metadata=self._forward_metadata(context)),
+                                 context):
+            yield item
 
     async def _forward_bidi(self, method: str, addr: str, requests: AsyncIterator[Any],
                             context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
@@ -340,14 +335,8 @@ class Interceptor(grpc.aio.ServerInterceptor):
             async for r in requests:
                 yield r.SerializeToString()
 
-        stream = call(relay(), metadata=self._forward_metadata(context))
-        try:
-            async for item in stream:
-                yield item
-        except grpc.aio.AioRpcError as e:
-            await context.abort(*_forwarded_status(e))
-        finally:
-            stream.cancel()
+        async for item in _relay(call(relay(), metadata=self._forward_metadata(context)), context):
+            yield item
 
     async def _follow_membership(self, behavior: Any, request: Any,
                                  context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -775,6 +764,18 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         # Serialized once for all watchers; the interceptor passes bytes through.
         async for update in self.hub.stream(request.since_version, request.cluster_id, serialized=True):
             yield update
+
+
+async def _relay(stream: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    """The leader's replies on a forwarded stream, passed on as bytes; its error status
+    becomes ours; the forwarded call is cancelled whenever ours ends."""
+    try:
+        async for item in stream:
+            yield item
+    except grpc.aio.AioRpcError as e:
+        await context.abort(*_forwarded_status(e))
+    finally:
+        stream.cancel()
 
 
 def _require_leader(node: ZeroNode, what: str) -> None:
