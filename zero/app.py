@@ -13,6 +13,7 @@ import asyncio
 import fcntl
 import os
 import signal
+import socket
 import time
 import sys
 from dataclasses import dataclass, field
@@ -82,6 +83,32 @@ def _split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _bind_tcp(addr: str) -> list[socket.socket]:
+    """Listening sockets for HOST:PORT, one per address HOST resolves to (an empty host
+    or 0.0.0.0 is every IPv4 interface), as asyncio's create_server binds them; port 0
+    picks one free port for all. No SO_REUSEPORT: a second zero must not share it."""
+    host, port = _split_addr(addr)
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    socks: list[socket.socket] = []
+    try:
+        for family, type_, proto, _, sockaddr in dict.fromkeys(infos):
+            sock = socket.socket(family, type_, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(socks) > 1:
+                sockaddr = (sockaddr[0], socks[0].getsockname()[1], *sockaddr[2:])
+            sock.bind(sockaddr)
+            sock.listen(128)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
 class ZeroApp:
     def __init__(self, cfg: RunConfig, *, log_stream: TextIO | None = None) -> None:
         self.cfg = cfg
@@ -98,6 +125,7 @@ class ZeroApp:
         self.grpc_port = 0
         self.http_port = 0
         self._runner: web.AppRunner | None = None
+        self._http_socks: list[socket.socket] = []  # bound before the node starts, served after
         self._lock_fd = -1
         self._interceptor: Interceptor | None = None  # set in _start; stop() runs after a failed start too
         self._creds: grpc.ChannelCredentials | None = None
@@ -159,6 +187,16 @@ class ZeroApp:
         if not self.grpc_port:
             raise StartupError(f"cannot listen for gRPC on {cfg.grpc_addr} (address in use?)")
         my = cfg.my or f"localhost:{self.grpc_port}"
+        # The HTTP port is bound (not yet served) before the node starts: a zero holds
+        # both ports and its data dir before a join makes it a member of a cluster, so a
+        # busy port can never leave the cluster with a half-joined zero (a learner that
+        # will never come up; promoted, it would have cost a one-zero cluster its quorum).
+        try:
+            http_socks = _bind_tcp(cfg.http_addr)
+        except OSError as e:
+            raise StartupError(f"cannot listen for HTTP on {cfg.http_addr}: {e.strerror or e}") from None
+        self._http_socks = http_socks
+        self.http_port = int(http_socks[0].getsockname()[1])
 
         node = ZeroNode(NodeOptions(
             data_dir=cfg.data_dir, my_addr=my, raft_id=cfg.raft_id, tick_seconds=cfg.tick,
@@ -200,13 +238,9 @@ class ZeroApp:
         runner = web.AppRunner(make_app(node, self.liveness), access_log=None, shutdown_timeout=HTTP_GRACE)
         await runner.setup()
         self._runner = runner
-        host, port = _split_addr(cfg.http_addr)
-        site = web.TCPSite(runner, host or None, port)
-        try:
-            await site.start()
-        except OSError as e:
-            raise StartupError(f"cannot listen for HTTP on {cfg.http_addr}: {e.strerror or e}") from None
-        self.http_port = int(runner.addresses[0][1]) if runner.addresses else port
+        for sock in http_socks:
+            await web.SockSite(runner, sock).start()  # the site owns the socket now
+        self._http_socks = []
         self._tasks.append(asyncio.get_running_loop().create_task(self._health_loop(), name="zero-health"))
         self.log.info("zero is running", grpc_addr=cfg.grpc_addr, grpc_port=self.grpc_port,
                       http_addr=cfg.http_addr, http_port=self.http_port, my=my, data_dir=cfg.data_dir,
@@ -326,6 +360,9 @@ class ZeroApp:
         if self._runner is not None:
             stops.append(self._runner.cleanup())
             self._runner = None
+        for sock in self._http_socks:
+            sock.close()
+        self._http_socks = []
         if stops:
             await asyncio.gather(*stops, return_exceptions=True)
         if self._interceptor is not None:

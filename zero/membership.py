@@ -10,8 +10,10 @@ etcd's learner mode):
   cost availability, however it fails.
 - The leader promotes a learner (ConfChangeAddNode on an existing learner) only when it
   is caught up (replicating, at most PROMOTE_LAG entries behind the commit index) and
-  alive, and only if the voters that are alive after the promotion still form a quorum
-  of the new, larger configuration. A catching-up member therefore never holds up
+  alive, and has stayed so without a break for `promote_after` seconds (a joiner that
+  comes up, catches up and dies a moment later is never promoted), and only if the
+  voters that are alive after the promotion still form a quorum of the new, larger
+  configuration. A catching-up member therefore never holds up
   commits; the promotion duty runs on whichever zero leads, so a leader change in the
   middle of a join only delays it.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
@@ -54,9 +57,11 @@ from .versions import ZERO_VERSION
 if TYPE_CHECKING:
     from .node import ZeroNode
 
-__all__ = ["Membership", "ConfChangeDroppedError", "join_cluster", "PROMOTE_LAG"]
+__all__ = ["Membership", "ConfChangeDroppedError", "join_cluster", "PROMOTE_LAG", "ready_learners"]
 
 PROMOTE_LAG = 64  # a learner at most this many entries behind the commit index is caught up
+PROMOTE_AFTER_MIN = 1.0  # seconds a learner stays caught up and live before its promotion, at least
+PROMOTE_AFTER_TIMEOUTS = 4  # ... and at least this many election timeouts
 _STATUS_ERRORS: dict[grpc.StatusCode, type[ZeroError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
@@ -69,12 +74,39 @@ class ConfChangeDroppedError(UnavailableError):
     overwritten after a leader change): it did not happen, and may be proposed again."""
 
 
+def ready_learners(learners: Iterable[int], ready: Callable[[int], bool], since: dict[int, float],
+                   now: float, promote_after: float) -> list[int]:
+    """The learners that have been `ready` (caught up and live) without a break for
+    `promote_after` seconds at `now`, in id order. `since` maps each ready learner to
+    when its current ready stretch began; it is updated in place (a learner that is not
+    ready, or no longer a learner, is dropped and starts over)."""
+    current = set(learners)
+    for rid in list(since):
+        if rid not in current:
+            del since[rid]
+    out = []
+    for rid in sorted(current):
+        if not ready(rid):
+            since.pop(rid, None)
+            continue
+        start = since.setdefault(rid, now)
+        if now - start >= promote_after:
+            out.append(rid)
+    return out
+
+
 class Membership:
     """The membership logic of one ZeroNode (leader-side decisions live here)."""
 
     def __init__(self, node: ZeroNode) -> None:
         self.node = node
         self.lock = asyncio.Lock()
+        self._ready_since: dict[int, float] = {}  # learner -> when it last became caught up and live
+
+    @property
+    def promote_after(self) -> float:
+        """Seconds a learner must stay caught up and live before it is promoted."""
+        return max(PROMOTE_AFTER_MIN, PROMOTE_AFTER_TIMEOUTS * self._election_timeout())
 
     # -- liveness ---------------------------------------------------------------------------
     def _election_timeout(self) -> float:
@@ -244,21 +276,27 @@ class Membership:
         """Leader duty: promote each caught-up, live learner that is a zero member."""
         node = self.node
         period = max(node.opts.tick_seconds, 0.02)
+        loop = asyncio.get_running_loop()
+        self._ready_since.clear()  # a stretch observed under an earlier term does not count
         while True:
             await asyncio.sleep(period)
             if not node.is_leader or not node.raft_status().learners:
+                self._ready_since.clear()
                 continue
             async with self.lock:
                 st = node.raft_status()
                 if st.raft_state != StateType.LEADER:
                     continue
                 zeros = node.state._state.zeros
-                for rid in st.learners:
+
+                def caught_up(rid: int) -> bool:
                     pr = st.progress.get(rid)
-                    if rid not in zeros or pr is None or pr.state != "REPLICATE" or not self.is_live(rid, st.progress):
-                        continue
-                    if st.commit - pr.match > PROMOTE_LAG:
-                        continue
+                    return (rid in zeros and pr is not None and pr.state == "REPLICATE"
+                            and st.commit - pr.match <= PROMOTE_LAG and self.is_live(rid, st.progress))
+
+                for rid in ready_learners(st.learners, caught_up, self._ready_since, loop.time(),
+                                          self.promote_after):
+                    pr = st.progress[rid]
                     voters = set(st.voters) | {rid}
                     live = sum(1 for v in voters if self.is_live(v, st.progress))
                     if live < len(voters) // 2 + 1:

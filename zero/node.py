@@ -162,11 +162,21 @@ class ZeroNode:
         opts = self.opts
         os.makedirs(opts.data_dir, exist_ok=True)
         ident = load_identity(opts.data_dir)
+        # The WAL is opened (and locked) before the cluster is contacted: a zero holds
+        # every resource it needs before a join makes it a member (ZeroApp binds both
+        # ports before this), so a join is never followed by a failure to start.
+        self._storage = DiskStorage.open(os.path.join(opts.data_dir, "wal"), logger=self.log)
+        storage = self._storage
         joined: raft_transport_pb2.JoinClusterResponse | None = None
         if ident is None and opts.peer:
             # A new zero joining an existing cluster: the cluster assigns the id.
-            joined = await join_cluster(opts.peer, opts.my_addr, opts.raft_id, timeout=opts.join_timeout,
-                                        logger=self.log, credentials=self.transport.credentials)
+            try:
+                joined = await join_cluster(opts.peer, opts.my_addr, opts.raft_id, timeout=opts.join_timeout,
+                                            logger=self.log, credentials=self.transport.credentials)
+            except BaseException:
+                storage.close()
+                self._storage = None
+                raise
             rid = joined.raft_id
             fresh = True
             self._join_cluster_id = joined.cluster_id
@@ -191,8 +201,6 @@ class ZeroNode:
                     "a zero keeps its identity across restarts")
         self.raft_id = rid
         self.metrics.raft_id.set(rid)
-        self._storage = DiskStorage.open(os.path.join(opts.data_dir, "wal"), logger=self.log)
-        storage = self._storage
         snap = storage.snapshot()
         applied = 0
         if snap.metadata.index > 0:

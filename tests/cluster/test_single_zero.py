@@ -220,3 +220,42 @@ def test_refused_flags_exit_2(tmp_path) -> None:
     p = subprocess.run([sys.executable, "-m", "zero", "run", "--help"], cwd=REPO, capture_output=True,
                        text=True, timeout=20)
     assert p.returncode == 0 and "ZERO_GRPC_ADDR" in p.stdout and "--snapshot-after" in p.stdout
+
+
+@pytest.mark.timeout(90)
+def test_failed_join_never_costs_the_cluster_its_quorum(tmp_path, zeros) -> None:
+    """The README path that once broke a one-zero cluster: `zero run --peer A
+    --http-addr X` with X busy joined, was promoted to voter (voters 1, 2), then exited
+    "cannot listen for HTTP"; with 2 voters and one of them gone, zero 1 lost its quorum.
+    A zero now holds both ports and its data dir before it contacts the cluster: the
+    failed joiner never becomes a member, and the cluster keeps serving."""
+    a = zeros(tmp_path / "a").healthy()
+    admin = zero_pb2_grpc.ZeroAdminStub(grpc.insecure_channel(a.grpc))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        b = zeros(tmp_path / "b", "--peer", a.grpc, "--http-addr", f"127.0.0.1:{port}")
+        assert b.exit_code(30) == 1
+        err = b.proc.stderr.read()
+        assert f"cannot listen for HTTP on 127.0.0.1:{port}" in err, err
+        assert "Traceback" not in err, err
+
+    # Past the promotion window (1 s at least): zero 1 alone is still the whole
+    # configuration, leads and serves.
+    time.sleep(1.5)
+    st = admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=5)
+    assert st.role == "LEADER" and set(st.progress) == {1}, st
+    state = a.stub.GetState(zero_pb2.GetStateRequest(), timeout=5)
+    assert set(state.zeros) == {1}, state.zeros
+    assert http_get(a.http + "/health")[0] == 200
+    ts = a.stub.Timestamps(zero_pb2.TimestampsRequest(count=1), timeout=5)
+    assert ts.start_id > 0
+    assert not (tmp_path / "b" / "IDENTITY").exists()  # nothing to clean up before retrying
+
+    # The same joiner on a free port joins and, once it stayed caught up, votes.
+    b2 = zeros(tmp_path / "b", "--peer", a.grpc).healthy(30)
+    wait_for(lambda: set(admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=5).progress) == {1, 2}
+             and not any(p.learner for p in admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=5)
+                         .progress.values()), 30, "zero 2 promoted to voter")
+    assert b2.stop() == 0

@@ -25,7 +25,7 @@ async def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "con
 async def app_cluster(tmp_path: Path, n: int = 3, **cfg: Any) -> list[ZeroApp]:
     """`n` zeros on free loopback ports (tick 20 ms x 10), the first bootstrapping and
     the others joining through it; returns once every zero knows the leader and the
-    state lists all of them. `cfg`: more RunConfig fields (admin_token, ...)."""
+    state lists all of them as voters. `cfg`: more RunConfig fields (admin_token, ...)."""
     apps: list[ZeroApp] = []
     for i in range(n):
         rc = RunConfig(data_dir=str(tmp_path / f"z{i + 1}"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
@@ -38,4 +38,7 @@ async def app_cluster(tmp_path: Path, n: int = 3, **cfg: Any) -> list[ZeroApp]:
             await until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
     await until(lambda: all(a.node.leader_id for a in apps)
                 and len(apps[0].node.state._state.zeros) == n, what="all joined")
+    # Joiners are learners until they stayed caught up for the promotion window.
+    await until(lambda: any(a.node.is_leader and len(a.node.raft_status().voters) == n
+                            and not a.node.raft_status().learners for a in apps), what="all voters")
     return apps
