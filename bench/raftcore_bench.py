@@ -2,7 +2,7 @@
 memory, 64-byte proposals in batches of 256, each node persisting and applying every
 Ready as the contract says. Prints entries/s committed and applied on all three nodes.
 
-    python bench/raftcore_bench.py [--seconds 5] [--runs 5] [--batch 256] [--profile]
+    python bench/raftcore_bench.py [--seconds 3] [--runs 5] [--batch 256] [--profile]
 
 Goal (issue 2): at least 50,000 entries/s on a 2-core machine.
 """

@@ -16,6 +16,10 @@ By default the three zeros share one process (and event loop) — on a 2-core ma
 is pessimistic, as one interpreter does all three nodes' work. --processes runs each zero
 in its own process instead (the leader's process runs the load). --profile wraps the
 throughput phase in pyinstrument (on the leader's process).
+
+No peer figures here: these are in-process Raft figures with no client, which no peer
+is measured against; `python -m bench` (bench/run.py) runs etcd and PySyncObj beside
+zero, through one client, in one run.
 """
 
 from __future__ import annotations
@@ -252,8 +256,6 @@ def report(title: str, r: dict) -> None:  # type: ignore[type-arg]
           f"{LATENCY_SLACK_MS} = {r['fsync_ms'] + LATENCY_SLACK_MS:.2f}   {'PASS' if ok_l else 'FAIL'}")
     print(f"  {'sync replicated write p99 (ms)':34} {r['p99_ms']:>10.2f}")
     print(f"  {'median fdatasync, 4 KiB (ms)':34} {r['fsync_ms']:>10.2f}")
-    print("  peers on this kind of machine: etcd 3.4 ~2,300 writes/s, put p50 1.8 ms; "
-          "PySyncObj 18,400/s without fsync, 100 ms per sync call")
 
 
 def main() -> None:

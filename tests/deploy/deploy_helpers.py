@@ -1,5 +1,5 @@
 """Shared by the deploy tests: free ports, polling with a deadline, plain HTTP GETs,
-and `zero run` flags read from the live `--help`."""
+and `zero` flags read from the live `--help`."""
 
 from __future__ import annotations
 
@@ -57,26 +57,14 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-def help_text(*command: str) -> str | None:
-    """`zero <command> --help` from this checkout, or None when the command does not exist."""
+def help_text(*command: str) -> str:
+    """`zero <command> --help` from this checkout; fails the test when the command does not exist."""
     p = subprocess.run([sys.executable, "-m", "zero", *command, "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
-    return p.stdout if p.returncode == 0 else None
+    assert p.returncode == 0 and p.stdout, f"`zero {' '.join(command)} --help` exited {p.returncode}:\n{p.stderr}"
+    return p.stdout
 
 
 def flags_in_help(text: str) -> set[str]:
     """Every long option argparse lists in a --help text."""
     return set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
-
-
-def flag_help(text: str, flag: str) -> str:
-    """The help paragraph of one flag, whitespace collapsed ('' when absent)."""
-    m = re.search(rf"^\s+{re.escape(flag)}\b(.*?)(?=^\s+--|\Z)", text, re.S | re.M)
-    return " ".join(m.group(1).split()) if m else ""
-
-
-def peer_supported(run_help: str) -> bool:
-    """`zero run --peer` is accepted (until the cluster feature is wired into the CLI,
-    its help says it is refused)."""
-    text = flag_help(run_help, "--peer").lower()
-    return bool(text) and "not supported" not in text and "refused" not in text

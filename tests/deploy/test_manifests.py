@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_helpers import REPO, flags_in_help, help_text, peer_supported
+from deploy_helpers import REPO, flags_in_help, help_text
 
 from zero import cli
 from zero.metrics import Metrics
@@ -84,9 +84,7 @@ def used_flags(argv: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def run_help() -> str:
-    text = help_text("run")
-    assert text, "`zero run --help` failed"
-    return text
+    return help_text("run")
 
 
 def _env_flag(name: str) -> str:
@@ -94,26 +92,17 @@ def _env_flag(name: str) -> str:
 
 
 def _check_run_argv(argv: list[str], env: dict[str, str], run_help: str, where: str) -> None:
-    """Flags exist, and the values validate as `zero run` would (the refused --peer is
-    only checked for existence until the cluster feature is wired into the CLI)."""
+    """Flags exist, and the values (--peer and ZERO_PEER included) validate as `zero run` would."""
     flags = flags_in_help(run_help)
     for f in used_flags(argv):
         assert f in flags, f"{where}: `zero run` has no flag {f}"
     for k in env:
         if k.startswith("ZERO_") and k != "ZERO_IMAGE":
             assert _env_flag(k) in flags, f"{where}: {k} is no `zero run` flag's variable"
-    args, values = [], dict(env)
     # $(VAR) references and ${VAR} in k8s/compose stand for host names: use a valid one.
-    it = iter(re.sub(r"\$\(\w+\)|\$\{\w+\}", "x", a) for a in argv)
-    for a in it:
-        if a == "--peer" and not peer_supported(run_help):
-            next(it)
-            continue
-        args.append(a)
-    if not peer_supported(run_help):
-        values.pop("ZERO_PEER", None)
+    args = [re.sub(r"\$\(\w+\)|\$\{\w+\}", "x", a) for a in argv]
     ns = cli.build_parser().parse_args(["run", *args])
-    resolved = {k: re.sub(r"\$\(\w+\)|\$\{\w+\}", "x", v) for k, v in values.items() if k.startswith("ZERO_")}
+    resolved = {k: re.sub(r"\$\(\w+\)|\$\{\w+\}", "x", v) for k, v in env.items() if k.startswith("ZERO_")}
     try:
         cli.config_from_args(ns, environ=resolved)
     except cli.UsageError as e:
@@ -162,11 +151,7 @@ def test_compose_zero_flags_exist_in_zero_run_help(run_help: str) -> None:
 
 
 def test_compose_datanode_flags_exist_in_zero_datanode_help() -> None:
-    dn_help = help_text("datanode")
-    if dn_help is None:
-        pytest.skip("`zero datanode` does not exist yet (being built on the rebalancing issue); "
-                    "its compose flags follow SPEC: --zero, --addr, --group, --data-dir")
-    flags = flags_in_help(dn_help)
+    flags = flags_in_help(help_text("datanode"))
     for name, argv in compose_zero_commands().items():
         if argv[0] == "datanode":
             for f in used_flags(argv):

@@ -3,7 +3,7 @@ loopback ports, with deploy/prometheus/alerts.yml loaded: a recording rule sees 
 one leader, every rule evaluates without error, no alert fires on a healthy cluster, and
 every Grafana dashboard query runs.
 
-Three zeros once `zero run --peer` is accepted; a single zero until then."""
+Three zeros; the leader is then killed and Prometheus sees exactly one new leader."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_helpers import REPO, free_ports, help_text, http_get, peer_supported, wait_for
+from deploy_helpers import REPO, free_ports, http_get, wait_for
 from test_manifests import dashboard_exprs
 
 PROM = REPO / "deploy" / "prometheus"
@@ -99,8 +99,7 @@ def query(base: str, expr: str) -> dict[str, Any]:
 
 def test_prometheus_scrapes_live_zeros_and_sees_exactly_one_leader(tmp_path: Path, procs: list[Proc]) -> None:
     binary = _prometheus()
-    run_help = help_text("run") or ""
-    n = 3 if peer_supported(run_help) else 1
+    n = 3
     targets = start_zeros(tmp_path, procs, n)
 
     # The deployment's rules, plus one recording rule the test waits on.
@@ -180,8 +179,6 @@ def test_prometheus_scrapes_live_zeros_and_sees_exactly_one_leader(tmp_path: Pat
     r = query(base, 'zero_raft_id{job="zero"}')
     assert {x["metric"]["instance"] for x in r["data"]["result"]} == set(targets)
 
-    if n < 3:
-        return
     # Kill the leader: Prometheus sees its target down, and the rule sees exactly one
     # leader again: a new one, among the two survivors.
     leader = query(base, 'zero_is_leader{job="zero"} == 1')["data"]["result"]
