@@ -61,7 +61,7 @@ __all__ = ["Membership", "ConfChangeDroppedError", "join_cluster", "PROMOTE_LAG"
 
 PROMOTE_LAG = 64  # a learner at most this many entries behind the commit index is caught up
 PROMOTE_AFTER_MIN = 1.0  # seconds a learner stays caught up and live before its promotion, at least
-PROMOTE_AFTER_TIMEOUTS = 4  # ... and at least this many election timeouts
+PROMOTE_AFTER_TIMEOUTS = 2  # ... and at least this many election timeouts
 _STATUS_ERRORS: dict[grpc.StatusCode, type[ZeroError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,

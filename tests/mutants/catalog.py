@@ -1,0 +1,109 @@
+"""The mutants: what each breaks, the exact edit, and the tests that must catch it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Edit", "Mutant", "MUTANTS"]
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    path: str  # relative to the repository root
+    old: str  # must occur exactly once in the file
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mutant:
+    name: str
+    breaks: str  # the guarantee, in words
+    edits: tuple[Edit, ...]
+    tests: tuple[str, ...]  # pytest node ids or paths; at least one must fail
+
+
+STALE_LEADER = "tests/cluster/test_stale_leader.py::test_a_resumed_leader_answers_nothing_stale"
+LAGGING_FOLLOWER = "tests/cluster/test_stale_leader.py::test_a_lagging_follower_never_serves_a_stale_linearizable_read"
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "skip-readindex-before-timestamps",
+        "a timestamp is handed out only after a ReadIndex round that began after the request (SPEC semantics 2)",
+        (Edit("zero/leases.py",
+              "            await node.read_barrier()\n        return await self._hand_out(",
+              "            pass\n        return await self._hand_out("),
+         Edit("zero/leases.py",
+              "        return asyncio.ensure_future(self.node.read_barrier())",
+              "        return asyncio.ensure_future(asyncio.sleep(0))")),
+        (STALE_LEADER,),
+    ),
+    Mutant(
+        "local-reads-on-any-leader",
+        "only a leader that is its configuration's only voter may skip the ReadIndex round",
+        (Edit("raftcore/rawnode.py",
+              "if (r.state == StateType.LEADER and r.prs.is_singleton() and r.id in r.prs.config.voters.incoming",
+              "if (r.state == StateType.LEADER"),),
+        (STALE_LEADER,),
+    ),
+    Mutant(
+        "follower-reads-locally",
+        "a follower's linearizable read waits for the leader's read index (ReadIndex, thesis §6.4)",
+        (Edit("zero/node.py",
+              "        local = node.local_read_index()\n",
+              "        if not self.is_leader:\n            return\n        local = node.local_read_index()\n"),),
+        (LAGGING_FOLLOWER,),
+    ),
+    Mutant(
+        "lease-blocks-outlive-their-term",
+        "blocks leased in an earlier term are dropped on any change of leadership",
+        (Edit("zero/leases.py", "            pool.blocks.clear()\n", "            pass\n"),
+         Edit("zero/leases.py", "            if b.term != term:\n", "            if False:\n")),
+        ("tests/zero/test_lease_terms.py",),
+    ),
+    Mutant(
+        "ids-before-their-lease-commits",
+        "every leased block is committed through Raft before any id of it is handed out",
+        (Edit("zero/leases.py",
+              "            applied = await self.node.propose(\n"
+              "                state_pb2.Proposal(lease_ids=state_pb2.LeaseIds(kind=pool.kind, count=size)))\n"
+              "            ids = applied.ids\n",
+              "            st = self.node.state.state_copy()\n"
+              "            top = max(st.max_uid if pool.kind == zero_pb2.UID else st.max_txn_ts,\n"
+              "                      max((b.end for b in pool.blocks), default=0))\n"
+              "            asyncio.ensure_future(self.node.propose(state_pb2.Proposal(lease_ids=state_pb2.LeaseIds(\n"
+              "                kind=pool.kind, count=size)))).add_done_callback(lambda f: f.cancelled() or f.exception())\n"
+              "            ids = zero_pb2.AssignedIds(start_id=top + 1, end_id=top + size)\n"),),
+        (STALE_LEADER,),
+    ),
+    Mutant(
+        "commit-earlier-term-by-counting",
+        "a leader commits only entries of its own term by counting replicas (Raft §5.4.2, Figure 8)",
+        (Edit("raftcore/log.py",
+              "if max_index > self.committed and self.term_or_zero(max_index) == term:",
+              "if max_index > self.committed:"),),
+        ("tests/raftcore/test_replication.py",),
+    ),
+    Mutant(
+        "no-dedup",
+        "a retried proposal is applied once: its dedup key returns the first result",
+        (Edit("zero/state.py", "        if key and key in dedup:\n", "        if False:\n"),),
+        ("tests/zero/test_state.py",),
+    ),
+    Mutant(
+        "no-crc-check",
+        "a WAL record whose checksum does not match is never used",
+        (Edit("raftcore/wal/record.py",
+              "                and pcrc == crc32c(payload := buf[off + hsize : end])\n",
+              "                and (payload := buf[off + hsize : end]) is not None\n"),
+         Edit("raftcore/wal/record.py",
+              "    if pcrc != crc32c(buf[off + RECORD_HEADER_SIZE : end]):\n",
+              "    if False:\n")),
+        ("tests/raftcore/wal/test_wal_storage.py",),
+    ),
+    Mutant(
+        "no-move-fence",
+        "a tablet is read-only while it is being moved",
+        (Edit("zero/state.py", "        tablet.read_only = True\n", "        tablet.read_only = False\n"),),
+        ("tests/zero/test_state.py", "tests/zero/test_state_properties.py"),
+    ),
+)
