@@ -14,6 +14,10 @@ at a time, as Dgraph Zero does) and hands out contiguous ranges from them in mem
 
 Blocks belong to the term that leased them: on any change of leadership they are
 dropped, and the next request leases a fresh block above the committed maximum.
+
+After a WAL whose damaged tail was cut off (the records lost may have been synced lease
+blocks whose ids were handed out), nothing is handed out until the leader has raised
+both ceilings by a margin (ZeroNode.lease_bump_pending), as a restore does.
 """
 
 from __future__ import annotations
@@ -122,6 +126,8 @@ class Leases:
             term = node.term
             if not node.is_leader:
                 raise UnavailableError("this zero lost leadership while serving the request; retry")
+            if node.lease_bump_pending:
+                raise UnavailableError("this zero is raising its lease ceilings after a WAL repair; retry")
             got = pool.take(term, count)
             if got is not None:
                 self._maybe_prefetch(pool, term)

@@ -54,6 +54,7 @@ from raftcore import (
     raftpb,
 )
 from raftcore.wal import DiskStorage
+from raftcore.wal.files import fsync_dir
 
 from raftcore import SnapshotStatus
 
@@ -88,6 +89,7 @@ class NodeOptions:
     peer: str = ""  # HOST:PORT of any live zero: a new data dir joins that cluster
     join_timeout: float = 60.0  # how long a join keeps retrying before start() fails
     transfer_on_stop: float = 2.0  # a leader hands leadership over for at most this long on stop
+    lease_margin: int = 1_000_000  # ids skipped above the leases after a WAL whose damaged tail was cut off
 
 
 def _fail(futs: list[asyncio.Future[Any]], err: ZeroError) -> None:
@@ -167,6 +169,14 @@ class ZeroNode:
         # ports before this), so a join is never followed by a failure to start.
         self._storage = DiskStorage.open(os.path.join(opts.data_dir, "wal"), logger=self.log)
         storage = self._storage
+        if storage.repaired is not None:
+            # The cut-off records may have been synced lease blocks whose ids were handed
+            # out: until the ceilings are raised by the margin (a leader duty), this zero
+            # hands out no ids. The marker survives restarts until that is done.
+            _write_marker(opts.data_dir, LEASE_BUMP_FILE, storage.repaired)
+            self.log.warning("the WAL's damaged tail was cut off; leases will continue above a margin",
+                             repaired=storage.repaired, margin=opts.lease_margin)
+        self._lease_bump_pending = os.path.exists(os.path.join(opts.data_dir, LEASE_BUMP_FILE))
         joined: raft_transport_pb2.JoinClusterResponse | None = None
         if ident is None and opts.peer:
             # A new zero joining an existing cluster: the cluster assigns the id.
@@ -240,6 +250,8 @@ class ZeroNode:
                           applied=applied, last_index=storage.last_index(), term=hs.term)
         self._refresh_peers()
         self.on_leadership.append(run_leader_task(self, self.membership.promote_learners, "promote-learners"))
+        if self._lease_bump_pending:
+            self.on_leadership.append(run_leader_task(self, self._raise_leases_after_repair, "leases-after-repair"))
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run(), name="zero-ready-loop"),
                        loop.create_task(self._ticker(), name="zero-ticker"),
@@ -578,8 +590,8 @@ class ZeroNode:
         m.groups.set(len(st.groups))
         m.members.set(sum(len(g.members) for g in st.groups.values()))
         m.tablets.set(sum(len(g.tablets) for g in st.groups.values()))
-        m.max_uid.set(st.max_uid)
-        m.max_txn_ts.set(st.max_txn_ts)
+        m.max_uid.set(s.max_uid)
+        m.max_txn_ts.set(s.max_txn_ts)
 
     def _install_snapshot(self, snap: raftpb.Snapshot) -> None:
         """A snapshot from the leader replaces our state wholesale."""
@@ -746,6 +758,30 @@ class ZeroNode:
             except ZeroError as e:
                 self.log.info("could not publish this zero's address yet", error=str(e))
 
+    # -- leases after a repaired WAL -------------------------------------------------------------
+    @property
+    def lease_bump_pending(self) -> bool:
+        """True from a WAL repair until the lease ceilings were raised by the margin:
+        no ids or timestamps may be handed out meanwhile."""
+        return self._lease_bump_pending
+
+    async def _raise_leases_after_repair(self) -> None:
+        """Leader duty after a WAL repair: lease (and drop) `lease_margin` ids of each
+        kind, so nothing handed out from a cut-off lease record is handed out again,
+        then forget the marker. Plain LeaseIds proposals: no new entry kind on the wire."""
+        if not self._lease_bump_pending:
+            return
+        margin = self.opts.lease_margin
+        key = self.new_key()
+        for kind in (zero_pb2.UID, zero_pb2.TIMESTAMP):
+            await self.propose(state_pb2.Proposal(key=f"{key}-{kind}", lease_ids=state_pb2.LeaseIds(
+                kind=kind, count=margin)))
+        os.unlink(os.path.join(self.opts.data_dir, LEASE_BUMP_FILE))
+        fsync_dir(self.opts.data_dir)
+        self._lease_bump_pending = False
+        self.log.info("lease ceilings raised after the WAL repair", margin=margin,
+                      max_uid=self.state.max_uid, max_txn_ts=self.state.max_txn_ts)
+
     # -- linearizable reads ---------------------------------------------------------------------
     async def read_barrier(self, *, timeout: float | None = None) -> None:
         """Return once this zero has applied everything committed before the call,
@@ -891,6 +927,19 @@ class ZeroNode:
 
 
 JOIN_ANSWER_FILE = "JOINED"
+LEASE_BUMP_FILE = "LEASES_AFTER_REPAIR"  # present while the lease ceilings still need raising
+
+
+def _write_marker(data_dir: str, name: str, text: str) -> None:
+    """A small file written atomically and durably (write, fsync, rename, fsync dir)."""
+    path = os.path.join(data_dir, name)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(data_dir)
 
 
 def _save_join_answer(data_dir: str, resp: raft_transport_pb2.JoinClusterResponse) -> None:

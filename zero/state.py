@@ -593,6 +593,14 @@ class ZeroState:
         return self._state.cluster_id
 
     @property
+    def max_uid(self) -> int:
+        return self._state.max_uid
+
+    @property
+    def max_txn_ts(self) -> int:
+        return self._state.max_txn_ts
+
+    @property
     def cluster_version(self) -> int:
         """The lowest software version the current zeros announced (zero/versions.py)."""
         return self._state.cluster_version

@@ -173,7 +173,7 @@ class DiskStorage:
 
     __slots__ = (
         "_dir", "_lock_fd", "_fd", "_size", "_segment_size", "_segments", "_view",
-        "_dirty", "_poison", "_closed", "_log",
+        "_dirty", "_poison", "_closed", "_log", "repaired",
     )
 
     def __init__(self, dirpath: str, lock_fd: int, segment_size: int, logger: Logger) -> None:
@@ -189,6 +189,10 @@ class DiskStorage:
         self._poison: str | None = None
         self._closed = False
         self._log = logger
+        # Set by open() when it cut a damaged tail off the log: what was cut and why.
+        # Records in it may have been synced (a bit flip, not a torn write), so an
+        # application that hands out ranges from its log (zero's leases) moves past them.
+        self.repaired: str | None = None
 
     # -- opening ------------------------------------------------------------------
     @classmethod
@@ -276,6 +280,7 @@ class DiskStorage:
                 raise CorruptionError(f"{path}: offset 32: snapshot metadata differs from the WAL's")
         if repair is not None:
             os.truncate(last.path, end)
+            self.repaired = f"{last.path}: offset {end}: {repair[1]}"
             self._log.warning(
                 f"{last.path}: offset {end}: {repair[1]}; torn write at the end of the log "
                 f"(an unacknowledged save), cut off"

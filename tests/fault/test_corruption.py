@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from procs import FAST, ZeroProc, http_json, wait_for, write_until_ok
+from raftcore.wal.record import FILE_HEADER_SIZE, RECORD_HEADER_SIZE, RecordType, scan_records
+from raftcore.wal.storage import SAVE_ENTRIES_TAG
 from zero.pb import zero_pb2
 
 FLAGS = (*FAST, "--rebalance-interval", "0")
@@ -79,9 +81,12 @@ def _position(size: int, where: float) -> int:
 
 def assert_prefix(got: zero_pb2.MembershipState, want: zero_pb2.MembershipState) -> None:
     """`got` holds nothing `want` did not: nothing invented or altered (its version may be
-    higher: a restarted zero commits entries of its own, e.g. its leader's first entry)."""
+    higher: a restarted zero commits entries of its own, e.g. its leader's first entry;
+    its lease ceilings are either at most `want`'s or, after a repair, raised above them
+    by the margin — the caller checks the next lease)."""
     assert got.cluster_id == want.cluster_id
-    assert got.max_uid <= want.max_uid and got.max_txn_ts <= want.max_txn_ts
+    for g, w in ((got.max_uid, want.max_uid), (got.max_txn_ts, want.max_txn_ts)):
+        assert g <= w or g >= w + 1_000_000 - 100_000, (g, w)
     for gid, g in got.groups.items():
         for mid, m in g.members.items():
             assert mid in want.groups[gid].members and want.groups[gid].members[mid].addr == m.addr, (gid, mid)
@@ -123,9 +128,15 @@ def test_corrupted_files_repaired_or_refused(golden, tmp_path, case) -> None:
             return
         got = z.stub.GetState(zero_pb2.GetStateRequest(), timeout=5)
         assert_prefix(got, want)
-        # A repaired zero keeps working: a new lease is above everything in its state.
-        r = z.stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1), timeout=5)
-        assert r.start_id > got.max_uid
+        # A repaired zero keeps working, and its leases continue above everything handed
+        # out before the damage, not just above its repaired state: a cut-off record may
+        # have been a synced lease block whose ids were handed out.
+        r = write_until_ok([z.addr], lambda s: s.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1),
+                                                           timeout=5), 15, "AssignIds")
+        t = write_until_ok([z.addr], lambda s: s.Timestamps(zero_pb2.TimestampsRequest(count=1), timeout=5),
+                           15, "Timestamps")
+        assert r.start_id > want.max_uid and t.start_id > want.max_txn_ts, (r, t, want.max_uid, want.max_txn_ts)
+        assert (z.data_dir / "LEASES_AFTER_REPAIR").exists() is False
         print(f"corruption {case[0]}: started; state a prefix (max_uid {got.max_uid} of {want.max_uid}, "
               f"{sum(len(g.members) for g in got.groups.values())} of "
               f"{sum(len(g.members) for g in want.groups.values())} members)")
@@ -164,5 +175,42 @@ def test_wal_cut_below_its_snapshot_is_not_a_torn_tail(golden, tmp_path) -> None
         missing = sorted({f"dn{i}:7080" for i in range(6)} - addrs)
         pytest.fail(f"served version {got.version} (without {missing or 'nothing'} of its snapshot "
                     f"{snap.name}; snapshot file still there: {snap.exists()}) instead of refusing")
+    finally:
+        z.cleanup()
+
+
+@pytest.mark.timeout(60)
+def test_a_cut_lease_record_is_never_handed_out_again(tmp_path) -> None:
+    """The damage a torn-tail repair cannot tell from a torn write: the log cut inside a
+    record that was synced — here a lease block whose ids were handed out. The repaired
+    zero may not hand them out again: its leases continue above a margin (as after a
+    restore), and until that is committed it hands out nothing."""
+    d = tmp_path / "z1"
+    z = ZeroProc(d, "z1", flags=FLAGS)
+    try:
+        z.start()
+        z.wait_healthy(30)
+        z.stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=10), timeout=5)
+        # More than the block holds: a new lease, the last entry the WAL records.
+        handed = z.stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=50_000), timeout=5)
+        assert z.stop() == 0
+    finally:
+        z.cleanup()
+    wal = _last(d, "*.wal")
+    buf = wal.read_bytes()
+    records, damage = scan_records(buf, FILE_HEADER_SIZE)
+    assert damage is None
+    lease = [off for off, rtype, payload in records
+             if rtype == RecordType.SAVE and payload[:1] == bytes([SAVE_ENTRIES_TAG])][-1]
+    truncate(wal, lease + RECORD_HEADER_SIZE + 2)  # cut inside the lease's SAVE record
+    z = ZeroProc(d, "z1", flags=FLAGS)
+    try:
+        z.start()
+        z.wait_healthy(30)
+        assert "cut off" in z.log_tail(20_000), "the damaged tail was not repaired"
+        r = write_until_ok([z.addr], lambda s: s.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1),
+                                                           timeout=5), 15, "AssignIds")
+        assert r.start_id > handed.end_id, (
+            f"uid {r.start_id} was handed out again after the WAL repair (before the damage: up to {handed.end_id})")
     finally:
         z.cleanup()

@@ -101,6 +101,12 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/raftcore/wal/test_wal_storage.py",),
     ),
     Mutant(
+        "leases-not-raised-after-wal-repair",
+        "after a WAL whose damaged tail was cut off, leases continue above a margin, never from the repaired state",
+        (Edit("zero/node.py", "        if storage.repaired is not None:\n", "        if False:\n"),),
+        ("tests/fault/test_corruption.py::test_a_cut_lease_record_is_never_handed_out_again",),
+    ),
+    Mutant(
         "no-move-fence",
         "a tablet is read-only while it is being moved",
         (Edit("zero/state.py", "        tablet.read_only = True\n", "        tablet.read_only = False\n"),),

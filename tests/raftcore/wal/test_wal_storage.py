@@ -481,10 +481,12 @@ def test_torn_tail_is_cut_off_and_reported(tmp_path: Path) -> None:
     with DiskStorage.open(w, logger=log) as d:
         assert d.last_index() == 8 and d.initial_state()[0].commit == 1
         assert len(log.warnings) == 1 and f"offset {last_off}" in log.warnings[0] and str(seg) in log.warnings[0]
+        assert d.repaired is not None and f"offset {last_off}" in d.repaired and str(seg) in d.repaired
         d.save(HardState(term=1, commit=9), ents(9, 12, 1))
     assert seg.stat().st_size > last_off
     with DiskStorage.open(w, logger=log) as d:
         assert d.last_index() == 11 and len(log.warnings) == 1
+        assert d.repaired is None  # an intact log reports no repair
 
 
 def test_garbage_and_zeros_after_the_last_record_are_cut_off(tmp_path: Path) -> None:
