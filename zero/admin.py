@@ -2,7 +2,19 @@
 services (SPEC "Processes, ports, CLI").
 
 Human output by default, `--json` for machines. Exit codes: 0 ok, 1 refused (zero
-answered with an error), 2 usage, 3 unreachable (no answer, or no leader/quorum).
+answered with an error, or this side could not finish: an --out that cannot be written,
+a damaged backup), 2 usage, 3 unreachable (no answer, or no leader/quorum).
+
+--addr is HOST:PORT with a host and a port 1..65535 (the same rule as `zero run`'s
+addresses: no default port, no bare ":PORT"); anything else is a usage error before any
+connection is tried.
+
+With --json the result is one JSON document on stdout, in proto3 JSON's conventions
+(field names as in the .proto files, 64-bit integers as strings), and an error is one
+JSON object on stderr, `{"error": MESSAGE, "code": CODE}`, with the same exit codes.
+CODE is the gRPC status name when zero (or gRPC) answered with an error (NOT_FOUND,
+UNAUTHENTICATED, UNAVAILABLE, ...), "USAGE" for a usage error (exit 2), "UNREACHABLE"
+when an answer broke off (exit 3) and "FAILED" when this side failed (exit 1).
 """
 
 from __future__ import annotations
@@ -12,13 +24,14 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from . import backup
+from . import backup, validate
+from .errors import InvalidArgumentError
 from .pb import zero_pb2, zero_pb2_grpc
 from .security import TlsError, load_tls
 
@@ -28,13 +41,24 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 _UNREACHABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
-def add_admin_parser(sub: Any) -> None:
+def _json_usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """argparse's error() for `zero admin ... --json`: the usage error as a JSON object."""
+    sys.stderr.write(json.dumps({"error": f"{parser.prog}: {message}", "code": "USAGE"}) + "\n")
+    sys.exit(EXIT_USAGE)
+
+
+def add_admin_parser(sub: Any, *, json_errors: bool = False) -> None:
+    """`zero admin` and its verbs; json_errors: usage errors as JSON objects (the command
+    line has --json; argparse reports them before the flag is parsed)."""
     p = sub.add_parser("admin", help="operate a zero cluster (state, status, remove-node, ...)",
                        description="Operate a zero cluster through any of its zeros. Exit codes: 0 ok, "
-                                   "1 refused, 2 usage, 3 unreachable.")
+                                   "1 refused, 2 usage, 3 unreachable. With --json the result is JSON on "
+                                   "stdout (64-bit numbers as strings, as proto3 JSON) and an error is one "
+                                   "JSON object on stderr: {\"error\": MESSAGE, \"code\": CODE}, CODE a gRPC "
+                                   "status name, USAGE, UNREACHABLE or FAILED.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--addr", default=os.environ.get("ZERO_ADDR", "localhost:5080"),
-                        help="gRPC address of any zero (default localhost:5080) [env ZERO_ADDR]")
+                        help="gRPC address of any zero, HOST:PORT (default localhost:5080) [env ZERO_ADDR]")
     common.add_argument("--token", default=None,
                         help="admin token, sent as 'authorization: Bearer <token>' "
                              "[env ZERO_ADMIN_TOKEN; prefer the variable, flags show in ps]")
@@ -62,6 +86,9 @@ def add_admin_parser(sub: Any) -> None:
     bk = verbs.add_parser("backup", parents=[common], help="write a consistent backup of the state to a file")
     bk.add_argument("--out", required=False, help="file to write")
     bk.add_argument("--verify", metavar="FILE", help="check a backup file without a cluster")
+    if json_errors:
+        for parser in (p, *verbs.choices.values()):
+            parser.error = (lambda prs: lambda message: _json_usage_error(prs, message))(parser)  # type: ignore
 
 
 def _print(out: TextIO, as_json: bool, obj: Any, human: Callable[[], str]) -> None:
@@ -69,6 +96,37 @@ def _print(out: TextIO, as_json: bool, obj: Any, human: Callable[[], str]) -> No
         out.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     else:
         out.write(human().rstrip("\n") + "\n")
+
+
+def _fail(ns: argparse.Namespace, err: TextIO, message: str, code: str, exit_code: int) -> int:
+    """Report an error: one line, or with --json one JSON object; returns exit_code."""
+    if getattr(ns, "json", False):
+        err.write(json.dumps({"error": message, "code": code}) + "\n")
+    else:
+        err.write(f"zero admin {ns.verb}: {message}\n")
+    return exit_code
+
+
+def _out_problem(path: str) -> str | None:
+    """Why `backup --out PATH` could not be written, found before asking zero for a backup:
+    the very temp file the atomic write uses is created and removed."""
+    if os.path.isdir(path):
+        return f"--out {path} is a directory; give a file name"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        what = "is not a directory" if os.path.exists(parent) else "does not exist"
+        return f"--out {path}: directory {parent} {what}"
+    tmp = backup.temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as e:
+        return f"--out {path} cannot be written: {e.strerror or e}"
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    return None
 
 
 def _msg_dict(m: Any) -> dict[str, Any]:
@@ -116,21 +174,32 @@ def _status_text(s: zero_pb2.RaftStatusResponse) -> str:
     return "\n".join(lines)
 
 
-def run_admin(ns: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Run one admin verb; returns the exit code."""
+def run_admin(ns: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run one admin verb; returns the exit code. out/err: sys.stdout/sys.stderr (as they
+    are when called)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     if ns.verb == "backup" and ns.verify:
         return _verify_backup(ns, out, err)
     if ns.verb == "backup" and not ns.out:
-        err.write("zero admin backup: --out FILE is required\n")
-        return EXIT_USAGE
+        return _fail(ns, err, "--out FILE is required", "USAGE", EXIT_USAGE)
+    addr = (ns.addr or "").strip()
+    try:
+        validate.address(addr, "--addr")
+    except InvalidArgumentError as e:
+        return _fail(ns, err, str(e), "USAGE", EXIT_USAGE)
+    ns.addr = addr
+    if ns.verb == "backup":
+        problem = _out_problem(ns.out)
+        if problem is not None:
+            return _fail(ns, err, problem, "FAILED", EXIT_REFUSED)
     token = ns.token or os.environ.get("ZERO_ADMIN_TOKEN") or None
     md = [("authorization", f"Bearer {token}")] if token else None
     opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 16 << 20)]
     try:
         tls = load_tls(ns.tls_dir) if ns.tls_dir else None
     except TlsError as e:
-        err.write(f"zero admin {ns.verb}: {e}\n")
-        return EXIT_USAGE
+        return _fail(ns, err, str(e), "USAGE", EXIT_USAGE)
     try:
         with (grpc.secure_channel(ns.addr, tls.channel_credentials(), options=opts) if tls is not None
               else grpc.insecure_channel(ns.addr, options=opts)) as ch:
@@ -139,10 +208,9 @@ def run_admin(ns: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sy
         code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
         details = e.details() if hasattr(e, "details") else str(e)
         if code in _UNREACHABLE_CODES:
-            err.write(f"zero admin {ns.verb}: {ns.addr} unreachable or without a leader: {details}\n")
-            return EXIT_UNREACHABLE
-        err.write(f"zero admin {ns.verb}: refused ({code.name}): {details}\n")
-        return EXIT_REFUSED
+            return _fail(ns, err, f"{ns.addr} unreachable or without a leader: {details}", code.name,
+                         EXIT_UNREACHABLE)
+        return _fail(ns, err, f"refused ({code.name}): {details}", code.name, EXIT_REFUSED)
 
 
 def _verify_backup(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -150,12 +218,8 @@ def _verify_backup(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         b = backup.verify(ns.verify)
     except backup.BackupError as e:
-        err.write(f"zero admin backup --verify: {e}\n")
-        return EXIT_REFUSED
-    h = b.header
-    _print(out, ns.json, {"ok": True, "file": ns.verify, "format": h.format, "cluster_id": h.cluster_id,
-                          "raft_index": h.raft_index, "raft_term": h.raft_term,
-                          "created_unix_ms": h.created_unix_ms, "max_uid": h.max_uid, "max_txn_ts": h.max_txn_ts},
+        return _fail(ns, err, str(e), "FAILED", EXIT_REFUSED)
+    _print(out, ns.json, {"ok": True, "file": ns.verify, **_msg_dict(b.header)},
            lambda: f"{ns.verify}: ok\n{b.summary()}")
     return EXIT_OK
 
@@ -194,7 +258,7 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, er
         return EXIT_OK
     if v == "transfer-leader":
         r = admin.TransferLeadership(zero_pb2.TransferLeadershipRequest(transferee=ns.to), timeout=t, metadata=md)
-        _print(out, ns.json, _msg_dict(r), lambda: f"leadership transferred: {_msg_dict(r)}")
+        _print(out, ns.json, _msg_dict(r), lambda: f"leadership transferred to zero {r.leader_id}")
         return EXIT_OK
     if v == "snapshot":
         r = admin.Snapshot(zero_pb2.SnapshotRequest(), timeout=t, metadata=md)
@@ -205,9 +269,9 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, er
         mode = {"on": zero_pb2.SetRebalanceRequest.ON, "off": zero_pb2.SetRebalanceRequest.OFF,
                 "now": zero_pb2.SetRebalanceRequest.NOW}[ns.mode]
         r = admin.SetRebalance(zero_pb2.SetRebalanceRequest(mode=mode), timeout=t, metadata=md)
+        started = ", ".join(str(m) for m in r.started_moves) or "none"
         _print(out, ns.json, _msg_dict(r), lambda: f"rebalance {ns.mode}: rebalancing is "
-               f"{'on' if r.enabled else 'off'}" + (f"; moves started: {list(r.started_moves) or 'none'}"
-                                                    if ns.mode == "now" else ""))
+               f"{'on' if r.enabled else 'off'}" + (f"; moves started: {started}" if ns.mode == "now" else ""))
         return EXIT_OK
     if v == "backup":
         # Collected whole and verified before the atomic write: a broken stream or a
@@ -216,26 +280,27 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, er
         total = -1
         for c in admin.Backup(zero_pb2.BackupRequest(), timeout=t, metadata=md):
             if c.offset != sum(map(len, parts)):
-                err.write(f"zero admin backup: chunk at offset {c.offset} arrived out of order; nothing written\n")
-                return EXIT_REFUSED
+                return _fail(ns, err, f"chunk at offset {c.offset} arrived out of order; nothing written", "FAILED",
+                             EXIT_REFUSED)
             parts.append(c.data)
             total = c.total_size
             if c.last:
                 break
         data = b"".join(parts)
         if len(data) != total:
-            err.write(f"zero admin backup: the stream ended after {len(data):,} of {total:,} bytes; nothing written\n")
-            return EXIT_UNREACHABLE
+            return _fail(ns, err, f"the stream ended after {len(data):,} of {total:,} bytes; nothing written",
+                         "UNREACHABLE", EXIT_UNREACHABLE)
         try:
             b = backup.decode(data, name="the received backup")
         except backup.BackupError as e:
-            err.write(f"zero admin backup: {e}; nothing written\n")
-            return EXIT_REFUSED
-        n = backup.write_atomically(ns.out, [data])
-        h = b.header
-        _print(out, ns.json, {"out": ns.out, "bytes": n, "cluster_id": h.cluster_id, "raft_index": h.raft_index,
-                              "raft_term": h.raft_term},
+            return _fail(ns, err, f"{e}; nothing written", "FAILED", EXIT_REFUSED)
+        try:
+            n = backup.write_atomically(ns.out, [data])
+        except OSError as e:
+            return _fail(ns, err, f"cannot write {ns.out}: {e.strerror or e}; nothing written", "FAILED",
+                         EXIT_REFUSED)
+        # 64-bit numbers as strings, as proto3 JSON (and every other verb's output) has them.
+        _print(out, ns.json, {"out": ns.out, "bytes": str(n), **_msg_dict(b.header)},
                lambda: f"backup written to {ns.out} ({n:,} bytes)\n{b.summary()}")
         return EXIT_OK
-    err.write(f"zero admin: unknown verb {v!r}\n")
-    return EXIT_USAGE
+    return _fail(ns, err, f"unknown verb {v!r}", "USAGE", EXIT_USAGE)

@@ -1,8 +1,10 @@
 """`zero run`: one zero process — the data-dir lock, ZeroNode, Leases, the gRPC server
 (Zero, ZeroAdmin, health, reflection) and the HTTP server, started and stopped in order.
 
-Start: lock the data dir, read its identity, bind both ports, start the node (WAL
-recovery), then serve. Any failure before serving is a StartupError: one line, exit 1.
+Start: lock the data dir, read its identity, bind both ports, (a new zero with --peer)
+wait for the peer to answer as a zero, start the node (WAL recovery or join), then serve.
+Any failure before serving is a StartupError: one line, exit 1. A signal while starting
+stops cleanly, as while running.
 Stop (SIGTERM/SIGINT): report NOT_SERVING, stop accepting calls and let in-flight ones
 finish (grace), close HTTP, then stop the node, which syncs and closes the WAL.
 """
@@ -10,6 +12,7 @@ finish (grace), close HTTP, then stop the node, which syncs and closes the WAL.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import signal
@@ -47,6 +50,8 @@ HEALTH_PERIOD = 0.5  # seconds between gRPC health refreshes
 GRPC_GRACE = 2.0  # seconds in-flight calls get on shutdown
 HTTP_GRACE = 1.0
 SERVICES = ("zero.v1.Zero", "zero.v1.ZeroAdmin")
+PEER_PROBE_TIMEOUT = 2.0  # seconds for one try at --peer before a join
+PEER_PROBE_PERIOD = 1.0  # seconds between those tries
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,7 @@ class RunConfig:
     log_format: str | None = None  # None: console on a TTY, else json
     force_new_cluster: bool = False  # rewrite the data dir into a new single-zero cluster first (recovery.py)
     lease_margin: int = 1_000_000  # ids skipped above the recovered maxima by force_new_cluster
+    join_timeout: float = 60.0  # a new zero with --peer: how long it waits for the peer and the join
 
 
 class StartupError(Exception):
@@ -177,6 +183,16 @@ class ZeroApp:
         options = dict(GRPC_OPTIONS)
         options.update({"grpc.max_receive_message_length": max(MAX_MESSAGE_BYTES, options.get(
             "grpc.max_receive_message_length", 0)), "grpc.so_reuseport": 0})
+        # A busy port is found with a plain bind first: gRPC would log its own error line
+        # (add_port.cc) before ours. Only "in use" and "permission denied" are final here;
+        # anything else is left for gRPC to judge.
+        if _split_addr(cfg.grpc_addr)[1] != 0:
+            try:
+                for sock in _bind_tcp(cfg.grpc_addr):
+                    sock.close()
+            except OSError as e:
+                if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                    raise StartupError(f"cannot listen for gRPC on {cfg.grpc_addr}: {e.strerror}") from None
         server = grpc.aio.server(options=list(options.items()), interceptors=[self._interceptor])
         self.grpc_server = server
         try:
@@ -198,10 +214,13 @@ class ZeroApp:
         self._http_socks = http_socks
         self.http_port = int(http_socks[0].getsockname()[1])
 
+        join_timeout = cfg.join_timeout
+        if cfg.peer and ident is None:  # a join: the peer must answer as a zero first
+            join_timeout = await self._await_peer(cfg.peer, cfg.join_timeout)
         node = ZeroNode(NodeOptions(
             data_dir=cfg.data_dir, my_addr=my, raft_id=cfg.raft_id, tick_seconds=cfg.tick,
             election_ticks=cfg.election_ticks, snapshot_every=cfg.snapshot_after, replicas=cfg.replicas,
-            peer=cfg.peer),
+            peer=cfg.peer, join_timeout=join_timeout),
             logger=self.log, metrics=metrics)
         holder["node"] = node
         node.transport.credentials = creds  # peer channels and the join call
@@ -248,6 +267,53 @@ class ZeroApp:
                       snapshot_after=cfg.snapshot_after, admin_token_set=bool(cfg.admin_token),
                       tls_dir=cfg.tls_dir)
 
+    async def _await_peer(self, peer: str, timeout: float) -> float:
+        """Before a join: wait until --peer answers as a zero, logging each retry with what
+        is wrong and how long is left, for at most `timeout` seconds; returns the time left
+        for the join itself. A peer that answers but is not a zero fails at once (gRPC
+        without the zero services), or after three tries (a port that does not speak gRPC,
+        e.g. a zero's HTTP port or a TLS mismatch)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        host, port = _split_addr(peer)
+        not_grpc = 0
+        while True:
+            began = loop.time()
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PEER_PROBE_TIMEOUT)
+                writer.close()
+            except (OSError, asyncio.TimeoutError) as e:
+                problem = ((os.strerror(e.errno) if e.errno else str(e)) if isinstance(e, OSError)
+                           else f"no answer within {PEER_PROBE_TIMEOUT:g}s")
+            else:
+                ch = (grpc.aio.secure_channel(peer, self._creds) if self._creds is not None
+                      else grpc.aio.insecure_channel(peer))
+                try:
+                    await health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(service=SERVICES[0]), timeout=PEER_PROBE_TIMEOUT)
+                    return max(1.0, deadline - loop.time())
+                except grpc.aio.AioRpcError as e:
+                    code, problem = e.code(), f"{e.code().name}: {e.details()}"
+                    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+                        raise StartupError(f"--peer {peer} answers gRPC but is not a zero (no {SERVICES[0]} "
+                                           f"service); give the gRPC address of a live zero") from None
+                    not_grpc = not_grpc + 1 if code == grpc.StatusCode.UNAVAILABLE else 0
+                    if not_grpc >= 3:
+                        hint = ("over TLS: give the gRPC port of a zero whose cluster uses --tls-dir with the same "
+                                "CA" if self._creds is not None else ": give a zero's gRPC port, not its HTTP port "
+                                "(and --tls-dir if that cluster uses TLS)")
+                        raise StartupError(f"--peer {peer} accepts connections but does not answer gRPC{hint} "
+                                           f"({problem})") from None
+                finally:
+                    await ch.close()
+            left = deadline - loop.time()
+            if left <= 0:
+                raise StartupError(f"--peer {peer} did not answer within {timeout:g}s (last: {problem}); check "
+                                   f"the address, or wait longer with --join-timeout")
+            self.log.warning("waiting for --peer to answer before joining", peer=peer, error=problem,
+                             gives_up_in=f"{left:.0f}s")
+            await asyncio.sleep(min(left, max(0.0, PEER_PROBE_PERIOD - (loop.time() - began))))
+
     def _dial_datanode(self, addr: str) -> grpc.aio.Channel:
         """A data node's channel for tablet moves, over mutual TLS (--tls-dir)."""
         ch = self._datanode_channels.get(addr)
@@ -279,6 +345,8 @@ class ZeroApp:
         """One zero per data dir: an exclusive flock on <data-dir>/LOCK, held until exit
         (the kernel releases it when the process dies, also on kill -9)."""
         path = os.path.join(data_dir, LOCK_FILE)
+        if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+            raise StartupError(f"data dir {data_dir} is not a directory")
         try:
             os.makedirs(data_dir, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -383,13 +451,11 @@ class ZeroApp:
 
 
 async def run(cfg: RunConfig, *, log_stream: TextIO | None = None) -> int:
-    """Run until SIGTERM/SIGINT; return the process exit code."""
+    """Run until SIGTERM/SIGINT; return the process exit code. The handlers are in place
+    before anything starts: a signal while starting (waiting for --peer, joining,
+    recovering the WAL) cancels the start, which undoes what it did, and exits 0 with one
+    log line, as a signal while running does. A second signal exits at once (128 + N)."""
     app = ZeroApp(cfg, log_stream=log_stream)
-    try:
-        await app.start()
-    except StartupError as e:
-        print(f"zero: cannot start: {e}", file=sys.stderr, flush=True)
-        return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals: list[str] = []
@@ -402,8 +468,27 @@ async def run(cfg: RunConfig, *, log_stream: TextIO | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    failed = loop.create_task(app.failed.wait())
+    starting = loop.create_task(app.start(), name="zero-start")
     stopping = loop.create_task(stop.wait())
+    await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()  # app.start() stops whatever it had started, then re-raises
+        await asyncio.wait([starting])
+    if starting.cancelled() or starting.exception() is not None:
+        stopping.cancel()
+        if starting.cancelled():
+            if app.log is not None:
+                app.log.info("stopped while starting", signal=signals[0] if signals else None)
+            else:
+                print(f"zero: stopped by {signals[0] if signals else 'a signal'} while starting",
+                      file=sys.stderr, flush=True)
+            return 0
+        exc = starting.exception()
+        if isinstance(exc, StartupError):
+            print(f"zero: cannot start: {exc}", file=sys.stderr, flush=True)
+            return 1
+        raise exc  # type: ignore[misc]
+    failed = loop.create_task(app.failed.wait())
     removed = loop.create_task(app.node.removed.wait()) if app.node is not None else loop.create_future()
     await asyncio.wait([failed, stopping, removed], return_when=asyncio.FIRST_COMPLETED)
     code = 0

@@ -35,7 +35,7 @@ from .state import ZeroState
 from .validate import CorruptStateError
 
 __all__ = ["FORMAT", "MAGIC", "BackupError", "Backup", "encode", "decode", "read", "verify", "write_atomically",
-           "chunks", "CHUNK_BYTES"]
+           "temp_path", "chunks", "CHUNK_BYTES"]
 
 FORMAT = 1
 MAGIC = b"ZEROBKUP"
@@ -165,11 +165,17 @@ def chunks(data: bytes, *, version: int, cluster_id: str,
             return
 
 
+def temp_path(path: str) -> str:
+    """The temp file write_atomically(path) writes before its rename (beside path: same
+    file system)."""
+    return f"{path}.tmp.{os.getpid()}"
+
+
 def write_atomically(path: str, parts: Iterator[bytes] | list[bytes]) -> int:
     """Write `parts` to `path` through a temp file, fsync, rename and directory fsync;
     returns the size. A failure leaves `path` as it was."""
     d = os.path.dirname(os.path.abspath(path))
-    tmp = f"{path}.tmp.{os.getpid()}"
+    tmp = temp_path(path)
     n = 0
     try:
         with open(tmp, "wb") as f:

@@ -5,30 +5,47 @@ Every flag of `zero run` can also be given as an environment variable ZERO_<FLAG
 (`--grpc-addr` is ZERO_GRPC_ADDR); a flag on the command line wins over the variable.
 A flag whose feature is not built yet is refused with exit code 2, never ignored.
 
-Exit codes: 0 after a clean shutdown, 1 when zero cannot start or its Raft loop fails
-(corrupt or locked data dir, port in use), 2 for usage errors.
+Exit codes: 0 after a clean shutdown, also one asked for by SIGTERM or SIGINT at any
+stage (while starting, waiting for --peer, joining or running), 1 when zero cannot start
+or its Raft loop fails (corrupt or locked data dir, port in use, a --peer that is not a
+zero or does not answer within --join-timeout), 2 for usage errors.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
-import re
+import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 
-from . import validate
-from .admin import add_admin_parser, run_admin
-from .app import RunConfig, run
-from .datanode_cli import add_datanode_parser
-from .datanode_cli import main as datanode_main
-from .local import add_local_parser, run_local
-from .errors import InvalidArgumentError
-from .log import LOG_FORMATS
-from .recovery import add_restore_parser, run_restore
-from .security import TLS_FILES, check_tls_dir
+
+def _stopped_before_start(signum: int, _frame: object) -> None:
+    """`zero run` before its event loop takes the signals over (importing gRPC and aiohttp
+    takes a second or more): nothing is started yet, so a requested stop is one line and
+    exit 0, never a KeyboardInterrupt traceback or a silent exit 143."""
+    os.write(2, f"zero: stopped by {signal.Signals(signum).name} while starting\n".encode())
+    os._exit(0)
+
+
+if sys.argv[1:2] == ["run"] and os.path.basename(sys.argv[0]) in ("zero", "__main__.py"):
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, _stopped_before_start)
+
+import argparse  # noqa: E402 (after the handlers above: these imports are the slow part)
+import asyncio  # noqa: E402
+import re  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from . import validate  # noqa: E402
+from .admin import add_admin_parser, run_admin  # noqa: E402
+from .app import RunConfig, run  # noqa: E402
+from .datanode_cli import add_datanode_parser  # noqa: E402
+from .datanode_cli import main as datanode_main  # noqa: E402
+from .local import add_local_parser, run_local  # noqa: E402
+from .errors import InvalidArgumentError  # noqa: E402
+from .log import LOG_FORMATS  # noqa: E402
+from .recovery import add_restore_parser, run_restore  # noqa: E402
+from .security import TLS_FILES, check_tls_dir  # noqa: E402
 
 __all__ = ["main", "build_parser", "parse_duration", "config_from_args", "UsageError"]
 
@@ -86,6 +103,10 @@ RUN_FLAGS = (
           "any live zero of an existing cluster: a new data dir joins that cluster through it "
           "(the cluster assigns the raft id unless --raft-id is given). Ignored on restart: "
           "the data dir keeps its identity."),
+    _Flag("join-timeout", "DURATION", "60s",
+          "with --peer on a new data dir: how long to keep trying while the peer does not answer, or "
+          "answers without a leader (each retry is logged with the time left); a peer that answers but "
+          "is not a zero fails at once"),
     _Flag("grpc-addr", "HOST:PORT", "0.0.0.0:5080", "where the gRPC services listen (Zero, ZeroAdmin, health, reflection)"),
     _Flag("http-addr", "HOST:PORT", "0.0.0.0:6080", "where HTTP listens (/health, /live, /state, /metrics, /)"),
     _Flag("data-dir", "DIR", "./zw", "directory for the write-ahead log, snapshots and identity; one zero per dir"),
@@ -118,7 +139,9 @@ RUN_FLAGS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; json_errors: `zero admin` usage errors as JSON objects
+    (main() sets it when an admin command line has --json)."""
     parser = argparse.ArgumentParser(
         prog="zero", description="zero: a cluster coordinator modeled on Dgraph Zero, on raftcore.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -129,9 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "gRPC on 0.0.0.0:5080, HTTP on 0.0.0.0:6080, data in ./zw.\n\n"
                     "Every flag can also be set through an environment variable ZERO_<FLAG>\n"
                     "(--grpc-addr: ZERO_GRPC_ADDR); the command line wins.",
-        epilog="SIGTERM or SIGINT shut zero down gracefully (exit 0).\n"
-               "Exit 1: zero could not start (corrupt or locked data dir, port in use)\n"
-               "or its Raft loop failed. Exit 2: usage.")
+        epilog="SIGTERM or SIGINT shut zero down gracefully (exit 0), also while it starts or joins.\n"
+               "Exit 1: zero could not start (corrupt or locked data dir, port in use, a --peer\n"
+               "that is not a zero or did not answer within --join-timeout) or its Raft loop\n"
+               "failed. Exit 2: usage.")
     for f in RUN_FLAGS:
         default = f" (default {f.default})" if f.default is not None else ""
         help_text = f"{f.help}{default} [env {f.env}]"
@@ -139,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
             run_p.add_argument(f"--{f.name}", dest=f.dest, action="store_true", default=None, help=help_text)
         else:
             run_p.add_argument(f"--{f.name}", dest=f.dest, metavar=f.metavar, default=None, help=help_text)
-    add_admin_parser(sub)
+    add_admin_parser(sub, json_errors=json_errors)
     add_datanode_parser(sub)
     add_restore_parser(sub)
     add_local_parser(sub)
@@ -177,11 +201,8 @@ def _int(text: str, where: str, lo: int, hi: int) -> int:
 
 def _addr(text: str, where: str, *, listen: bool) -> str:
     t = text.strip()
-    if listen and t.rpartition(":")[2] == "0":
-        validate.address(t.rpartition(":")[0] + ":1", where)  # port 0: any free port
-        return t
     try:
-        return validate.address(t, where)
+        return validate.address(t, where, port_zero=listen)  # a listen port 0: any free port
     except InvalidArgumentError as e:
         raise UsageError(str(e)) from None
 
@@ -219,6 +240,14 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
     if move_timeout <= 0:
         raise UsageError(f"{mt_where}: the move timeout must be above 0")
 
+    jt_text, jt_where = get("join-timeout")
+    try:
+        join_timeout = parse_duration(jt_text or "60s")
+    except ValueError as e:
+        raise UsageError(f"{jt_where}: {e}") from None
+    if not 1.0 <= join_timeout <= 86400.0:
+        raise UsageError(f"{jt_where}: the join timeout must be between 1s and 24h, not {jt_text}")
+
     rid_text, where = get("raft-id")
     raft_id = _int(rid_text, where, 1, (1 << 64) - 2) if rid_text else 0
     grpc_addr = _addr(get("grpc-addr")[0] or "", get("grpc-addr")[1], listen=True)
@@ -254,12 +283,13 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
         data_dir=data_dir, grpc_addr=grpc_addr, http_addr=http_addr, my=my, raft_id=raft_id, peer=peer,
         replicas=replicas, tick=tick, election_ticks=election_ticks, snapshot_after=snapshot_after,
         rebalance_interval=rebalance, move_timeout=move_timeout, admin_token=token or None, log_format=fmt,
-        force_new_cluster=force_new_cluster, lease_margin=lease_margin)
+        force_new_cluster=force_new_cluster, lease_margin=lease_margin, join_timeout=join_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(json_errors=args[:1] == ["admin"] and "--json" in args)
+    ns = parser.parse_args(args)
     if ns.command == "run":
         try:
             cfg = config_from_args(ns)

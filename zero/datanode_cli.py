@@ -48,7 +48,7 @@ def config_from_args(ns: Any) -> DataNodeConfig:
     if not zeros:
         raise InvalidArgumentError("--zero: give at least one zero address")
     addr = ns.addr.strip()
-    validate.address(addr if not addr.endswith(":0") else addr[:-1] + "1", "--addr")  # port 0: any free port
+    validate.address(addr, "--addr", port_zero=True)  # port 0: any free port
     try:
         size_interval, chunk_delay = parse_duration(ns.size_interval), parse_duration(ns.chunk_delay)
     except ValueError as e:

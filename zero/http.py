@@ -127,14 +127,21 @@ def make_app(node: ZeroNode, liveness: Liveness) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status.json", status_json)
     app.router.add_get("/static/{name}", static)
+    async def favicon(_request: web.Request) -> web.Response:
+        # The page names /static/favicon.svg; a browser (or anything else) asking for the
+        # conventional /favicon.ico gets "nothing here" without a 404 in its console.
+        return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
+
     app.router.add_get("/", index)
+    app.router.add_get("/favicon.ico", favicon)
     return app
 
 
 # -- the status page ------------------------------------------------------------------------------
 # The page's assets ship inside the package (zero/static/); nothing is fetched from
 # elsewhere, and the CSP says so to the browser.
-_STATIC_TYPES = {"index.html": "text/html", "app.js": "application/javascript", "style.css": "text/css"}
+_STATIC_TYPES = {"index.html": "text/html", "app.js": "application/javascript", "style.css": "text/css",
+                 "favicon.svg": "image/svg+xml"}
 _NO_STORE = {"Cache-Control": "no-store"}
 _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
                                             "base-uri 'none'; frame-ancestors 'none'",
@@ -200,6 +207,20 @@ def _move_dict(m: state_pb2.MoveRecord) -> dict[str, Any]:
             "abort_reason": m.abort_reason}
 
 
+def _leader_changes(node: ZeroNode, h: dict[str, Any]) -> list[dict[str, Any]]:
+    """The leader changes this zero saw, newest first. A change is recorded with the term
+    this zero knew just before it, so a joiner's first leader comes with term 0 (it had no
+    term yet): when that leader is still the leader, its term is the current one;
+    otherwise the term is reported as unknown (null), never as term 0."""
+    changes = node.leader_changes[-PAGE_LEADER_CHANGES:]
+    rows = []
+    for i, (t, term, lead) in enumerate(changes):
+        if not term and lead and i == len(changes) - 1 and lead == h["leader_id"]:
+            term = h["term"]
+        rows.append({"time_ms": int(t * 1000), "term": term or None, "leader": lead})
+    return rows[::-1]
+
+
 def status_report(node: ZeroNode, liveness: Liveness, started: float) -> dict[str, Any]:
     """What the status page shows: this zero's applied view of the cluster (not a
     linearizable read, so it answers without a quorum too, and says whose view it is).
@@ -233,7 +254,6 @@ def status_report(node: ZeroNode, liveness: Liveness, started: float) -> dict[st
         "groups": groups,
         "moves": {"active": _move_dict(active) if active is not None else None,
                   "recent": [_move_dict(m) for m in reversed(recent[-PAGE_MOVES:])]},
-        "leader_changes": [{"time_ms": int(t * 1000), "term": term, "leader": lead}
-                           for t, term, lead in reversed(node.leader_changes[-PAGE_LEADER_CHANGES:])],
+        "leader_changes": _leader_changes(node, h),
         "removed": [{"id": m.id, "group_id": m.group_id, "addr": m.addr} for m in st.removed],
     }

@@ -1,8 +1,9 @@
 """`zero local --nodes N`: a whole local cluster in one command (SPEC "Processes, ports, CLI").
 
 Each zero is a `zero run` child process on loopback. Node 1 bootstraps the cluster and
-the others join through it with --peer; the cluster assigns their raft ids. Layout of
---data-dir (default ./zw-local):
+the others join through it with --peer, one after another so that the raft ids the
+cluster assigns follow the node names (n2 is raft id 2, n3 raft id 3 in a new
+cluster). Layout of --data-dir (default ./zw-local):
 
     local.json     the node count and the ports chosen on the first start
     n1/ n2/ ...    each zero's own data dir (WAL, snapshots, identity)
@@ -21,7 +22,9 @@ exit 0. The children run in their own process group, so a terminal's Ctrl-C reac
 only this supervisor and each zero gets exactly one signal (a second SIGTERM makes
 `zero run` skip its graceful path); they also get SIGTERM if the supervisor dies.
 A child that exits on its own is reported at once with the tail of its log; the
-others keep running, and the supervisor then exits 1 when stopped.
+others keep running, and the supervisor then exits 1 when stopped. A zero removed with
+`zero admin remove-node` is reported as removed (not as a failure): it exits, and its
+data dir can never rejoin.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Flags `zero local` sets for each child itself.
 _OWN_FLAGS = ("--data-dir", "--grpc-addr", "--http-addr", "--my", "--peer", "--raft-id")
 _PR_SET_PDEATHSIG = 1
+_REMOVED_LINE = "zero: removed from the cluster"  # what `zero run` prints when it exits removed (zero/app.py)
 
 
 def add_local_parser(sub: Any) -> None:
@@ -87,7 +91,7 @@ class _Child:
     proc: subprocess.Popen[bytes] | None = None
     log: Any = None
     raft_id: int = 0
-    reported: bool = False  # an unexpected exit was already reported
+    reported: bool = False  # an exit was already reported
 
     @property
     def name(self) -> str:
@@ -243,10 +247,16 @@ class _Supervisor:
             code = c.proc.poll()
             if code is not None:
                 c.reported = True
+                who = f"zero {c.name} (raft id {c.raft_id or '?'}, pid {c.proc.pid})"
+                if code == 1 and _REMOVED_LINE in c.log_tail(200):  # zero admin remove-node: not a failure
+                    self.err.write(f"zero local: {who} was removed from the cluster (zero admin remove-node) "
+                                   f"and exited; its data dir {c.data_dir} cannot rejoin\n")
+                    self.err.flush()
+                    continue
                 self.failed = True
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-                self.err.write(f"zero local: zero {c.name} (raft id {c.raft_id or '?'}, pid {c.proc.pid}) {how} "
-                               f"unexpectedly; last lines of {c.log_path}:\n{c.log_tail()}\n")
+                self.err.write(f"zero local: {who} {how} unexpectedly; last lines of {c.log_path}:\n"
+                               f"{c.log_tail()}\n")
                 self.err.flush()
 
     def _sleep(self, seconds: float) -> None:
@@ -260,6 +270,21 @@ class _Supervisor:
 
     def _health(self, c: _Child) -> tuple[int, dict[str, Any]]:
         return _http_json(f"http://{_fmt(self.ns.host, c.http_port)}/health")
+
+    def _wait_joined(self, c: _Child, deadline: float) -> bool:
+        """Until c answers /health at all (200 or 503): it has joined and knows its raft id.
+        False if it exited or the deadline passed."""
+        while True:
+            if c.proc is not None and c.proc.poll() is not None:
+                self._check_children()
+                return False
+            code, body = self._health(c)
+            if code and body.get("raft_id"):
+                c.raft_id = int(body["raft_id"])
+                return True
+            if time.monotonic() > deadline:
+                return False
+            self._sleep(POLL)
 
     def _wait_serving(self, cs: list[_Child], deadline: float) -> dict[str, dict[str, Any]] | None:
         """Until each child in cs answers /health 200 (it knows a leader); None if one exited."""
@@ -306,8 +331,11 @@ class _Supervisor:
             self._spawn(first, "")
             if self._wait_serving([first], deadline) is None:
                 return False
+            # One join at a time: the cluster assigns raft ids in join order, so n2 gets 2.
             for c in self.children[1:]:
                 self._spawn(c, peer)
+                if not self._wait_joined(c, deadline):
+                    return False
         else:
             self.out.write(f"zero local: restarting the cluster in {self.root}\n")
             self.out.flush()

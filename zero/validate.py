@@ -11,6 +11,8 @@ The error classes live in zero/errors.py (re-exported here).
 from __future__ import annotations
 
 import re
+import unicodedata
+
 from .errors import (
     ApplyOrderError,
     CorruptStateError,
@@ -45,12 +47,22 @@ MAX_COUNT = 1_000_000  # SPEC: counts are 1..1,000,000 per request
 MAX_CLUSTER_ID_CHARS = 128
 MAX_DEDUP_KEY_CHARS = 256
 UINT32_MAX = (1 << 32) - 1
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 def tablet_name(name: str) -> str:
-    """A tablet (predicate) name: non-empty, valid UTF-8, at most 1 KiB encoded."""
+    """A tablet (predicate) name: non-empty, valid UTF-8, at most 1 KiB encoded, not only
+    whitespace, and without control characters (NUL, newline, tab, DEL, C1; also the
+    Unicode line and paragraph separators): such names cannot be told apart in logs, the
+    admin CLI or the status page."""
     if not name:
         raise InvalidArgumentError("tablet name is empty")
+    if name.isspace():
+        raise InvalidArgumentError(f"tablet name {name!r} is only whitespace")
+    for i, c in enumerate(name):
+        if unicodedata.category(c) in _CONTROL_CATEGORIES:
+            raise InvalidArgumentError(f"tablet name {name[:64]!r} has a control character "
+                                       f"(U+{ord(c):04X} at {i}); names must be printable")
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError as e:
@@ -73,15 +85,22 @@ _HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
 _IPV6 = re.compile(r"\[[0-9A-Fa-f:.]{2,45}(%[A-Za-z0-9_.-]+)?\]")
 
 
-def address(addr: str, what: str = "address") -> str:
-    """HOST:PORT, with a port 1..65535; an IPv6 host is bracketed ([::1]:5080)."""
+def address(addr: str, what: str = "address", *, port_zero: bool = False) -> str:
+    """HOST:PORT, with a port 1..65535 (0 too with port_zero: a listen address, any free
+    port); an IPv6 host is bracketed ([::1]:5080). The host is required (":5080" is
+    refused, not read as localhost) and there is no default port."""
+    if not addr:
+        raise InvalidArgumentError(f"{what} is empty: give HOST:PORT (e.g. localhost:5080)")
     host, sep, port = addr.rpartition(":")
-    if not sep or not host:
-        raise InvalidArgumentError(f"{what} {addr!r} is not HOST:PORT")
+    if not sep or (addr.startswith("[") and addr.endswith("]")):
+        raise InvalidArgumentError(f"{what} {addr!r} has no port: give HOST:PORT (e.g. {addr}:5080)")
+    if not port.isascii() or not port.isdigit() or not (0 if port_zero else 1) <= int(port) <= 65535:
+        raise InvalidArgumentError(f"{what} {addr!r} has an invalid port {port!r} "
+                                   f"({'0' if port_zero else '1'}..65535)")
+    if not host:
+        raise InvalidArgumentError(f"{what} {addr!r} has no host: give HOST:PORT (e.g. localhost{addr})")
     if not (_HOST.fullmatch(host) or _IPV6.fullmatch(host)):
         raise InvalidArgumentError(f"{what} {addr!r} has an invalid host {host!r}")
-    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise InvalidArgumentError(f"{what} {addr!r} has an invalid port {port!r} (1..65535)")
     return addr
 
 

@@ -21,6 +21,18 @@ def test_tablet_name_bad(name: str, match: str) -> None:
         validate.tablet_name(name)
 
 
+@pytest.mark.parametrize("name", ["a\x00b", "p\nq", "\n", "tab\tx", "cr\r", "del\x7f", "c1\x85", "esc\x1b[31m",
+                                  "line\u2028sep", "para\u2029sep", " ", "   ", "\t", " \u3000 "])
+def test_tablet_name_control_characters_and_blank_refused(name: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="control character|only whitespace"):
+        validate.tablet_name(name)
+
+
+@pytest.mark.parametrize("name", [" leading", "trailing ", "in side", "emoji💥", "zero\u200bwidth"])
+def test_tablet_name_spaces_inside_and_other_printables_ok(name: str) -> None:
+    assert validate.tablet_name(name) == name
+
+
 @pytest.mark.parametrize("n", [1, 1000, 1_000_000])
 def test_count_ok(n: int) -> None:
     assert validate.count(n) == n
@@ -43,6 +55,22 @@ def test_address_ok(addr: str) -> None:
 def test_address_bad(addr: str) -> None:
     with pytest.raises(InvalidArgumentError):
         validate.address(addr)
+
+
+@pytest.mark.parametrize("addr, match", [
+    ("", "is empty"), ("host", "has no port"), ("[::1]", "has no port"), (":80", "has no host"),
+    (":99999", "invalid port"), ("host:0", r"invalid port '0' \(1\.\.65535\)"), ("a b:1", "invalid host"),
+])
+def test_address_messages(addr: str, match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        validate.address(addr, "--addr")
+
+
+def test_address_port_zero_only_for_listen_addresses() -> None:
+    assert validate.address("127.0.0.1:0", port_zero=True) == "127.0.0.1:0"
+    for bad in (":0", "127.0.0.1:65536", "127.0.0.1"):
+        with pytest.raises(InvalidArgumentError):
+            validate.address(bad, port_zero=True)
 
 
 def test_group_id_and_cluster_id() -> None:

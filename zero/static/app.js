@@ -113,7 +113,7 @@
 
   function renderLeaders(r, now) {
     const items = r.leader_changes.map((c) => el("li", { "data-term": c.term },
-      (c.leader ? "zero " + c.leader : "no leader") + " in term " + c.term + " · " +
+      (c.leader ? "zero " + c.leader : "no leader") + (c.term ? " in term " + c.term : " (term not known)") + " · " +
       new Date(c.time_ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") + " (" + ago(c.time_ms, now) + ")"));
     $("leader-changes").replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: "none yet" })]));
   }
