@@ -10,7 +10,8 @@ How the pieces stack:
     proxy.py     - a userspace TCP proxy per zero (the kernel has no netem): delay, jitter, stalls
     loopback.py  - the nemesis' target: zeros on 127.0.0.1, optionally behind proxies
     netns.py     - network namespaces + veth + bridge + iptables for partitions (root only)
-    checkers.py  - pure functions: history in, list of violations out
+    checkers.py  - pure functions: history in, list of violations out; `liveness` fails a
+                   vacuous run (a kind of call starved, a silent watcher, no committed move)
     runner.py    - one seeded, bounded run: start, workload + nemesis, heal, final checks
     moves_*.py   - the move workload with durable data nodes, its run and its checkers
 """

@@ -11,7 +11,10 @@ nodes too when they were faulted), and the checks:
        refuse naming that owner (moves_checks.owners);
     3. the sampled read-only spans and owners, the data nodes' error answers and exits
        nobody asked for; the lease, claim, membership and watcher checkers of
-       tests/fault/checkers.py.
+       tests/fault/checkers.py;
+    4. liveness (checkers.liveness, moves_minimums): enough acknowledged writes and lease
+       answers, no kind mostly indeterminate, updates at every watcher, and at least one
+       move the mover saw commit - a run whose moves all rolled back checked no move.
 
 `MovesRun.check()` raises AssertionError naming every violation and the file the full
 history was written to (the zeros' and data nodes' logs are copied beside it)."""
@@ -41,14 +44,15 @@ from .loopback import LoopbackCluster
 from .moves_workload import (DataNodeProc, Monitor, Mover, MovesNemesis, Writer, _Stubs, channel, describe,
                              owner_named, put, state_of)
 from .runner import Run
-from .workloads import Workload
+from .workloads import Mix, Workload
 
-__all__ = ["MovesRig", "MovesRun", "run_moves", "MOVE_TIMEOUT", "SETTLE"]
+__all__ = ["MovesRig", "MovesRun", "run_moves", "moves_minimums", "MOVE_TIMEOUT", "SETTLE"]
 
 # zero's --move-timeout: the longest a copy may keep a tablet read-only. A copy takes
 # 0.4-0.8 s here; a paused data node (pause_datanode) stalls one for longer than this.
 MOVE_TIMEOUT = 4.0
 SETTLE = 30.0  # after the final restart: election, heartbeats, a move timeout, the data nodes' views
+MIN_PUTS = 100  # acknowledged writes in a run (healthy 12 s runs: see docs/RELIABILITY.md, "Liveness")
 READ_ONLY_LIMIT = 20.0  # one move's read-only span while faults go on: the move timeout plus failovers
 BULK = 1 << 20  # a copy is one chunk per bulk value (and the rest), with --chunk-delay between
 
@@ -269,6 +273,13 @@ def _read_back(rig: MovesRig, h: History, tablets: Sequence[str], owners: dict[s
     return final, refusals, problems
 
 
+def moves_minimums(lease_clients: int) -> dict[str, int]:
+    """checkers.liveness' minimums for a move run: the writers' acknowledged puts, at
+    least one move the mover saw commit, and the lease workload's kinds (it runs with
+    fewer clients, beside the data nodes, for 12 s: a quarter of the lease runs' minimums)."""
+    return {"put": MIN_PUTS, "move committed": 1, **checkers.lease_minimums(Mix(), lease_clients, scale=0.5)}
+
+
 def run_moves(rig: MovesRig, *, name: str, seed: int, duration: float, faults: Sequence[str],
               **kw: Any) -> MovesRun:
     """The run; if it breaks down before its checks (a cluster that never heals, say),
@@ -364,6 +375,7 @@ def _run(rig: MovesRig, h: History, *, duration: float, faults: Sequence[str], w
     all_owners = {n: gid for gid, g in st.groups.items() for n in g.tablets}
     members = {mid: (gid, m.addr) for gid, g in st.groups.items() for mid, m in g.members.items()}
     lease_procs = {c.name for c in wl.clients}
+    workload = lease_procs | {t.name for t in (*wl.watchers, *ws, mover)}
     res.violations.update(
         keys=moves_checks.keys(ops, final) + problems,
         writable=moves_checks.writable(probes, SETTLE, active),
@@ -376,7 +388,9 @@ def _run(rig: MovesRig, h: History, *, duration: float, faults: Sequence[str], w
         timestamps=checkers.timestamps_realtime(ops),
         claims=checkers.claims([o for o in ops if o.f == "claim"], all_owners),
         membership=checkers.membership(ops, members),
-        watchers=checkers.watchers(ops, st.version),
+        watchers=checkers.watchers(ops, st.version, [w.name for w in wl.watchers]),
+        liveness=checkers.liveness([o for o in ops if o.process in workload], moves_minimums(lease_clients),
+                                   watchers=[w.name for w in wl.watchers], faults=checkers.fault_windows(ops)),
     )
     moves = [o for o in ops if o.f == "move"]
     puts = [o for o in ops if o.f == "put"]

@@ -2,6 +2,15 @@
 workload runs. Every fault is one history op (process "nemesis"), from injection to heal,
 so a failing history shows what was done when.
 
+`pause_leader_long` pauses the leader for longer than the clients' 1 s deadline while
+calls keep arriving at it: besides the clients' own (which time out), it sends calls of
+every kind to the paused leader with a deadline that runs past its SIGCONT, a batch
+every 0.3-0.5 s, each batch after a timestamp obtained from the rest of the cluster (a
+"fence"); the answers the old leader gives once it runs again are recorded and checked
+like any client's - a timestamp it hands out must exceed every fence obtained before
+the call was sent (timestamps_realtime), ids must not repeat (unique_ids), an
+acknowledged Connect must survive (membership).
+
 A fault always heals before the next one starts, and none takes more than a minority
 down for long, so the cluster can make progress between faults; the full-cluster restart
 is the exception, on purpose (SPEC semantics 3).
@@ -26,9 +35,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .history import FAIL, OK, History
+import grpc
 
-__all__ = ["Node", "Target", "Nemesis", "FAULTS", "PROXY_FAULTS", "MEMBERSHIP_FAULTS"]
+from zero.pb import zero_pb2_grpc
+
+from .history import FAIL, OK, History
+from .workloads import RPC_TIMEOUT, QueuedCalls, outcome, request
+
+__all__ = ["Node", "Target", "Nemesis", "FAULTS", "LONG_PAUSE_FAULTS", "PROXY_FAULTS", "MEMBERSHIP_FAULTS"]
 
 
 class Node(Protocol):
@@ -49,6 +63,10 @@ class Target(Protocol):
 
 
 FAULTS = ("kill9_random", "kill9_leader", "pause_random", "pause_leader", "restart_all", "transfer_storm")
+LONG_PAUSE_FAULTS = ("pause_leader_long",)
+# The kinds of call queued at a leader paused by pause_leader_long (timestamps twice:
+# a stale answer from a deposed leader is the failure that matters most).
+QUEUED_KINDS = ("ts", "ts", "uid", "claim", "connect")
 PROXY_FAULTS = ("delay", "stall_link", "reset_links")
 MEMBERSHIP_FAULTS = ("membership_change",)
 
@@ -56,7 +74,8 @@ MEMBERSHIP_FAULTS = ("membership_change",)
 class Nemesis(threading.Thread):
     def __init__(self, target: Target, history: History, seed: int, *, duration: float,
                  faults: Sequence[str] = FAULTS, hold: tuple[float, float] = (0.4, 1.5),
-                 gap: tuple[float, float] = (0.5, 1.5)) -> None:
+                 gap: tuple[float, float] = (0.5, 1.5), long_hold: tuple[float, float] = (2.0, 3.0),
+                 after_cont: float = 3.0) -> None:
         super().__init__(name="nemesis", daemon=True)
         self.t = target
         self.h = history
@@ -64,6 +83,9 @@ class Nemesis(threading.Thread):
         self.duration = duration
         self.faults = list(faults)
         self.hold, self.gap = hold, gap
+        # pause_leader_long: how long (past the clients' RPC_TIMEOUT), and how long a
+        # queued call may wait for its answer after the SIGCONT.
+        self.long_hold, self.after_cont = long_hold, after_cont
         self.paused: set[Node] = set()
         self.size = len(target.nodes)  # membership changes end at this many zeros
         self.injected = 0
@@ -128,6 +150,65 @@ class Nemesis(threading.Thread):
 
     def _pause_leader(self) -> dict[str, Any]:
         return self._pause_random(leader=True)
+
+    def _pause_leader_long(self) -> dict[str, Any]:
+        n = self.t.leader()
+        if n is None:
+            raise RuntimeError("no leader to pause")
+        addr = getattr(n, "addr", None)
+        if addr is None:
+            raise RuntimeError(f"{n.name} has no address to queue calls at")
+        nodes = list(self.t.nodes)
+        others = [(i, m) for i, m in enumerate(nodes) if m is not n and getattr(m, "addr", None)]
+        process = f"queued{self.injected}"
+        q = QueuedCalls(addr, self.h, self.rng, process=process, node=nodes.index(n))
+        chans = {i: grpc.insecure_channel(m.addr) for i, m in others}
+        fences = 0
+        try:
+            q.ready(3.0)
+            hold = self.rng.uniform(*self.long_hold)
+            self.paused.add(n)
+            n.signal(signal.SIGSTOP)
+            cont = time.monotonic() + hold
+            while True:
+                for f in self.rng.sample(QUEUED_KINDS, 3):
+                    q.send(f, timeout=cont - time.monotonic() + self.after_cont)
+                if time.monotonic() + 0.6 >= cont:
+                    break
+                time.sleep(self.rng.uniform(0.3, 0.5))
+                fences += self._fence(chans, process, cont - 0.1)
+            time.sleep(max(0.0, cont - time.monotonic()))
+            n.signal(signal.SIGCONT)
+            self.paused.discard(n)
+            got = q.wait(self.after_cont + 2.0)
+        finally:
+            q.close()
+            for ch in chans.values():
+                ch.close()
+        return {"node": n.name, "seconds": round(hold, 2), "queued": got, "fences": fences}
+
+    def _fence(self, chans: dict[int, grpc.Channel], process: str, until: float) -> int:
+        """A timestamp from a zero other than the paused one (any forwards to the new
+        leader), recorded as a `ts` op; tried on each in turn until one answers or
+        `until`. 1 if one did."""
+        order = list(chans)
+        self.rng.shuffle(order)
+        k = 0
+        while order and time.monotonic() + RPC_TIMEOUT / 2 < until:
+            i = order[k % len(order)]
+            k += 1
+            op, method, req, conv = request(self.h, process + "-fence", "ts", self.rng, node=i, groups=(),
+                                            tablets=1, connect_addr="")
+            try:
+                r = getattr(zero_pb2_grpc.ZeroStub(chans[i]), method)(
+                    req, timeout=min(RPC_TIMEOUT, max(0.05, until - time.monotonic())))
+            except grpc.RpcError as e:
+                self.h.end(op, *outcome(e))
+                time.sleep(0.05)
+                continue
+            self.h.end(op, OK, conv(r))
+            return 1
+        return 0
 
     def _restart_all(self) -> dict[str, Any]:
         how = []

@@ -10,14 +10,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from zero.pb import zero_pb2
 
 from . import checkers
-from .history import FAIL, OK, History
+from .history import FAIL, INFO, OK, History
 from .nemesis import FAULTS, Nemesis, Target
 from .workloads import Mix, Workload
 
@@ -60,9 +60,13 @@ class Run:
     path: str = ""
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.history.name, "seed": self.history.seed, "seconds": round(self.seconds, 1),
-                "faults": self.faults, "operations": self.operations,
-                "violations": sum(len(v) for v in self.violations.values()), "counts": self.history.counts()}
+        out = {"name": self.history.name, "seed": self.history.seed, "seconds": round(self.seconds, 1),
+               "faults": self.faults, "operations": self.operations,
+               "violations": sum(len(v) for v in self.violations.values()), "counts": self.history.counts()}
+        queued = [o for o in self.history.ops() if o.process.startswith("queued") and "-fence" not in o.process]
+        if queued:  # calls sent to a leader paused past their deadline (nemesis pause_leader_long)
+            out["queued"] = {t: sum(1 for o in queued if o.type == t) for t in (OK, FAIL, INFO)}
+        return out
 
     def check(self) -> None:
         summary = self.summary()
@@ -94,9 +98,12 @@ def _setup_groups(c: Cluster, h: History, n: int) -> list[int]:
 
 def run(c: Cluster, *, name: str, seed: int, duration: float, faults: Sequence[str] = FAULTS,
         clients: int = 4, watchers: int = 2, mix: Mix = Mix(), final_restart: bool = True,
-        nemesis: Any = None) -> Run:
+        nemesis: Any = None, minimums: Mapping[str, int] | None = None) -> Run:
     """`nemesis`, when given, is a callable (target, history, seed, duration) -> Nemesis-like
-    thread with `.injected`, `.error`; the default is Nemesis with `faults`."""
+    thread with `.injected`, `.error`; the default is Nemesis with `faults`. `minimums`:
+    the least ok answers per kind of call (checkers.liveness; default
+    checkers.lease_minimums for `mix` and `clients`): fewer is a violation, as is a kind
+    whose calls mostly ended indeterminate or a watcher that recorded (almost) nothing."""
     t0 = time.monotonic()
     h = History(seed, name)
     h.meta.update(duration=duration, faults=list(faults), clients=clients, watchers=watchers)
@@ -133,12 +140,18 @@ def run(c: Cluster, *, name: str, seed: int, duration: float, faults: Sequence[s
     ops = h.ops()
     owners = {name: gid for gid, g in state.groups.items() for name in g.tablets}
     members = {mid: (gid, m.addr) for gid, g in state.groups.items() for mid, m in g.members.items()}
+    workload = {t.name for t in (*wl.clients, *wl.watchers)}
+    if minimums is None:
+        minimums = checkers.lease_minimums(mix, clients)
     res.violations.update(
         unique_ids=checkers.unique_ids(ops),
         timestamps=checkers.timestamps_realtime(ops),
         claims=checkers.claims(ops, owners),
         membership=checkers.membership(ops, members),
-        watchers=checkers.watchers(ops, state.version),
+        watchers=checkers.watchers(ops, state.version, [w.name for w in wl.watchers]),
+        liveness=checkers.liveness([o for o in ops if o.process in workload], minimums,
+                                   watchers=[w.name for w in wl.watchers], faults=checkers.fault_windows(ops))
+        + checkers.queued_answers(ops),
         errors=[f"unexpected definite error: {o.process}/{o.f} {o.args} -> {o.error}"
                 for o in ops if o.type == FAIL and o.process != "nemesis"],
     )

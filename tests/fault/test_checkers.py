@@ -74,3 +74,116 @@ def test_history_dump_round_trips(tmp_path) -> None:
     h.write_jsonl(tmp_path / "h.jsonl")
     assert History.read_jsonl(tmp_path / "h.jsonl")[1].error == "x"
     assert h.counts() == {"ts:fail": 1, "uid:ok": 1}
+
+
+# -- liveness: a run that checked nothing must fail ---------------------------------------------------
+
+def _healthy(n: int = 60) -> list[Op]:
+    """A workload history every kind of which got n ok answers (and a few indeterminate)."""
+    out = []
+    for i in range(n):
+        t = float(i)
+        out += [op("uid", t, t + 0.1, start=100 * i + 1, end=100 * i + 1),
+                op("ts", t, t + 0.1, args={"via": "Timestamps"}, start=2 * i + 1, end=2 * i + 1),
+                op("ts", t, t + 0.1, args={"via": "AssignIds"}, start=2 * i + 2, end=2 * i + 2),
+                op("claim", t, t + 0.1, args={"tablet": "t1", "group": 1}, group=1),
+                op("connect", t, t + 0.1, args={"addr": f"a{i}:1"}, id=i + 10, group=1)]
+        out += [op("watch", t, t, process=w, version=i + 1, full=False) for w in ("w0", "w1")]
+    out += [op(f, 0, 1, INFO, args={"via": "AssignIds"} if f == "ts" else {}) for f in ("uid", "ts", "claim")]
+    return out
+
+
+def test_liveness_passes_a_healthy_run() -> None:
+    assert checkers.liveness(_healthy(), checkers.LEASE_MINIMUMS, watchers=["w0", "w1"]) == []
+
+
+def test_liveness_catches_starved_timestamps() -> None:
+    """Planted: every Timestamps call ended UNAVAILABLE (AssignIds(TIMESTAMP) still worked):
+    all other checkers pass such a history, since they only read ok answers."""
+    ops = [o for o in _healthy() if not (o.f == "ts" and o.args.get("via") == "Timestamps")]
+    ops += [_err(op("ts", i, i + 0.01, INFO, args={"via": "Timestamps"}), "StatusCode.UNAVAILABLE: no leader")
+            for i in range(200)]
+    assert checkers.unique_ids(ops) == [] and checkers.timestamps_realtime(ops) == []
+    got = checkers.liveness(ops, checkers.LEASE_MINIMUMS, watchers=["w0", "w1"])
+    assert got and all(v.startswith(("'ts via Timestamps'", "'ts'")) for v in got), got
+    assert any(v.startswith("'ts via Timestamps' starved: 0 ok") and "UNAVAILABLE" in v for v in got), got
+    assert any(v.startswith("'ts' unanswered while no fault was active") for v in got), got  # 200 of 262
+    # Every timestamp call failing, both ways, names "ts" itself.
+    no_ts = [o for o in ops if o.f != "ts"] + [op("ts", 0, 1, FAIL, args={"via": "AssignIds"})]
+    got = checkers.liveness(no_ts, {"ts": 1})
+    assert got == ["'ts' starved: 0 ok answers, fewer than the 1 a healthy run gets at the least "
+                   "(ok 0, fail 1, indeterminate 0)"], got
+
+
+def _err(o: Op, error: str) -> Op:
+    o.error = error
+    return o
+
+
+def test_liveness_indeterminate_shares_outside_and_during_faults() -> None:
+    """Enough ok answers, but 40 % of the claims went unanswered while no fault was active:
+    starved. The same calls during a fault (or within SETTLE s after it healed) are what
+    faults do; over all calls only more than MAX_INDETERMINATE_ALL is too many."""
+    late = [_err(op("claim", 100 + i / 10, 100.1 + i / 10, INFO), "StatusCode.DEADLINE_EXCEEDED: x")
+            for i in range(40)]
+    ops = _healthy() + late
+    got = checkers.liveness(ops, checkers.LEASE_MINIMUMS, watchers=["w0", "w1"])
+    assert len(got) == 1 and got[0].startswith("'claim' unanswered while no fault was active: 41 of its 101 calls"), got
+    assert "DEADLINE_EXCEEDED" in got[0], got
+    fault = (99.0, 103.0)  # the unanswered calls fell in a fault (the last ones within SETTLE after it)
+    assert checkers.liveness(ops, checkers.LEASE_MINIMUMS, watchers=["w0", "w1"], faults=[fault]) == []
+    assert checkers.liveness(ops, checkers.LEASE_MINIMUMS, faults=[(99.0, 100.5)], settle=0.5)  # 101-104 quiet
+    # Mostly unanswered even counting the faults: 241 of 301.
+    ops += [_err(op("claim", 100, 101, INFO), "StatusCode.UNAVAILABLE: y") for _ in range(200)]
+    got = checkers.liveness(ops, checkers.LEASE_MINIMUMS, watchers=["w0", "w1"], faults=[fault])
+    assert len(got) == 1 and got[0].startswith("'claim' mostly unanswered: 241 of its 301 calls (80 %)"), got
+    # A call in flight when a fault began is not quiet either.
+    hung = [op("uid", 0, 5, INFO)] * 20
+    assert checkers.liveness(hung, {"uid": 0}, faults=[(4.0, 4.5)], max_indeterminate_all=1) == []
+    assert checkers.liveness(hung, {"uid": 0}, faults=[(5.5, 6)], settle=0, max_indeterminate_all=1)
+
+
+def test_liveness_catches_a_kind_that_never_ran_and_a_silent_watcher() -> None:
+    ops = [o for o in _healthy() if o.f != "connect" and o.process != "w1"]
+    got = checkers.liveness(ops, checkers.LEASE_MINIMUMS, watchers=["w0", "w1"])
+    assert any(v.startswith("'connect' starved: 0 ok") for v in got), got
+    assert "watcher w1 starved: it recorded 0 updates, fewer than 5" in got, got
+    assert not any("w0" in v for v in got), got
+    # The watchers checker itself no longer passes a watcher that recorded nothing.
+    assert checkers.watchers(ops, 60, ["w0", "w1"]) == ["watch: w1 recorded no update at all (final version 60)"]
+    assert checkers.watchers(ops, 60, ["w0"]) == []
+
+
+def test_lease_minimums_follow_the_mix() -> None:
+    from .workloads import Mix
+    assert checkers.lease_minimums(Mix()) == dict(checkers.LEASE_MINIMUMS)
+    m = checkers.lease_minimums(Mix(connect=0, claim=0), clients=2)
+    assert set(m) == {"uid", "ts", "ts via Timestamps", "ts via AssignIds"}
+    assert m["uid"] == checkers.LEASE_MINIMUMS["uid"] // 2
+
+
+def test_liveness_catches_moves_that_never_commit() -> None:
+    """Planted for the move runs: moves were started (and answered) but none committed."""
+    moves = [Op("mover", "move", i, i + 1, OK, {"tablet": "a"}, {"committed": False, "move_id": i})
+             for i in range(5)] + [Op("mover", "move", 9, 10, FAIL, {"tablet": "a"}, error="FAILED_PRECONDITION: x")]
+    got = checkers.liveness(moves, {"move committed": 1})
+    assert len(got) == 1 and got[0].startswith("'move committed' starved: 0 ok"), got
+    moves.append(Op("mover", "move", 11, 12, OK, {"tablet": "a"}, {"committed": True, "move_id": 11}))
+    assert checkers.liveness(moves, {"move committed": 1}) == []
+
+
+def test_queued_answers_catch_a_long_pause_that_checked_nothing() -> None:
+    """Planted: the leader was paused past the clients' deadline, yet not one timestamp
+    call queued at it came back ok - the fault would have checked nothing."""
+    pause = Op("nemesis", "pause_leader_long", 0, 4, OK, value={"node": "z1"})
+    queued = [op("ts", 0.1 * i, 3.1, INFO, process="queued3", args={"via": "Timestamps"}) for i in range(6)]
+    fence = op("ts", 0.5, 0.6, process="queued3-fence", args={"via": "Timestamps"}, start=5, end=5)
+    got = checkers.queued_answers([pause, fence, *queued])
+    assert len(got) == 1 and "paused past their deadline (1 pauses): 'ts' starved: 0 ok" in got[0], got
+    assert "indeterminate 6" in got[0], got
+    queued[-1].type, queued[-1].value = OK, {"start": 9, "end": 9}
+    assert checkers.queued_answers([pause, fence, *queued]) == []
+    assert checkers.queued_answers(queued[:-1]) == []  # no long pause: nothing was queued on purpose
+    # The late answer is checked like any other: below a fence obtained before it was sent.
+    queued[-1].invoke, queued[-1].value = 0.7, {"start": 4, "end": 4}
+    assert checkers.timestamps_realtime([fence, queued[-1]])

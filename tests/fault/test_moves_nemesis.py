@@ -31,6 +31,7 @@ from .history import FAIL, INFO, OK, Op
 from .moves_checks import keys, owners, put_errors, read_only_spans, sampled_owners, writable
 from .moves_run import MovesRig, run_moves
 from .nemesis import FAULTS
+from .runner import pytest_timeout
 
 ALL = (*FAULTS, "kill9_datanode", "pause_datanode")
 
@@ -82,12 +83,15 @@ def rig(tmp_path):
         r.close()
 
 
-@pytest.mark.timeout(0)  # as long as the soak asks; every wait inside has its own deadline (moves_run.py)
+# As long as the soak asks, plus the rig, the prefill, the settle (30 s) and the read-back;
+# every wait inside has its own deadline too (moves_run.py).
+@pytest.mark.timeout(pytest_timeout(12.0, overhead=300.0))
 def test_moves_under_the_nemesis(rig, seed, soak_seconds) -> None:
     r = run_moves(rig, name="moves", seed=seed, duration=soak_seconds or 12.0, faults=ALL)
-    r.check()
+    r.check()  # liveness included: acknowledged writes, lease answers, a committed move (moves_minimums)
     f = r.figures
-    assert r.faults >= 2 and f["moves_started"] >= 2 and f["writes_acked"] > 100, r.summary()
+    assert r.faults >= 2 and f["moves_started"] >= 2 and f["mover_committed"] >= 1 and f["writes_acked"] > 100, \
+        r.summary()
 
 
 # -- reconnecting to a restarted process -------------------------------------------------------------

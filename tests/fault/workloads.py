@@ -10,16 +10,17 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from zero.pb import zero_pb2, zero_pb2_grpc
 
-from .history import FAIL, INFO, OK, History
+from .history import FAIL, INFO, OK, History, Op
 
-__all__ = ["Mix", "Client", "Watcher", "Workload", "DEFINITE_ERRORS"]
+__all__ = ["Mix", "Client", "Watcher", "Workload", "QueuedCalls", "DEFINITE_ERRORS", "request", "outcome"]
 
 # Answers that say the call did not happen; anything else (UNAVAILABLE, DEADLINE_EXCEEDED,
 # RESOURCE_EXHAUSTED, a dropped connection) is indeterminate.
@@ -70,43 +71,122 @@ class Client(threading.Thread):
 
     def step(self, f: str) -> None:
         stub = self._stub()
-        if f == "uid":
-            n = self.rng.randint(1, 100)
-            op = self.h.begin(self.name, "uid", count=n, node=self._target)
-            call = lambda: stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=n), timeout=RPC_TIMEOUT)
-            conv = lambda r: {"start": r.start_id, "end": r.end_id}
-        elif f == "ts":
-            n = self.rng.randint(1, 3)
-            via = self.rng.choice(("Timestamps", "AssignIds"))
-            op = self.h.begin(self.name, "ts", count=n, via=via, node=self._target)
-            if via == "Timestamps":
-                call = lambda: stub.Timestamps(zero_pb2.TimestampsRequest(count=n), timeout=RPC_TIMEOUT)
-            else:
-                call = lambda: stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.TIMESTAMP, count=n),
-                                              timeout=RPC_TIMEOUT)
-            conv = lambda r: {"start": r.start_id, "end": r.end_id}
-        elif f == "claim":
-            tablet = f"t{self.rng.randrange(self.tablets)}"
-            gid = self.rng.choice(self.groups + [0])  # 0: a lookup only
-            op = self.h.begin(self.name, "claim", tablet=tablet, group=gid, node=self._target)
-            call = lambda: stub.ShouldServe(zero_pb2.Tablet(predicate=tablet, group_id=gid), timeout=RPC_TIMEOUT)
-            conv = lambda r: {"group": r.group_id, "read_only": r.read_only}
-        else:
+        if f == "connect":
             self._connects += 1
-            addr = f"{self.name}-m{self._connects}:7080"
-            op = self.h.begin(self.name, "connect", addr=addr, node=self._target)
-            call = lambda: stub.Connect(zero_pb2.ConnectRequest(addr=addr), timeout=RPC_TIMEOUT)
-            conv = lambda r: {"id": r.member.id, "group": r.member.group_id}
+        op, method, req, conv = request(self.h, self.name, f, self.rng, node=self._target, groups=self.groups,
+                                        tablets=self.tablets, connect_addr=f"{self.name}-m{self._connects}:7080")
         try:
-            r = call()
+            r = getattr(stub, method)(req, timeout=RPC_TIMEOUT)
         except grpc.RpcError as e:
-            code = e.code() if hasattr(e, "code") else None
-            typ = FAIL if code in DEFINITE_ERRORS else INFO
-            self.h.end(op, typ, error=f"{code}: {e.details() if hasattr(e, 'details') else e}")
+            self.h.end(op, *outcome(e))
             self._target = (self._target + 1 + self.rng.randrange(len(self.addrs) - 1 or 1)) % len(self.addrs)
             time.sleep(0.02 + 0.03 * self.rng.random())
             return
         self.h.end(op, OK, conv(r))
+
+
+def outcome(e: grpc.RpcError) -> tuple[str, None, str]:
+    """(type, value, error) of a failed call, for History.end."""
+    code = e.code() if hasattr(e, "code") else None
+    typ = FAIL if code in DEFINITE_ERRORS else INFO
+    return typ, None, f"{code}: {e.details() if hasattr(e, 'details') else e}"
+
+
+def request(h: History, process: str, f: str, rng: random.Random, *, node: int, groups: Sequence[int],
+            tablets: int, connect_addr: str) -> tuple[Op, str, Any, Callable[[Any], dict[str, Any]]]:
+    """One call of kind `f` ("uid", "ts", "claim", "connect"), begun in the history:
+    (op, the Zero method's name, its request, answer -> the op's value)."""
+    ids = lambda r: {"start": r.start_id, "end": r.end_id}  # noqa: E731
+    if f == "uid":
+        n = rng.randint(1, 100)
+        op = h.begin(process, "uid", count=n, node=node)
+        return op, "AssignIds", zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=n), ids
+    if f == "ts":
+        n = rng.randint(1, 3)
+        via = rng.choice(("Timestamps", "AssignIds"))
+        op = h.begin(process, "ts", count=n, via=via, node=node)
+        if via == "Timestamps":
+            return op, "Timestamps", zero_pb2.TimestampsRequest(count=n), ids
+        return op, "AssignIds", zero_pb2.AssignIdsRequest(kind=zero_pb2.TIMESTAMP, count=n), ids
+    if f == "claim":
+        tablet = f"t{rng.randrange(tablets)}"
+        gid = rng.choice([*groups, 0])  # 0: a lookup only
+        op = h.begin(process, "claim", tablet=tablet, group=gid, node=node)
+        return (op, "ShouldServe", zero_pb2.Tablet(predicate=tablet, group_id=gid),
+                lambda r: {"group": r.group_id, "read_only": r.read_only})
+    assert f == "connect", f
+    op = h.begin(process, "connect", addr=connect_addr, node=node)
+    return (op, "Connect", zero_pb2.ConnectRequest(addr=connect_addr),
+            lambda r: {"id": r.member.id, "group": r.member.group_id})
+
+
+class QueuedCalls:
+    """Calls sent to one zero while it is paused (SIGSTOP), each with a deadline that runs
+    past its SIGCONT, so the answers it gives once it runs again reach the caller: each
+    is recorded when it arrives, like a client's call (an ok answer is checked like any
+    other; an indeterminate one is not). The channel is connected (`ready`) before the
+    pause, so the requests wait in the paused zero's socket."""
+
+    def __init__(self, addr: str, history: History, rng: random.Random, *, process: str, node: int,
+                 tablets: int = 12) -> None:
+        self.h = history
+        self.rng = rng
+        self.process = process
+        self.node = node
+        self.tablets = tablets
+        self.groups: list[int] = []
+        self._ch = grpc.insecure_channel(addr)
+        self._stub = zero_pb2_grpc.ZeroStub(self._ch)
+        self._lock = threading.Lock()
+        self._pending: list[Op] = []
+        self._done: set[int] = set()  # id()s of the ops that have their answer
+        self._connects = 0
+
+    def ready(self, timeout: float) -> None:
+        """Connect, and learn the groups to claim tablets for (raises when it cannot)."""
+        st = self._stub.GetState(zero_pb2.GetStateRequest(), timeout=timeout)
+        self.groups = sorted(g for g in st.groups if g)
+
+    def send(self, f: str, timeout: float) -> None:
+        if f == "connect":
+            self._connects += 1
+        op, method, req, conv = request(self.h, self.process, f, self.rng, node=self.node, groups=self.groups,
+                                        tablets=self.tablets,
+                                        connect_addr=f"{self.process}-{self.node}-m{self._connects}:7080")
+        with self._lock:
+            self._pending.append(op)
+        fut = getattr(self._stub, method).future(req, timeout=timeout)
+
+        def done(fu: Any) -> None:
+            try:
+                r = fu.result()
+            except grpc.FutureCancelledError:
+                self.h.end(op, INFO, error="CANCELLED: the caller gave up")
+            except grpc.RpcError as e:
+                self.h.end(op, *outcome(e))
+            else:
+                self.h.end(op, OK, conv(r))
+            with self._lock:
+                self._done.add(id(op))
+        fut.add_done_callback(done)
+
+    def wait(self, timeout: float) -> dict[str, int]:
+        """Until every call has its answer (or `timeout`): how many ended ok/fail/info
+        ("pending": still without an answer)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self._done) == len(self._pending):
+                    break
+            time.sleep(0.02)
+        out = {OK: 0, FAIL: 0, INFO: 0, "pending": 0}
+        with self._lock:
+            for o in self._pending:
+                out[o.type if id(o) in self._done else "pending"] += 1
+        return out
+
+    def close(self) -> None:
+        self._ch.close()  # cancels what is still pending (recorded as info)
 
 
 class Watcher(threading.Thread):
