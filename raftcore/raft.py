@@ -298,7 +298,7 @@ class Raft:
     def maybe_commit(self) -> bool:
         return self.raft_log.maybe_commit(self.prs.committed(), self.term)
 
-    def _committed_entry_in_current_term(self) -> bool:
+    def committed_entry_in_current_term(self) -> bool:
         return self.raft_log.term_or_zero(self.raft_log.committed) == self.term
 
     # -- role transitions ---------------------------------------------------------------------
@@ -553,7 +553,7 @@ class Raft:
                 return
             # A new leader answers reads only after committing an entry of its term:
             # before that, its commit index may be behind (thesis §6.4).
-            if not self._committed_entry_in_current_term():
+            if not self.committed_entry_in_current_term():
                 self.pending_read_index_messages.append(m)
                 return
             self._send_read_index_response(m)
@@ -774,7 +774,7 @@ class Raft:
     def _release_pending_read_index_messages(self) -> None:
         if not self.pending_read_index_messages:
             return
-        if not self._committed_entry_in_current_term():
+        if not self.committed_entry_in_current_term():
             return
         msgs = self.pending_read_index_messages
         self.pending_read_index_messages = []
@@ -967,16 +967,19 @@ class Raft:
 
     # -- configuration ---------------------------------------------------------------------------
     def apply_conf_change(self, cc: ConfChangeV2) -> ConfState:
+        cfg, prs = self.changed_config(cc)
+        return self._switch_to_config(cfg, prs)
+
+    def changed_config(self, cc: ConfChangeV2) -> tuple[TrackerConfig, dict[int, Progress]]:
+        """The configuration `cc` would switch to; ConfChangeError if it cannot apply.
+        Changes nothing (confchange works on copies)."""
         changer = confchange.Changer(self.prs, self.raft_log.last_index())
         if confchange.is_leave_joint(cc):
-            cfg, prs = changer.leave_joint()
-        else:
-            auto_leave, joint = confchange.enter_joint_of(cc)
-            if joint:
-                cfg, prs = changer.enter_joint(auto_leave, list(cc.changes))
-            else:
-                cfg, prs = changer.simple(list(cc.changes))
-        return self._switch_to_config(cfg, prs)
+            return changer.leave_joint()
+        auto_leave, joint = confchange.enter_joint_of(cc)
+        if joint:
+            return changer.enter_joint(auto_leave, list(cc.changes))
+        return changer.simple(list(cc.changes))
 
     def _switch_to_config(self, cfg: TrackerConfig, prs: dict[int, Progress]) -> ConfState:
         self.prs.set(cfg, prs)

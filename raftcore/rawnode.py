@@ -135,6 +135,17 @@ class RawNode:
         ConfState (to store in the next snapshot)."""
         return self.raft.apply_conf_change(to_v2(cc))
 
+    def check_conf_change(self, cc: ConfChange | ConfChangeV2) -> None:
+        """Raise ConfChangeError if `cc` could not be applied to the current configuration
+        (what apply_conf_change would raise once it is committed). Changes nothing."""
+        self.raft.changed_config(to_v2(cc))
+
+    def conf_change_pending(self) -> bool:
+        """Whether a conf change proposed now would be replaced by an empty entry: one is
+        still unapplied (a new leader counts its whole log until it has applied it)."""
+        r = self.raft
+        return bool(r.pending_conf_index > r.raft_log.applied)
+
     def step(self, m: Message) -> None:
         """Feed a message received from a peer. Local-only types raise
         StepLocalMsgError; responses from peers not in the configuration are
@@ -161,7 +172,7 @@ class RawNode:
         needed. Nothing else can commit in such a configuration."""
         r = self.raft
         if (r.state == StateType.LEADER and r.prs.is_singleton() and r.id in r.prs.config.voters.incoming
-                and r._committed_entry_in_current_term()):
+                and r.committed_entry_in_current_term()):
             return r.raft_log.committed
         return None
 

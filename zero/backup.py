@@ -63,7 +63,7 @@ class Backup:
     body: bytes
 
     def summary(self) -> str:
-        h, st = self.header, self.state._state
+        h, st = self.header, self.state.view
         members = sum(len(g.members) for g in st.groups.values())
         tablets = sum(len(g.tablets) for g in st.groups.values())
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h.created_unix_ms / 1000))
@@ -76,7 +76,7 @@ class Backup:
 def encode(body: bytes, *, cluster_id: str, index: int, term: int, leader_id: int = 0,
            created_unix_ms: int | None = None) -> bytes:
     """A whole backup file for `body` (ZeroState.snapshot() bytes)."""
-    st = ZeroState.restore(body)._state  # never write a backup that cannot be read back
+    st = ZeroState.restore(body).view  # never write a backup that cannot be read back
     meta = state_pb2.BackupHeader(
         format=FORMAT, cluster_id=cluster_id, raft_index=index, raft_term=term,
         created_unix_ms=int(time.time() * 1000) if created_unix_ms is None else created_unix_ms,
@@ -127,7 +127,7 @@ def decode(data: bytes, *, name: str = "backup") -> Backup:
         state = ZeroState.restore(body)
     except CorruptStateError as e:
         raise BackupError(f"{name}: the state in the body is unusable: {e}") from None
-    st = state._state
+    st = state.view
     if (meta.cluster_id, meta.max_uid, meta.max_txn_ts, meta.state_version) != (
             st.cluster_id, st.max_uid, st.max_txn_ts, st.version):
         raise BackupError(f"{name}: header disagrees with the body (cluster id, leases or version)")

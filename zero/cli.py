@@ -32,13 +32,13 @@ if sys.argv[1:2] == ["run"] and os.path.basename(sys.argv[0]) in ("zero", "__mai
 
 import argparse  # noqa: E402 (after the handlers above: these imports are the slow part)
 import asyncio  # noqa: E402
-import re  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from . import validate  # noqa: E402
 from .admin import add_admin_parser, run_admin  # noqa: E402
 from .app import RunConfig, run  # noqa: E402
+from .config import parse_duration  # noqa: E402
 from .datanode_cli import add_datanode_parser  # noqa: E402
 from .datanode_cli import main as datanode_main  # noqa: E402
 from .local import add_local_parser, run_local  # noqa: E402
@@ -50,29 +50,8 @@ from .security import TLS_FILES, check_tls_dir  # noqa: E402
 __all__ = ["main", "build_parser", "parse_duration", "config_from_args", "UsageError"]
 
 EXIT_USAGE = 2
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-
-
 class UsageError(Exception):
     """A bad flag or environment value: exit 2 with this message."""
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration: "100ms", "0.1s", "1m", "1m30s"; "0" is zero."""
-    t = text.strip()
-    if t == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(t):
-        m = _DURATION.match(t, pos)
-        if m is None:
-            raise ValueError(f"{text!r} is not a duration (use a number with a unit: 100ms, 0.1s, 1m)")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not t:
-        raise ValueError("empty duration")
-    return total
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ def add_datanode_parser(sub: Any) -> None:
 
 def config_from_args(ns: Any) -> DataNodeConfig:
     """`zero datanode`'s flags, validated; InvalidArgumentError says which is wrong."""
-    from .cli import parse_duration
+    from .config import parse_duration
 
     zeros = tuple(validate.address(a.strip(), "--zero") for a in ns.zero.split(",") if a.strip())
     if not zeros:

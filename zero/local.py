@@ -240,7 +240,7 @@ class _Supervisor:
         c.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=c.log, stderr=subprocess.STDOUT, env=env,
                                   start_new_session=True, preexec_fn=_set_pdeathsig)
 
-    def _check_children(self) -> None:
+    def check_children(self) -> None:
         for c in self.children:
             if c.proc is None or c.reported:
                 continue
@@ -276,7 +276,7 @@ class _Supervisor:
         False if it exited or the deadline passed."""
         while True:
             if c.proc is not None and c.proc.poll() is not None:
-                self._check_children()
+                self.check_children()
                 return False
             code, body = self._health(c)
             if code and body.get("raft_id"):
@@ -292,7 +292,7 @@ class _Supervisor:
         while True:
             for c in cs:
                 if c.proc is not None and c.proc.poll() is not None:
-                    self._check_children()
+                    self.check_children()
                     return None
                 code, body = self._health(c)
                 if code == 200:
@@ -371,7 +371,7 @@ class _Supervisor:
 
     def supervise(self) -> None:
         while True:
-            self._check_children()
+            self.check_children()
             if all(c.proc is not None and c.proc.poll() is not None for c in self.children):
                 self.err.write("zero local: every zero has exited; stopping\n")
                 return
@@ -432,7 +432,7 @@ def run_local(ns: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sy
     try:
         try:
             if not sup.start():
-                sup._check_children()
+                sup.check_children()
                 err.write(f"zero local: the cluster did not start (see the logs in {root}); stopping\n")
                 sup.stop()
                 return EXIT_FAILED

@@ -35,11 +35,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc  # type: ignore[import-untyped]
 
-from raftcore import ConfChangeError, StateType, confchange, raftpb
+from raftcore import StateType, Status, raftpb
 
 from .errors import (
     FailedPreconditionError,
@@ -51,13 +51,11 @@ from .errors import (
 from .pb import raft_transport_pb2 as tpb
 from .pb import raft_transport_pb2_grpc as tgrpc
 from .pb import state_pb2, zero_pb2
-from .state import ZeroState
+from .state import Applied, ZeroState
+from .transport import Transport
 from .versions import ZERO_VERSION
 
-if TYPE_CHECKING:
-    from .node import ZeroNode
-
-__all__ = ["Membership", "ConfChangeDroppedError", "join_cluster", "PROMOTE_LAG", "ready_learners"]
+__all__ = ["Membership", "MembershipHost", "ConfChangeDroppedError", "join_cluster", "PROMOTE_LAG", "ready_learners"]
 
 PROMOTE_LAG = 64  # a learner at most this many entries behind the commit index is caught up
 PROMOTE_AFTER_MIN = 1.0  # seconds a learner stays caught up and live before its promotion, at least
@@ -72,6 +70,42 @@ _STATUS_ERRORS: dict[grpc.StatusCode, type[ZeroError]] = {
 class ConfChangeDroppedError(UnavailableError):
     """The conf change's log slot was taken by another entry (replaced by Raft, or
     overwritten after a leader change): it did not happen, and may be proposed again."""
+
+
+class _Timing(Protocol):
+    tick_seconds: float
+    election_ticks: int
+    my_addr: str
+
+
+class MembershipHost(Protocol):
+    """What membership sees of its zero (ZeroNode implements it): identity, status,
+    reads, conf-change proposals and leadership transfer, all through public methods."""
+
+    raft_id: int
+    log: Any
+    removed: asyncio.Event
+
+    @property
+    def opts(self) -> _Timing: ...
+    @property
+    def transport(self) -> Transport: ...
+    @property
+    def state(self) -> ZeroState: ...
+    @property
+    def is_leader(self) -> bool: ...
+    @property
+    def leader_id(self) -> int: ...
+    @property
+    def applied(self) -> int: ...
+    def raft_status(self) -> Status: ...
+    def new_key(self) -> str: ...
+    async def read_barrier(self, *, timeout: float | None = None) -> None: ...
+    async def propose_conf_change(self, cc: raftpb.ConfChange, proposal: state_pb2.Proposal, *,
+                                  timeout: float | None = None) -> Applied: ...
+    def conf_change_pending(self) -> bool: ...
+    def check_conf_change(self, cc: raftpb.ConfChange) -> None: ...
+    async def request_transfer(self, to: int) -> None: ...
 
 
 def ready_learners(learners: Iterable[int], ready: Callable[[int], bool], since: dict[int, float],
@@ -98,7 +132,7 @@ def ready_learners(learners: Iterable[int], ready: Callable[[int], bool], since:
 class Membership:
     """The membership logic of one ZeroNode (leader-side decisions live here)."""
 
-    def __init__(self, node: ZeroNode) -> None:
+    def __init__(self, node: MembershipHost) -> None:
         self.node = node
         self.lock = asyncio.Lock()
         self._ready_since: dict[int, float] = {}  # learner -> when it last became caught up and live
@@ -149,12 +183,12 @@ class Membership:
             self._require_leader("a membership change")
             # Raft refuses a conf change while another is unapplied (pending_conf_index
             # > applied, also right after an election): wait for it here.
-            while node._conf_change_pending():
+            while node.conf_change_pending():
                 if loop.time() > deadline:
                     raise UnavailableError("an earlier membership change is still being applied; retry")
                 await asyncio.sleep(node.opts.tick_seconds / 2)
                 self._require_leader("a membership change")
-            self._check_applies(cc)
+            node.check_conf_change(cc)
             c = raftpb.ConfChange()
             c.CopyFrom(cc)
             try:
@@ -167,26 +201,6 @@ class Membership:
             if loop.time() > deadline:
                 raise UnavailableError("membership change not applied in time; retry")
             await asyncio.sleep(node.opts.tick_seconds / 2)
-
-    def _check_applies(self, cc: raftpb.ConfChange) -> None:
-        """Refuse (FailedPreconditionError) a change that Raft would refuse to apply to
-        the current configuration, or that would demote a voter (zero never does).
-        With no conf change pending, the current configuration is the one the change
-        will be applied to. A committed change that cannot be applied stops the Ready
-        loop of every zero applying it, and again at every restart (it is replayed)."""
-        node = self.node
-        assert node._node is not None
-        # A read-only peek at the core, as _conf_change_pending (Status has no tracker).
-        raft = node._node.rawnode.raft
-        what = f"{raftpb.ConfChangeType.Name(cc.type)}({cc.node_id})"
-        if cc.type == raftpb.ConfChangeAddLearnerNode and cc.node_id in raft.prs.config.voters.ids():
-            raise FailedPreconditionError(f"membership change {what} would demote voter {cc.node_id}")
-        try:
-            confchange.Changer(raft.prs, raft.raft_log.last_index()).simple(
-                [raftpb.ConfChangeSingle(type=cc.type, node_id=cc.node_id)])
-        except ConfChangeError as e:
-            raise FailedPreconditionError(
-                f"membership change {what} cannot apply to the configuration {raft.prs.config}: {e}") from None
 
     def _dry_run(self, proposal: state_pb2.Proposal) -> None:
         """Raise what apply() would raise, without touching the real state."""
@@ -222,7 +236,7 @@ class Membership:
                 raise FailedPreconditionError(
                     f"the cluster runs version {state.cluster_version}; a zero of version {req.version or 1} "
                     f"could not decode its log: run a newer zero")
-            zeros = state._state.zeros
+            zeros = state.zeros
             if node.raft_id not in zeros:
                 # A new cluster's first leader registers itself (AddZero) only after it
                 # minted the cluster id (ensure_cluster_identity). Until then next_raft_id
@@ -251,12 +265,12 @@ class Membership:
                     raise FailedPreconditionError(
                         f"zero {rid} is already a member; a zero that lost its data directory must be "
                         f"removed and join again with a new id")
-                if rid < state._snap.next_raft_id:
+                if rid < state.next_raft_id:
                     raise FailedPreconditionError(f"raft id {rid} was handed out before; ids are never reused")
             else:
                 # Never an id of the Raft configuration, even one the state does not
                 # list (yet): AddLearner would demote that voter.
-                rid = max(state._snap.next_raft_id, max(in_config, default=0) + 1)
+                rid = max(state.next_raft_id, max(in_config, default=0) + 1)
             cc = raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=rid)
             p = state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=rid, addr=req.addr, version=req.version))
             node.log.info("adding a zero as a learner", raft_id=rid, addr=req.addr, version=req.version)
@@ -268,7 +282,7 @@ class Membership:
         st = node.raft_status()
         learners = set(st.learners)
         resp = tpb.JoinClusterResponse(raft_id=rid, cluster_id=node.state.cluster_id)
-        for zid, z in sorted(node.state._state.zeros.items()):
+        for zid, z in sorted(node.state.zeros.items()):
             resp.peers.append(zero_pb2.Member(id=zid, addr=z.addr, learner=zid in learners, leader=zid == node.raft_id))
         return resp
 
@@ -287,7 +301,7 @@ class Membership:
                 st = node.raft_status()
                 if st.raft_state != StateType.LEADER:
                     continue
-                zeros = node.state._state.zeros
+                zeros = node.state.zeros
 
                 def caught_up(rid: int) -> bool:
                     pr = st.progress.get(rid)
@@ -321,7 +335,7 @@ class Membership:
         async with self.lock:
             await node.read_barrier()
             state = node.state
-            zeros = state._state.zeros
+            zeros = state.zeros
             if rid not in zeros:
                 raise NotFoundError(f"zero {rid} is not a member of the cluster")
             if len(zeros) == 1:
@@ -418,7 +432,7 @@ class Membership:
         limit = timeout if timeout is not None else max(2.0, 3 * self._election_timeout())
         deadline = loop.time() + limit
         node.log.info("transferring leadership", to=to)
-        await node._transfer(to)
+        await node.request_transfer(to)
         last_ask = loop.time()
         while loop.time() < deadline:
             lead = node.leader_id
@@ -426,7 +440,7 @@ class Membership:
                 return lead
             # Raft abandons a transfer after an election timeout; ask again while we lead.
             if node.is_leader and loop.time() - last_ask > self._election_timeout():
-                await node._transfer(to)
+                await node.request_transfer(to)
                 last_ask = loop.time()
             await asyncio.sleep(min(0.01, node.opts.tick_seconds))
         raise UnavailableError(f"leadership did not move to zero {to} within {limit:.1f}s")

@@ -303,7 +303,7 @@ class MoveDriver:
         src = state.group_of(name)
         if not src:
             raise NotFoundError(f"tablet {name!r} is not served by any group")
-        if dst not in state._state.groups:
+        if dst not in state.groups:
             raise NotFoundError(f"destination group {dst} does not exist")
         if src == dst:
             raise FailedPreconditionError(f"tablet {name!r} is already served by group {dst}")
@@ -435,7 +435,7 @@ class MoveDriver:
     def _addrs(self, gid: int, *, live_only: bool = True) -> list[str]:
         """Addresses of group `gid`'s healthy voting members (all voting members unless
         `live_only`), its leader (by heartbeat) first, then the healthy ones."""
-        group = self.node.state._state.groups.get(gid)
+        group = self.node.state.groups.get(gid)
         if group is None:
             return []
         members = []

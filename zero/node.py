@@ -39,11 +39,13 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from types import MappingProxyType
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from raftcore import (
+    ConfChangeError,
     RaftError,
     Config,
     Node,
@@ -51,6 +53,7 @@ from raftcore import (
     ProposalDroppedError,
     Ready,
     StateType,
+    Status,
     raftpb,
 )
 from raftcore.wal import DiskStorage
@@ -316,7 +319,7 @@ class ZeroNode:
     def applied(self) -> int:
         return self._applied
 
-    def raft_status(self):  # type: ignore[no-untyped-def]
+    def raft_status(self) -> Status:
         assert self._node is not None
         return self._node.status()
 
@@ -335,7 +338,7 @@ class ZeroNode:
         if not lead or lead == self.raft_id:
             return []
         md = [("zero-leader-id", str(lead))]
-        z = self.state._state.zeros.get(lead)
+        z = self.state.zeros.get(lead)
         addr = z.addr if z is not None else self._join_peers.get(lead, "")
         if addr:
             md.append(("zero-leader-addr", addr))
@@ -460,31 +463,38 @@ class ZeroNode:
         return fresh
 
     # -- transport callbacks (event loop, never while a Ready is half-processed) -------------------
-    def _step(self, msg: raftpb.Message) -> None:
+    @property
+    def join_peers(self) -> Mapping[int, str]:
+        """The zeros a joiner's answer named, until its state has caught up (then empty):
+        the transport accepts their messages before the state lists them."""
+        return MappingProxyType(self._join_peers)
+
+    def step_peer(self, msg: raftpb.Message) -> None:
+        """Step a message from a peer (the transport calls this; dropped once stopping)."""
         if self._node is None or self._stopping or self.removed.is_set():
             return
         self._node.step_nowait(msg)
 
-    def _report_unreachable(self, rid: int) -> None:
+    def report_unreachable(self, rid: int) -> None:
         if self._node is not None and not self._stopping:
             self._node.report_unreachable(rid)
 
-    def _report_snapshot(self, rid: int, status: SnapshotStatus) -> None:
+    def report_snapshot(self, rid: int, status: SnapshotStatus) -> None:
         if self._node is not None and not self._stopping:
             self._node.report_snapshot(rid, status)
 
     def _transfer_peer_addrs(self) -> dict[int, str]:
-        addrs = {rid: z.addr for rid, z in self.state._state.zeros.items()}
+        addrs = {rid: z.addr for rid, z in self.state.zeros.items()}
         for rid, addr in self._join_peers.items():
             addrs.setdefault(rid, addr)
         return addrs
 
     def _refresh_peers(self) -> None:
-        if self.state._state.zeros and self._join_peers and self.state.cluster_id:
+        if self.state.zeros and self._join_peers and self.state.cluster_id:
             self._join_peers = {}  # caught up: the replicated state is the truth now
         self.transport.set_peers(self._transfer_peer_addrs())
 
-    def _on_removed(self, reason: str) -> None:
+    def mark_removed(self, reason: str) -> None:
         """This zero was removed from the cluster: stop talking to it and tell the app."""
         if self.removed.is_set():
             return
@@ -551,7 +561,7 @@ class ZeroNode:
             if any(a.delta.zeros or a.delta.removed_zeros for a in applied):
                 self._refresh_peers()
                 if self.state.is_removed(self.raft_id, zero=True):
-                    self._on_removed("its removal was applied")
+                    self.mark_removed("its removal was applied")
             for cb in self.on_applied:
                 cb(applied)
 
@@ -584,7 +594,7 @@ class ZeroNode:
 
     def _update_state_gauges(self) -> None:
         s = self.state
-        st = s._state  # read-only peek for gauges (no copy)
+        st = s.view  # read-only, no copy
         m = self.metrics
         m.zeros.set(len(st.zeros))
         m.groups.set(len(st.groups))
@@ -603,7 +613,7 @@ class ZeroNode:
         self.log.info("installed snapshot from leader", index=snap.metadata.index, term=snap.metadata.term)
         self._refresh_peers()
         if self.state.is_removed(self.raft_id, zero=True):
-            self._on_removed("the leader's snapshot lists it as removed")
+            self.mark_removed("the leader's snapshot lists it as removed")
         for cb in self.on_state_reset:
             cb()
 
@@ -703,15 +713,31 @@ class ZeroNode:
             for i in [i for i, k in self._cc_index.items() if k == proposal.key]:
                 del self._cc_index[i]
 
-    def _conf_change_pending(self) -> bool:
+    def conf_change_pending(self) -> bool:
         """Whether Raft would replace a conf change proposed now: one is unapplied (a
         new leader counts its whole log until it has applied it)."""
         assert self._node is not None
-        # A read-only peek at the core: Status does not carry pending_conf_index.
-        raft = self._node.rawnode.raft
-        return bool(raft.pending_conf_index > raft.raft_log.applied)
+        return self._node.rawnode.conf_change_pending()
 
-    async def _transfer(self, to: int) -> None:
+    def check_conf_change(self, cc: raftpb.ConfChange) -> None:
+        """Refuse (FailedPreconditionError) a change that Raft would refuse to apply to
+        the current configuration, or that would demote a voter (zero never does).
+        With no conf change pending, the current configuration is the one the change
+        will be applied to. A committed change that cannot be applied stops the Ready
+        loop of every zero applying it, and again at every restart (it is replayed)."""
+        assert self._node is not None
+        st = self.raft_status()
+        what = f"{raftpb.ConfChangeType.Name(cc.type)}({cc.node_id})"
+        if cc.type == raftpb.ConfChangeAddLearnerNode and cc.node_id in st.voters:
+            raise FailedPreconditionError(f"membership change {what} would demote voter {cc.node_id}")
+        try:
+            self._node.rawnode.check_conf_change(cc)
+        except ConfChangeError as e:
+            raise FailedPreconditionError(
+                f"membership change {what} cannot apply to the configuration (voters {sorted(st.voters)}, "
+                f"learners {sorted(st.learners)}): {e}") from None
+
+    async def request_transfer(self, to: int) -> None:
         assert self._node is not None
         await self._node.transfer_leadership(self.raft_id, to)
 
@@ -744,12 +770,12 @@ class ZeroNode:
         period = max(self.opts.tick_seconds * self.opts.election_ticks, 0.05)
         while not self._stopping and not self.removed.is_set():
             await asyncio.sleep(period)
-            z = self.state._state.zeros.get(self.raft_id)
+            z = self.state.zeros.get(self.raft_id)
             if z is None or not self._announce_needed(z) or not self._lead or self.is_leader:
                 continue  # the leader does it in ensure_cluster_identity
             try:
                 await self.read_barrier()
-                z = self.state._state.zeros.get(self.raft_id)
+                z = self.state.zeros.get(self.raft_id)
                 if z is not None and self._announce_needed(z):
                     self.log.info("publishing this zero's address and version", old=z.addr, new=self.opts.my_addr,
                                   version=ZERO_VERSION)
@@ -898,7 +924,7 @@ class ZeroNode:
         st = self.state
         if not st.cluster_id:
             await self.propose(state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id=str(uuid.uuid4()))))
-        z = self.state._state.zeros.get(self.raft_id)
+        z = self.state.zeros.get(self.raft_id)
         if z is None or self._announce_needed(z):  # new, restarted with another --my, or upgraded
             await self.propose(state_pb2.Proposal(add_zero=state_pb2.AddZero(
                 raft_id=self.raft_id, addr=self.opts.my_addr, version=ZERO_VERSION)))

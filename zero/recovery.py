@@ -164,26 +164,26 @@ def rewrite(state: ZeroState, *, raft_id: int, keep_self: bool, cluster_id: str,
     if state.is_removed(raft_id, zero=True):
         raise RecoveryError(f"raft id {raft_id} was removed from the backed-up cluster; ids are never reused: "
                             f"choose another --raft-id")
-    new = ZeroState.restore(state.snapshot())
-    snap = new._snap
-    st = snap.state
-    for rid in sorted(st.zeros):
-        if rid == raft_id and keep_self:
-            continue
-        z = st.zeros[rid]
-        if rid != raft_id:
-            st.removed.append(zero_pb2.Member(id=rid, addr=z.addr))
-        del st.zeros[rid]
-    for rid in list(snap.zero_versions):
-        if rid not in st.zeros:
-            del snap.zero_versions[rid]
-    st.cluster_version = min((snap.zero_versions.get(r, 1) for r in st.zeros), default=0)
-    snap.next_raft_id = max(snap.next_raft_id, raft_id + 1)
-    st.cluster_id = cluster_id
-    st.max_uid = continue_lease(st.max_uid, margin, now_ms)
-    st.max_txn_ts = continue_lease(st.max_txn_ts, margin, now_ms)
-    st.version = index
-    return ZeroState.restore(new.snapshot())  # re-checks every invariant
+    def edit(snap: state_pb2.ZeroStateSnapshot) -> None:
+        st = snap.state
+        for rid in sorted(st.zeros):
+            if rid == raft_id and keep_self:
+                continue
+            z = st.zeros[rid]
+            if rid != raft_id:
+                st.removed.append(zero_pb2.Member(id=rid, addr=z.addr))
+            del st.zeros[rid]
+        for rid in list(snap.zero_versions):
+            if rid not in st.zeros:
+                del snap.zero_versions[rid]
+        st.cluster_version = min((snap.zero_versions.get(r, 1) for r in st.zeros), default=0)
+        snap.next_raft_id = max(snap.next_raft_id, raft_id + 1)
+        st.cluster_id = cluster_id
+        st.max_uid = continue_lease(st.max_uid, margin, now_ms)
+        st.max_txn_ts = continue_lease(st.max_txn_ts, margin, now_ms)
+        st.version = index
+
+    return state.edited(edit)  # restored: every invariant checked again
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -207,11 +207,11 @@ def write_data_dir(data_dir: str, *, raft_id: int, state: ZeroState, index: int,
 
 
 def _outcome(data_dir: str, raft_id: int, old: ZeroState, new: ZeroState, index: int, old_wal: str = "") -> Outcome:
-    st = new._state
-    removed = tuple(sorted(set(new._removed_zeros) - set(old._removed_zeros)))
+    st = new.view
+    removed = tuple(sorted(new.removed_zeros - old.removed_zeros))
     return Outcome(
         data_dir=data_dir, raft_id=raft_id, old_cluster_id=old.cluster_id, cluster_id=new.cluster_id, index=index,
-        old_max_uid=old._state.max_uid, max_uid=st.max_uid, old_max_txn_ts=old._state.max_txn_ts,
+        old_max_uid=old.max_uid, max_uid=st.max_uid, old_max_txn_ts=old.max_txn_ts,
         max_txn_ts=st.max_txn_ts, removed_zeros=removed, groups=len(st.groups),
         members=sum(len(g.members) for g in st.groups.values()),
         tablets=sum(len(g.tablets) for g in st.groups.values()), old_wal=old_wal)

@@ -285,7 +285,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
         lead = node.leader_id
         if not lead:
             raise UnavailableError("no leader is known (an election may be in progress); retry shortly")
-        z = node.state._state.zeros.get(lead)
+        z = node.state.zeros.get(lead)
         if z is None or not z.addr:
             raise UnavailableError(f"the leader (zero {lead}) has no known address yet; retry shortly")
         return z.addr
@@ -359,14 +359,14 @@ class Interceptor(grpc.aio.ServerInterceptor):
                     yield item
                 return
             deadline = loop.time() + 10.0
-            while not node.leader_id or node.state._state.zeros.get(node.leader_id) is None:
+            while not node.leader_id or node.state.zeros.get(node.leader_id) is None:
                 if loop.time() > deadline:
                     raise UnavailableError("no leader is known; resume the stream later with since_version")
                 await asyncio.sleep(0.05)
             lead = node.leader_id
             if lead == node.raft_id:
                 continue
-            addr = node.state._state.zeros[lead].addr
+            addr = node.state.zeros[lead].addr
             call = self._leader_channel(addr).unary_stream(
                 "/zero.v1.Zero/StreamMembership", request_serializer=_identity, response_deserializer=_identity)(
                 zero_pb2.StreamMembershipRequest(since_version=since, cluster_id=cid).SerializeToString(),
@@ -427,7 +427,7 @@ class Interceptor(grpc.aio.ServerInterceptor):
         """`zero-leader-id`/`zero-leader-addr` trailers when this zero is not the leader."""
         if not node.is_leader and node.leader_id:
             md = [("zero-leader-id", str(node.leader_id))]
-            zero = node.state._state.zeros.get(node.leader_id)
+            zero = node.state.zeros.get(node.leader_id)
             if zero is not None and zero.addr:
                 md.append(("zero-leader-addr", zero.addr))
             context.set_trailing_metadata(tuple(md))
@@ -647,7 +647,9 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         nothing. Unowned tablets named with a group are claimed in one proposal."""
         forced = False
         for t in tablets:
-            validate.tablet_name(t.predicate)
+            # A claim names a new tablet: the stricter rule. A lookup may name one created
+            # before it (an older release's log).
+            (validate.new_tablet_name if t.group_id or t.force else validate.tablet_name)(t.predicate)
             if t.force:
                 validate.group_id(t.group_id, f"group_id of forced tablet {t.predicate!r}")
                 forced = True
@@ -657,7 +659,7 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         node = self.node
         await node.read_barrier()
         state = node.state
-        groups = state._state.groups
+        groups = state.groups
         for t in tablets:
             if t.group_id and t.group_id not in groups and (t.force or not state.group_of(t.predicate)):
                 raise NotFoundError(f"group {t.group_id} does not exist (tablet {t.predicate!r})")
@@ -686,7 +688,7 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
             validate.tablet_size(name, size)
         node = self.node
         await node.read_barrier()
-        group = node.state._state.groups.get(gid)
+        group = node.state.groups.get(gid)
         if group is None:
             raise NotFoundError(f"group {gid} does not exist")
         changed = {}
@@ -837,7 +839,7 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
         resp = zero_pb2.RaftStatusResponse(
             id=st.id, term=st.term, vote=st.vote, lead=st.lead, commit=st.commit, applied=node.applied,
             role=st.raft_state.name, cluster_id=node.state.cluster_id)
-        lead = node.state._state.zeros.get(st.lead)
+        lead = node.state.zeros.get(st.lead)
         if lead is not None:
             resp.leader_addr = lead.addr
         for pid, pr in (st.progress or {}).items():

@@ -30,7 +30,7 @@ from __future__ import annotations
 import collections
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,6 +173,11 @@ def _copy(msg: Any) -> Any:
     out.CopyFrom(msg)
     return out
 
+
+
+def _framed(payload: bytes) -> bytes:
+    """Snapshot bytes: magic and CRC-32 of the payload, then the payload."""
+    return _HEADER.pack(_MAGIC, zlib.crc32(payload)) + payload
 
 class ZeroState:
     """The replicated state: a MembershipState plus the bookkeeping apply() needs."""
@@ -593,6 +598,38 @@ class ZeroState:
         return self._state.cluster_id
 
     @property
+    def view(self) -> zero_pb2.MembershipState:
+        """The live membership state, read-only by contract (no copy): for readers that
+        walk it whole on the event loop (the full-state stream). state_copy() otherwise."""
+        return self._state
+
+    @property
+    def groups(self) -> Mapping[int, zero_pb2.Group]:
+        """The data-node groups by id: the live map, read-only by contract (no copy)."""
+        return self._state.groups
+
+    @property
+    def removed_zeros(self) -> frozenset[int]:
+        return frozenset(self._removed_zeros)
+
+    def edited(self, edit: Callable[[state_pb2.ZeroStateSnapshot], None]) -> ZeroState:
+        """A new state: this one's snapshot as `edit` changed it, restored (which checks
+        every invariant again). For offline rewrites (zero/recovery.py), never for apply."""
+        snap = state_pb2.ZeroStateSnapshot.FromString(self._snapshot_payload())
+        edit(snap)
+        return ZeroState.restore(_framed(snap.SerializeToString(deterministic=True)))
+
+    @property
+    def zeros(self) -> Mapping[int, zero_pb2.Member]:
+        """The zero peers by raft id: the live map, read-only by contract (no copy)."""
+        return self._state.zeros
+
+    @property
+    def next_raft_id(self) -> int:
+        """The raft id a joining zero that asks for none is given (ids are never reused)."""
+        return self._snap.next_raft_id
+
+    @property
     def max_uid(self) -> int:
         return self._state.max_uid
 
@@ -664,6 +701,9 @@ class ZeroState:
 
     def snapshot(self) -> bytes:
         """Deterministic bytes: equal states give equal bytes."""
+        return _framed(self._snapshot_payload())
+
+    def _snapshot_payload(self) -> bytes:
         del self._snap.moves[:]
         self._snap.moves.extend(self._moves.values())
         del self._snap.dedup[:]
@@ -671,7 +711,7 @@ class ZeroState:
         payload = self._snap.SerializeToString(deterministic=True)
         del self._snap.moves[:]
         del self._snap.dedup[:]
-        return _HEADER.pack(_MAGIC, zlib.crc32(payload)) + bytes(payload)
+        return bytes(payload)
 
     @classmethod
     def restore(cls, data: bytes) -> ZeroState:

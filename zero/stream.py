@@ -222,7 +222,7 @@ class MembershipHub:
     def delta_update(self, delta: Delta) -> zero_pb2.MembershipUpdate:
         """A delta message: current values of everything `delta` names."""
         st = self.node.state
-        snap = st._state  # read-only view of the live state
+        snap = st.view  # read-only view of the live state
         out = zero_pb2.MembershipUpdate(version=snap.version, cluster_id=snap.cluster_id, full=False)
         s = out.state
         _copy_scalars(s, snap)
@@ -327,7 +327,7 @@ class MembershipHub:
             # concatenated messages; each group is one map entry): the peak is one
             # group's copy, not a copy of the whole state.
             self._bytes = b""
-            live = st._state
+            live = st.view
             head = zero_pb2.MembershipState()
             _copy_header(head, live)
             parts = [self._rendered(head)]
@@ -354,7 +354,7 @@ class MembershipHub:
             self._full_msgs = []
             msgs = []
             overlay = self._overlay
-            for u in iter_full_state_chunks(st._state, slack=LIVENESS_SLACK if overlay is not None else 0):
+            for u in iter_full_state_chunks(st.view, slack=LIVENESS_SLACK if overlay is not None else 0):
                 if overlay is not None:
                     overlay(u.state)
                 msgs.append(_Msg.serialized(u))

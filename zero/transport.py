@@ -30,7 +30,8 @@ import asyncio
 import collections
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import google_crc32c
 import grpc  # type: ignore[import-untyped]
@@ -40,11 +41,41 @@ from raftcore import RaftError, SnapshotStatus, raftpb
 from .channels import RECONNECT_OPTIONS
 from .pb import raft_transport_pb2 as tpb
 from .pb import raft_transport_pb2_grpc as tgrpc
+from .state import ZeroState
 
-if TYPE_CHECKING:
-    from .node import ZeroNode
 
-__all__ = ["Transport", "RaftService", "add_raft_service", "GRPC_OPTIONS", "PROTOCOL", "Refusal"]
+__all__ = ["Transport", "PeerHost", "RaftHost", "RaftService", "add_raft_service", "GRPC_OPTIONS", "PROTOCOL", "Refusal"]
+
+class PeerHost(Protocol):
+    """What the transport sees of its zero (ZeroNode implements it; tests pass fakes):
+    its identity and state, and where to deliver what peers send."""
+
+    raft_id: int
+    log: Any
+    metrics: Any
+
+    @property
+    def cluster_id(self) -> str: ...
+    @property
+    def state(self) -> ZeroState: ...
+    @property
+    def join_peers(self) -> Mapping[int, str]: ...
+    def step_peer(self, msg: raftpb.Message) -> None: ...
+    def report_unreachable(self, rid: int) -> None: ...
+    def report_snapshot(self, rid: int, status: SnapshotStatus) -> None: ...
+    def mark_removed(self, reason: str) -> None: ...
+
+
+class RaftHost(PeerHost, Protocol):
+    """What the Raft service sees: the peer host, its transport, and joining."""
+
+    @property
+    def raft_started(self) -> bool: ...
+    @property
+    def transport(self) -> Transport: ...
+    async def handle_join(self, req: tpb.JoinClusterRequest) -> tpb.JoinClusterResponse: ...
+    def leader_hint(self) -> list[tuple[str, str]]: ...
+
 
 PROTOCOL = tpb.RAFT_PROTOCOL_V1
 Refusal = tpb.RaftStreamResponse
@@ -90,7 +121,7 @@ class _Refused(Exception):
 class Transport:
     """Every outbound peer of one ZeroNode, and the admission rules for inbound batches."""
 
-    def __init__(self, node: ZeroNode, *, queue_messages: int = QUEUE_MESSAGES,
+    def __init__(self, node: PeerHost, *, queue_messages: int = QUEUE_MESSAGES,
                  credentials: grpc.ChannelCredentials | None = None) -> None:
         self.node = node
         self.log = node.log
@@ -151,9 +182,9 @@ class Transport:
     def send(self, msg: raftpb.Message) -> None:
         p = self._peers.get(msg.to)
         if p is None:
-            self.node._report_unreachable(msg.to)
+            self.node.report_unreachable(msg.to)
             if msg.type == raftpb.MsgSnap:
-                self.node._report_snapshot(msg.to, SnapshotStatus.FAILURE)
+                self.node.report_snapshot(msg.to, SnapshotStatus.FAILURE)
             return
         if msg.type == raftpb.MsgSnap:
             p.send_snapshot(msg)
@@ -179,10 +210,10 @@ class Transport:
         state = node.state
         if state.is_removed(from_id, zero=True):
             return Refusal.REMOVED, f"zero {from_id} was removed from cluster {mine}; a removed id never rejoins"
-        zeros = state._state.zeros
+        zeros = state.zeros
         # A joiner that has not caught up yet has no members in its state: the cluster
         # id (a random UUID) is what it has to go on.
-        if zeros and from_id not in zeros and from_id not in node._join_peers:
+        if zeros and from_id not in zeros and from_id not in node.join_peers:
             return Refusal.NOT_A_MEMBER, f"zero {from_id} is not a member of cluster {mine}"
         return Refusal.ACCEPTED, ""
 
@@ -192,14 +223,14 @@ class Transport:
         node = self.node
         for m in messages:
             try:
-                node._step(m)
+                node.step_peer(m)
             except RaftError as e:  # e.g. a forwarded proposal with no leader: the proposer retries
                 self.log.debug("peer message not stepped", peer=from_id, type=m.type, error=str(e))
 
     def refused_by_peer(self, peer: int, refusal: int, message: str) -> None:
         self.metrics.peer_refusals.labels(str(peer), _REASON.get(refusal, str(refusal))).inc()
         if refusal == Refusal.REMOVED:
-            self.node._on_removed(f"zero {peer} says: {message}")
+            self.node.mark_removed(f"zero {peer} says: {message}")
 
 
 def _commit_only(m: raftpb.Message) -> bool:
@@ -260,7 +291,7 @@ class _Peer:
 
     def _drop(self, n: int) -> None:
         self.t.metrics.peer_dropped.labels(self.label).inc(n)
-        self.t.node._report_unreachable(self.rid)
+        self.t.node.report_unreachable(self.rid)
 
     def _take_batch(self) -> tpb.RaftBatch:
         t = self.t
@@ -382,7 +413,7 @@ class _Peer:
         if dropped:
             self._drop(dropped)
         else:
-            self.t.node._report_unreachable(self.rid)
+            self.t.node.report_unreachable(self.rid)
         # Log the change to down once; while down, only a new refusal is worth a line
         # (e.g. an unreachable peer that comes back as a member of another cluster).
         refused = reason.split(":")[0] if reason.split(":")[0] in _REASON.values() else ""
@@ -397,7 +428,7 @@ class _Peer:
         if self._snap_task is not None and not self._snap_task.done():
             # Raft sends one snapshot at a time per follower; a second one means the
             # first is stale. Let the running transfer finish and report this one failed.
-            self.t.node._report_snapshot(self.rid, SnapshotStatus.FAILURE)
+            self.t.node.report_snapshot(self.rid, SnapshotStatus.FAILURE)
             return
         self._snap_task = asyncio.get_running_loop().create_task(self._send_snapshot(msg),
                                                                  name=f"zero-snapshot-to-{self.rid}")
@@ -438,12 +469,12 @@ class _Peer:
                 t.log.warning("peer refused snapshot", peer=self.rid, reason=resp.message)
             ok = resp.applied
         except asyncio.CancelledError:
-            node._report_snapshot(self.rid, SnapshotStatus.FAILURE)
+            node.report_snapshot(self.rid, SnapshotStatus.FAILURE)
             raise
         except Exception as e:
             t.log.warning("snapshot transfer failed", peer=self.rid, error=repr(e))
         t.metrics.snapshots_sent.labels("ok" if ok else "failed").inc()
-        node._report_snapshot(self.rid, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE)
+        node.report_snapshot(self.rid, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE)
 
     # -- shutdown --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -469,7 +500,7 @@ class _Peer:
 class RaftService(tgrpc.RaftServicer):
     """The inbound side: peer batches, snapshot chunks, and JoinCluster."""
 
-    def __init__(self, node: ZeroNode) -> None:
+    def __init__(self, node: RaftHost) -> None:
         self.node = node
 
     async def _check_started(self, context: Any) -> Transport:
@@ -551,7 +582,7 @@ class RaftService(tgrpc.RaftServicer):
             raise  # unreachable: abort raises
 
 
-def add_raft_service(server: grpc.aio.Server, node: ZeroNode) -> RaftService:
+def add_raft_service(server: grpc.aio.Server, node: RaftHost) -> RaftService:
     """Register the `Raft` service of `node` on the app's gRPC server (before it starts)."""
     svc = RaftService(node)
     tgrpc.add_RaftServicer_to_server(svc, server)

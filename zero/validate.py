@@ -34,6 +34,7 @@ __all__ = [
     "MAX_CLUSTER_ID_CHARS",
     "MAX_DEDUP_KEY_CHARS",
     "tablet_name",
+    "new_tablet_name",
     "count",
     "address",
     "group_id",
@@ -50,19 +51,26 @@ UINT32_MAX = (1 << 32) - 1
 _CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
-def tablet_name(name: str) -> str:
-    """A tablet (predicate) name: non-empty, valid UTF-8, at most 1 KiB encoded, not only
-    whitespace, and without control characters (NUL, newline, tab, DEL, C1; also the
-    Unicode line and paragraph separators): such names cannot be told apart in logs, the
-    admin CLI or the status page."""
-    if not name:
-        raise InvalidArgumentError("tablet name is empty")
-    if name.isspace():
+def new_tablet_name(name: str) -> str:
+    """A name for a tablet being created (a claim): `tablet_name`, not only whitespace,
+    and without control characters (NUL, newline, tab, DEL, C1; also the Unicode line
+    and paragraph separators): such names cannot be told apart in logs, the admin CLI or
+    the status page. Checked at the API only: apply() keeps `tablet_name`'s rules, so a
+    log written by an older release replays to the same state."""
+    if name and name.isspace():
         raise InvalidArgumentError(f"tablet name {name!r} is only whitespace")
     for i, c in enumerate(name):
         if unicodedata.category(c) in _CONTROL_CATEGORIES:
             raise InvalidArgumentError(f"tablet name {name[:64]!r} has a control character "
                                        f"(U+{ord(c):04X} at {i}); names must be printable")
+    return tablet_name(name)
+
+
+def tablet_name(name: str) -> str:
+    """A tablet (predicate) name: non-empty, valid UTF-8, at most 1 KiB encoded (the rule
+    apply() checks; new names must also pass `new_tablet_name`)."""
+    if not name:
+        raise InvalidArgumentError("tablet name is empty")
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError as e:

@@ -201,7 +201,7 @@ def test_backup_file_roundtrip_and_refusals(tmp_path) -> None:
     code, out, _ = _admin(["backup", "--verify", str(good)])
     assert code == 0 and "ok" in out and "c-sample" in out
     code, out, _ = _admin(["backup", "--verify", str(good), "--json"])
-    assert code == 0 and json.loads(out)["raft_index"] == 40
+    assert code == 0 and json.loads(out)["raft_index"] == "40"  # 64-bit: a string, as in proto3 JSON
     code, _, err = _admin(["backup", "--verify", str(bad)])
     assert code == 1 and "truncated" in err and str(bad) in err
     code, _, err = _admin(["backup", "--verify", str(tmp_path / "missing.zbk")])

@@ -337,7 +337,7 @@ def test_admin_check() -> None:
 def test_follower_replies_carry_the_leader() -> None:
     zeros = {2: zero_pb2.Member(id=2, addr="zero2:5080")}
     node = types.SimpleNamespace(is_leader=False, leader_id=2, metrics=None,
-                                 state=types.SimpleNamespace(_state=types.SimpleNamespace(zeros=zeros)))
+                                 state=types.SimpleNamespace(zeros=zeros))
     from zero.metrics import Metrics
     icpt = Interceptor(lambda: node, metrics=Metrics(), admin_token=None, logger=None)  # type: ignore[arg-type]
     got: list[tuple[tuple[str, str], ...]] = []

@@ -41,7 +41,7 @@ class FakeNode:
             self.state.apply(i, state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=rid, addr=f"gone{rid}:1")))
             i += 1
             self.state.apply(i, state_pb2.Proposal(remove_zero=state_pb2.RemoveZero(raft_id=rid)))
-        self._join_peers: dict[int, str] = {}
+        self.join_peers: dict[int, str] = {}
         self._join_cluster_id = ""
         self.raft_started = True
         self.stepped: list[raftpb.Message] = []
@@ -54,16 +54,16 @@ class FakeNode:
     def cluster_id(self) -> str:
         return self.state.cluster_id or self._join_cluster_id
 
-    def _step(self, m: raftpb.Message) -> None:
+    def step_peer(self, m: raftpb.Message) -> None:
         self.stepped.append(m)
 
-    def _report_unreachable(self, rid: int) -> None:
+    def report_unreachable(self, rid: int) -> None:
         self.unreachable.append(rid)
 
-    def _report_snapshot(self, rid: int, status: SnapshotStatus) -> None:
+    def report_snapshot(self, rid: int, status: SnapshotStatus) -> None:
         self.snapshots.append((rid, status))
 
-    def _on_removed(self, reason: str) -> None:
+    def mark_removed(self, reason: str) -> None:
         self.removed_reasons.append(reason)
 
     def leader_hint(self) -> list[tuple[str, str]]:
@@ -94,7 +94,7 @@ def test_admission_rules():
     assert fresh.transport.admit(PROTOCOL, CID, 2, 1)[0] == Refusal.NOT_A_MEMBER
     # A joiner that has not caught up (no zeros in its state) goes by the cluster id.
     joiner = FakeNode(4, {}, cid="")
-    joiner._join_peers = {1: "a:1"}
+    joiner.join_peers = {1: "a:1"}
     joiner._join_cluster_id = CID
     assert joiner.transport.admit(PROTOCOL, CID, 5, 4)[0] == Refusal.ACCEPTED
 

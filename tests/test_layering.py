@@ -1,0 +1,160 @@
+"""Layering rules for raftcore/ and zero/, checked on the source (docs/DESIGN.md "Layers"):
+
+- no import cycles between modules (every import counts, TYPE_CHECKING ones too: a
+  Protocol in the lower module replaces an import of the higher one);
+- no access to another object's private members (`x._name` where x is not self or cls).
+  ALLOWED lists what is left of the old reaches across objects: it may only shrink (an
+  entry that no longer occurs fails too, so the list stays the truth).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("raftcore", "zero")
+
+# (file, expression) -> occurrences. Goal: empty (issue "zero/ as layers").
+ALLOWED: Counter[tuple[str, str]] = Counter({
+    ("raftcore/storage.py", "out._datas"): 1,
+    ("raftcore/storage.py", "out._hard_state"): 2,
+    ("raftcore/storage.py", "out._offset"): 1,
+    ("raftcore/storage.py", "out._snapshot"): 2,
+    ("raftcore/storage.py", "out._terms"): 1,
+    ("raftcore/storage.py", "out._types"): 1,
+    ("raftcore/tracker/inflights.py", "c._q"): 1,
+    ("zero/app.py", "os._exit"): 1,  # the standard library's name, not a private member
+    ("zero/cli.py", "os._exit"): 1,
+})
+# Cycles still to break (the same ratchet: may only shrink). Goal: empty.
+ALLOWED_CYCLES: list[list[str]] = []
+
+
+def _sources() -> list[Path]:
+    out = []
+    for pkg in PACKAGES:
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            if p.name.endswith(("_pb2.py", "_pb2_grpc.py")):
+                continue
+            out.append(p)
+    return out
+
+
+def _module(p: Path) -> str:
+    parts = list(p.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(p: Path, mod: str) -> set[str]:
+    is_pkg = p.name == "__init__.py"
+    package = mod if is_pkg else mod.rpartition(".")[0]
+    out: set[str] = set()
+    for n in ast.walk(ast.parse(p.read_text())):
+        if isinstance(n, ast.Import):
+            out.update(a.name for a in n.names)
+        elif isinstance(n, ast.ImportFrom):
+            if n.level:
+                base = package.split(".")
+                base = base[: len(base) - (n.level - 1)]
+                target = ".".join(base + ([n.module] if n.module else []))
+            else:
+                target = n.module or ""
+            out.add(target)
+            out.update(f"{target}.{a.name}" for a in n.names)  # `from . import x` names module x
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module(p): p for p in _sources()}
+    graph: dict[str, set[str]] = {}
+    for mod, p in files.items():
+        deps = set()
+        for target in _imports(p, mod):
+            # The longest known module the import names (a package's __init__ counts).
+            while target and target not in files:
+                target = target.rpartition(".")[0]
+            if target and target != mod and not _is_ancestor(target, mod):
+                deps.add(target)
+        graph[mod] = deps
+    return graph
+
+
+def _is_ancestor(pkg: str, mod: str) -> bool:
+    """A package's own __init__ is not an edge from its modules (Python runs it first)."""
+    return mod.startswith(pkg + ".")
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def private_accesses() -> Counter[tuple[str, str]]:
+    found: Counter[tuple[str, str]] = Counter()
+    for p in _sources():
+        rel = str(p.relative_to(ROOT))
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__"):
+                if isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"):
+                    continue
+                found[(rel, ast.unparse(n))] += 1
+    return found
+
+
+def test_no_import_cycles() -> None:
+    found = cycles(import_graph())
+    new = [c for c in found if c not in ALLOWED_CYCLES]
+    assert not new, "import cycles (break them with a Protocol in the lower module):\n" + "\n".join(
+        " <-> ".join(c) for c in new)
+    gone = [c for c in ALLOWED_CYCLES if c not in found]
+    assert not gone, f"cycles broken, remove from ALLOWED_CYCLES in tests/test_layering.py: {gone}"
+
+
+def test_the_cycle_check_catches_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_reaching_into_private_members() -> None:
+    found = private_accesses()
+    new = {k: v for k, v in found.items() if v > ALLOWED.get(k, 0)}
+    gone = {k: v for k, v in ALLOWED.items() if found.get(k, 0) < v}
+    assert not new, "private members reached from outside their object (use a public method):\n" + "\n".join(
+        f"  {f}: {e} x{n}" for (f, e), n in sorted(new.items()))
+    assert not gone, "fixed, remove from ALLOWED in tests/test_layering.py:\n" + "\n".join(
+        f"  {f}: {e}" for (f, e), _ in sorted(gone.items()))
