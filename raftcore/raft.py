@@ -108,7 +108,7 @@ class Raft:
         self.is_learner = False
         self.msgs: list[Message] = []
         self.msgs_after_append: list[Message] = []
-        self.read_states: list = []
+        self.read_states: list[ReadState] = []
         self.lead = NONE
         # The id of the transfer target when a leader transfer is in progress.
         self.lead_transferee = NONE
@@ -559,10 +559,11 @@ class Raft:
             self._send_read_index_response(m)
             return
 
-        pr = self.prs.progress.get(m.from_)
-        if pr is None:
+        known = self.prs.progress.get(m.from_)
+        if known is None:
             self.logger.debug(f"{self.id} no progress available for {m.from_}")
             return
+        pr = known
         if mt == MsgAppResp:
             self._handle_append_response(m, pr)
         elif mt == MsgHeartbeatResp:
@@ -1023,7 +1024,7 @@ class Raft:
 
 
 def _assert_conf_states_equivalent(a: ConfState, b: ConfState) -> None:
-    def norm(cs: ConfState) -> tuple:
+    def norm(cs: ConfState) -> tuple[list[int], list[int], list[int], list[int], bool]:
         return (sorted(cs.voters), sorted(cs.learners), sorted(cs.voters_outgoing),
                 sorted(cs.learners_next), cs.auto_leave)
 

@@ -125,12 +125,12 @@ class MemoryStorage:
             raise UnavailableError("storage has no entries")
         terms, types, datas = self._terms, self._types, self._datas
         if max_size >= NO_LIMIT:
-            return [Entry(term=terms[k], index=offset + k, type=types[k], data=datas[k])
+            return [Entry(term=terms[k], index=offset + k, type=types[k], data=datas[k])  # type: ignore[arg-type]
                     for k in range(lo - offset, hi - offset)]
         out: list[Entry] = []
         size = 0
         for k in range(lo - offset, hi - offset):
-            e = Entry(term=terms[k], index=offset + k, type=types[k], data=datas[k])
+            e = Entry(term=terms[k], index=offset + k, type=types[k], data=datas[k])  # type: ignore[arg-type]  # an int is an enum value; no per-entry conversion on this hot path
             size += e.ByteSize()
             if out and size > max_size:
                 break

@@ -30,15 +30,16 @@ def restore(tracker: ProgressTracker, last_index: int, cs: ConfState) -> tuple[T
     scratch = ProgressTracker(tracker.max_inflight, tracker.max_inflight_bytes)
     scratch.set(tracker.config, {k: v.clone() for k, v in tracker.progress.items()})
 
-    def step(fn):  # type: ignore[no-untyped-def]
-        cfg, prs = fn(Changer(scratch, last_index))
+    def simple(cc: ConfChangeSingle) -> None:
+        cfg, prs = Changer(scratch, last_index).simple([cc])
         scratch.set(cfg, prs)
 
     if not outgoing:
         for cc in incoming:
-            step(lambda ch, cc=cc: ch.simple([cc]))
+            simple(cc)
     else:
         for cc in outgoing:
-            step(lambda ch, cc=cc: ch.simple([cc]))
-        step(lambda ch: ch.enter_joint(cs.auto_leave, incoming))
+            simple(cc)
+        cfg, prs = Changer(scratch, last_index).enter_joint(cs.auto_leave, incoming)
+        scratch.set(cfg, prs)
     return scratch.config, scratch.progress
