@@ -95,16 +95,20 @@ class MemoryStorage:
         self._datas: list[bytes] = [b""]
 
     def copy(self) -> "MemoryStorage":
-        out = MemoryStorage()
-        out._hard_state = HardState()
-        out._hard_state.CopyFrom(self._hard_state)
-        out._snapshot = Snapshot()
-        out._snapshot.CopyFrom(self._snapshot)
-        out._offset = self._offset
-        out._terms = array("Q", self._terms)
-        out._types = bytearray(self._types)
-        out._datas = list(self._datas)
-        return out
+        hs, snap = HardState(), Snapshot()
+        hs.CopyFrom(self._hard_state)
+        snap.CopyFrom(self._snapshot)
+        return self._of(hs, snap, self._offset, array("Q", self._terms), bytearray(self._types),
+                                 list(self._datas))
+
+    @classmethod
+    def _of(cls, hard_state: HardState, snapshot: Snapshot, offset: int, terms: "array[int]", types: bytearray,
+            datas: list[bytes]) -> "MemoryStorage":
+        """A storage made of these parts (they are taken, not copied)."""
+        self = cls.__new__(cls)
+        self._hard_state, self._snapshot, self._offset = hard_state, snapshot, offset
+        self._terms, self._types, self._datas = terms, types, datas
+        return self
 
     # -- Storage -------------------------------------------------------------------
     def initial_state(self) -> tuple[HardState, ConfState]:

@@ -7,6 +7,7 @@ full, the leader stops sending new entries to that follower until acks free slot
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 __all__ = ["Inflights"]
 
@@ -14,18 +15,15 @@ __all__ = ["Inflights"]
 class Inflights:
     __slots__ = ("size", "max_bytes", "_q", "bytes")
 
-    def __init__(self, size: int, max_bytes: int = 0) -> None:
+    def __init__(self, size: int, max_bytes: int = 0, inflight: Iterable[tuple[int, int]] = ()) -> None:
         self.size = size
         self.max_bytes = max_bytes  # 0: unlimited
         # (last index of the message, payload bytes), in increasing index order.
-        self._q: deque[tuple[int, int]] = deque()
-        self.bytes = 0
+        self._q: deque[tuple[int, int]] = deque(inflight)
+        self.bytes = sum(n for _, n in self._q)
 
     def clone(self) -> "Inflights":
-        c = Inflights(self.size, self.max_bytes)
-        c._q = deque(self._q)
-        c.bytes = self.bytes
-        return c
+        return Inflights(self.size, self.max_bytes, self._q)
 
     def add(self, index: int, nbytes: int = 0) -> None:
         """Record a message whose last entry is `index`; indexes must increase."""
