@@ -149,6 +149,13 @@ class Node:
     def status(self) -> Status:
         return self._rn.status()
 
+    def forget_leader(self) -> None:
+        """A follower forgets its leader (etcd's ForgetLeader): see Raft.forget_leader."""
+        if self._stopped:
+            return
+        self._rn.forget_leader()
+        self._touch()
+
     def report_unreachable(self, node_id: int) -> None:
         if self._stopped:
             return

@@ -442,6 +442,22 @@ class Raft:
         self.prs.record_vote(vid, granted)
         return self.prs.tally_votes()
 
+    def forget_leader(self) -> None:
+        """A follower forgets its leader (etcd/raft's MsgForgetLeader): it stays in its
+        term, but grants votes and pre-votes again before an election timeout has passed
+        (the vote lease ends), so the others can elect at once when the application knows
+        the leader is gone (its connection refused: the process died). The leader's next
+        message restores it. A no-op on leaders and candidates; refused with lease-based
+        reads, whose safety rests on followers honouring the lease."""
+        if self.state != StateType.FOLLOWER:
+            return
+        if self.read_only.option == ReadOnlyOption.LEASE_BASED:
+            self.logger.error(f"{self.id} ignoring ForgetLeader: lease-based reads rely on the vote lease")
+            return
+        if self.lead != NONE:
+            self.logger.info(f"{self.id} forgetting leader {self.lead} at term {self.term}")
+            self.lead = NONE
+
     # -- step ----------------------------------------------------------------------------------
     def step(self, m: Message) -> None:
         """Process one message. Raises ProposalDroppedError for a proposal that cannot

@@ -157,6 +157,10 @@ class RawNode:
             return
         self.raft.step(m)
 
+    def forget_leader(self) -> None:
+        """See Raft.forget_leader: a follower forgets its leader (etcd's ForgetLeader)."""
+        self.raft.forget_leader()
+
     def transfer_leader(self, transferee: int) -> None:
         self.raft.step(Message(type=MsgTransferLeader, from_=transferee))
 

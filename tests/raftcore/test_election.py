@@ -754,3 +754,50 @@ def test_vote_from_any_state(vt: int, st: StateType) -> None:
         # A pre-vote changes nothing.
         assert (r.state, r.term) == (st, orig_term)
         assert r.vote in (0, 1)
+
+
+# -- ForgetLeader (etcd-io/raft v3.6, testdata/forget_leader*.txt) -----------------------------
+
+
+def test_forget_leader_ends_the_vote_lease_so_the_others_elect_at_once() -> None:
+    a, b, c = cq_nodes(3, pre_vote=True)
+    nt = Network(a, b, c)
+    nt.send(hup(1))
+    assert a.raft.state == L and b.raft.lead == 1 and c.raft.lead == 1
+    # c campaigns while b still follows a: b's vote lease refuses it.
+    nt.send(hup(3))
+    assert c.raft.state == P and a.raft.state == L and b.raft.lead == 1
+    # Told that a is gone (its connection refused), b forgets it (c, a pre-candidate,
+    # has no leader to forget): c wins at once, well within an election timeout of b
+    # hearing from a.
+    nt.isolate(1)
+    b.forget_leader()
+    c.forget_leader()
+    assert b.raft.lead == 0 and b.raft.term == 1 and b.raft.state == F  # same term, no vote cast
+    nt.send(hup(3))
+    assert c.raft.state == L and c.raft.term == 2 and b.raft.lead == 3
+
+
+def test_forget_leader_is_undone_by_the_leaders_next_message() -> None:
+    a, b, c = cq_nodes(3, pre_vote=True)
+    nt = Network(a, b, c)
+    nt.send(hup(1))
+    b.forget_leader()
+    assert b.raft.lead == 0
+    nt.send(msg(MsgBeat, 1, 1))
+    assert b.raft.lead == 1 and b.raft.state == F
+
+
+def test_forget_leader_is_a_noop_on_the_leader_and_refused_with_lease_based_reads() -> None:
+    from raftcore import ReadOnlyOption
+
+    a, b, c = cq_nodes(3, pre_vote=True)
+    nt = Network(a, b, c)
+    nt.send(hup(1))
+    a.forget_leader()
+    assert a.raft.state == L and a.raft.lead == 1
+    a2, b2, c2 = cq_nodes(3, pre_vote=True, read_only_option=ReadOnlyOption.LEASE_BASED)
+    nt2 = Network(a2, b2, c2)
+    nt2.send(hup(1))
+    b2.forget_leader()
+    assert b2.raft.lead == 1  # lease-based reads rest on the vote lease: refused
