@@ -10,7 +10,8 @@ import socket
 import pytest
 
 from zero import cli
-from zero.app import RunConfig, ZeroApp
+
+from zeroapps import one_zero
 
 TOKEN = "t0ken"
 
@@ -26,20 +27,15 @@ def _run_cli(argv: list[str]) -> tuple[int, str, str]:
 @pytest.mark.timeout(60)
 def test_admin_verbs_and_exit_codes(tmp_path):
     async def main() -> None:
-        app = ZeroApp(RunConfig(data_dir=str(tmp_path / "zw"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                                tick=0.01, log_format="json", admin_token=TOKEN), log_stream=io.StringIO())
-        await app.start()
+        app = await one_zero(tmp_path, admin_token=TOKEN)
         try:
             node = app.node
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while not (node.is_leader and node.state.cluster_id and node.raft_id in node.state.state_copy().zeros):
-                assert loop.time() < deadline
-                await asyncio.sleep(0.01)
             addr = f"127.0.0.1:{app.grpc_port}"
             run = lambda argv: loop.run_in_executor(None, _run_cli, argv)  # noqa: E731 (blocking gRPC)
 
             # gRPC health follows /health, refreshed every half second.
+            deadline = loop.time() + 10
             while True:
                 code, out, _ = await run(["admin", "health", "--addr", addr])
                 if code == 0:

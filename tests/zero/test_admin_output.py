@@ -7,7 +7,6 @@ terms. In-process: `cli.main` with captured output, and one live ZeroApp."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import socket
 import time
@@ -20,9 +19,10 @@ import pytest
 
 from zero import backup, cli
 from zero import http as zhttp
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
 from zero.pb import zero_pb2, zero_pb2_grpc
 
+from zeroapps import one_zero
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -147,16 +147,9 @@ def test_human_output_is_words(monkeypatch, capsys) -> None:
 @pytest.mark.timeout(60)
 def test_live_zero_json_conventions_bad_names_and_http(tmp_path, monkeypatch, capsys) -> None:
     async def scenario() -> None:
-        app = ZeroApp(RunConfig(data_dir=str(tmp_path / "zw"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                                tick=0.01, log_format="json"), log_stream=io.StringIO())
-        await app.start()
+        app = await one_zero(tmp_path)
         try:
-            node = app.node
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while not (node.is_leader and node.state.cluster_id and node.raft_id in node.state.state_copy().zeros):
-                assert loop.time() < deadline
-                await asyncio.sleep(0.01)
             await loop.run_in_executor(None, checks, app)
         finally:
             await app.stop()

@@ -4,15 +4,15 @@ merged timestamps, UID blocks, the watched shard map."""
 from __future__ import annotations
 
 import asyncio
-import io
 import socket
 
 import pytest
 
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
 from zero.client import ZeroClient
 from zero.pb import zero_pb2
 
+from zeroapps import one_zero
 
 def _dead_addr() -> str:
     # A port the OS just handed out and nobody listens on.
@@ -23,18 +23,8 @@ def _dead_addr() -> str:
     return f"127.0.0.1:{port}"
 
 
-async def _app(tmp_path) -> ZeroApp:
-    app = ZeroApp(RunConfig(data_dir=str(tmp_path / "zw"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                            tick=0.01, log_format="json"), log_stream=io.StringIO())
-    await app.start()
-    node = app.node
-    assert node is not None
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not (node.is_leader and node.state.cluster_id and node.raft_id in node.state.state_copy().zeros):
-        assert loop.time() < deadline, "no leader"
-        await asyncio.sleep(0.01)
-    return app
+async def _app(tmp_path) -> ZeroApp:  # type: ignore[no-untyped-def]
+    return await one_zero(tmp_path)
 
 
 @pytest.mark.timeout(60)

@@ -14,7 +14,6 @@ process on free loopback ports, through real gRPC and zero.client:
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -22,36 +21,23 @@ from collections.abc import Awaitable, Callable
 import grpc
 import pytest
 
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
 from zero.client import ZeroClient
 from zero.pb import zero_pb2, zero_pb2_grpc
 from zero.stream import CHUNK_BYTES, merge_chunk
+
+from zeroapps import one_zero
+from zeroapps import until as _until
 
 SC = grpc.StatusCode
 BIG = [("grpc.max_receive_message_length", 64 << 20)]
 
 
-async def _until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        assert loop.time() < deadline, f"{what} not reached within {timeout} s"
-        await asyncio.sleep(0.005)
-
-
 def run_app(tmp_path, body: Callable[[ZeroApp, str], Awaitable[None]], **cfg: object) -> None:
     """Run `body(app, addr)` against a fresh single-zero app that leads."""
     async def main() -> None:
-        app = ZeroApp(RunConfig(data_dir=str(tmp_path / "zw"), grpc_addr="127.0.0.1:0",
-                                http_addr="127.0.0.1:0", tick=0.01, log_format="json",
-                                **cfg),  # type: ignore[arg-type]
-                      log_stream=io.StringIO())
-        await app.start()
+        app = await one_zero(tmp_path, **cfg)
         try:
-            node = app.node
-            assert node is not None
-            await _until(lambda: node.is_leader and bool(node.state.cluster_id)
-                         and node.raft_id in node.state.state_copy().zeros, what="a leader")
             await body(app, f"127.0.0.1:{app.grpc_port}")
         finally:
             await app.stop()

@@ -17,22 +17,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from zero import backup, cli
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
 from zero.pb import zero_pb2, zero_pb2_grpc
 from zero.server import Interceptor, check_admin
 from zero.errors import PermissionDeniedError, UnauthenticatedError
 
+from zeroapps import one_zero
+
 TOKEN = "s3cret-token"
 SC = grpc.StatusCode
-
-
-async def _until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
 
 
 class Env:
@@ -69,15 +62,8 @@ async def _first(stream):
 def run_env(tmp_path, body: Callable[[Env], Awaitable[None]], **cfg: object) -> None:
     async def main() -> None:
         logs = io.StringIO()
-        config = RunConfig(data_dir=str(tmp_path / "zw"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                           tick=0.01, log_format="json", **cfg)  # type: ignore[arg-type]
-        app = ZeroApp(config, log_stream=logs)
-        await app.start()
+        app = await one_zero(tmp_path, logs=logs, **cfg)
         try:
-            node = app.node
-            assert node is not None
-            await _until(lambda: node.is_leader and bool(node.state.cluster_id)
-                         and node.raft_id in node.state.state_copy().zeros)
             async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as ch:
                 await body(Env(app, ch, logs))
         finally:

@@ -1,5 +1,5 @@
-"""Helpers for tests that run zeros in-process: polling with a deadline, and a cluster
-of `ZeroApp`s joined through the first one."""
+"""Helpers for tests that run zeros in-process: polling with a deadline, one started
+`ZeroApp`, and a cluster of them joined through the first one."""
 
 from __future__ import annotations
 
@@ -20,6 +20,24 @@ async def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "con
         if loop.time() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s")
         await asyncio.sleep(0.01)
+
+
+async def one_zero(tmp_path: Path, *, logs: io.StringIO | None = None, **cfg: Any) -> ZeroApp:
+    """One zero on free loopback ports (tick 10 ms) in `tmp_path/zw`, started; returns
+    once it leads and has registered itself (its cluster id minted). The caller stops
+    it. `cfg`: more RunConfig fields; `logs` receives its log lines."""
+    app = ZeroApp(RunConfig(data_dir=str(tmp_path / "zw"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
+                            tick=0.01, log_format="json", **cfg), log_stream=logs if logs is not None else io.StringIO())
+    await app.start()
+    try:
+        node = app.node
+        assert node is not None
+        await until(lambda: node.is_leader and bool(node.state.cluster_id) and node.raft_id in node.state.zeros,
+                    10.0, "the zero to lead and register itself")
+    except BaseException:
+        await app.stop()
+        raise
+    return app
 
 
 async def app_cluster(tmp_path: Path, n: int = 3, **cfg: Any) -> list[ZeroApp]:
