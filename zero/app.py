@@ -254,7 +254,9 @@ class ZeroApp:
             raise StartupError(str(e)) from None
         self.node = node
 
-        runner = web.AppRunner(make_app(node, self.liveness), access_log=None, shutdown_timeout=HTTP_GRACE)
+        runner = web.AppRunner(make_app(node, self.liveness, admin_token=cfg.admin_token, grpc_addr=cfg.grpc_addr,
+                                        grpc_port=self.grpc_port, grpc_creds=creds),
+                               access_log=None, shutdown_timeout=HTTP_GRACE)
         await runner.setup()
         self._runner = runner
         for sock in http_socks:

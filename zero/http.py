@@ -1,4 +1,6 @@
-"""The HTTP port: `/health`, `/live`, `/state`, `/metrics` and a status page at `/`.
+"""The HTTP port: `/health`, `/live`, `/state`, `/metrics` and a status page at `/`, and
+Dgraph Zero's verbs (`/assign`, `/moveTablet`, `/removeNode`, `/state?format=dgraph`),
+which live in zero/dgraph_http.py and are only registered here.
 
 The status page (zero/static/) is self-contained: `/` embeds the first report and the
 page polls `/status.json` (`status_report`) every second to stay live.
@@ -21,6 +23,7 @@ from google.protobuf import json_format
 
 from raftcore import StateType
 
+from .dgraph_http import DgraphVerbs
 from .errors import ZeroError
 from .node import ZeroNode
 from .pb import state_pb2, zero_pb2
@@ -79,9 +82,15 @@ def health_report(node: ZeroNode) -> tuple[bool, dict[str, Any]]:
     return not reasons, body
 
 
-def make_app(node: ZeroNode, liveness: Liveness) -> web.Application:
+def make_app(node: ZeroNode, liveness: Liveness, *, admin_token: str | None = None, grpc_addr: str = "",
+             grpc_port: int = 0, grpc_creds: Any = None) -> web.Application:
+    """The HTTP app. With `grpc_port` (this zero's gRPC server, bound on `grpc_addr`;
+    `grpc_creds` when it uses TLS) it also serves Dgraph's verbs, through that gRPC
+    server (zero/dgraph_http.py); `admin_token` is --admin-token."""
     app = web.Application()
     started = time.time()
+    dgraph = (DgraphVerbs(node, admin_token=admin_token, grpc_addr=grpc_addr, grpc_port=grpc_port, creds=grpc_creds)
+              if grpc_port else None)
 
     async def health(_request: web.Request) -> web.Response:
         ok, body = health_report(node)
@@ -90,7 +99,16 @@ def make_app(node: ZeroNode, liveness: Liveness) -> web.Application:
     async def live(_request: web.Request) -> web.Response:
         return web.json_response({"live": True, "raft_id": node.raft_id})
 
-    async def state(_request: web.Request) -> web.Response:
+    async def state(request: web.Request) -> web.Response:
+        fmt = request.query.get("format", "")
+        if fmt == "dgraph" and dgraph is not None:
+            return await dgraph.state(request)
+        if fmt:
+            known = "leave it out (proto3 JSON)"
+            if dgraph is not None:
+                known += " or ask for format=dgraph (Dgraph Zero's JSON)"
+            return web.json_response({"error": f"unknown format {fmt[:40]!r}: {known}", "code": "INVALID_ARGUMENT"},
+                                     status=400)
         try:
             await node.read_barrier()
         except ZeroError as e:
@@ -134,6 +152,8 @@ def make_app(node: ZeroNode, liveness: Liveness) -> web.Application:
 
     app.router.add_get("/", index)
     app.router.add_get("/favicon.ico", favicon)
+    if dgraph is not None:
+        dgraph.register(app)
     return app
 
 
