@@ -86,9 +86,9 @@ class MembershipView:
             for zid, z in u.state.zeros.items():
                 st.zeros[zid].CopyFrom(z)
             for name in u.removed_tablets:
-                gid = self._owner.pop(name, None)
-                if gid is not None:
-                    del st.groups[gid].tablets[name]
+                owner = self._owner.pop(name, 0)
+                if owner:
+                    del st.groups[owner].tablets[name]
             for mid in u.removed_members:
                 for g in st.groups.values():
                     if mid in g.members:
@@ -226,15 +226,17 @@ class ZeroClient:
     # -- the Zero service -------------------------------------------------------------------------
     async def connect(self, addr: str, *, group_id: int = 0, learner: bool = False,
                       member_id: int = 0) -> zero_pb2.ConnectResponse:
-        return await self.call("Connect", zero_pb2.ConnectRequest(id=member_id, addr=addr, group_id=group_id,
-                                                                   learner=learner))
+        r: zero_pb2.ConnectResponse = await self.call(
+            "Connect", zero_pb2.ConnectRequest(id=member_id, addr=addr, group_id=group_id, learner=learner))
+        return r
 
     async def heartbeat(self, member_id: int, group_id: int, *, leader: bool = False) -> None:
         await self.call("Heartbeat", zero_pb2.HeartbeatRequest(member_id=member_id, group_id=group_id,
                                                                leader=leader))
 
     async def should_serve(self, predicate: str, group_id: int = 0) -> zero_pb2.Tablet:
-        return await self.call("ShouldServe", zero_pb2.Tablet(predicate=predicate, group_id=group_id))
+        r: zero_pb2.Tablet = await self.call("ShouldServe", zero_pb2.Tablet(predicate=predicate, group_id=group_id))
+        return r
 
     async def tablets(self, predicates: Sequence[str], group_id: int = 0) -> list[zero_pb2.Tablet]:
         r = await self.call("Tablets", zero_pb2.TabletsRequest(
@@ -245,9 +247,10 @@ class ZeroClient:
         await self.call("UpdateTabletSizes", zero_pb2.TabletSizes(group_id=group_id, sizes=sizes))
 
     async def get_state(self) -> zero_pb2.MembershipState:
-        return await self.call("GetState", zero_pb2.GetStateRequest())
+        r: zero_pb2.MembershipState = await self.call("GetState", zero_pb2.GetStateRequest())
+        return r
 
-    async def assign_ids(self, kind: int, count: int) -> tuple[int, int]:
+    async def assign_ids(self, kind: zero_pb2.IdKind, count: int) -> tuple[int, int]:
         r = await self.call("AssignIds", zero_pb2.AssignIdsRequest(kind=kind, count=count))
         return r.start_id, r.end_id
 

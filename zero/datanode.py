@@ -104,7 +104,7 @@ def _logger(addr: str, fmt: str | None, stream: TextIO | None = None) -> Any:
 
 def _grpc_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Turn a raised ZeroError into the call's gRPC status (zero/server.py's table)."""
-    async def call(self: DataNode, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def call(self: DataNode, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await fn(self, request, context)
         except ZeroError as e:

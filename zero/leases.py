@@ -51,7 +51,7 @@ class _Pool:
 
     __slots__ = ("kind", "blocks", "lock", "prefetch")
 
-    def __init__(self, kind: int) -> None:
+    def __init__(self, kind: zero_pb2.IdKind) -> None:
         self.kind = kind
         self.blocks: list[_Block] = []
         self.lock = asyncio.Lock()  # one lease proposal in flight per kind
@@ -91,7 +91,7 @@ class Leases:
                 pool.prefetch.cancel()
                 pool.prefetch = None
 
-    async def assign(self, kind: int, count: int) -> zero_pb2.AssignedIds:
+    async def assign(self, kind: zero_pb2.IdKind, count: int) -> zero_pb2.AssignedIds:
         """A fresh inclusive range of `count` ids of `kind` (UID or TIMESTAMP)."""
         validate.count(count)
         if kind not in self._pools:

@@ -308,7 +308,7 @@ class _Supervisor:
 
     def _all_voters(self, lead: _Child) -> bool:
         """Every zero is a voter in the leader's view (joiners start as learners)."""
-        import grpc  # type: ignore[import-untyped]  # local: keep `zero local --help` fast
+        import grpc  # local: keep `zero local --help` fast
 
         from .pb import zero_pb2, zero_pb2_grpc
         try:

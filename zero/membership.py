@@ -37,7 +37,7 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 
 from raftcore import StateType, Status, raftpb
 
@@ -170,7 +170,7 @@ class Membership:
 
     # -- one conf change at a time -------------------------------------------------------------
     async def conf_change(self, cc: raftpb.ConfChange, proposal: state_pb2.Proposal, *,
-                          timeout: float = 10.0) -> Any:
+                          timeout: float = 10.0) -> Applied:
         """Propose `cc` (carrying `proposal`) on this leader and wait for its apply,
         retrying while it is dropped or replaced. The caller holds `self.lock`."""
         node = self.node

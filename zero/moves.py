@@ -32,7 +32,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -42,6 +42,8 @@ from prometheus_client.registry import Collector
 from . import validate
 from .channels import RECONNECT_OPTIONS
 from .errors import FailedPreconditionError, NotFoundError, UnavailableError, ZeroError
+from .leases import Leases
+from .node import ZeroNode
 from .pb import datanode_pb2, datanode_pb2_grpc, state_pb2, zero_pb2
 
 __all__ = ["MovePlan", "MoveOptions", "MoveDriver", "MoveMetrics", "group_sizes", "plan_rebalance",
@@ -155,6 +157,14 @@ class MoveOptions:
     drop_timeout: float = 5.0
 
 
+
+class LivenessView(Protocol):
+    """What the move driver needs of data-node liveness (zero/server.py's Liveness)."""
+
+    @property
+    def settled(self) -> bool: ...
+    def fill(self, m: zero_pb2.Member) -> None: ...
+
 class MoveDriver:
     """Leader-only: runs moves (admin or rebalancer) and rolls back orphaned ones.
 
@@ -162,7 +172,7 @@ class MoveDriver:
     `node.on_leadership.append(run_leader_task(node, driver.leader_duty, "moves"))`.
     """
 
-    def __init__(self, node: Any, leases: Any, liveness: Any, *, options: MoveOptions = MoveOptions(),
+    def __init__(self, node: ZeroNode, leases: Leases, liveness: LivenessView, *, options: MoveOptions = MoveOptions(),
                  metrics: MoveMetrics | None = None,
                  dial: Callable[[str], Any] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node

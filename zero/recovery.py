@@ -23,6 +23,7 @@ Everything here runs before the node starts, on files only; nothing is served me
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -333,7 +334,7 @@ def run_restore(ns: Any, out: Any = None, err: Any = None) -> int:
         err.write(f"zero restore: refused: {e}\n")
         return 1
     if ns.json:
-        doc = {k: getattr(o, k) for k in o.__slots__}  # type: ignore[attr-defined]
+        doc = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
         doc["removed_zeros"] = list(o.removed_zeros)
         out.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     else:
