@@ -7,6 +7,9 @@ Any failure before serving is a StartupError: one line, exit 1. A signal while s
 stops cleanly, as while running.
 Stop (SIGTERM/SIGINT): report NOT_SERVING, stop accepting calls and let in-flight ones
 finish (grace), close HTTP, then stop the node, which syncs and closes the WAL.
+With --tls-dir the HTTP port is HTTPS, and SIGHUP (or a change of the files, polled)
+reloads the certificates for new connections (zero/security.py); --live-addr serves
+/live alone over plain HTTP, from the moment its port is bound.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ HTTP_GRACE = 1.0
 SERVICES = ("zero.v1.Zero", "zero.v1.ZeroAdmin")
 PEER_PROBE_TIMEOUT = 2.0  # seconds for one try at --peer before a join
 PEER_PROBE_PERIOD = 1.0  # seconds between those tries
+TLS_POLL = 2.0  # seconds between looks at the --tls-dir files (a change settled for one look is reloaded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ class RunConfig:
     force_new_cluster: bool = False  # rewrite the data dir into a new single-zero cluster first (recovery.py)
     lease_margin: int = 1_000_000  # ids skipped above the recovered maxima by force_new_cluster
     join_timeout: float = 60.0  # a new zero with --peer: how long it waits for the peer and the join
+    live_addr: str | None = None  # /live alone over plain HTTP (probes while the HTTP port is HTTPS); None: off
 
 
 class StartupError(Exception):
@@ -132,6 +137,13 @@ class ZeroApp:
         self.http_port = 0
         self._runner: web.AppRunner | None = None
         self._http_socks: list[socket.socket] = []  # bound before the node starts, served after
+        self._live_runner: web.AppRunner | None = None  # --live-addr
+        self.live_port = 0
+        self.tls: security.ServerTls | None = None  # --tls-dir: the certificates served, reloadable
+        self.tls_poll = TLS_POLL
+        self._transport: Any = None  # the node's peer transport, for reloaded credentials
+        self._retired_channels: list[grpc.aio.Channel] = []  # data-node dials from before a TLS reload
+        self._outbound_expiry: Any = None  # the earliest notAfter open outbound channels may present
         self._lock_fd = -1
         self._interceptor: Interceptor | None = None  # set in _start; stop() runs after a failed start too
         self._creds: grpc.ChannelCredentials | None = None
@@ -170,13 +182,17 @@ class ZeroApp:
         tls = None
         if cfg.tls_dir:
             try:
-                tls = security.load_tls(cfg.tls_dir)
+                tls = self.tls = security.ServerTls(cfg.tls_dir)
             except security.TlsError as e:
                 raise StartupError(str(e)) from None
         self._creds = creds = tls.channel_credentials() if tls is not None else None
+        self._outbound_expiry = tls.config.expires if tls is not None else None
+        # Forwarding channels are made with the credentials current when they are made
+        # (a TLS reload replaces self._creds).
         self._interceptor = Interceptor(
             lambda: self.node, metrics=metrics, admin_token=cfg.admin_token, logger=self.log,
-            channel_factory=(lambda addr, opts: grpc.aio.secure_channel(addr, creds, options=opts)) if creds else None,
+            channel_factory=(lambda addr, opts: grpc.aio.secure_channel(addr, self._creds, options=opts))
+            if creds else None,
             authorize=security.authorize if tls is not None else None)
         # The peer transport's options (message sizes for snapshot chunks and batches),
         # and no SO_REUSEPORT: a second zero must not share the port silently.
@@ -213,6 +229,8 @@ class ZeroApp:
             raise StartupError(f"cannot listen for HTTP on {cfg.http_addr}: {e.strerror or e}") from None
         self._http_socks = http_socks
         self.http_port = int(http_socks[0].getsockname()[1])
+        if cfg.live_addr:
+            await self._serve_live(cfg.live_addr)
 
         join_timeout = cfg.join_timeout
         if cfg.peer and ident is None:  # a join: the peer must answer as a zero first
@@ -224,6 +242,7 @@ class ZeroApp:
             logger=self.log, metrics=metrics)
         holder["node"] = node
         node.transport.credentials = creds  # peer channels and the join call
+        self._transport = node.transport
         leases = self.leases = Leases(node)
         liveness = self.liveness = Liveness(node)
         hub = self.hub = MembershipHub(node, overlay=liveness.overlay)
@@ -259,15 +278,99 @@ class ZeroApp:
                                access_log=None, shutdown_timeout=HTTP_GRACE)
         await runner.setup()
         self._runner = runner
-        for sock in http_socks:
-            await web.SockSite(runner, sock).start()  # the site owns the socket now
+        for sock in http_socks:  # HTTPS with --tls-dir; the site owns the socket now
+            await web.SockSite(runner, sock, ssl_context=tls.http_context if tls is not None else None).start()
         self._http_socks = []
         self._tasks.append(asyncio.get_running_loop().create_task(self._health_loop(), name="zero-health"))
+        if tls is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._watch_tls(tls), name="zero-tls-watch"))
         self.log.info("zero is running", grpc_addr=cfg.grpc_addr, grpc_port=self.grpc_port,
                       http_addr=cfg.http_addr, http_port=self.http_port, my=my, data_dir=cfg.data_dir,
                       replicas=cfg.replicas, tick_seconds=cfg.tick, election_ticks=cfg.election_ticks,
                       snapshot_after=cfg.snapshot_after, admin_token_set=bool(cfg.admin_token),
-                      tls_dir=cfg.tls_dir)
+                      tls_dir=cfg.tls_dir, https=tls is not None, live_addr=cfg.live_addr,
+                      live_port=self.live_port or None,
+                      **({"tls_serial": f"{tls.config.serial:x}", "tls_not_after": tls.config.not_after}
+                         if tls is not None else {}))
+
+    async def _serve_live(self, addr: str) -> None:
+        """--live-addr: /live alone over plain HTTP, served as soon as it is bound (the
+        event loop answers also while the WAL is recovered or a join waits)."""
+        try:
+            socks = _bind_tcp(addr)
+        except OSError as e:
+            raise StartupError(f"cannot listen for /live on {addr}: {e.strerror or e}") from None
+        self.live_port = int(socks[0].getsockname()[1])
+
+        async def live(_request: web.Request) -> web.Response:
+            node = self.node
+            return web.json_response({"live": True, "raft_id": node.raft_id if node is not None else 0})
+
+        app = web.Application()
+        app.router.add_get("/live", live)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_GRACE)
+        try:
+            await runner.setup()
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        self._live_runner = runner
+        for i, sock in enumerate(socks):
+            try:
+                await web.SockSite(runner, sock).start()
+            except BaseException:
+                for rest in socks[i:]:
+                    rest.close()
+                raise
+
+    # -- TLS reload ---------------------------------------------------------------------------------
+    def reload_tls(self, reason: str) -> bool:
+        """Re-read --tls-dir (SIGHUP, or the files changed): True when new connections
+        now use new certificates. A bad set of files is logged as an error and the old
+        certificates stay (zero/security.py ServerTls.reload)."""
+        tls = self.tls
+        if tls is None:
+            if self.log is not None:
+                self.log.info("TLS reload asked before the certificates were loaded; nothing to do", reason=reason)
+            return False
+        try:
+            changed = tls.reload()
+        except security.TlsError as e:
+            self.log.error("TLS reload failed; still serving the old certificates", reason=reason, error=str(e),
+                           tls_serial=f"{tls.config.serial:x}", tls_not_after=tls.config.not_after)
+            return False
+        if not changed:
+            self.log.info("TLS files unchanged; nothing reloaded", reason=reason)
+            return False
+        creds = tls.channel_credentials()
+        self._creds = creds
+        expiries = [t for t in (self._outbound_expiry, tls.config.expires) if t is not None]
+        self._outbound_expiry = min(expiries) if expiries else None
+        if self._transport is not None:
+            self._transport.credentials = creds  # peer channels created from now on
+        if self._outbound_expiry is not None:
+            self.log.warning("gRPC channels already open (to peer zeros, the leader, this zero's own port) keep "
+                             "presenting the certificate they started with until this zero restarts; restart it "
+                             "(one zero at a time) before that certificate expires", reason=reason,
+                             expires=security.format_utc(self._outbound_expiry))
+        # Data-node dials are replaced: the next move dials again with the new
+        # certificates; the old channels close when zero stops (a move may be using one).
+        self._retired_channels.extend(self._datanode_channels.values())
+        self._datanode_channels = {}
+        self.log.info("TLS certificates reloaded: new connections use them (open ones keep theirs)",
+                      reason=reason, tls_serial=f"{tls.config.serial:x}", tls_not_after=tls.config.not_after,
+                      reloads=tls.reloads)
+        return True
+
+    async def _watch_tls(self, tls: security.ServerTls) -> None:
+        while True:
+            await asyncio.sleep(self.tls_poll)
+            try:
+                if tls.changed():
+                    self.reload_tls("the files in --tls-dir changed")
+            except Exception as e:  # the watch must outlive any surprise
+                self.log.error("watching --tls-dir failed", error=repr(e))
 
     async def _await_peer(self, peer: str, timeout: float) -> float:
         """Before a join: wait until --peer answers as a zero, logging each retry with what
@@ -430,6 +533,9 @@ class ZeroApp:
         if self._runner is not None:
             stops.append(self._runner.cleanup())
             self._runner = None
+        if self._live_runner is not None:
+            stops.append(self._live_runner.cleanup())
+            self._live_runner = None
         for sock in self._http_socks:
             sock.close()
         self._http_socks = []
@@ -439,9 +545,10 @@ class ZeroApp:
             await self._interceptor.close()
         if self.moves is not None:
             await self.moves.close()
-        for ch in self._datanode_channels.values():
+        for ch in [*self._datanode_channels.values(), *self._retired_channels]:
             await ch.close()
         self._datanode_channels.clear()
+        self._retired_channels.clear()
         if self.node is not None:
             node, self.node = self.node, None
             await node.stop()
@@ -470,6 +577,8 @@ async def run(cfg: RunConfig, *, log_stream: TextIO | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    if cfg.tls_dir:  # SIGHUP reloads the certificates (without --tls-dir it keeps its default)
+        loop.add_signal_handler(signal.SIGHUP, app.reload_tls, "SIGHUP")
     starting = loop.create_task(app.start(), name="zero-start")
     stopping = loop.create_task(stop.wait())
     await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)

@@ -87,7 +87,11 @@ RUN_FLAGS = (
           "answers without a leader (each retry is logged with the time left); a peer that answers but "
           "is not a zero fails at once"),
     _Flag("grpc-addr", "HOST:PORT", "0.0.0.0:5080", "where the gRPC services listen (Zero, ZeroAdmin, health, reflection)"),
-    _Flag("http-addr", "HOST:PORT", "0.0.0.0:6080", "where HTTP listens (/health, /live, /state, /metrics, /)"),
+    _Flag("http-addr", "HOST:PORT", "0.0.0.0:6080",
+          "where HTTP listens (/health, /live, /state, /metrics, /); HTTPS with --tls-dir"),
+    _Flag("live-addr", "HOST:PORT", None,
+          "also serve /live alone over plain HTTP here, for liveness probes that cannot do TLS "
+          "while --tls-dir makes the HTTP port HTTPS (default: off)"),
     _Flag("data-dir", "DIR", "./zw", "directory for the write-ahead log, snapshots and identity; one zero per dir"),
     _Flag("replicas", "N", "1", "data nodes per group: new data nodes fill a group up to N before a new group starts"),
     _Flag("rebalance-interval", "DURATION", "8m",
@@ -102,7 +106,10 @@ RUN_FLAGS = (
           "mutual TLS on every gRPC connection (peers, data nodes, admin clients): DIR holds ca.crt "
           "(the cluster CA), node.crt (this zero's certificate, OU=zero, with a subjectAltName for "
           "the --my host) and node.key. Clients must present a certificate signed by the CA; its OU "
-          "(zero, datanode, admin) decides which services it may call."),
+          "(zero, datanode, admin) decides which services it may call. The HTTP port serves HTTPS "
+          "with the same certificate (a client certificate is optional there). SIGHUP, or a change "
+          "of the files, reloads them for new connections; an expired or not-yet-valid certificate "
+          "is refused at start."),
     _Flag("admin-token", "TOKEN", None,
           "require 'authorization: Bearer TOKEN' metadata on ZeroAdmin calls and forced tablet "
           "assignments (prefer the ZERO_ADMIN_TOKEN variable: flags show in `ps`). Never logged."),
@@ -231,6 +238,8 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
     raft_id = _int(rid_text, where, 1, (1 << 64) - 2) if rid_text else 0
     grpc_addr = _addr(get("grpc-addr")[0] or "", get("grpc-addr")[1], listen=True)
     http_addr = _addr(get("http-addr")[0] or "", get("http-addr")[1], listen=True)
+    live_text, where = get("live-addr")
+    live_addr = _addr(live_text, where, listen=True) if live_text else None
     my_text, where = get("my")
     if my_text:
         my: str | None = _addr(my_text, where, listen=False)
@@ -262,7 +271,8 @@ def config_from_args(ns: argparse.Namespace, environ: dict[str, str] | None = No
         data_dir=data_dir, grpc_addr=grpc_addr, http_addr=http_addr, my=my, raft_id=raft_id, peer=peer,
         replicas=replicas, tick=tick, election_ticks=election_ticks, snapshot_after=snapshot_after,
         rebalance_interval=rebalance, move_timeout=move_timeout, admin_token=token or None, log_format=fmt,
-        force_new_cluster=force_new_cluster, lease_margin=lease_margin, join_timeout=join_timeout)
+        force_new_cluster=force_new_cluster, lease_margin=lease_margin, join_timeout=join_timeout,
+        live_addr=live_addr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

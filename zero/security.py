@@ -27,12 +27,61 @@ A forced tablet assignment (`Zero.ShouldServe` with `force`) needs the admin or 
 as well as the admin token. The admin token (`--admin-token`) is checked on top of the
 role, by zero/server.py's `check_admin`, so an operator can keep both factors.
 Without `--tls-dir` nothing here applies: connections are plaintext and roles unchecked.
+
+Certificate dates. `load_tls` refuses a certificate that is expired or not yet valid,
+with one line naming the file and its notBefore/notAfter dates (`zero run` exits 1 with
+it, `zero datanode` and `zero admin` refuse it alike): every certificate in node.crt
+must be valid now; ca.crt needs at least one valid certificate (a bundle holding an old
+and a new CA during a CA change may keep the expired old one). The dates are read with
+the small DER reader below: `cryptography` is not a runtime dependency.
+
+HTTPS (`zero run`). With `--tls-dir` the HTTP port serves HTTPS with the same node.crt
+and node.key (`ServerTls.http_context`, TLS 1.2 or later). A client certificate is
+optional there, as Dgraph's default "VERIFYIFGIVEN": a client may present none
+(Prometheus scraping /metrics with only `ca_file`, curl --cacert, a browser); one it does
+present must be signed by the CA, or the handshake fails. No certificate role applies
+on HTTP: its pages are read-only, and Dgraph's verbs that change state (/assign,
+/moveTablet, /removeNode) need the admin token (zero/dgraph_http.py). Plain HTTP to it
+fails. `zero run --live-addr HOST:PORT` serves /live alone over plain HTTP for
+probes that cannot do TLS (off by default).
+
+Reload without restart (`ServerTls.reload`): on SIGHUP, and when the three files change
+(`zero run` polls their mtime, size and inode every 2 s and reloads once they have stayed
+unchanged for one poll, so a half-written rotation is not picked up; a Kubernetes secret's
+atomic symlink swap is one change). The new files are read and checked as at start
+(PEM, dates, the key matches node.crt) before anything switches; a bad set is refused
+with an error log and zero keeps serving the old certificates (the poller retries only
+when the files change again; SIGHUP always retries). After a reload:
+- the gRPC port: new connections handshake with the new certificate and trust the new
+  ca.crt (`grpc.dynamic_ssl_server_credentials`, whose fetcher gRPC calls per handshake);
+- the HTTP port: new connections likewise (an SNI callback on the listening context
+  switches each new handshake to the newest context);
+- open connections are not cut: TLS checks certificates at the handshake only, so calls
+  in flight and open streams go on;
+- outbound: channels zero creates after the reload present the new node.crt and trust
+  the new ca.crt (peer channels to new peers, forwarding to a new leader address, the
+  join call; the channels zero dials data nodes with during moves are all replaced).
+  NOT reloaded: a channel already open (to a peer zero, to the leader, the Dgraph HTTP
+  verbs' channel to zero's own gRPC port) keeps the credentials it was created with,
+  also when it reconnects, until the process restarts (gRPC cannot change a channel's
+  credentials, and recreating the peer transport's channels would drop Raft traffic). Both certificates are signed by the CA, so peers
+  accept either until the old one expires: restart each zero once, one at a time, after
+  a rotation and before the old certificate's notAfter (zero/app.py logs a warning with
+  that date). A new CA: first old + new CA in every ca.crt (and a restart), then the new
+  node certificates.
+The reference data node (`zero datanode`) and `zero admin` read the files at start only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime
 import inspect
 import os
+import re
+import ssl
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +96,13 @@ __all__ = [
     "SERVICE_ROLES",
     "TlsConfig",
     "TlsError",
+    "CertInfo",
+    "cert_infos",
+    "check_dates",
+    "format_utc",
     "load_tls",
+    "ServerTls",
+    "tls_signature",
     "check_tls_dir",
     "subject_ous",
     "peer_roles",
@@ -79,14 +134,155 @@ class TlsError(ZeroError):
     code = "FAILED_PRECONDITION"
 
 
+# -- certificate dates -----------------------------------------------------------------------------
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
+
+
+def format_utc(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_utc = format_utc
+
+
+@dataclass(frozen=True, slots=True)
+class CertInfo:
+    """What zero reads of one certificate: enough for the date check and the logs."""
+
+    file: str
+    index: int  # 0: the first certificate of the file (node.crt's own); chains go on from there
+    serial: int
+    not_before: datetime.datetime  # timezone-aware, UTC
+    not_after: datetime.datetime
+
+    def valid_at(self, now: datetime.datetime) -> bool:
+        return self.not_before <= now <= self.not_after
+
+    def dates(self) -> str:
+        return f"valid from {_utc(self.not_before)} until {_utc(self.not_after)}"
+
+    def where(self, count: int) -> str:
+        return self.file if count == 1 else f"certificate {self.index + 1} of {count} in {self.file}"
+
+    def problem(self, now: datetime.datetime, count: int = 1) -> str | None:
+        """None when valid at `now`; else one line naming the file and both dates."""
+        if now > self.not_after:
+            return f"{self.where(count)} has expired: {self.dates()}; it is now {_utc(now)}"
+        if now < self.not_before:
+            return (f"{self.where(count)} is not valid yet: {self.dates()}; it is now {_utc(now)} "
+                    "(check this machine's clock, or the certificate's dates)")
+        return None
+
+
+def _der(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, start, stop) of the DER element at `pos`: its contents are buf[start:stop]."""
+    if pos + 2 > end:
+        raise ValueError("truncated DER")
+    tag, length = buf[pos], buf[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if not 1 <= n <= 4 or pos + n > end:
+            raise ValueError("bad DER length")
+        length = int.from_bytes(buf[pos:pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
+
+
+def _der_time(tag: int, raw: bytes) -> datetime.datetime:
+    text = raw.decode("ascii")
+    if tag == 0x17:  # UTCTime, YYMMDDHHMMSSZ; RFC 5280: YY >= 50 is 19YY
+        t = datetime.datetime.strptime(text, "%y%m%d%H%M%SZ")
+        if t.year >= 2050:
+            t = t.replace(year=t.year - 100)
+    elif tag == 0x18:  # GeneralizedTime, YYYYMMDDHHMMSSZ
+        t = datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ")
+    else:
+        raise ValueError(f"validity time with DER tag {tag:#x}")
+    return t.replace(tzinfo=datetime.timezone.utc)
+
+
+def _cert_info(der: bytes, file: str, index: int) -> CertInfo:
+    """serialNumber and validity of one X.509 certificate (RFC 5280 4.1)."""
+    tag, start, stop = _der(der, 0, len(der))  # Certificate
+    if tag != 0x30:
+        raise ValueError("not a certificate")
+    tag, pos, tbs_end = _der(der, start, stop)  # TBSCertificate
+    if tag != 0x30:
+        raise ValueError("not a certificate")
+    tag, s, e = _der(der, pos, tbs_end)
+    if tag == 0xA0:  # [0] version
+        tag, s, e = _der(der, e, tbs_end)
+    if tag != 0x02:
+        raise ValueError("no serial number")
+    serial = int.from_bytes(der[s:e], "big", signed=True)
+    for _ in range(2):  # signature AlgorithmIdentifier, issuer Name
+        tag, s, e = _der(der, e, tbs_end)
+        if tag != 0x30:
+            raise ValueError("malformed certificate")
+    tag, vs, ve = _der(der, e, tbs_end)  # Validity
+    if tag != 0x30:
+        raise ValueError("no validity")
+    t1, s1, e1 = _der(der, vs, ve)
+    t2, s2, e2 = _der(der, e1, ve)
+    return CertInfo(file=file, index=index, serial=serial, not_before=_der_time(t1, der[s1:e1]),
+                    not_after=_der_time(t2, der[s2:e2]))
+
+
+def cert_infos(pem: bytes, file: str) -> list[CertInfo]:
+    """Every certificate of a PEM file, in order; TlsError names the file when one cannot
+    be read."""
+    out = []
+    for i, m in enumerate(_PEM_CERT.finditer(pem)):
+        try:
+            der = base64.b64decode(b"".join(m.group(1).split()), validate=True)
+            out.append(_cert_info(der, file, i))
+        except (ValueError, binascii.Error, UnicodeDecodeError) as e:
+            raise TlsError(f"{file}: certificate {i + 1} is not a readable X.509 certificate ({e})") from None
+    if not out:
+        raise TlsError(f"{file} holds no certificate")
+    return out
+
+
+def check_dates(ca: list[CertInfo], chain: list[CertInfo], now: datetime.datetime | None = None) -> None:
+    """TlsError when a certificate of node.crt is expired or not yet valid, or no
+    certificate of ca.crt is valid (see the module's docstring)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    for c in chain:
+        problem = c.problem(now, len(chain))
+        if problem:
+            raise TlsError(problem)
+    if ca and not any(c.valid_at(now) for c in ca):
+        raise TlsError("; ".join(p for c in ca if (p := c.problem(now, len(ca)))))
+
+
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
-    """The PEM bytes of one --tls-dir (the key is never printed)."""
+    """The PEM bytes of one --tls-dir (the key is never printed), and what node.crt says."""
 
     dir: str
     ca: bytes = field(repr=False)
     cert: bytes = field(repr=False)
     key: bytes = field(repr=False)
+    chain: tuple[CertInfo, ...] = field(default=(), repr=False)  # node.crt's certificates
+
+    @property
+    def serial(self) -> int:
+        return self.chain[0].serial if self.chain else 0
+
+    @property
+    def not_after(self) -> str:
+        return _utc(self.chain[0].not_after) if self.chain else ""
+
+    @property
+    def expires(self) -> datetime.datetime | None:
+        """The earliest notAfter of node.crt's certificates."""
+        return min(c.not_after for c in self.chain) if self.chain else None
+
+    def same_files(self, other: TlsConfig) -> bool:
+        return (self.ca, self.cert, self.key) == (other.ca, other.cert, other.key)
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Mutual TLS: a client certificate signed by the CA is required."""
@@ -113,10 +309,11 @@ def check_tls_dir(path: str) -> list[str]:
     return problems
 
 
-def load_tls(path: str) -> TlsConfig:
+def load_tls(path: str, *, now: datetime.datetime | None = None, dates: bool = True) -> TlsConfig:
     """Read DIR/ca.crt, node.crt and node.key; TlsError names a missing, unreadable or
-    non-PEM file. (gRPC checks that the key matches the certificate when it first uses
-    them.)"""
+    non-PEM file, and (`dates`) an expired or not-yet-valid certificate with its dates.
+    (gRPC checks that the key matches the certificate when it first uses them;
+    `ServerTls` checks it at once.)"""
     problems = check_tls_dir(path)
     if problems:
         raise TlsError(f"--tls-dir {path}: " + "; ".join(problems) + f" (expected {', '.join(TLS_FILES)})")
@@ -134,7 +331,158 @@ def load_tls(path: str) -> TlsConfig:
         if marker not in raw:
             raise TlsError(f"{f} is not PEM (no '{marker.decode()}' block)")
         data[name] = raw
-    return TlsConfig(dir=path, ca=data[CA_FILE], cert=data[CERT_FILE], key=data[KEY_FILE])
+    ca = cert_infos(data[CA_FILE], os.path.join(path, CA_FILE))
+    chain = cert_infos(data[CERT_FILE], os.path.join(path, CERT_FILE))
+    if dates:
+        check_dates(ca, chain, now)
+    return TlsConfig(dir=path, ca=data[CA_FILE], cert=data[CERT_FILE], key=data[KEY_FILE], chain=tuple(chain))
+
+
+def tls_signature(path: str) -> tuple[tuple[int, int, int, int] | None, ...]:
+    """(mtime, size, inode, device) of each file of a --tls-dir, following symlinks (a
+    Kubernetes secret's atomic swap changes them all); None for a file that is missing."""
+    out: list[tuple[int, int, int, int] | None] = []
+    for name in TLS_FILES:
+        try:
+            st = os.stat(os.path.join(path, name))
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev))
+    return tuple(out)
+
+
+def _http_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The HTTPS port's context for `tls`: node.crt/node.key from the files (the ssl
+    module loads a chain from files only; ServerTls checks they still hold these bytes),
+    client certificates optional but checked against ca.crt when given."""
+    cert_file, key_file = os.path.join(tls.dir, CERT_FILE), os.path.join(tls.dir, KEY_FILE)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    encrypted = []
+
+    def no_password() -> bytes:  # never OpenSSL's prompt on the terminal
+        encrypted.append(True)
+        return b""
+
+    try:
+        ctx.load_cert_chain(cert_file, key_file, password=no_password)
+    except ssl.SSLError as e:
+        if encrypted:
+            raise TlsError(f"{key_file} is encrypted; zero needs an unencrypted private key") from None
+        if "KEY_VALUES_MISMATCH" in str(e):
+            raise TlsError(f"{key_file} is not the private key of the certificate in {cert_file}") from None
+        raise TlsError(f"{cert_file} and {key_file} are not a usable certificate and key: "
+                       f"{e.reason or e}") from None
+    except OSError as e:
+        raise TlsError(f"cannot read {cert_file} or {key_file}: {e.strerror or e}") from None
+    try:
+        ctx.load_verify_locations(cadata=tls.ca.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as e:
+        raise TlsError(f"{os.path.join(tls.dir, CA_FILE)} is not a usable CA certificate: "
+                       f"{getattr(e, 'reason', None) or e}") from None
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+class ServerTls:
+    """The certificates `zero run` serves with, reloadable while it runs (the module's
+    docstring says what a reload changes). `reload` and `changed` run on the event loop;
+    gRPC calls the certificate fetcher from its own threads, hence the lock."""
+
+    LOAD_TRIES = 3  # files changing under the read: try again, then give up
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        sig, config, ctx = self._load()
+        self.config = config
+        self.http_context = ctx  # the listening context; each handshake switches to _http_current
+        self._http_current = ctx
+        ctx.sni_callback = self._pick_context
+        self._grpc_config = self._grpc_certificates(config)
+        self._generation = 0
+        self._grpc_generation = 0  # the generation gRPC's fetcher handed over last
+        self._loaded_sig = sig
+        self._failed_sig: tuple[Any, ...] | None = None
+        self._seen_sig = sig
+        self.reloads = 0
+
+    @staticmethod
+    def _grpc_certificates(tls: TlsConfig) -> Any:
+        return grpc.ssl_server_certificate_configuration([(tls.key, tls.cert)], root_certificates=tls.ca)
+
+    def _load(self) -> tuple[tuple[Any, ...], TlsConfig, ssl.SSLContext]:
+        """Read, check and build, with the files unchanged from before the read to after
+        it (else a rotation is being written: try again)."""
+        for _ in range(self.LOAD_TRIES):
+            sig = tls_signature(self.path)
+            config = load_tls(self.path)
+            ctx = _http_context(config)
+            again = load_tls(self.path, dates=False)
+            if sig == tls_signature(self.path) and again.same_files(config):
+                return sig, config, ctx
+        raise TlsError(f"--tls-dir {self.path}: the files kept changing while they were read; try again")
+
+    # -- serving ------------------------------------------------------------------------------------
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """Mutual TLS (a client certificate of the CA required) whose certificates follow
+        `reload` for every new connection."""
+        return grpc.dynamic_ssl_server_credentials(self._grpc_config, self._fetch_grpc,
+                                                   require_client_authentication=True)
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """For channels created from now on: the current node.crt and ca.crt."""
+        return self.config.channel_credentials()
+
+    def _fetch_grpc(self) -> Any:
+        """gRPC's per-handshake question: new certificates since the last answer? (None: no)"""
+        with self._lock:
+            if self._grpc_generation == self._generation:
+                return None
+            self._grpc_generation = self._generation
+            return self._grpc_config
+
+    def _pick_context(self, sslobj: Any, _server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        """The SNI callback, called for every HTTPS handshake (with or without SNI)."""
+        current = self._http_current
+        if current is not self.http_context:
+            try:
+                sslobj.context = current
+            except Exception:  # never fail a handshake here: it goes on with the first certificates
+                pass
+
+    # -- reloading ----------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Read the files again; True when new certificates are in use for new connections,
+        False when the files are unchanged. TlsError (nothing switched) when they are
+        unusable: the old certificates stay."""
+        try:
+            sig, config, ctx = self._load()
+        except TlsError:
+            self._failed_sig = tls_signature(self.path)
+            raise
+        self._loaded_sig = self._seen_sig = sig
+        self._failed_sig = None
+        if config.same_files(self.config):
+            return False
+        grpc_config = self._grpc_certificates(config)
+        with self._lock:
+            self.config = config
+            self._grpc_config = grpc_config
+            self._generation += 1
+        self._http_current = ctx
+        self.reloads += 1
+        return True
+
+    def changed(self) -> bool:
+        """For the poller: the files differ from the loaded ones and stayed the same since
+        the previous call (a rotation written in several steps is read when finished);
+        files that failed to load are not retried until they change again."""
+        sig = tls_signature(self.path)
+        settled = sig == self._seen_sig
+        self._seen_sig = sig
+        return settled and sig != self._loaded_sig and sig != self._failed_sig
 
 
 # -- roles -------------------------------------------------------------------------------------------
