@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Tools for the deploy tests (tests/deploy/), and the local base image the image test
-# builds FROM. Idempotent: installs only what is missing, builds the base image only
-# when podman does not have it yet (about 1 minute, once per machine).
+# Tools for the deploy tests (tests/deploy/: podman, podman-compose, promtool), and the
+# local base image the image and compose tests build FROM. Idempotent: installs only what
+# is missing, builds the base image only when podman does not have it yet (about 1 minute,
+# once per machine).
 #
 #   bash scripts/ci_image_setup.sh            # packages + base image
 #   bash scripts/ci_image_setup.sh --packages # packages only
@@ -17,16 +18,18 @@ BASE_IMAGE="${ZERO_BASE_IMAGE:-localhost/zero-base:bookworm}"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/scripts/containers.conf}"
 
 missing=()
-for pair in podman:podman runc:runc debootstrap:debootstrap promtool:prometheus prometheus:prometheus; do
+for pair in podman:podman runc:runc debootstrap:debootstrap podman-compose:podman-compose \
+            promtool:prometheus prometheus:prometheus; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     # podman as checked on these machines (with its recommends: netavark, slirp4netns,
-    # uidmap...); runc because crun fails here. prometheus (server + promtool) without
-    # recommends: the node exporter and its monitoring tools are not needed.
-    apt-get install -y -q podman runc debootstrap
+    # uidmap...); runc because crun fails here; podman-compose (Debian's 1.0.3) runs
+    # deploy/docker-compose.yml in tests/deploy/test_compose.py. prometheus (server +
+    # promtool) without recommends: the node exporter and its monitoring tools are not needed.
+    apt-get install -y -q podman runc debootstrap podman-compose
     apt-get install -y -q --no-install-recommends prometheus
 fi
 # The Debian prometheus package starts a system service on install; the tests start

@@ -2,7 +2,8 @@
 
 The base image (a debootstrapped Debian standing in for python:3.11-slim) is built once
 per machine by scripts/ci_image_setup.sh and cached in podman's store; the zero image is
-rebuilt on every run (layer cache: about 15 s). Containers run with `--network host` on
+rebuilt once per test session (conftest.py's `image` fixture, shared with
+test_compose.py; layer cache: about 15 s). Containers run with `--network host` on
 free loopback ports, each configured through ZERO_* variables so the image's HEALTHCHECK
 finds its HTTP port.
 
@@ -13,8 +14,6 @@ rather than skips when podman is missing.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -22,54 +21,16 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from deploy_helpers import REPO, free_ports, http_get, wait_for
+from deploy_helpers import free_ports, http_get, image_skip_reason, podman, wait_for
 
 from zero.pb import zero_pb2, zero_pb2_grpc
-
-BASE_IMAGE = os.environ.get("ZERO_BASE_IMAGE", "localhost/zero-base:bookworm")
-IMAGE = "localhost/zero:test"
-CONTAINERS_CONF = str(REPO / "scripts" / "containers.conf")
-
-
-def _skip_reason() -> str | None:
-    if os.environ.get("ZERO_SKIP_IMAGE", "") not in ("", "0"):
-        return "ZERO_SKIP_IMAGE is set: the image test is skipped"
-    if shutil.which("podman") is None:
-        if os.environ.get("CI"):
-            return None  # CI must run it: the fixture fails with the setup to run
-        return "podman is not installed (run scripts/ci_image_setup.sh as root)"
-    return None
-
 
 pytestmark = [
     pytest.mark.image,
     pytest.mark.slow,
     pytest.mark.timeout(600),
-    pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or ""),
+    pytest.mark.skipif(image_skip_reason() is not None, reason=image_skip_reason() or ""),
 ]
-
-
-def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF)
-    p = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
-    return p
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    if shutil.which("podman") is None:
-        pytest.fail("podman is missing: CI must run `bash scripts/ci_image_setup.sh` first")
-    if podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
-        # About a minute, once per machine.
-        subprocess.run(["bash", str(REPO / "scripts" / "ci_image_setup.sh")], check=True, timeout=900,
-                       env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF, ZERO_BASE_IMAGE=BASE_IMAGE))
-    podman("build", "--format", "docker", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-           "--label", "zero-test=1", "-t", IMAGE, str(REPO), timeout=600)
-    # Earlier test builds, untagged now: drop them (the layer cache stays).
-    podman("image", "prune", "--force", "--filter", "label=zero-test=1", check=False)
-    return IMAGE
 
 
 class Container:

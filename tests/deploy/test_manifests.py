@@ -91,6 +91,9 @@ def _env_flag(name: str) -> str:
     return "--" + name.removeprefix("ZERO_").lower().replace("_", "-")
 
 
+_VAR_REF = re.compile(r"\$\(\w+\)|\$\{\w+(?::?[-?][^}]*)?\}")
+
+
 def _check_run_argv(argv: list[str], env: dict[str, str], run_help: str, where: str) -> None:
     """Flags exist, and the values (--peer and ZERO_PEER included) validate as `zero run` would."""
     flags = flags_in_help(run_help)
@@ -99,10 +102,11 @@ def _check_run_argv(argv: list[str], env: dict[str, str], run_help: str, where: 
     for k in env:
         if k.startswith("ZERO_") and k != "ZERO_IMAGE":
             assert _env_flag(k) in flags, f"{where}: {k} is no `zero run` flag's variable"
-    # $(VAR) references and ${VAR} in k8s/compose stand for host names: use a valid one.
-    args = [re.sub(r"\$\(\w+\)|\$\{\w+\}", "x", a) for a in argv]
+    # $(VAR) references and ${VAR} in k8s/compose stand for host names and secrets (compose's
+    # ${VAR:?message} and ${VAR:-default} too): use a valid one.
+    args = [_VAR_REF.sub("x", a) for a in argv]
     ns = cli.build_parser().parse_args(["run", *args])
-    resolved = {k: re.sub(r"\$\(\w+\)|\$\{\w+\}", "x", v) for k, v in env.items() if k.startswith("ZERO_")}
+    resolved = {k: _VAR_REF.sub("x", v) for k, v in env.items() if k.startswith("ZERO_")}
     try:
         cli.config_from_args(ns, environ=resolved)
     except cli.UsageError as e:
