@@ -1,4 +1,5 @@
-"""A zero's identity on disk: its raft id, in `<data-dir>/IDENTITY`.
+"""A zero's identity on disk: its raft id, in `<data-dir>/IDENTITY`, and the other small
+files it keeps beside its WAL (the join answer, the lease marker after a WAL repair).
 
 Written once (atomically: temp file, fsync, rename, directory fsync) when a zero first
 starts on a data dir; a restart reads it back and keeps its identity (SPEC: `--peer`
@@ -13,8 +14,13 @@ import os
 import zlib
 
 from raftcore import CorruptionError, StorageError
+from raftcore.wal.files import fsync_dir
 
-__all__ = ["Identity", "load_identity", "save_identity", "IDENTITY_FILE", "FORMAT"]
+from .errors import ZeroError
+from .pb import raft_transport_pb2
+
+__all__ = ["Identity", "load_identity", "save_identity", "IDENTITY_FILE", "FORMAT", "JOIN_ANSWER_FILE",
+           "LEASE_BUMP_FILE", "save_join_answer", "load_join_answer", "write_marker"]
 
 IDENTITY_FILE = "IDENTITY"
 FORMAT = 1
@@ -73,3 +79,43 @@ def save_identity(data_dir: str, ident: Identity) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+JOIN_ANSWER_FILE = "JOINED"
+LEASE_BUMP_FILE = "LEASES_AFTER_REPAIR"  # present while the lease ceilings still need raising
+
+
+def write_marker(data_dir: str, name: str, text: str) -> None:
+    """A small file written atomically and durably (write, fsync, rename, fsync dir)."""
+    path = os.path.join(data_dir, name)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(data_dir)
+
+
+def save_join_answer(data_dir: str, resp: raft_transport_pb2.JoinClusterResponse) -> None:
+    """Keep the join answer (cluster id, peers) beside IDENTITY: a joiner restarted before
+    its state has caught up must still know which cluster it belongs to. Written
+    atomically, before IDENTITY, so an IDENTITY of a joiner always has its answer."""
+    os.makedirs(data_dir, exist_ok=True)
+    path = os.path.join(data_dir, JOIN_ANSWER_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(resp.SerializeToString())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_join_answer(data_dir: str) -> raft_transport_pb2.JoinClusterResponse | None:
+    try:
+        with open(os.path.join(data_dir, JOIN_ANSWER_FILE), "rb") as f:
+            return raft_transport_pb2.JoinClusterResponse.FromString(f.read())
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # a damaged answer only matters until the state catches up
+        raise ZeroError(f"{data_dir}/{JOIN_ANSWER_FILE} is damaged: {e}") from e

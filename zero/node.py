@@ -62,10 +62,19 @@ from raftcore.wal.files import fsync_dir
 from raftcore import SnapshotStatus
 
 from .errors import FailedPreconditionError, UnavailableError, ZeroError
-from .identity import Identity, load_identity, save_identity
+from .identity import (
+    LEASE_BUMP_FILE,
+    Identity,
+    load_identity,
+    load_join_answer,
+    save_identity,
+    save_join_answer,
+    write_marker,
+)
 from .membership import ConfChangeDroppedError, Membership, join_cluster
 from .metrics import Metrics
 from .pb import raft_transport_pb2, state_pb2, zero_pb2
+from .reads import ReadRounds, fail
 from .state import Applied, ZeroState
 from .transport import Transport
 from .versions import ZERO_VERSION, check_proposal
@@ -95,22 +104,6 @@ class NodeOptions:
     lease_margin: int = 1_000_000  # ids skipped above the leases after a WAL whose damaged tail was cut off
 
 
-def _fail(futs: list[asyncio.Future[Any]], err: ZeroError) -> None:
-    for f in futs:
-        if not f.done():
-            f.set_exception(err)
-
-
-class _ReadRound:
-    __slots__ = ("ctx", "waiters", "index", "started")
-
-    def __init__(self, ctx: bytes, waiters: list[asyncio.Future[None]]) -> None:
-        self.ctx = ctx
-        self.waiters = waiters
-        self.index = -1  # set when the ReadState arrives
-        self.started = time.monotonic()
-
-
 class ZeroNode:
     """One zero's replica of the Raft group and of ZeroState."""
 
@@ -138,12 +131,11 @@ class ZeroNode:
         self._seq = 0
         self._waiters: dict[str, tuple[asyncio.Future[Applied], float]] = {}
         # Linearizable reads: requests that arrive while a round is in flight wait for
-        # the next round, which begins after they arrived.
-        self._read_waiting: list[asyncio.Future[None]] = []
-        self._read_waiting_since = 0.0  # when the oldest of _read_waiting arrived
-        self._read_round: _ReadRound | None = None
-        self._read_seq = 0
-        self._read_ready: list[_ReadRound] = []  # answered, waiting for apply
+        # the next round, which begins after they arrived (zero/reads.py).
+        self._reads = ReadRounds(
+            incarnation=self._incarnation, request=self._request_read_index,
+            round_timeout=opts.tick_seconds * opts.election_ticks * 2, read_timeout=opts.read_timeout,
+            observe=self.metrics.read_index_seconds.observe)
         # Callbacks: leadership changes and applied batches (streams, leases).
         self.on_leadership: list[Callable[[bool, int], None]] = []
         self.on_applied: list[Callable[[list[Applied]], None]] = []
@@ -176,7 +168,7 @@ class ZeroNode:
             # The cut-off records may have been synced lease blocks whose ids were handed
             # out: until the ceilings are raised by the margin (a leader duty), this zero
             # hands out no ids. The marker survives restarts until that is done.
-            _write_marker(opts.data_dir, LEASE_BUMP_FILE, storage.repaired)
+            write_marker(opts.data_dir, LEASE_BUMP_FILE, storage.repaired)
             self.log.warning("the WAL's damaged tail was cut off; leases will continue above a margin",
                              repaired=storage.repaired, margin=opts.lease_margin)
         self._lease_bump_pending = os.path.exists(os.path.join(opts.data_dir, LEASE_BUMP_FILE))
@@ -194,7 +186,7 @@ class ZeroNode:
             fresh = True
             self._join_cluster_id = joined.cluster_id
             self._join_peers = {m.id: m.addr for m in joined.peers}
-            _save_join_answer(opts.data_dir, joined)
+            save_join_answer(opts.data_dir, joined)
         elif ident is None:
             rid = opts.raft_id or 1
             fresh = True
@@ -202,7 +194,7 @@ class ZeroNode:
             if opts.peer:
                 self.log.info("data dir has an identity; ignoring --peer", peer=opts.peer, raft_id=ident.raft_id)
             # A joiner restarted before its state caught up still knows its cluster.
-            answer = _load_join_answer(opts.data_dir)
+            answer = load_join_answer(opts.data_dir)
             if answer is not None:
                 self._join_cluster_id = answer.cluster_id
                 self._join_peers = {m.id: m.addr for m in answer.peers}
@@ -357,7 +349,7 @@ class ZeroNode:
             if loop.time() - next_at > 5 * period:
                 next_at = loop.time() + period  # paused (SIGSTOP): don't burst ticks
             node.tick()
-            self._expire_reads()
+            self._reads.expire(leader_known=bool(self._lead))
 
     async def _run(self) -> None:
         node = self._node
@@ -400,9 +392,9 @@ class ZeroNode:
                 if rd.committed_entries and not early:
                     self._apply(rd.committed_entries)
                 for rs in rd.read_states:
-                    self._on_read_state(rs.request_ctx, rs.index)
+                    self._reads.on_read_state(rs.request_ctx, rs.index)
                 node.advance(rd)
-                self._release_reads()
+                self._reads.release(self._applied)
                 m.ready_seconds.observe(time.perf_counter() - t0)
                 if self._applied - self._snapshot_index >= self.opts.snapshot_every:
                     await self.take_snapshot()
@@ -522,7 +514,7 @@ class ZeroNode:
             if not now_leader:
                 # Reads in flight were for our leadership; they fail fast and the
                 # clients retry with the new leader.
-                self._fail_reads(UnavailableError("this zero lost leadership; retry on the new leader"))
+                self._reads.fail_all(UnavailableError("this zero lost leadership; retry on the new leader"))
             for cb in self.on_leadership:
                 cb(now_leader, self._term)
 
@@ -823,15 +815,10 @@ class ZeroNode:
             # The only voter, leading: no round to run (raft would answer it with the
             # commit index at once), and everything committed is applied.
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self._read_waiting:
-            self._read_waiting_since = time.monotonic()
-        self._read_waiting.append(fut)
-        if self._read_round is None:
-            await self._start_read_round()
+        fut = await self._reads.join()
         if timeout is None:
             # The hot path (every timestamp batch, every tablet lookup): one future per
-            # caller; the rounds carry the deadline (_expire_reads, read_timeout).
+            # caller; the rounds carry the deadline (ReadRounds.expire, read_timeout).
             await fut
             return
         try:
@@ -840,80 +827,18 @@ class ZeroNode:
         except TimeoutError:
             raise UnavailableError("linearizable read timed out (no quorum?)") from None
 
-    async def _start_read_round(self) -> None:
-        # One round at a time: a round started from a scheduled task may find one that
-        # a read_barrier() call started meanwhile; that round's answer starts the next.
-        if self._read_round is not None or not self._read_waiting:
-            return
-        node = self._node
-        assert node is not None
-        waiters = self._read_waiting
-        self._read_waiting = []
-        self._read_seq += 1
-        ctx = f"r{self._incarnation}.{self._read_seq}".encode()
-        self._read_round = _ReadRound(ctx, waiters)
-        await node.read_index(ctx)
+    @property
+    def read_rounds(self) -> ReadRounds:
+        """The ReadIndex rounds of this zero (for inspection: rounds started)."""
+        return self._reads
 
-    def _on_read_state(self, ctx: bytes, index: int) -> None:
-        rnd = self._read_round
-        if rnd is None or rnd.ctx != ctx:
-            return  # a late answer to a round that timed out
-        rnd.index = index
-        self._read_round = None
-        self.metrics.read_index_seconds.observe(time.monotonic() - rnd.started)
-        self._read_ready.append(rnd)
-        if self._read_waiting:
-            asyncio.get_running_loop().create_task(self._start_read_round())
-
-    def _release_reads(self) -> None:
-        if not self._read_ready:
-            return
-        keep = []
-        for rnd in self._read_ready:
-            if rnd.index <= self._applied:
-                for f in rnd.waiters:
-                    if not f.done():
-                        f.set_result(None)
-            else:
-                keep.append(rnd)
-        self._read_ready = keep
-
-    def _expire_reads(self) -> None:
-        """Every tick: a round unanswered for two election timeouts is abandoned (no
-        quorum, or the request was dropped) and its readers get UNAVAILABLE; so do
-        readers whose answered round has not been applied within read_timeout (a
-        follower cut off after the answer) and readers left waiting that long without
-        a leader to ask. Waiting readers start a fresh round when a leader is known."""
-        now = time.monotonic()
-        rnd = self._read_round
-        if rnd is not None and now - rnd.started > self.opts.tick_seconds * self.opts.election_ticks * 2:
-            self._read_round = None
-            _fail(rnd.waiters, UnavailableError("linearizable read: leadership not confirmed by a quorum"))
-        if self._read_ready and now - self._read_ready[0].started > self.opts.read_timeout:
-            late = [r for r in self._read_ready if now - r.started > self.opts.read_timeout]
-            self._read_ready = [r for r in self._read_ready if now - r.started <= self.opts.read_timeout]
-            for r in late:
-                _fail(r.waiters, UnavailableError("linearizable read timed out waiting for the apply (cut off?)"))
-        if self._read_round is None and self._read_waiting:
-            if self._lead:
-                asyncio.get_running_loop().create_task(self._start_read_round())
-            elif now - self._read_waiting_since > self.opts.read_timeout:
-                waiting, self._read_waiting = self._read_waiting, []
-                _fail(waiting, UnavailableError("linearizable read timed out: no leader is known"))
-
-    def _fail_reads(self, err: ZeroError) -> None:
-        rounds = list(self._read_ready)
-        if self._read_round is not None:
-            rounds.append(self._read_round)
-        self._read_round = None
-        self._read_ready = []
-        waiting = self._read_waiting
-        self._read_waiting = []
-        _fail([f for r in rounds for f in r.waiters] + waiting, err)
+    async def _request_read_index(self, ctx: bytes) -> None:
+        assert self._node is not None
+        await self._node.read_index(ctx)
 
     def _fail_all(self, err: ZeroError) -> None:
-        self._fail_reads(err)
-        _fail([fut for fut, _ in self._waiters.values()], err)
+        self._reads.fail_all(err)
+        fail([fut for fut, _ in self._waiters.values()], err)
         self._waiters.clear()
 
     # -- leader duties --------------------------------------------------------------------------
@@ -950,46 +875,6 @@ class ZeroNode:
             if self._storage is not None and self._storage.snapshot().metadata.index == index:
                 term = self._storage.snapshot().metadata.term
         return index, term, self.state.snapshot()
-
-
-JOIN_ANSWER_FILE = "JOINED"
-LEASE_BUMP_FILE = "LEASES_AFTER_REPAIR"  # present while the lease ceilings still need raising
-
-
-def _write_marker(data_dir: str, name: str, text: str) -> None:
-    """A small file written atomically and durably (write, fsync, rename, fsync dir)."""
-    path = os.path.join(data_dir, name)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(data_dir)
-
-
-def _save_join_answer(data_dir: str, resp: raft_transport_pb2.JoinClusterResponse) -> None:
-    """Keep the join answer (cluster id, peers) beside IDENTITY: a joiner restarted before
-    its state has caught up must still know which cluster it belongs to. Written
-    atomically, before IDENTITY, so an IDENTITY of a joiner always has its answer."""
-    os.makedirs(data_dir, exist_ok=True)
-    path = os.path.join(data_dir, JOIN_ANSWER_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(resp.SerializeToString())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _load_join_answer(data_dir: str) -> raft_transport_pb2.JoinClusterResponse | None:
-    try:
-        with open(os.path.join(data_dir, JOIN_ANSWER_FILE), "rb") as f:
-            return raft_transport_pb2.JoinClusterResponse.FromString(f.read())
-    except FileNotFoundError:
-        return None
-    except Exception as e:  # a damaged answer only matters until the state catches up
-        raise ZeroError(f"{data_dir}/{JOIN_ANSWER_FILE} is damaged: {e}") from e
 
 
 def run_leader_task(node: ZeroNode, factory: Callable[[], Awaitable[None]], name: str) -> Callable[[bool, int], None]:

@@ -39,8 +39,7 @@ from raftcore.wal.files import fsync_dir
 
 from . import backup as backup_mod
 from .errors import ZeroError
-from .identity import Identity, load_identity, save_identity
-from .node import JOIN_ANSWER_FILE
+from .identity import JOIN_ANSWER_FILE, Identity, load_identity, save_identity
 from .pb import state_pb2, zero_pb2
 from .state import MAX_LEASE, UINT64_MAX, ZeroState
 

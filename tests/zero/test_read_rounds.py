@@ -103,7 +103,7 @@ def test_answered_round_not_applied_in_time_fails(tmp_path, monkeypatch):
         assert node._node is not None
 
         async def answered_far_ahead(self: Node, ctx: bytes) -> None:
-            node._on_read_state(ctx, node.applied + 1_000_000)
+            node.read_rounds.on_read_state(ctx, node.applied + 1_000_000)
 
         monkeypatch.setattr(Node, "read_index", answered_far_ahead)
         monkeypatch.setattr(Node, "local_read_index", lambda self: None)  # force rounds, as with peers
@@ -127,9 +127,9 @@ def test_single_zero_reads_need_no_round(tmp_path):
     it: no ReadIndex round (raft would answer one at once anyway)."""
     async def main() -> None:
         node = await _single_leader(tmp_path)
-        seq = node._read_seq
+        seq = node.read_rounds.rounds_started
         await asyncio.gather(*(node.read_barrier() for _ in range(100)))
-        assert node._read_seq == seq
+        assert node.read_rounds.rounds_started == seq
         await node.stop()
 
     asyncio.run(main())

@@ -99,7 +99,7 @@ def test_concurrent_reads_share_rounds(tmp_path):
     async def main() -> None:
         node = await _started(tmp_path)
         await asyncio.gather(*(node.read_barrier() for _ in range(200)))
-        rounds = node._read_seq
+        rounds = node.read_rounds.rounds_started
         assert rounds < 50, rounds
         await node.stop()
 
