@@ -70,7 +70,8 @@ def add_admin_parser(sub: Any, *, json_errors: bool = False) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     verbs.add_parser("state", parents=[common], help="the membership state (linearizable)")
-    verbs.add_parser("status", parents=[common], help="this zero's Raft status")
+    verbs.add_parser("status", parents=[common],
+                     help="this zero's Raft status, and the zeros as the leader sees them (asked of the leader)")
     rn = verbs.add_parser("remove-node", parents=[common], help="remove a data node, or a zero with --group 0")
     rn.add_argument("--id", type=int, required=True, help="member id (raft id for a zero)")
     rn.add_argument("--group", type=int, default=0, help="the member's group; 0 means a zero peer (default 0)")
@@ -136,10 +137,11 @@ def _msg_dict(m: Any) -> dict[str, Any]:
 def _state_text(st: zero_pb2.MembershipState) -> str:
     lines = [f"cluster {st.cluster_id or '-'}  version {st.version}  max_uid {st.max_uid}  "
              f"max_txn_ts {st.max_txn_ts}"]
-    lines.append(f"zeros ({len(st.zeros)}):")
+    lines.append(f"zeros ({len(st.zeros)}): health as the leader sees it")
     for zid in sorted(st.zeros):
         z = st.zeros[zid]
-        lines.append(f"  {zid:>4}  {z.addr:<28} {'leader' if z.leader else ''}")
+        lines.append(f"  {zid:>4}  {z.addr:<28} {'healthy' if z.healthy else 'UNHEALTHY':<9}"
+                     f"{' leader' if z.leader else ''}")
     lines.append(f"groups ({len(st.groups)}):")
     for gid in sorted(st.groups):
         g = st.groups[gid]
@@ -161,17 +163,54 @@ def _state_text(st: zero_pb2.MembershipState) -> str:
     return "\n".join(lines)
 
 
-def _status_text(s: zero_pb2.RaftStatusResponse) -> str:
-    lines = [f"raft id {s.id}  role {s.role}  term {s.term}  leader {s.lead or '-'}"
+def _status_text(s: zero_pb2.RaftStatusResponse, addr: str, leader: zero_pb2.RaftStatusResponse | None = None,
+                 leader_error: str = "") -> str:
+    """This zero's Raft status, then the peers as the leader sees them: from this zero's
+    own answer when it leads, else from the leader's (`leader`), which `zero admin status`
+    asked for; `leader_error` says why that answer is missing."""
+    lines = [f"zero {s.id} at {addr} answered:",
+             f"raft id {s.id}  role {s.role}  term {s.term}  leader {s.lead or '-'}"
              f"{' (' + s.leader_addr + ')' if s.leader_addr else ''}",
              f"commit {s.commit}  applied {s.applied}  cluster {s.cluster_id or '-'}"]
-    if s.progress:
-        lines.append("peers (as the leader sees them):")
-        for pid in sorted(s.progress):
-            p = s.progress[pid]
-            lines.append(f"  {pid:>4}  match {p.match:<10} next {p.next:<10} {p.state}"
-                         f"{' learner' if p.learner else ''}{'' if p.recent_active else ' inactive'}")
+    view = s if s.progress else leader
+    if view is not None and view.progress:
+        if view is s:
+            lines.append("peers (as this zero, the leader, sees them):")
+        else:
+            lines.append(f"peers (as the leader, zero {view.id} at {s.leader_addr}, sees them; "
+                         f"its commit {view.commit}, term {view.term}):")
+        for pid in sorted(view.progress):
+            p = view.progress[pid]
+            what = "leader" if pid == view.id else f"match {p.match:<10} next {p.next:<10} {p.state}"
+            lines.append(f"  {pid:>4}  {'healthy' if p.recent_active else 'UNHEALTHY':<9}  {what}"
+                         f"{' learner' if p.learner else ''}")
+    elif not s.lead:
+        lines.append("peers: unknown (this zero knows no leader; ask another zero)")
+    elif leader_error:
+        lines.append(f"peers: the leader (zero {s.lead} at {s.leader_addr or '?'}) did not answer: {leader_error}")
     return "\n".join(lines)
+
+
+def _leader_status(ns: argparse.Namespace, s: zero_pb2.RaftStatusResponse, md: Any,
+                   make_channel: Callable[[str], grpc.Channel]) -> tuple[zero_pb2.RaftStatusResponse | None, str]:
+    """The leader's RaftStatus when the zero at --addr is a follower that knows the leader
+    (RaftStatus answers locally, and only the leader knows its peers): (answer, "") or
+    (None, why not)."""
+    if s.progress or not s.lead or s.lead == s.id:
+        return None, ""
+    if not s.leader_addr:
+        return None, "its address is not known yet"
+    try:
+        with make_channel(s.leader_addr) as ch:
+            r = zero_pb2_grpc.ZeroAdminStub(ch).RaftStatus(zero_pb2.RaftStatusRequest(), timeout=ns.timeout,
+                                                           metadata=md)
+    except grpc.RpcError as e:
+        code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+        details = e.details() if hasattr(e, "details") else str(e)
+        return None, f"{code.name}: {details}"
+    if not r.progress:
+        return None, f"zero {r.id} at {s.leader_addr} is not the leader any more (role {r.role}); retry"
+    return r, ""
 
 
 def run_admin(ns: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -200,10 +239,14 @@ def run_admin(ns: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
         tls = load_tls(ns.tls_dir) if ns.tls_dir else None
     except TlsError as e:
         return _fail(ns, err, str(e), "USAGE", EXIT_USAGE)
+
+    def make_channel(addr: str) -> grpc.Channel:
+        return (grpc.secure_channel(addr, tls.channel_credentials(), options=opts) if tls is not None
+                else grpc.insecure_channel(addr, options=opts))
+
     try:
-        with (grpc.secure_channel(ns.addr, tls.channel_credentials(), options=opts) if tls is not None
-              else grpc.insecure_channel(ns.addr, options=opts)) as ch:
-            return _dispatch(ns, ch, md, out, err)
+        with make_channel(ns.addr) as ch:
+            return _dispatch(ns, ch, md, out, err, make_channel)
     except grpc.RpcError as e:
         code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
         details = e.details() if hasattr(e, "details") else str(e)
@@ -224,7 +267,8 @@ def _verify_backup(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, err: TextIO) -> int:
+def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, err: TextIO,
+              make_channel: Callable[[str], grpc.Channel] | None = None) -> int:
     t = ns.timeout
     zero = zero_pb2_grpc.ZeroStub(ch)
     admin = zero_pb2_grpc.ZeroAdminStub(ch)
@@ -241,7 +285,16 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, er
         return EXIT_OK
     if v == "status":
         s = admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=t, metadata=md)
-        _print(out, ns.json, _msg_dict(s), lambda: _status_text(s))
+        # A follower knows no peers: the leader's own answer lists them, as it sees them.
+        lead, why = _leader_status(ns, s, md, make_channel) if make_channel is not None else (None, "")
+        doc = _msg_dict(s)
+        doc["answered_by"] = {"raft_id": str(s.id), "addr": ns.addr}
+        if lead is not None:
+            doc["leader_status"] = {**_msg_dict(lead), "answered_by": {"raft_id": str(lead.id),
+                                                                       "addr": s.leader_addr}}
+        elif why:
+            doc["leader_status_error"] = why
+        _print(out, ns.json, doc, lambda: _status_text(s, ns.addr, lead, why))
         return EXIT_OK
     if v == "remove-node":
         r = admin.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=ns.id, group_id=ns.group), timeout=t, metadata=md)

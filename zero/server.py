@@ -7,8 +7,11 @@
   zero that is not the leader, maps a raised ZeroError to its gRPC status (`status_of`,
   the only error → status table, driven by each error's `.code`), and records
   `zero_grpc_requests{method,code}` and `zero_grpc_request_seconds{method}`.
-- `Liveness`: heartbeats, kept in the leader's memory only (never written through Raft);
-  overlaid onto every MembershipState this zero hands out.
+- `Liveness`: who is alive as the leader sees it — data nodes from their heartbeats
+  (kept in the leader's memory only, never written through Raft), zeros from the Raft
+  transport — overlaid onto every MembershipState this zero hands out; a follower mirrors
+  the leader's view from the leader's StreamMembership, so every answer shows the
+  leader's first-hand view.
 
 Reads are linearizable: they wait for `ZeroNode.read_barrier()` (ReadIndex) before
 reading the applied state. Writes are proposals that return once applied here.
@@ -106,29 +109,71 @@ def check_admin(token: str | None, metadata: Any) -> None:
 
 
 # -- liveness ------------------------------------------------------------------------------------
-class Liveness:
-    """When each data node was last heard from, on this zero (the leader) only.
+MIRROR_PERIOD = 0.25  # seconds between a follower's checks of whom it mirrors (and retries)
 
-    Measured with the monotonic clock; `last_heartbeat_ms` reports wall-clock time for
-    people. Cleared on every leadership change: a new leader learns liveness afresh.
+
+class _LeaderView:
+    """On a follower: the leader's liveness of every zero and data node, as the leader's
+    StreamMembership last said (`ready` once a whole state arrived)."""
+
+    __slots__ = ("leader", "ready", "zeros", "members")
+
+    def __init__(self, leader: int) -> None:
+        self.leader = leader
+        self.ready = False
+        self.zeros: dict[int, tuple[bool, int]] = {}  # raft id -> (healthy, last heard, wall ms)
+        self.members: dict[int, tuple[bool, int, bool]] = {}  # member -> (healthy, last heartbeat ms, leads)
+
+
+class Liveness:
+    """Who is alive, as the leader sees it, overlaid onto every MembershipState this zero
+    hands out.
+
+    - Data nodes: when each was last heard from (heartbeats), kept in the leader's memory
+      only (never written through Raft). Measured with the monotonic clock;
+      `last_heartbeat_ms` reports wall-clock time for people. Cleared on every leadership
+      change: a new leader learns liveness afresh.
+    - Zeros: on the leader, first-hand from the Raft transport and Raft's progress
+      (Membership.is_live: heard from within an election timeout, its stream not down);
+      `last_heartbeat_ms` is when the leader last admitted a batch from it.
+    - On a follower, both are the leader's: the follower mirrors them from the leader's
+      StreamMembership (a full state, then the deltas, in which liveness changes travel),
+      so its /state shows what the leader sees. Until the mirror of the current leader is
+      complete (just after a leader change), a follower reports itself healthy, the leader
+      healthy when it heard from it within an election timeout, and everyone else as the
+      previous mirror last said (unhealthy when nothing is known).
     """
 
     def __init__(self, node: ZeroNode, *, window: float = LIVENESS_WINDOW,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 mirror: bool = True) -> None:
         self.node = node
         self.window = window
         self._clock = clock
         self._wall = wall
         self._seen: dict[int, tuple[float, int, bool]] = {}  # member -> (monotonic, wall ms, leads its group)
         self._published: dict[int, tuple[bool, bool]] = {}
-        # Called when a heartbeat changes a member's healthy/leader flags.
+        self._published_zeros: dict[int, tuple[bool, bool]] = {}
+        # Called when liveness flags change (a heartbeat of a member, a zero's health, a
+        # leadership change, the leader's view arriving on a follower).
         self.on_flags_changed: Callable[[], None] = lambda: None
         self._since = clock()  # when liveness was last cleared (a leadership change)
+        self._view: _LeaderView | None = None  # a follower's mirror of the leader's view
+        self._mirror_task: asyncio.Task[None] | None = None
         node.on_leadership.append(self._reset)
+        if mirror:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._mirror_task = loop.create_task(self._mirror_leader(), name="zero-liveness-mirror")
 
     def _reset(self, leader: bool, term: int) -> None:
         self._seen.clear()
+        self._published_zeros = {}
         self._since = self._clock()
+        self.on_flags_changed()
 
     @property
     def settled(self) -> bool:
@@ -159,7 +204,9 @@ class Liveness:
 
     def changed(self) -> list[int]:
         """Members whose (healthy, leader) flags changed since the last call: what
-        StreamMembership must publish (SPEC: liveness travels on the stream)."""
+        StreamMembership must publish (liveness travels on the stream). Called
+        periodically on the leader; a change of a zero's flags is announced through
+        `on_flags_changed` (the hub publishes the zeros that changed)."""
         out = []
         published = self._published
         now = self._clock()
@@ -172,9 +219,21 @@ class Liveness:
             if published.get(mid, (False, False)) != flags:
                 out.append(mid)
         self._published = current
+        lead = self.node.leader_id
+        zeros = {zid: (healthy, zid == lead) for zid, (healthy, _) in self.zero_health().items()}
+        if zeros != self._published_zeros:
+            self._published_zeros = zeros
+            self.on_flags_changed()
         return out
 
     def fill(self, m: zero_pb2.Member) -> None:
+        view = self._view
+        if view is not None and not self.node.is_leader:
+            # A follower: the leader's view (while the mirror of a new leader is not
+            # complete yet, the previous one's).
+            healthy, hb_ms, leads = view.members.get(m.id, (False, 0, False))
+            m.healthy, m.last_heartbeat_ms, m.leader = healthy, hb_ms, leads
+            return
         seen = self._seen.get(m.id)
         if seen is None:
             m.healthy, m.last_heartbeat_ms, m.leader = False, 0, False
@@ -184,18 +243,173 @@ class Liveness:
         m.last_heartbeat_ms = wall_ms
         m.leader = leads and m.healthy
 
+    def zero_health(self) -> dict[int, tuple[bool, int]]:
+        """Every zero's (healthy, last heard from, wall ms) as the leader sees it: first-hand
+        on the leader, mirrored on a follower (see the class doc)."""
+        node = self.node
+        zeros = node.state.zeros
+        if not zeros:
+            return {}
+        me, lead = node.raft_id, node.leader_id
+        now_ms = int(self._wall() * 1000)
+        out: dict[int, tuple[bool, int]] = {}
+        if node.is_leader:
+            try:
+                progress = node.raft_status().progress or {}
+            except Exception:  # raft not running (starting or stopping)
+                progress = {}
+            heard = node.transport.last_heard
+            mono = time.monotonic()
+            for zid in zeros:
+                if zid == me:
+                    out[zid] = (True, now_ms)
+                    continue
+                t = heard.get(zid)
+                out[zid] = (node.membership.is_live(zid, progress),
+                            now_ms - int((mono - t) * 1000) if t is not None else 0)
+            return out
+        view = self._current_view()
+        if view is not None:
+            return {zid: view.zeros.get(zid, (False, 0)) for zid in zeros}
+        # No complete mirror of the current leader yet: what this zero knows itself.
+        last = self._view.zeros if self._view is not None else {}
+        timeout = node.opts.election_ticks * node.opts.tick_seconds
+        for zid in zeros:
+            if zid == me:
+                out[zid] = (True, now_ms)
+            elif zid == lead and node.transport.heard_within(zid, timeout):
+                t = node.transport.last_heard.get(zid)
+                out[zid] = (True, now_ms - int((time.monotonic() - t) * 1000) if t is not None else now_ms)
+            else:
+                out[zid] = last.get(zid, (False, 0))
+        return out
+
     def overlay(self, state: zero_pb2.MembershipState) -> zero_pb2.MembershipState:
         """Fill the liveness fields of `state` in place (and return it)."""
         for group in state.groups.values():
             for m in group.members.values():
                 self.fill(m)
-        me, lead = self.node.raft_id, self.node.leader_id
-        now_ms = int(self._wall() * 1000)
-        for zid, z in state.zeros.items():
-            z.leader = zid == lead
-            if zid == me:  # peers' liveness arrives with the Raft transport
-                z.healthy, z.last_heartbeat_ms = True, now_ms
+        if state.zeros:
+            lead = self.node.leader_id
+            health = self.zero_health()
+            for zid, z in state.zeros.items():
+                z.leader = zid == lead
+                z.healthy, z.last_heartbeat_ms = health.get(zid, (False, 0))
         return state
+
+    # -- a follower's mirror of the leader's view ----------------------------------------------------
+    def _current_view(self) -> _LeaderView | None:
+        """The complete mirror of the current leader's view, on a follower; else None."""
+        view = self._view
+        node = self.node
+        if view is None or not view.ready or node.is_leader or view.leader != node.leader_id:
+            return None
+        return view
+
+    async def _mirror_leader(self) -> None:
+        """While this zero follows a known leader, keep a mirror of its liveness view:
+        the leader's StreamMembership, followed from the start (a full state) and resumed
+        the same way whenever leadership moves. Ends when the node stops."""
+        node = self.node
+        started = False
+        channel: grpc.aio.Channel | None = None
+        channel_addr = ""
+        try:
+            while True:
+                if node.removed.is_set() or node.fatal is not None:
+                    return
+                if not node.raft_started:
+                    if started:
+                        return  # stopped
+                    await asyncio.sleep(MIRROR_PERIOD)
+                    continue
+                started = True
+                lead = node.leader_id
+                z = node.state.zeros.get(lead) if lead else None
+                if node.is_leader or not lead or lead == node.raft_id or z is None or not z.addr:
+                    await asyncio.sleep(MIRROR_PERIOD)
+                    continue
+                if channel is None or channel_addr != z.addr:
+                    if channel is not None:
+                        await channel.close()
+                    channel_addr = z.addr
+                    channel = _dial(z.addr, node.transport.credentials)
+                try:
+                    await self._follow(channel, lead)
+                except (grpc.aio.AioRpcError, ZeroError) as e:
+                    node.log.debug("the leader's liveness stream ended; following it again", leader=lead,
+                                   error=str(e))
+                await asyncio.sleep(MIRROR_PERIOD)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug: a follower's /state falls back to its own view
+            node.log.error("following the leader's liveness view failed", error=repr(e))
+        finally:
+            self._view = None
+            if channel is not None:
+                await channel.close()
+
+    async def _follow(self, channel: grpc.aio.Channel, lead: int) -> None:
+        """Read the leader's StreamMembership into the mirror until it ends, leadership
+        moves away from `lead`, or this zero stops."""
+        node = self.node
+        call = channel.unary_stream(MEMBERSHIP_STREAM, request_serializer=_identity,
+                                    response_deserializer=zero_pb2.MembershipUpdate.FromString)(
+            zero_pb2.StreamMembershipRequest().SerializeToString(),
+            metadata=((FORWARDED_MD, str(node.raft_id)),))
+        reader = asyncio.ensure_future(self._read_view(call, lead))
+        try:
+            while not reader.done():
+                await asyncio.wait({reader}, timeout=MIRROR_PERIOD)
+                if node.leader_id != lead or not node.raft_started or node.removed.is_set():
+                    return
+            reader.result()
+        finally:
+            call.cancel()
+            if not reader.done():
+                reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read_view(self, call: Any, lead: int) -> None:
+        view = _LeaderView(lead)
+        # The previous mirror's values stay the fallback until this one is complete.
+        if self._view is not None:
+            view.zeros = dict(self._view.zeros)
+            view.members = dict(self._view.members)
+        self._view = view
+        full: _LeaderView | None = None
+        async for u in call:
+            if u.full:
+                if full is None:
+                    full = _LeaderView(lead)
+                _take_liveness(full, u.state)
+                if u.last_chunk:
+                    view.zeros, view.members, view.ready = full.zeros, full.members, True
+                    full = None
+                    self.on_flags_changed()
+                continue
+            _take_liveness(view, u.state)
+            for zid in u.removed_zeros:
+                view.zeros.pop(zid, None)
+            for mid in u.removed_members:
+                view.members.pop(mid, None)
+            if u.state.zeros or u.removed_zeros or any(g.members for g in u.state.groups.values()):
+                self.on_flags_changed()
+
+
+def _take_liveness(view: _LeaderView, st: zero_pb2.MembershipState) -> None:
+    for zid, z in st.zeros.items():
+        view.zeros[zid] = (z.healthy, z.last_heartbeat_ms)
+    for g in st.groups.values():
+        for mid, m in g.members.items():
+            view.members[mid] = (m.healthy, m.last_heartbeat_ms, m.leader)
+
+
+def _dial(addr: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+    opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), *RECONNECT_OPTIONS]
+    if credentials is not None:
+        return grpc.aio.secure_channel(addr, credentials, options=opts)
+    return grpc.aio.insecure_channel(addr, options=opts)
 
 
 # -- the interceptor -----------------------------------------------------------------------------
@@ -834,6 +1048,11 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
         return zero_pb2.SnapshotResponse(index=index, term=term, size_bytes=size)
 
     async def RaftStatus(self, request: zero_pb2.RaftStatusRequest, context: Any) -> zero_pb2.RaftStatusResponse:
+        """This zero's Raft status (answered locally). On the leader, `progress` lists
+        every peer; its `recent_active` is the leader's judgement of the peer's liveness
+        (heard from within an election timeout and its stream not down: the same as the
+        zero's `healthy` in GetState), not Raft's raw flag, which CheckQuorum clears at
+        every round and would make a live peer look inactive for a moment."""
         node = self.node
         st = node.raft_status()
         resp = zero_pb2.RaftStatusResponse(
@@ -844,7 +1063,8 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
             resp.leader_addr = lead.addr
         for pid, pr in (st.progress or {}).items():
             resp.progress[pid].CopyFrom(zero_pb2.RaftProgress(
-                match=pr.match, next=pr.next, state=str(pr.state), recent_active=pr.recent_active,
+                match=pr.match, next=pr.next, state=str(pr.state),
+                recent_active=node.membership.is_live(pid, st.progress),
                 paused=pr.paused, inflight=pr.inflight, learner=pr.is_learner))
         return resp
 

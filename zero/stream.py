@@ -177,6 +177,7 @@ class MembershipHub:
         self._full_key: tuple[int, int, int] | None = None
         self._full_msgs: list[_Msg] = []
         self._epoch = 0  # bumped when liveness changes (the overlay's output)
+        self._zeros_sent: dict[int, tuple[bool, bool]] = {}  # zero -> (healthy, leader) last sent by bump()
         self._bytes_key: tuple[int, int, int] | None = None
         self._bytes = b""
         node.on_applied.append(self._on_applied)
@@ -239,9 +240,15 @@ class MembershipHub:
             t = st.tablet(name)
             if t is not None:
                 s.groups[t.group_id].tablets[name].CopyFrom(t)
-        for zid in delta.zeros:
-            if zid in snap.zeros:
-                s.zeros[zid].CopyFrom(snap.zeros[zid])
+        if delta.zeros:
+            zs = zero_pb2.MembershipState()
+            for zid in delta.zeros:
+                if zid in snap.zeros:
+                    zs.zeros[zid].CopyFrom(snap.zeros[zid])
+            if self._overlay is not None:
+                self._overlay(zs)  # the zeros' liveness, as the members'
+            for zid, z in zs.zeros.items():
+                s.zeros[zid].CopyFrom(z)
         out.removed_tablets.extend(sorted(delta.removed_tablets))
         out.removed_members.extend(sorted(delta.removed_members))
         out.removed_zeros.extend(sorted(delta.removed_zeros))
@@ -308,13 +315,29 @@ class MembershipHub:
         if since_version and cluster_id and cluster_id == st.cluster_id:
             delta = st.changes_since(since_version)
             if delta is not None:
-                # Resumable: only what changed (possibly nothing) at the current version.
+                # Resumable: only what changed (possibly nothing) at the current version,
+                # and every zero: their liveness is this zero's view, which a watcher
+                # resuming here after a leader change has not seen yet.
+                delta = delta.merge(Delta(zeros=frozenset(st.zeros)))
                 return [_Msg(self.delta_update(delta))]
         return self._full()
 
     def bump(self) -> None:
-        """Liveness changed: the next full state or state_bytes() is rendered anew."""
+        """Liveness changed: the next full state or state_bytes() is rendered anew, and
+        the zeros whose (healthy, leader) flags changed are sent to the watchers, at the
+        current version (data-node members are sent by notify_members)."""
         self._epoch += 1
+        if self._overlay is None:
+            return
+        zs = zero_pb2.MembershipState()
+        for zid, z in self.node.state.zeros.items():
+            zs.zeros[zid].CopyFrom(z)
+        self._overlay(zs)
+        flags = {zid: (z.healthy, z.leader) for zid, z in zs.zeros.items()}
+        changed = frozenset(zid for zid, f in flags.items() if self._zeros_sent.get(zid) != f)
+        self._zeros_sent = flags
+        if changed and self._watchers:
+            self._publish(_Msg(self.delta_update(Delta(zeros=changed))))
 
     def state_bytes(self) -> bytes:
         """The whole state (with liveness) serialized, shared by every GetState and

@@ -22,6 +22,15 @@ receiver, and a sender that is a member and was not removed; every message of an
 admitted batch is stepped at once with `step_nowait`. A refusal ends the stream with its
 reason; a sender told REMOVED marks its node removed (`ZeroNode.removed`), and the app
 exits on it.
+
+A sender told CLUSTER_MISMATCH persistently is a zero whose cluster was re-created
+(`zero run --force-new-cluster` on another zero: the new cluster has a new id and lists
+this zero as removed). It exits the same way, with a message saying so and what to do,
+but only on evidence no stray or misconfigured peer can fake alone: every refusal of a
+peer counts only once it has repeated for MISMATCH_PERSIST seconds with nothing admitted
+from that peer since, and then either a majority of the configured peers refuse so, or
+every peer refuses so or is silent (no batch admitted from it for that long, and its
+stream not taking ours): a zero that hears from any peer of its own cluster never stops.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -110,6 +120,25 @@ _CHANNEL_OPTIONS = GRPC_OPTIONS + RECONNECT_OPTIONS + [
 
 _REASON = {v: k for k, v in tpb.RaftStreamResponse.Refusal.items()}
 
+# CLUSTER_MISMATCH from a peer counts once it has lasted this long (seconds) over at least
+# MISMATCH_REFUSALS refusals, with no batch admitted from that peer meanwhile and no gap
+# of more than twice this long between two refusals.
+MISMATCH_PERSIST = 5.0
+MISMATCH_REFUSALS = 3
+# The receiver's words in a CLUSTER_MISMATCH refusal (Transport.admit): its cluster id.
+_THEIR_CLUSTER = re.compile(r"belongs to cluster (\S+?),")
+
+
+class _Mismatch:
+    """CLUSTER_MISMATCH refusals from one peer, since the last batch admitted from it."""
+
+    __slots__ = ("first", "last", "count", "cluster_id")
+
+    def __init__(self, now: float, cluster_id: str) -> None:
+        self.first = self.last = now
+        self.count = 0
+        self.cluster_id = cluster_id
+
 
 class _Refused(Exception):
     def __init__(self, refusal: int, message: str) -> None:
@@ -133,6 +162,7 @@ class Transport:
         # Monotonic time of the last admitted batch from each peer: liveness for the
         # membership checks, which must not wait for Raft's CheckQuorum round.
         self.last_heard: dict[int, float] = {}
+        self._mismatch: dict[int, _Mismatch] = {}  # peer -> its CLUSTER_MISMATCH refusals
 
     # -- peers ---------------------------------------------------------------------------------
     def set_peers(self, addrs: dict[int, str]) -> None:
@@ -144,6 +174,7 @@ class Transport:
         for rid in [r for r in self._peers if r not in addrs or r == me]:
             self._peers.pop(rid).close()
             self.last_heard.pop(rid, None)
+            self._mismatch.pop(rid, None)
         for rid, addr in addrs.items():
             if rid == me or not addr:
                 continue
@@ -220,6 +251,7 @@ class Transport:
     def deliver(self, from_id: int, messages: Any) -> None:
         """Step each message now, in order (runs on the event loop, between Readies)."""
         self.last_heard[from_id] = time.monotonic()
+        self._mismatch.pop(from_id, None)  # it names our cluster
         node = self.node
         for m in messages:
             try:
@@ -231,6 +263,49 @@ class Transport:
         self.metrics.peer_refusals.labels(str(peer), _REASON.get(refusal, str(refusal))).inc()
         if refusal == Refusal.REMOVED:
             self.node.mark_removed(f"zero {peer} says: {message}")
+        elif refusal == Refusal.CLUSTER_MISMATCH:
+            self._refused_as_foreign(peer, message)
+        else:
+            self._mismatch.pop(peer, None)
+
+    def _refused_as_foreign(self, peer: int, message: str) -> None:
+        """Peer `peer` says we belong to another cluster. When that is persistent and
+        shared (see the module doc), this zero's cluster was re-created without it: it
+        stops, as a removed zero does, saying what happened and what to do."""
+        now = time.monotonic()
+        m = self._mismatch.get(peer)
+        found = _THEIR_CLUSTER.search(message)
+        theirs = found.group(1) if found else ""
+        if (m is None or now - m.last > 2 * MISMATCH_PERSIST  # a new episode, not a continued one
+                or (theirs and m.cluster_id and theirs != m.cluster_id)):
+            m = self._mismatch[peer] = _Mismatch(now, theirs)
+        m.last = now
+        m.count += 1
+        peers = set(self._peers)
+        if not peers:
+            return
+        foreign = {rid for rid, x in self._mismatch.items()
+                   if rid in peers and x.count >= MISMATCH_REFUSALS and now - x.first >= MISMATCH_PERSIST
+                   and now - x.last <= 2 * MISMATCH_PERSIST}
+        if not foreign:
+            return
+        majority = len(foreign) >= len(peers) // 2 + 1
+        # Silent: nothing admitted from it lately, and its stream is not taking our batches.
+        silent = all(rid in foreign or not (self.heard_within(rid, MISMATCH_PERSIST) or self.peer_up(rid))
+                     for rid in peers)
+        if not (majority or silent):
+            return
+        mine = self.node.cluster_id
+        ids = sorted({self._mismatch[rid].cluster_id for rid in foreign} - {""})
+        names = ", ".join(f"zero {rid}" for rid in sorted(foreign))
+        self.node.mark_removed(
+            f"this zero (raft id {self.node.raft_id}) belongs to cluster {mine or '(none)'}, but {names} "
+            f"({len(foreign)} of its {len(peers)} peers) {'belongs' if len(foreign) == 1 else 'belong'} to cluster "
+            f"{' / '.join(ids) or '(another)'} and refused its messages for over {MISMATCH_PERSIST:g}s: the "
+            f"cluster was most likely forced anew "
+            f"(zero run --force-new-cluster on another zero), which removed this zero. Start it with a fresh "
+            f"data dir and --peer HOST:PORT of a zero of the new cluster to join that cluster (its old data dir "
+            f"cannot rejoin)")
 
 
 def _commit_only(m: raftpb.Message) -> bool:

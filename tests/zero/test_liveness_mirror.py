@@ -1,0 +1,117 @@
+"""Liveness as the leader sees it, on a follower (issue "Operators' side", item 4b): zeros
+in one process over the real transport. A follower's overlay (its /state) mirrors the
+leader's view of every zero and data node from the leader's StreamMembership, also over
+mutual TLS (with the zero's own certificate); a stopped zero becomes unhealthy there,
+and the leader's RaftStatus says the same of its peers. (The same with real processes
+and the CLI: tests/cluster/test_zero_health.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zero.app import RunConfig, ZeroApp
+from zero.pb import zero_pb2
+
+from zeroapps import app_cluster, until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def zeros_health(app: ZeroApp) -> dict[int, bool]:
+    st = app.liveness.overlay(app.node.state.state_copy())
+    return {zid: z.healthy for zid, z in st.zeros.items()}
+
+
+def member_health(app: ZeroApp, mid: int) -> bool | None:
+    st = app.liveness.overlay(app.node.state.state_copy())
+    for g in st.groups.values():
+        if mid in g.members:
+            return g.members[mid].healthy
+    return None
+
+
+async def check(apps: list[ZeroApp]) -> None:
+    leader = next(a for a in apps if a.node.is_leader)
+    follower, other = [a for a in apps if a is not leader]
+    ids = sorted(a.node.raft_id for a in apps)
+    every = {rid: True for rid in ids}
+    for a in apps:
+        await until(lambda a=a: zeros_health(a) == every, what=f"zero {a.node.raft_id} sees every zero healthy")
+
+    # A data node heartbeats the leader: the follower shows it healthy too (its own
+    # liveness table is empty; the leader's view arrives on the stream).
+    applied = await leader.node.propose(_connect("dn-1:7080"))
+    mid = applied.member.id
+    await until(lambda: member_health(follower, mid) is not None, 10, "the follower applied the Connect")
+    assert member_health(follower, mid) is False
+    leader.liveness.beat(mid, leader=True)
+    for a in (leader, follower):
+        await until(lambda a=a: member_health(a, mid) is True, 10, f"zero {a.node.raft_id}: the member healthy")
+
+    # A zero stops: the leader judges it, the follower shows the leader's judgement.
+    gone = other.node.raft_id
+    object.__setattr__(other.node.opts, "transfer_on_stop", 0.0)
+    await other.stop()
+    want = {**every, gone: False}
+    for a in (leader, follower):
+        await until(lambda a=a: zeros_health(a) == want, 10, f"zero {a.node.raft_id} sees zero {gone} unhealthy")
+    st = await _raft_status(leader)
+    assert {pid: p.recent_active for pid, p in st.progress.items()} == want
+
+
+def _connect(addr: str) -> Any:
+    from zero.pb import state_pb2
+    return state_pb2.Proposal(connect=state_pb2.ConnectMember(addr=addr, replicas=1))
+
+
+async def _raft_status(app: ZeroApp) -> zero_pb2.RaftStatusResponse:
+    from zero.server import ZeroAdminService
+    return await ZeroAdminService(app.node, app.liveness).RaftStatus(zero_pb2.RaftStatusRequest(), None)
+
+
+def test_a_follower_shows_the_leaders_view(tmp_path: Path) -> None:
+    async def main() -> None:
+        apps = await app_cluster(tmp_path, 3)
+        try:
+            await check(apps)
+        finally:
+            for a in apps:
+                if a.node is not None:
+                    object.__setattr__(a.node.opts, "transfer_on_stop", 0.0)
+            await asyncio.gather(*(a.stop() for a in apps), return_exceptions=True)
+    asyncio.run(main())
+
+
+def test_a_follower_shows_the_leaders_view_over_tls(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography", reason="the [test] extra installs cryptography")
+    from test_security import CA
+
+    tls_dir = CA().issue(tmp_path / "pki", "zero-1", "zero")
+
+    async def main() -> None:
+        apps: list[ZeroApp] = []
+        try:
+            for i in range(3):
+                rc = RunConfig(data_dir=str(tmp_path / f"z{i + 1}"), grpc_addr="127.0.0.1:0",
+                               http_addr="127.0.0.1:0", tick=0.02, election_ticks=10, log_format="json",
+                               tls_dir=tls_dir, peer=f"localhost:{apps[0].grpc_port}" if apps else "")
+                app = ZeroApp(rc, log_stream=io.StringIO())
+                await app.start()
+                apps.append(app)
+                if i == 0:
+                    await until(lambda: app.node.is_leader and app.node.raft_id in app.node.state.zeros,
+                                what="bootstrap")
+            await until(lambda: any(a.node.is_leader and len(a.node.raft_status().voters) == 3
+                                    and not a.node.raft_status().learners for a in apps), what="three voters")
+            await check(apps)
+        finally:
+            for a in apps:
+                if a.node is not None:
+                    object.__setattr__(a.node.opts, "transfer_on_stop", 0.0)
+            await asyncio.gather(*(a.stop() for a in apps), return_exceptions=True)
+    asyncio.run(main())
