@@ -52,6 +52,13 @@ class Config:
     read_only_option: ReadOnlyOption = ReadOnlyOption.SAFE
     # Followers drop proposals instead of forwarding them to the leader.
     disable_proposal_forwarding: bool = False
+    # A leader that applies its own removal (or demotion) steps down at once. Off, as
+    # etcd/raft's StepDownOnRemoval: it keeps leading — heartbeating and committing
+    # with the new configuration's voters, taking no proposals — until the application
+    # stops it, so the others learn the commit of that very change (stepping down at
+    # once can leave a follower in the old joint configuration, needing the removed
+    # node's vote, with no one left to tell it the change was committed).
+    step_down_on_removal: bool = False
     # Randomness source (election timeouts). One is made when None.
     rng: random.Random | None = None
     logger: Logger | None = None

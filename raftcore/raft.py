@@ -129,6 +129,7 @@ class Raft:
         self.election_timeout = c.election_tick
         self.randomized_election_timeout = 0
         self.disable_proposal_forwarding = c.disable_proposal_forwarding
+        self.step_down_on_removal = c.step_down_on_removal
         self.pending_read_index_messages: list[Message] = []
         # Set when a proposal was appended and MsgApps are owed to followers; flushed
         # by RawNode before building a Ready, so a burst of proposals becomes one
@@ -1005,9 +1006,12 @@ class Raft:
         pr = prs.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
         if (pr is None or self.is_learner) and self.state == StateType.LEADER:
-            # Removed or demoted while leading: step down. (zero transfers
-            # leadership before removing a leader, so this is the fallback.)
-            self.become_follower(self.term, NONE)
+            # Removed or demoted while leading (zero transfers leadership first; this is
+            # the fallback). As etcd, step down only if asked to: otherwise keep leading,
+            # heartbeats carrying the commit of this very change, until the application
+            # stops this node (see Config.step_down_on_removal).
+            if self.step_down_on_removal:
+                self.become_follower(self.term, NONE)
             return cs
         if self.state != StateType.LEADER or not cs.voters:
             return cs

@@ -394,10 +394,10 @@ def test_empty_conf_change_outside_joint_is_dropped() -> None:
 
 
 def test_replace_leader_via_joint_consensus() -> None:
-    # Remove the leader and add 4 in one joint change: the leader keeps leading
-    # the joint config (it is still an outgoing voter), steps down once the
-    # config without it is applied, and the new config elects a leader.
-    nt = _cluster_with_joiners(3, [4])
+    # Remove the leader and add 4 in one joint change, with step_down_on_removal: the
+    # leader keeps leading the joint config (it is still an outgoing voter), steps down
+    # once the config without it is applied, and the new config elects a leader.
+    nt = _cluster_with_joiners(3, [4], step_down_on_removal=True)
     _propose_cc(nt, 1, ConfChangeV2(changes=[single(ConfChangeRemoveNode, 1), single(ConfChangeAddNode, 4)]))
     old = nt[1].raft
     for i in (2, 3, 4):
@@ -407,6 +407,27 @@ def test_replace_leader_via_joint_consensus() -> None:
     # The new configuration elects among {2, 3, 4}; the old leader never campaigns.
     lead = _tick_until_leader(nt, [2, 3, 4])
     assert old.state == FOLLOWER
+    nt.propose(lead, b"new-config")
+    assert all(nt[i].applied_data() == [b"new-config"] for i in (2, 3, 4))
+
+
+def test_removed_leader_keeps_leading_until_stopped_by_default() -> None:
+    # etcd's default (StepDownOnRemoval off): a leader that applies its own removal keeps
+    # leading, takes no proposals, and its heartbeats carry the commit of that very
+    # change, so a follower whose append window was full still learns it (found by the
+    # chaos simulation, seed 1420 of the figure-8 mix: stepping down at once left a
+    # follower in the old joint config, needing the removed node's vote, forever).
+    nt = _cluster_with_joiners(3, [4])
+    _propose_cc(nt, 1, ConfChangeV2(changes=[single(ConfChangeRemoveNode, 1), single(ConfChangeAddNode, 4)]))
+    old = nt[1].raft
+    assert old.state == LEADER and 1 not in old.prs.progress
+    for i in (2, 3, 4):
+        assert voters(nt[i].raft) == [2, 3, 4] and nt[i].raft.lead == 1
+    with pytest.raises(ProposalDroppedError, match="removed"):
+        nt[1].rn.propose(b"from a removed leader")
+    # The application stops it; the new configuration elects among {2, 3, 4}.
+    nt.isolate(1)
+    lead = _tick_until_leader(nt, [2, 3, 4])
     nt.propose(lead, b"new-config")
     assert all(nt[i].applied_data() == [b"new-config"] for i in (2, 3, 4))
 
@@ -526,8 +547,9 @@ def test_new_learner_joins_through_a_snapshot() -> None:
 
 def test_leader_demotes_itself_through_joint_config() -> None:
     # The leader demotes itself with auto-leave: it leads the joint config (still an
-    # outgoing voter, in learners_next), then steps down once it is a learner.
-    nt = _cluster_with_joiners(3, [])
+    # outgoing voter, in learners_next), then, with step_down_on_removal, steps down
+    # once it is a learner.
+    nt = _cluster_with_joiners(3, [], step_down_on_removal=True)
     old = nt[1].raft
     _propose_cc(nt, 1, ConfChangeV2(transition=ConfChangeTransitionJointImplicit,
                                     changes=[single(ConfChangeAddLearnerNode, 1)]))

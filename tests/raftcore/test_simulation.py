@@ -5,20 +5,34 @@ Two parts:
 - a randomized chaos run over many seeds: faults of every kind, then everything is
   healed and the cluster must make progress again with identical applied sequences.
 
-Seeds: CI runs RAFTCORE_SIM_SEEDS (default 500) seeds starting at RAFTCORE_SIM_SEED_START
-(default 0). One seed alone: RAFTCORE_SIM_SEED=1234. A failure names its seed, tick and
-the last events of the trace.
+Seeds: CI runs a fixed band of RAFTCORE_SIM_SEEDS (default 500) seeds starting at
+RAFTCORE_SIM_SEED_START (default 0), then a rotating band of RAFTCORE_SIM_ROTATING
+(default 100; 0 disables it) seeds derived from RAFTCORE_SIM_ROTATION if set, else the
+commit (`git rev-parse HEAD`), else the date, so that every commit explores new seeds;
+both bands are printed at the start with the commands that rerun them. One seed alone:
+RAFTCORE_SIM_SEED=1234. A failure names its seed, profile, tick and the last events of
+the trace.
+
+A share of the seeds runs the figure-8 profile (see Chaos), whose faults make a leader
+that commits an entry of an earlier term by counting replicas (Raft §5.4.2) visible as
+a leader completeness violation: the fixed band catches that bug on every run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import subprocess
+import sys
 import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
-from raftcore import raftpb
+from raftcore import StateType, raftpb
 from raftcore.storage import MemoryStorage
 from raftcore.testing import (
     InvariantChecker,
@@ -422,15 +436,39 @@ def test_checker_stale_read() -> None:
 
 # -- randomized chaos ---------------------------------------------------------------
 
+# The share of seeds that run the figure-8 profile. The choice hashes the seed alone (not
+# the run's random stream), so a classic seed replays exactly as before the profile existed.
+FIGURE8_SHARE = 0.3
+
 
 class Chaos:
-    """One randomized run: `seed` decides the cluster, the faults and the workload."""
+    """One randomized run: `seed` decides the profile, the cluster, the faults and the
+    workload.
+
+    Two profiles, chosen by the seed:
+    - classic: 3 or 5 nodes, random Config knobs, and every kind of action (proposals,
+      network faults, crashes and restarts, leader transfers, membership changes,
+      ReadIndex); storms alternate with calm spells.
+    - figure-8 (FIGURE8_SHARE of the seeds): the mix that makes Raft's Figure 8
+      (§5.4.2) happen. New leaders die young: in a storm a candidate is armed (70%) to
+      crash inside its next persisting Ready, which, if it wins, is the one that writes
+      its empty entry (so that entry stays on its disk alone), and a new leader (90%)
+      crashes inside its first commit or append, before it sends what it holds. A crashed
+      node comes back after a downtime of 5-30 ticks, so nodes mostly return in the
+      order they fell. One entry per MsgApp (max_size_per_msg=1) and 1-3 ticks per
+      message, so an old-term entry and the new leader's own entry are acked apart.
+      Storms most of the time; few proposals, rare network faults (a partition or a
+      heal reshuffles who can win), ReadIndex and membership changes.
+    """
 
     def __init__(self, seed: int, chaos_ticks: int) -> None:
         self.seed = seed
+        fig8 = random.Random(f"chaos/{seed}/profile").random() < FIGURE8_SHARE
+        self.profile = "figure-8" if fig8 else "classic"
+        self.fig8 = fig8
         self.rng = random.Random(f"chaos/{seed}")
         rng = self.rng
-        self.n = rng.choice((3, 3, 3, 5))
+        self.n = rng.choice((3, 3, 5)) if fig8 else rng.choice((3, 3, 3, 5))
         self.net = SimNetwork(f"{seed}/net")
         self.randomize_faults()
         self.c = SimCluster(
@@ -441,7 +479,7 @@ class Chaos:
             compact_margin=rng.choice((0, 0, 2)),
             election_tick=10,
             heartbeat_tick=rng.choice((1, 1, 2)),
-            max_size_per_msg=rng.choice((1 << 20, 1 << 20, 60)),
+            max_size_per_msg=1 if fig8 else rng.choice((1 << 20, 1 << 20, 60)),
             max_inflight_msgs=rng.choice((256, 256, 2)),
             pre_vote=rng.random() < 0.8,
             check_quorum=rng.random() < 0.8,
@@ -451,9 +489,21 @@ class Chaos:
         self.chaos_ticks = chaos_ticks
         self.next_id = self.n + 1
         self.proposed = 0
+        # figure-8 profile: (node, term, role) already considered for a crash, and when
+        # each crashed node comes back
+        self.armed_once: set[tuple[int, int, StateType]] = set()
+        self.down_until: dict[int, int] = {}
 
     def randomize_faults(self) -> None:
         rng = self.rng
+        if self.fig8:
+            self.net.set_faults(
+                drop=rng.choice((0.0, 0.0, 0.02, 0.1)),
+                duplicate=rng.choice((0.0, 0.0, 0.05)),
+                delay=rng.choice(((1, 1), (1, 2), (1, 3))),
+                reorder=rng.choice((0.0, 0.3)),
+            )
+            return
         self.net.set_faults(
             drop=rng.choice((0.0, 0.0, 0.02, 0.1, 0.3)),
             duplicate=rng.choice((0.0, 0.0, 0.05, 0.2)),
@@ -466,6 +516,9 @@ class Chaos:
         return self.rng.choice(live) if live else None
 
     def act(self, storm: bool) -> None:
+        if self.fig8:
+            self.act_figure8(storm)
+            return
         c, rng = self.c, self.rng
         r = rng.random()
         if not storm and 0.30 <= r < 0.345:
@@ -495,6 +548,44 @@ class Chaos:
             c.read_index(to=None if rng.random() < 0.5 else self.random_live())
         elif r < 0.425:
             self.randomize_faults()
+
+    def act_figure8(self, storm: bool) -> None:
+        c, rng = self.c, self.rng
+        # Crashed nodes come back when their downtime is over (in calm spells too).
+        for nid, node in sorted(c.nodes.items()):
+            if node.state != NodeState.CRASHED:
+                self.down_until.pop(nid, None)
+            elif c.now >= self.down_until.setdefault(nid, c.now + rng.randint(5, 30)):
+                c.restart(nid)
+        r = rng.random()
+        if r < 0.05:
+            self.proposed += 1
+            c.propose(b"s%d-%d" % (self.seed, self.proposed))
+        elif r < 0.055:
+            if storm:  # rare here: a partition or a heal reshuffles who can win
+                self.network_fault()
+        elif r < 0.065:
+            c.read_index(to=None if rng.random() < 0.5 else self.random_live())
+        elif r < 0.07:
+            self.membership()
+        if not storm:
+            return
+        # New leaders die young: arm a crash inside the next persisting Ready of a fresh
+        # candidate (if it wins, the Ready that writes its empty entry) or leader (its
+        # first commit or append), each node and term considered once.
+        for nid in c.live_ids():
+            st = c.nodes[nid].rawnode.status()
+            if st.raft_state == StateType.CANDIDATE:
+                p = 0.7
+            elif st.raft_state == StateType.LEADER:
+                p = 0.9
+            else:
+                continue
+            key = (nid, st.term, st.raft_state)
+            if key not in self.armed_once:
+                self.armed_once.add(key)
+                if rng.random() < p:
+                    c.crash(nid, after_persist=True)
 
     def network_fault(self) -> None:
         c, rng = self.c, self.rng
@@ -562,7 +653,7 @@ class Chaos:
         # Storms (every fault) alternate with calm spells (a healed network, no
         # crashes) in which the cluster can elect, replicate, snapshot and reconfigure.
         while c.now < self.chaos_ticks:
-            storm = rng.random() < 0.6
+            storm = rng.random() < (0.9 if self.fig8 else 0.6)
             if storm:
                 self.randomize_faults()
             else:
@@ -595,32 +686,83 @@ class Chaos:
         )
 
 
-def _seeds() -> list[int]:
+def _rotation_key() -> tuple[str, str]:
+    """What the rotating band derives from: RAFTCORE_SIM_ROTATION if set, else the
+    checkout's commit, else today's date (UTC); and a description of it."""
+    key = os.environ.get("RAFTCORE_SIM_ROTATION")
+    if key:
+        return key, f"RAFTCORE_SIM_ROTATION={key}"
+    try:
+        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                           capture_output=True, text=True, timeout=10)
+        if p.returncode == 0 and p.stdout.strip():
+            return p.stdout.strip(), f"commit {p.stdout.strip()[:12]}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return day, f"date {day} (no git commit)"
+
+
+def rotating_start(key: str) -> int:
+    """The first seed of the rotating band for `key`: far above any fixed band."""
+    return 10**6 + int(hashlib.sha256(key.encode()).hexdigest(), 16) % 10**9
+
+
+RERUN = "pytest tests/raftcore/test_simulation.py -k chaos"
+
+
+def _chaos_seeds() -> tuple[list[int], str]:
+    """The seeds to run and a description of them with the commands that rerun them.
+
+    A fixed band (RAFTCORE_SIM_SEEDS, default 500, from RAFTCORE_SIM_SEED_START, default
+    0), then a rotating band of RAFTCORE_SIM_ROTATING seeds (default 100; 0 disables it)
+    derived from the commit, so that each commit explores new seeds. RAFTCORE_SIM_SEED
+    runs one seed alone."""
     one = os.environ.get("RAFTCORE_SIM_SEED")
     if one is not None:
-        return [int(one)]
+        return [int(one)], f"chaos seed {int(one)} (RAFTCORE_SIM_SEED)"
     start = int(os.environ.get("RAFTCORE_SIM_SEED_START", "0"))
     count = int(os.environ.get("RAFTCORE_SIM_SEEDS", "500"))
-    return list(range(start, start + count))
+    rotating = int(os.environ.get("RAFTCORE_SIM_ROTATING", "100"))
+    seeds = list(range(start, start + count))
+    text = (f"chaos seeds: fixed band {start}..{start + count - 1} ({count} seeds)" if count > 0
+            else "chaos seeds: no fixed band")
+    if rotating > 0:
+        key, source = _rotation_key()
+        first = rotating_start(key)
+        seeds = list(dict.fromkeys(seeds + list(range(first, first + rotating))))
+        text += (
+            f"; rotating band {first}..{first + rotating - 1} ({rotating} seeds, from "
+            f"{source})\n  rerun the rotating band: RAFTCORE_SIM_SEED_START={first} "
+            f"RAFTCORE_SIM_SEEDS={rotating} RAFTCORE_SIM_ROTATING=0 {RERUN}"
+            f"\n  or both bands: RAFTCORE_SIM_ROTATION={key} {RERUN}"
+        )
+    return seeds, text
 
 
 CHAOS_TICKS = int(os.environ.get("RAFTCORE_SIM_TICKS", "400"))
 
 
 @pytest.mark.timeout(int(os.environ.get("RAFTCORE_SIM_TIMEOUT", "600")))
-def test_randomized_chaos() -> None:
-    seeds = _seeds()
+def test_randomized_chaos(capsys: pytest.CaptureFixture[str]) -> None:
+    seeds, plan = _chaos_seeds()
+    with capsys.disabled():  # in the CI log even when the test passes
+        print(f"\n{plan}", file=sys.stderr, flush=True)
     started = time.perf_counter()
+    profiles: Counter[str] = Counter()
     for seed in seeds:
+        chaos = Chaos(seed, CHAOS_TICKS)
+        profiles[chaos.profile] += 1
         try:
-            Chaos(seed, CHAOS_TICKS).run()
+            chaos.run()
         except AssertionError as exc:
             raise AssertionError(
-                f"chaos seed {seed} failed (rerun: RAFTCORE_SIM_SEED={seed} pytest "
-                f"tests/raftcore/test_simulation.py -k chaos):\n{exc}"
+                f"chaos seed {seed} ({chaos.profile} profile) failed (rerun: "
+                f"RAFTCORE_SIM_SEED={seed} {RERUN}):\n{exc}\n{plan}"
             ) from exc
     elapsed = time.perf_counter() - started
-    print(f"\n{len(seeds)} chaos seeds x {CHAOS_TICKS} ticks in {elapsed:.1f}s")
+    mix = ", ".join(f"{n} {p}" for p, n in sorted(profiles.items()))
+    print(f"\n{len(seeds)} chaos seeds ({mix}) x {CHAOS_TICKS} ticks in {elapsed:.1f}s")
 
 
 # -- core bugs found by the simulation (strict xfail while open, regressions once fixed)
