@@ -28,6 +28,16 @@ from zero.app import RunConfig, ZeroApp
 from zero.client import ZeroClient
 from zero.pb import datanode_pb2_grpc
 
+
+def _zero_rows(driver: Any) -> list[dict[str, Any]]:
+    """The zeros table as the page shows it now, read in one script run."""
+    rows: list[dict[str, Any]] = driver.execute_script("""
+        return [...document.querySelectorAll('#zeros tbody tr')].map(tr => ({
+          id: tr.dataset.zeroId, health: tr.dataset.health, leader: tr.dataset.leader === 'true',
+          badge: tr.querySelector('.badge.leader') ? tr.querySelector('.badge.leader').textContent : null,
+          cells: [...tr.querySelectorAll('td')].map(td => td.textContent)}));""")
+    return rows
+
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and os.path.exists(p)), "")
 CHROMEDRIVER = next((p for p in ("/usr/bin/chromedriver", shutil.which("chromedriver") or "")
                      if p and os.path.exists(p)), "")
@@ -35,6 +45,7 @@ try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - the [test] extra installs it
     webdriver = None  # type: ignore[assignment]
@@ -205,48 +216,61 @@ def test_status_page_of_a_live_cluster(tmp_path) -> None:
         url = f"http://127.0.0.1:{leader.http_port}/"
         driver = _browser()
         driver.get(url)
-        wait = WebDriverWait(driver, 10, poll_frequency=0.1)
+        # The page re-renders on every poll (health and heartbeat times change each
+        # second): an element found in one WebDriver call may be gone by the next, so
+        # waits retry a stale read and one-shot reads go through one script run.
+        wait = WebDriverWait(driver, 10, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#zeros tbody tr")) == 3)
         # The live indicator: the page has polled /status.json successfully.
         first = driver.find_element(By.TAG_NAME, "body").get_attribute("data-generated")
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-generated") != first)
-        assert driver.find_element(By.ID, "live").get_attribute("data-state") == "live"
+        wait.until(lambda d: d.find_element(By.ID, "live").get_attribute("data-state") == "live")
 
         # The leader is marked, once; every zero is healthy from the leader's view.
         lid = leader.node.raft_id
-        wait.until(lambda d: all(r.get_attribute("data-health") == "healthy"
-                                 for r in d.find_elements(By.CSS_SELECTOR, "#zeros tbody tr")))
-        leaders = driver.find_elements(By.CSS_SELECTOR, "#zeros tr[data-leader=true]")
-        assert [r.get_attribute("data-zero-id") for r in leaders] == [str(lid)]
-        assert leaders[0].find_element(By.CSS_SELECTOR, ".badge.leader").text == "leader"
-        assert driver.find_element(By.ID, "leader-id").text == f"zero {lid}"
-        row = leaders[0].find_elements(By.TAG_NAME, "td")
-        assert row[2].text.startswith("leader") and int(row[3].text.replace(",", "")) >= 1  # role, term
-        assert int(row[4].text.replace(",", "")) >= 1  # applied
+        wait.until(lambda d: all(r["health"] == "healthy" for r in _zero_rows(d)))
+        leaders = [r for r in _zero_rows(driver) if r["leader"]]
+        assert [r["id"] for r in leaders] == [str(lid)]
+        assert leaders[0]["badge"] == "leader"
+        wait.until(lambda d: d.find_element(By.ID, "leader-id").text == f"zero {lid}")
+        row = leaders[0]["cells"]
+        assert row[2].startswith("leader") and int(row[3].replace(",", "")) >= 1  # role, term
+        assert int(row[4].replace(",", "")) >= 1  # applied
 
         # Every tablet under its owner group, with a size bar scaled to the largest tablet.
+        # The page re-renders on every poll (health and heartbeat times change each
+        # second), so the groups are read in one script run: elements found in one
+        # WebDriver call may be replaced before the next.
+        groups = driver.execute_script("""
+            const out = {};
+            for (const card of document.querySelectorAll('#groups [data-group-id]')) {
+              out[card.dataset.groupId] = {
+                tablets: [...card.querySelectorAll('li.tablet')].map(li => [
+                  li.dataset.tablet, li.querySelector('.fill').getBoundingClientRect().width,
+                  li.querySelector('.name') ? li.querySelector('.name').textContent : null]),
+                health: [...card.querySelectorAll('li.member')].map(li => li.dataset.health)};
+            }
+            return out;""")
         state = leader.node.state.state_copy()
         for gid, group in state.groups.items():
-            card = driver.find_element(By.CSS_SELECTOR, f'#groups [data-group-id="{gid}"]')
-            shown = {li.get_attribute("data-tablet") for li in card.find_elements(By.CSS_SELECTOR, "li.tablet")}
+            shown = {t[0] for t in groups[str(gid)]["tablets"]}
             assert shown == set(group.tablets), (gid, shown)
-            for li in card.find_elements(By.CSS_SELECTOR, "li.member"):
-                assert li.get_attribute("data-health") == "healthy"
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#groups li.tablet")) == len(TABLETS)
+            assert all(h == "healthy" for h in groups[str(gid)]["health"]), groups[str(gid)]
+        tablets = {t[0]: t for g in groups.values() for t in g["tablets"]}
+        assert len(tablets) == len(TABLETS)
         # A tablet name is text, never markup.
-        assert driver.find_elements(By.CSS_SELECTOR, '#groups li.tablet[data-tablet="<script>x</script>"] .name')[0] \
-            .text == "<script>x</script>"
-        widths = {li.get_attribute("data-tablet"): li.find_element(By.CSS_SELECTOR, ".fill").size["width"]
-                  for li in driver.find_elements(By.CSS_SELECTOR, "#groups li.tablet")}
+        assert tablets["<script>x</script>"][2] == "<script>x</script>"
+        widths = {name: t[1] for name, t in tablets.items()}
         assert widths["name"] > widths["friend"] > widths["age"] > 0
         # The move in progress, with its phase; its tablet is drawn as moving.
-        active = driver.find_element(By.CSS_SELECTOR, "#active-move [data-move-id]")
-        assert active.get_attribute("data-phase") == "COPYING" and "email" in active.text
-        assert "moving" in driver.find_element(By.CSS_SELECTOR, 'li.tablet[data-tablet="email"]').get_attribute("class")
+        wait.until(lambda d: (lambda a: a.get_attribute("data-phase") == "COPYING" and "email" in a.text)(
+            d.find_element(By.CSS_SELECTOR, "#active-move [data-move-id]")))
+        wait.until(lambda d: "moving" in d.find_element(By.CSS_SELECTOR, 'li.tablet[data-tablet="email"]')
+                   .get_attribute("class"))
         # Leases and leader changes.
-        assert int(driver.find_element(By.ID, "max-ts").text.replace(",", "")) >= 1
-        changes = driver.find_elements(By.CSS_SELECTOR, "#leader-changes li[data-term]")
-        assert changes and f"zero {lid}" in changes[0].text
+        wait.until(lambda d: int(d.find_element(By.ID, "max-ts").text.replace(",", "") or 0) >= 1)
+        wait.until(lambda d: (lambda c: bool(c) and f"zero {lid}" in c[0].text)(
+            d.find_elements(By.CSS_SELECTOR, "#leader-changes li[data-term]")))
         driver.save_screenshot(str(tmp_path / "status-laptop.png"))
 
         # A phone: the page fits the width (tables scroll inside their own box).
@@ -262,13 +286,11 @@ def test_status_page_of_a_live_cluster(tmp_path) -> None:
         loop.run(cluster.stop_zero(victim))
         t0 = time.monotonic()
         WebDriverWait(driver, 6, poll_frequency=0.1).until(
-            lambda d: d.find_element(By.CSS_SELECTOR, f'#zeros tr[data-zero-id="{vid}"]')
-            .get_attribute("data-health") == "unhealthy")
+            lambda d: any(r["id"] == str(vid) and r["health"] == "unhealthy" for r in _zero_rows(d)))
         took = time.monotonic() - t0
         assert took < 5.0, f"the stopped zero turned unhealthy only after {took:.1f}s"
-        others = [r for r in driver.find_elements(By.CSS_SELECTOR, "#zeros tbody tr")
-                  if r.get_attribute("data-zero-id") != str(vid)]
-        assert all(r.get_attribute("data-health") == "healthy" for r in others)
+        others = [r for r in _zero_rows(driver) if r["id"] != str(vid)]
+        assert others and all(r["health"] == "healthy" for r in others)
         driver.save_screenshot(str(tmp_path / "status-zero-down.png"))
         for shot in ("status-laptop.png", "status-phone.png", "status-zero-down.png"):
             assert (tmp_path / shot).stat().st_size > 10_000
