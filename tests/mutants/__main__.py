@@ -11,11 +11,14 @@ error of the gate. Exit 0 only when every mutant run was caught.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -90,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", help="mutants to run (default: all)")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the named tests")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary copies")
+    ap.add_argument("--jobs", type=int, default=2, metavar="N",
+                    help="mutants run at once, each on its own copy of the tree (default 2: the cores here)")
     args = ap.parse_args(argv)
     by_name = {m.name: m for m in MUTANTS}
     if args.list:
@@ -102,48 +107,62 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutants: unknown mutant(s) {', '.join(unknown)}; --list shows them", file=sys.stderr)
         return 2
     chosen = [by_name[n] for n in args.names] if args.names else list(MUTANTS)
-    tmp = Path(tempfile.mkdtemp(prefix="zero-mutants-"))
+    jobs = max(1, min(args.jobs, len(chosen)))
+    copies = [Path(tempfile.mkdtemp(prefix=f"zero-mutants-{i}-")) for i in range(jobs)]
     t_start = time.monotonic()
     try:
-        copy_tree(REPO, tmp)
-        _check_copy_is_imported(tmp)
+        for tmp in copies:
+            copy_tree(REPO, tmp)
+        _check_copy_is_imported(copies[0])
         if not args.no_baseline:
             tests = list(dict.fromkeys(t for m in chosen for t in m.tests))
-            code, out, secs = pytest(tmp, tests, timeout=TIMEOUT * 2)
+            code, out, secs = pytest(copies[0], tests, timeout=TIMEOUT * 2)
             print(f"baseline: {'pass' if code == 0 else 'FAIL'} ({secs:.0f} s, {len(tests)} targets)", flush=True)
             if code != 0:
                 print(out, file=sys.stderr)
                 print("mutants: the named tests fail without any mutation; fix them first", file=sys.stderr)
                 return 1
-        results: list[tuple[str, str]] = []
-        for m in chosen:
+        free: queue.Queue[Path] = queue.Queue()
+        for tmp in copies:
+            free.put(tmp)
+        lock = threading.Lock()
+
+        def run_one(m: Mutant) -> tuple[str, str]:
+            tmp = free.get()  # a copy no other mutant is using
             try:
-                originals = apply(tmp, m)
-            except ValueError as e:
-                results.append((m.name, "ERROR"))
-                print(f"{m.name}: ERROR {e}", flush=True)
-                continue
-            try:
-                code, out, secs = pytest(tmp, m.tests)
+                try:
+                    originals = apply(tmp, m)
+                except ValueError as e:
+                    with lock:
+                        print(f"{m.name}: ERROR {e}", flush=True)
+                    return m.name, "ERROR"
+                try:
+                    code, out, secs = pytest(tmp, m.tests)
+                finally:
+                    restore(originals)
             finally:
-                restore(originals)
+                free.put(tmp)
             verdict = {1: "caught", 0: "SURVIVED", -1: "ERROR (timeout)"}.get(code, f"ERROR (pytest exit {code})")
-            results.append((m.name, verdict))
             why = next((line[2:].strip() for line in out.splitlines() if line.startswith("E ")), "")
-            print(f"{m.name}: {verdict} ({secs:.0f} s)" + (f" - {why[:160]}" if verdict == "caught" else ""),
-                  flush=True)
-            if verdict != "caught":
-                print("  " + "\n  ".join(out.splitlines()[-15:]), flush=True)
+            with lock:
+                print(f"{m.name}: {verdict} ({secs:.0f} s)" + (f" - {why[:160]}" if verdict == "caught" else ""),
+                      flush=True)
+                if verdict != "caught":
+                    print("  " + "\n  ".join(out.splitlines()[-15:]), flush=True)
+            return m.name, verdict
+
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            results = list(pool.map(run_one, chosen))
         bad = [n for n, v in results if v != "caught"]
         print(f"\n{len(results) - len(bad)} of {len(results)} mutants caught in {time.monotonic() - t_start:.0f} s"
-              + (f"; not caught: {', '.join(bad)}" if bad else ""))
+              f" ({jobs} at a time)" + (f"; not caught: {', '.join(bad)}" if bad else ""))
         return 1 if bad else 0
     finally:
-        if args.keep:
-            print(f"copy kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
+        for tmp in copies:
+            if args.keep:
+                print(f"copy kept in {tmp}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 if __name__ == "__main__":
     sys.exit(main())
