@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-from deploy_helpers import CONTAINERS_CONF, REPO, free_ports, http_get, image_skip_reason, podman, require_tools
+from deploy_helpers import CONTAINERS_CONF, REPO, free_ports, http_get, image_skip_reason, podman, require_tools, wait_for
 
 from zero.pb import zero_pb2, zero_pb2_grpc
 
@@ -136,17 +136,6 @@ class Project:
         podman("network", "rm", "--force", f"{self.name}_default", check=False)
 
 
-def poll(pred: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 def _assign(port: int) -> zero_pb2.AssignedIds | None:
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -205,7 +194,7 @@ def test_compose_cluster_serves_survives_a_killed_leader_and_comes_down(image: s
             return not pending
 
         try:
-            poll(all_healthy, 120, "every healthcheck to pass", interval=1.0)
+            wait_for(all_healthy, 120, "every healthcheck to pass", interval=1.0)
         except AssertionError as e:
             raise AssertionError(f"{e}; still failing: {pending}") from None
         timings["healthy"] = time.monotonic() - t0
@@ -218,7 +207,7 @@ def test_compose_cluster_serves_survives_a_killed_leader_and_comes_down(image: s
                        for m in g.get("members", {}).values() if m.get("healthy")}
             return zeros == {f"{z}:5080" for z in ZEROS} and members == {f"{d}:7080": g for d, g in GROUPS.items()}
 
-        poll(cluster_complete, 60, "/state on zero1: 3 healthy zeros, dn1-dn4 healthy in groups 1 and 2")
+        wait_for(cluster_complete, 60, "/state on zero1: 3 healthy zeros, dn1-dn4 healthy in groups 1 and 2", interval=0.5)
         timings["state"] = time.monotonic() - t0
 
         # The admin gRPC port wants the token the file requires.
@@ -243,11 +232,11 @@ def test_compose_cluster_serves_survives_a_killed_leader_and_comes_down(image: s
             hs = [proj.health(z) for z in survivors]
             return all(s == 200 and h.get("leader_id") not in (None, 0, leader_id) for s, h in hs)
 
-        poll(new_leader, 60, f"{survivors} serving under a new leader after killing {victim}", interval=0.2)
+        wait_for(new_leader, 60, f"{survivors} serving under a new leader after killing {victim}", interval=0.2)
         timings["new leader after kill"] = time.monotonic() - t_kill
         for z in survivors:
             port = proj.grpc[z]
-            after = poll(lambda: _assign(port), 20, f"AssignIds through {z}'s published gRPC port")
+            after = wait_for(lambda: _assign(port), 20, f"AssignIds through {z}'s published gRPC port", interval=0.5)
             assert after.start_id > before.end_id
             assert podman("healthcheck", "run", proj.container(z), check=False, timeout=30).returncode == 0, z
 
@@ -257,7 +246,7 @@ def test_compose_cluster_serves_survives_a_killed_leader_and_comes_down(image: s
                        for m in g.get("members", {}).values() if m.get("healthy")}
             return members == {f"{d}:7080" for d in DATANODES}
 
-        poll(datanodes_back, 60, f"dn1-dn4 healthy in {survivors[0]}'s /state under the new leader")
+        wait_for(datanodes_back, 60, f"dn1-dn4 healthy in {survivors[0]}'s /state under the new leader", interval=0.5)
         for d in DATANODES:
             assert podman("healthcheck", "run", proj.container(d), check=False, timeout=30).returncode == 0, d
         timings["survivors serve"] = time.monotonic() - t0

@@ -8,13 +8,12 @@ and the CLI: tests/cluster/test_zero_health.py.)"""
 from __future__ import annotations
 
 import asyncio
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
 from zero.pb import zero_pb2
 
 from zeroapps import app_cluster, until
@@ -74,16 +73,21 @@ async def _raft_status(app: ZeroApp) -> zero_pb2.RaftStatusResponse:
     return await ZeroAdminService(app.node, app.liveness).RaftStatus(zero_pb2.RaftStatusRequest(), None)
 
 
+async def _stop_at_once(apps: list[ZeroApp]) -> None:
+    """Stop every zero without handing leadership over (the others stop too)."""
+    for a in apps:
+        if a.node is not None:
+            object.__setattr__(a.node.opts, "transfer_on_stop", 0.0)
+    await asyncio.gather(*(a.stop() for a in apps), return_exceptions=True)
+
+
 def test_a_follower_shows_the_leaders_view(tmp_path: Path) -> None:
     async def main() -> None:
         apps = await app_cluster(tmp_path, 3)
         try:
             await check(apps)
         finally:
-            for a in apps:
-                if a.node is not None:
-                    object.__setattr__(a.node.opts, "transfer_on_stop", 0.0)
-            await asyncio.gather(*(a.stop() for a in apps), return_exceptions=True)
+            await _stop_at_once(apps)
     asyncio.run(main())
 
 
@@ -94,24 +98,9 @@ def test_a_follower_shows_the_leaders_view_over_tls(tmp_path: Path) -> None:
     tls_dir = CA().issue(tmp_path / "pki", "zero-1", "zero")
 
     async def main() -> None:
-        apps: list[ZeroApp] = []
+        apps = await app_cluster(tmp_path, 3, peer_host="localhost", tls_dir=tls_dir)
         try:
-            for i in range(3):
-                rc = RunConfig(data_dir=str(tmp_path / f"z{i + 1}"), grpc_addr="127.0.0.1:0",
-                               http_addr="127.0.0.1:0", tick=0.02, election_ticks=10, log_format="json",
-                               tls_dir=tls_dir, peer=f"localhost:{apps[0].grpc_port}" if apps else "")
-                app = ZeroApp(rc, log_stream=io.StringIO())
-                await app.start()
-                apps.append(app)
-                if i == 0:
-                    await until(lambda: app.node.is_leader and app.node.raft_id in app.node.state.zeros,
-                                what="bootstrap")
-            await until(lambda: any(a.node.is_leader and len(a.node.raft_status().voters) == 3
-                                    and not a.node.raft_status().learners for a in apps), what="three voters")
             await check(apps)
         finally:
-            for a in apps:
-                if a.node is not None:
-                    object.__setattr__(a.node.opts, "transfer_on_stop", 0.0)
-            await asyncio.gather(*(a.stop() for a in apps), return_exceptions=True)
+            await _stop_at_once(apps)
     asyncio.run(main())

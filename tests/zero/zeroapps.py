@@ -40,15 +40,16 @@ async def one_zero(tmp_path: Path, *, logs: io.StringIO | None = None, **cfg: An
     return app
 
 
-async def app_cluster(tmp_path: Path, n: int = 3, **cfg: Any) -> list[ZeroApp]:
+async def app_cluster(tmp_path: Path, n: int = 3, *, peer_host: str = "127.0.0.1", **cfg: Any) -> list[ZeroApp]:
     """`n` zeros on free loopback ports (tick 20 ms x 10), the first bootstrapping and
     the others joining through it; returns once every zero knows the leader and the
-    state lists all of them as voters. `cfg`: more RunConfig fields (admin_token, ...)."""
+    state lists all of them as voters. `cfg`: more RunConfig fields (admin_token, ...);
+    `peer_host`: how joiners dial the first (a name its TLS certificate carries)."""
     apps: list[ZeroApp] = []
     for i in range(n):
         rc = RunConfig(data_dir=str(tmp_path / f"z{i + 1}"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
                        tick=0.02, election_ticks=10, log_format="json",
-                       peer=f"127.0.0.1:{apps[0].grpc_port}" if apps else "", **cfg)
+                       peer=f"{peer_host}:{apps[0].grpc_port}" if apps else "", **cfg)
         app = ZeroApp(rc, log_stream=io.StringIO())
         await app.start()
         apps.append(app)
