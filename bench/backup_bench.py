@@ -25,8 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zero import backup, cli, recovery  # noqa: E402
-from zero.admin import run_admin  # noqa: E402
+from zero.ops import backup  # noqa: E402
+from zero import cli  # noqa: E402
+from zero.ops import recovery  # noqa: E402
+from zero.ops.admin import run_admin  # noqa: E402
 from zero.app import RunConfig, ZeroApp  # noqa: E402
 from zero.client import ZeroClient  # noqa: E402
 from zero.pb import state_pb2, zero_pb2  # noqa: E402

@@ -191,7 +191,7 @@ def client_ts_worker(addr: str, callers: int, warmup: float, seconds: float, q: 
 def full_state_worker(addr: str, runs: int, q: Any) -> None:
     """Time StreamMembership from the call to the last chunk of the full state."""
     pin_client()
-    from zero.stream import merge_chunk
+    from zero.state.chunks import merge_chunk
 
     async def main() -> None:
         async with grpc.aio.insecure_channel(addr, options=BIG) as ch:

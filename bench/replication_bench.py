@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import grpc  # noqa: E402
 import structlog  # noqa: E402
 
-from zero.node import NodeOptions, ZeroNode, run_leader_task  # noqa: E402
+from zero.replica.node import NodeOptions, ZeroNode, run_leader_task  # noqa: E402
 from zero.pb import state_pb2, zero_pb2  # noqa: E402
-from zero.transport import GRPC_OPTIONS, add_raft_service  # noqa: E402
+from zero.replica.transport import GRPC_OPTIONS, add_raft_service  # noqa: E402
 
 PAYLOAD = 64
 THROUGHPUT_GOAL = 20_000

@@ -1,1 +1,24 @@
-"""zero: a cluster coordinator modeled on Dgraph Zero, built on raftcore."""
+"""zero: a cluster coordinator modeled on Dgraph Zero, built on raftcore.
+
+The layers, lowest first; a module imports its own layer and those below it, never one
+above (tests/test_layering.py checks it, and that zero.state stays pure)::
+
+    cli, __main__        the `zero` command
+    app                  one zero process: wires every component below, in one place
+    datanode             the reference data node (a client of zero, as yours would be)
+    frontdoor            gRPC servicers, interceptor and forwarding, liveness,
+                         the membership stream, the HTTP port
+    leader  | ops        leader duties (leases, moves, rebalancer) | backup, recovery,
+                         `zero local`, `zero admin`
+    replica              ZeroNode: Ready loop, proposals, reads, peer transport,
+                         zero membership, identity files
+    client               zero.client, the data nodes' library
+    state | config, log, metrics, rpc, security
+                         the pure replicated state machine | shared plumbing
+    pb, errors           generated messages; errors that name their gRPC status
+
+docs/DESIGN.md "Layers" says what goes where and why.
+"""
+
+__all__ = ["app", "cli", "client", "config", "datanode", "errors", "frontdoor", "leader", "log", "metrics",
+           "ops", "pb", "replica", "rpc", "security", "state"]

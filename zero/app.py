@@ -32,19 +32,20 @@ from grpc_reflection.v1alpha import reflection
 
 from raftcore import StorageError
 
-from . import recovery, security
-from .errors import ZeroError
-from .http import health_report, make_app
-from .identity import load_identity
-from .leases import Leases
-from .log import make_logger
-from .metrics import Metrics
-from .moves import DIAL_OPTIONS, MoveDriver, MoveOptions
-from .node import NodeOptions, ZeroNode, run_leader_task
-from .pb import zero_pb2_grpc
-from .transport import GRPC_OPTIONS, add_raft_service
-from .server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
-from .stream import MembershipHub
+from zero.ops import recovery
+from zero import security
+from zero.errors import ZeroError
+from zero.frontdoor.http import health_report, make_app
+from zero.replica.identity import load_identity
+from zero.leader.leases import Leases
+from zero.log import make_logger
+from zero.metrics import Metrics
+from zero.leader.moves import DIAL_OPTIONS, MoveDriver, MoveOptions
+from zero.replica.node import NodeOptions, ZeroNode, run_leader_task
+from zero.pb import zero_pb2_grpc
+from zero.replica.transport import GRPC_OPTIONS, add_raft_service
+from zero.frontdoor.server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
+from zero.frontdoor.stream import MembershipHub
 
 __all__ = ["RunConfig", "ZeroApp", "StartupError", "run", "LOCK_FILE"]
 
@@ -429,7 +430,7 @@ class ZeroApp:
 
     def _force_new_cluster(self) -> None:
         """--force-new-cluster: rewrite the data dir into a new single-zero cluster
-        (zero/recovery.py), loudly: it is the last resort after losing a majority."""
+        (zero/ops/recovery.py), loudly: it is the last resort after losing a majority."""
         cfg = self.cfg
         try:
             o = recovery.force_new_cluster(cfg.data_dir, margin=cfg.lease_margin, log=self.log)

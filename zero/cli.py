@@ -35,17 +35,17 @@ import asyncio  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from . import validate  # noqa: E402
-from .admin import add_admin_parser, run_admin  # noqa: E402
-from .app import RunConfig, run  # noqa: E402
-from .config import parse_duration  # noqa: E402
-from .datanode_cli import add_datanode_parser  # noqa: E402
-from .datanode_cli import main as datanode_main  # noqa: E402
-from .local import add_local_parser, run_local  # noqa: E402
-from .errors import InvalidArgumentError  # noqa: E402
-from .log import LOG_FORMATS  # noqa: E402
-from .recovery import add_restore_parser, run_restore  # noqa: E402
-from .security import TLS_FILES, check_tls_dir  # noqa: E402
+from zero.state import validate  # noqa: E402
+from zero.ops.admin import add_admin_parser, run_admin  # noqa: E402
+from zero.app import RunConfig, run  # noqa: E402
+from zero.config import parse_duration  # noqa: E402
+from zero.datanode.cli import add_datanode_parser  # noqa: E402
+from zero.datanode.cli import main as datanode_main  # noqa: E402
+from zero.ops.local import add_local_parser, run_local  # noqa: E402
+from zero.errors import InvalidArgumentError  # noqa: E402
+from zero.log import LOG_FORMATS  # noqa: E402
+from zero.ops.recovery import add_restore_parser, run_restore  # noqa: E402
+from zero.security import TLS_FILES, check_tls_dir  # noqa: E402
 
 __all__ = ["main", "build_parser", "parse_duration", "config_from_args", "UsageError"]
 

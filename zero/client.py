@@ -33,9 +33,9 @@ from typing import Any
 
 import grpc
 
-from .channels import RECONNECT_OPTIONS
-from .pb import zero_pb2, zero_pb2_grpc
-from .stream import merge_chunk
+from zero.rpc import RECONNECT_OPTIONS
+from zero.pb import zero_pb2, zero_pb2_grpc
+from zero.state.chunks import merge_chunk
 
 __all__ = ["ZeroClient", "MembershipView", "RETRYABLE"]
 
@@ -167,7 +167,7 @@ class ZeroClient:
     def _channel(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)
         if ch is None:
-            # A zero back from an outage is reached within a second (zero/channels.py).
+            # A zero back from an outage is reached within a second (zero/rpc.py).
             opts = [("grpc.max_receive_message_length", 64 << 20), *RECONNECT_OPTIONS]
             if self._creds is not None:
                 ch = grpc.aio.secure_channel(addr, self._creds, options=opts)

@@ -1,7 +1,7 @@
 """zero's errors, each naming the gRPC status it maps to.
 
 ``code`` is a ``grpc.StatusCode`` member name, so the one place that translates errors
-to statuses (zero/server.py) needs no table of its own, and the pure modules that raise
+to statuses (zero/frontdoor/server.py) needs no table of its own, and the pure modules that raise
 these (state, validate, leases) need no grpc import.
 """
 

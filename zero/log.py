@@ -8,7 +8,7 @@ configuration, so several zeros in one test process keep their own context.
 
 Levels: debug lines (raftcore's chatter, refused client requests) are dropped unless
 `debug=True`; leadership changes, snapshots and errors are logged once each by the
-module that sees them (zero/node.py, zero/app.py, the gRPC interceptor).
+module that sees them (zero/replica/node.py, zero/app.py, the gRPC interceptor).
 """
 
 from __future__ import annotations

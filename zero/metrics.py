@@ -49,7 +49,7 @@ class Metrics:
         self.move_oldest_seconds = Gauge("zero_tablet_move_oldest_seconds",
                                          "Age of the tablet move in progress as seen by this zero (0: none)",
                                          registry=r)
-        # Peer transport (zero/transport.py), labelled by the peer's raft id.
+        # Peer transport (zero/replica/transport.py), labelled by the peer's raft id.
         self.peer_queue_depth = Gauge("zero_peer_queue_depth", "Raft messages queued for a peer",
                                       ["peer"], registry=r)
         self.peer_dropped = Counter("zero_peer_dropped_messages",

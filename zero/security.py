@@ -25,7 +25,7 @@ Roles come from the client certificate's subject OU (organizationalUnitName): `z
 
 A forced tablet assignment (`Zero.ShouldServe` with `force`) needs the admin or zero role
 as well as the admin token. The admin token (`--admin-token`) is checked on top of the
-role, by zero/server.py's `check_admin`, so an operator can keep both factors.
+role, by zero/frontdoor/server.py's `check_admin`, so an operator can keep both factors.
 Without `--tls-dir` nothing here applies: connections are plaintext and roles unchecked.
 
 Certificate dates. `load_tls` refuses a certificate that is expired or not yet valid,
@@ -41,7 +41,7 @@ optional there, as Dgraph's default "VERIFYIFGIVEN": a client may present none
 (Prometheus scraping /metrics with only `ca_file`, curl --cacert, a browser); one it does
 present must be signed by the CA, or the handshake fails. No certificate role applies
 on HTTP: its pages are read-only, and Dgraph's verbs that change state (/assign,
-/moveTablet, /removeNode) need the admin token (zero/dgraph_http.py). Plain HTTP to it
+/moveTablet, /removeNode) need the admin token (zero/frontdoor/dgraph_http.py). Plain HTTP to it
 fails. `zero run --live-addr HOST:PORT` serves /live alone over plain HTTP for
 probes that cannot do TLS (off by default).
 
@@ -88,7 +88,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 
-from .errors import PermissionDeniedError, UnauthenticatedError, ZeroError
+from zero.errors import PermissionDeniedError, UnauthenticatedError, ZeroError
 
 __all__ = [
     "TLS_FILES",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from procs import ProcCluster, wait_for
-from zero import transport
+from zero.replica import transport
 from zero.pb import zero_pb2
 
 

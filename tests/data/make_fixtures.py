@@ -20,8 +20,8 @@ import structlog
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from zero import backup  # noqa: E402
-from zero.node import NodeOptions, ZeroNode, run_leader_task  # noqa: E402
+from zero.ops import backup  # noqa: E402
+from zero.replica.node import NodeOptions, ZeroNode, run_leader_task  # noqa: E402
 from zero.pb import state_pb2, zero_pb2  # noqa: E402
 
 

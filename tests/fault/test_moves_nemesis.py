@@ -20,10 +20,10 @@ import grpc
 import pytest
 
 from procs import free_port
-from zero import moves
+from zero.leader import moves
 from zero.app import RunConfig, ZeroApp
 from zero.client import ZeroClient
-from zero.datanode import DataNode, DataNodeConfig
+from zero.datanode.server import DataNode, DataNodeConfig
 from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 
@@ -174,7 +174,7 @@ def test_zero_client_reaches_a_restarted_zero_within_a_second(reconnect_seconds)
     leader refused moves for seconds ("source group 1 has no live member to copy from
     yet") because the data nodes' ZeroClient channels were in gRPC's reconnect backoff; a
     data node was heard 7-9 s after the new leader was elected, after outages of 15-30 s.
-    ZeroClient now caps the backoff at 1 s (zero/channels.py)."""
+    ZeroClient now caps the backoff at 1 s (zero/rpc.py)."""
     took = reconnect_seconds["data node -> zero"]
     assert took < 1.6, took
 

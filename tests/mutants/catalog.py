@@ -29,10 +29,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "skip-readindex-before-timestamps",
         "a timestamp is handed out only after a ReadIndex round that began after the request (SPEC semantics 2)",
-        (Edit("zero/leases.py",
+        (Edit("zero/leader/leases.py",
               "            await node.read_barrier()\n        return await self._hand_out(",
               "            pass\n        return await self._hand_out("),
-         Edit("zero/leases.py",
+         Edit("zero/leader/leases.py",
               "        return asyncio.ensure_future(self.node.read_barrier())",
               "        return asyncio.ensure_future(asyncio.sleep(0))")),
         (STALE_LEADER,),
@@ -48,7 +48,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "follower-reads-locally",
         "a follower's linearizable read waits for the leader's read index (ReadIndex, thesis §6.4)",
-        (Edit("zero/node.py",
+        (Edit("zero/replica/node.py",
               "        local = node.local_read_index()\n",
               "        if not self.is_leader:\n            return\n        local = node.local_read_index()\n"),),
         (LAGGING_FOLLOWER,),
@@ -56,14 +56,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "lease-blocks-outlive-their-term",
         "blocks leased in an earlier term are dropped on any change of leadership",
-        (Edit("zero/leases.py", "            pool.blocks.clear()\n", "            pass\n"),
-         Edit("zero/leases.py", "            if b.term != term:\n", "            if False:\n")),
+        (Edit("zero/leader/leases.py", "            pool.blocks.clear()\n", "            pass\n"),
+         Edit("zero/leader/leases.py", "            if b.term != term:\n", "            if False:\n")),
         ("tests/zero/test_lease_terms.py",),
     ),
     Mutant(
         "ids-before-their-lease-commits",
         "every leased block is committed through Raft before any id of it is handed out",
-        (Edit("zero/leases.py",
+        (Edit("zero/leader/leases.py",
               "            applied = await self.node.propose(\n"
               "                state_pb2.Proposal(lease_ids=state_pb2.LeaseIds(kind=pool.kind, count=size)))\n"
               "            ids = applied.ids\n",
@@ -86,7 +86,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no-dedup",
         "a retried proposal is applied once: its dedup key returns the first result",
-        (Edit("zero/state.py", "        if key and key in dedup:\n", "        if False:\n"),),
+        (Edit("zero/state/machine.py", "        if key and key in dedup:\n", "        if False:\n"),),
         ("tests/zero/test_state.py",),
     ),
     Mutant(
@@ -103,13 +103,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "leases-not-raised-after-wal-repair",
         "after a WAL whose damaged tail was cut off, leases continue above a margin, never from the repaired state",
-        (Edit("zero/node.py", "        if storage.repaired is not None:\n", "        if False:\n"),),
+        (Edit("zero/replica/node.py", "        if storage.repaired is not None:\n", "        if False:\n"),),
         ("tests/fault/test_corruption.py::test_a_cut_lease_record_is_never_handed_out_again",),
     ),
     Mutant(
         "no-move-fence",
         "a tablet is read-only while it is being moved",
-        (Edit("zero/state.py", "        tablet.read_only = True\n", "        tablet.read_only = False\n"),),
+        (Edit("zero/state/machine.py", "        tablet.read_only = True\n", "        tablet.read_only = False\n"),),
         ("tests/zero/test_state.py", "tests/zero/test_state_properties.py"),
     ),
 )

@@ -19,7 +19,7 @@ TOKEN = "t0ken"
 def _run_cli(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     ns = cli.build_parser().parse_args(argv)
-    from zero.admin import run_admin
+    from zero.ops.admin import run_admin
     code = run_admin(ns, out, err)
     return code, out.getvalue(), err.getvalue()
 

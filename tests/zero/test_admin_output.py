@@ -17,8 +17,9 @@ from typing import Any
 import grpc
 import pytest
 
-from zero import backup, cli
-from zero import http as zhttp
+from zero.ops import backup
+from zero import cli
+from zero.frontdoor import http as zhttp
 from zero.app import ZeroApp
 from zero.pb import zero_pb2, zero_pb2_grpc
 

@@ -19,16 +19,19 @@ import grpc
 import pytest
 import structlog
 
-from zero import backup, cli, recovery, versions
+from zero.ops import backup
+from zero import cli
+from zero.ops import recovery
+from zero.state import versions
 from zero.app import RunConfig, StartupError, ZeroApp
 from zero.client import ZeroClient
 from zero.errors import FailedPreconditionError
-from zero.identity import IDENTITY_FILE, Identity, save_identity
-from zero.node import NodeOptions, ZeroNode
+from zero.replica.identity import IDENTITY_FILE, Identity, save_identity
+from zero.replica.node import NodeOptions, ZeroNode
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2, zero_pb2
-from zero.state import ZeroState
+from zero.state.machine import ZeroState
 
 from zeroapps import until
 
@@ -131,7 +134,7 @@ class Load:
 def _admin(argv: list[str]) -> tuple[int, str, str]:
     ns = cli.build_parser().parse_args(["admin", *argv])
     out, err = io.StringIO(), io.StringIO()
-    from zero.admin import run_admin
+    from zero.ops.admin import run_admin
     code = run_admin(ns, out, err)
     return code, out.getvalue(), err.getvalue()
 

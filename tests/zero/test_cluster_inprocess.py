@@ -14,12 +14,12 @@ import structlog
 
 from raftcore import raftpb
 from zero.errors import FailedPreconditionError, UnavailableError
-from zero.membership import ConfChangeDroppedError
-from zero.node import NodeOptions, ZeroNode, run_leader_task
+from zero.replica.membership import ConfChangeDroppedError
+from zero.replica.node import NodeOptions, ZeroNode, run_leader_task
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2
-from zero.transport import GRPC_OPTIONS, PROTOCOL, add_raft_service
+from zero.replica.transport import GRPC_OPTIONS, PROTOCOL, add_raft_service
 
 from zeroapps import until
 

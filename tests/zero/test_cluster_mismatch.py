@@ -15,11 +15,11 @@ import pytest
 import structlog
 
 from raftcore import SnapshotStatus, raftpb
-from zero import transport as transport_mod
+from zero.replica import transport as transport_mod
 from zero.metrics import Metrics
 from zero.pb import state_pb2
-from zero.state import ZeroState
-from zero.transport import GRPC_OPTIONS, Transport, add_raft_service
+from zero.state.machine import ZeroState
+from zero.replica.transport import GRPC_OPTIONS, Transport, add_raft_service
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -24,7 +24,7 @@ import pytest
 from zero.app import ZeroApp
 from zero.client import ZeroClient
 from zero.pb import zero_pb2, zero_pb2_grpc
-from zero.stream import CHUNK_BYTES, merge_chunk
+from zero.state.chunks import CHUNK_BYTES, merge_chunk
 
 from zeroapps import one_zero
 from zeroapps import until as _until

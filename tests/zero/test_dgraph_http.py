@@ -1,4 +1,4 @@
-"""Dgraph Zero's HTTP verbs (zero/dgraph_http.py): the requests from Dgraph's
+"""Dgraph Zero's HTTP verbs (zero/frontdoor/dgraph_http.py): the requests from Dgraph's
 documentation replayed against live zeros (three ZeroApps and two reference data nodes
 in this process, on free loopback ports), on the leader and on a follower (which
 forwards), the admin-token rules, bad input (400, nothing changed), no leader (503),
@@ -18,8 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from zero.app import ZeroApp
-from zero.datanode import DataNode, DataNodeConfig
-from zero.dgraph_http import DgraphVerbs, dgraph_state
+from zero.datanode.server import DataNode, DataNodeConfig
+from zero.frontdoor.dgraph_http import DgraphVerbs, dgraph_state
 from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 from zero.pb import zero_pb2, zero_pb2_grpc

@@ -1,4 +1,4 @@
-"""Leased blocks belong to the term that leased them (zero/leases.py): a zero that
+"""Leased blocks belong to the term that leased them (zero/leader/leases.py): a zero that
 leads again after another zero led in between must not hand out what is left of the
 blocks of its earlier term — the other leader's timestamps are above them. Provoked
 directly with two leadership transfers in a three-zero cluster in one process; catches

@@ -16,9 +16,9 @@ import grpc
 import pytest
 
 from zero.app import RunConfig, ZeroApp
-from zero.datanode import DataNode, DataNodeConfig
-from zero.datanode_store import TabletStore
-from zero.moves import Backoff, MovePlan, group_sizes, plan_rebalance
+from zero.datanode.server import DataNode, DataNodeConfig
+from zero.datanode.store import TabletStore
+from zero.leader.moves import Backoff, MovePlan, group_sizes, plan_rebalance
 from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from raftcore.node import Node
-from zero.node import NodeOptions, ZeroNode
+from zero.replica.node import NodeOptions, ZeroNode
 
 
 @pytest.mark.timeout(60)

@@ -16,10 +16,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from zero import backup, cli
+from zero.ops import backup
+from zero import cli
 from zero.app import ZeroApp
 from zero.pb import zero_pb2, zero_pb2_grpc
-from zero.server import Interceptor, check_admin
+from zero.frontdoor.server import Interceptor, check_admin
 from zero.errors import PermissionDeniedError, UnauthenticatedError
 
 from zeroapps import one_zero

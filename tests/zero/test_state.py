@@ -1,4 +1,4 @@
-"""Unit tests of zero's replicated state machine (zero/state.py), without gRPC."""
+"""Unit tests of zero's replicated state machine (zero/state/machine.py), without gRPC."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from zero import state as st
+from zero.state import machine as st
 from zero.pb import state_pb2, zero_pb2
-from zero.state import (
+from zero.state.machine import (
     ApplyOrderError,
     CorruptStateError,
     FailedPreconditionError,

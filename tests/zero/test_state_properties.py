@@ -1,4 +1,4 @@
-"""Property tests: random proposal sequences against the rules zero/state.py promises."""
+"""Property tests: random proposal sequences against the rules zero/state/machine.py promises."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from zero.pb import state_pb2, zero_pb2
-from zero.state import ZeroError, ZeroState
+from zero.state.machine import ZeroError, ZeroState
 
 P = state_pb2.Proposal
 ADDRS = [f"n{i}:7080" for i in range(6)]

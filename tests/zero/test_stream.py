@@ -10,9 +10,10 @@ import pytest
 import structlog
 
 from zero.errors import ResourceExhaustedError
-from zero.node import NodeOptions, ZeroNode
+from zero.replica.node import NodeOptions, ZeroNode
 from zero.pb import state_pb2, zero_pb2
-from zero.stream import CHUNK_BYTES, MembershipHub, full_state_chunks, merge_chunk
+from zero.frontdoor.stream import MembershipHub
+from zero.state.chunks import CHUNK_BYTES, full_state_chunks, merge_chunk
 
 
 async def _node(tmp_path) -> ZeroNode:
@@ -179,7 +180,7 @@ def test_full_state_of_100k_tablets_is_chunked_under_1mib():
 def test_chunks_leave_room_for_liveness_filled_in_afterwards():
     """With `slack` per member and zero, chunks filled with the largest liveness values
     after chunking still fit the limit (the hub chunks the live state, then overlays)."""
-    from zero.stream import LIVENESS_SLACK, iter_full_state_chunks
+    from zero.state.chunks import LIVENESS_SLACK, iter_full_state_chunks
 
     st = zero_pb2.MembershipState(version=7, cluster_id="c")
     for z in range(1, 6):

@@ -1,4 +1,4 @@
-"""TimestampStream (zero/server.py) and zero.client's timestamps over it: answers in
+"""TimestampStream (zero/frontdoor/server.py) and zero.client's timestamps over it: answers in
 request order, contiguous ranges, real-time order across clients, follower forwarding,
 bad counts, leadership moving mid-stream, and the unary fallback against a zero that does
 not have the stream. ZeroApps (gRPC + Raft transport) in one process, on loopback."""
@@ -285,7 +285,7 @@ def test_client_retries_a_stream_that_stops_answering() -> None:
 def test_stream_reads_ahead_a_bounded_number_of_requests(monkeypatch):
     """A client that sends requests without reading the answers is not read without
     bound: at most STREAM_REQUESTS_AHEAD requests are taken ahead of their answers."""
-    import zero.server as srv
+    import zero.frontdoor.server as srv
 
     monkeypatch.setattr(srv, "STREAM_REQUESTS_AHEAD", 4)
     started = []

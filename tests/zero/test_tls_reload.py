@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from zero import cli, security  # noqa: E402
+from zero import cli  # noqa: E402
+from zero import security  # noqa: E402
 from zero.app import RunConfig, ZeroApp  # noqa: E402
 from zero.pb import zero_pb2, zero_pb2_grpc  # noqa: E402
 

@@ -13,8 +13,8 @@ import structlog
 from raftcore import SnapshotStatus, raftpb
 from zero.metrics import Metrics
 from zero.pb import state_pb2
-from zero.state import ZeroState
-from zero.transport import GRPC_OPTIONS, PROTOCOL, Refusal, Transport, add_raft_service
+from zero.state.machine import ZeroState
+from zero.replica.transport import GRPC_OPTIONS, PROTOCOL, Refusal, Transport, add_raft_service
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -197,7 +197,7 @@ def test_commit_only_appends_superseded_by_a_later_append_are_dropped():
     """A commit-only append (no entries) is dropped when a later append of the same
     term in the same batch carries a commit index at least as high; every other message
     goes, in order."""
-    from zero.transport import _superseded_dropped
+    from zero.replica.transport import _superseded_dropped
 
     def app(index: int, commit: int, term: int = 2, entries: int = 0) -> raftpb.Message:
         return raftpb.Message(type=raftpb.MsgApp, to=2, term=term, index=index, commit=commit,
@@ -221,7 +221,7 @@ def test_a_commit_only_append_waits_briefly_for_the_next_append(monkeypatch):
     the timing plain): an append sent within it supersedes the first (one message
     arrives, with the newer commit); alone, it goes when the hold ends. Nothing else is
     held."""
-    import zero.transport as tr
+    import zero.replica.transport as tr
 
     monkeypatch.setattr(tr, "COMMIT_HOLD", 0.5)
 

@@ -1,11 +1,11 @@
-"""Input validation helpers (zero/validate.py)."""
+"""Input validation helpers (zero/state/validate.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from zero import validate
-from zero.validate import InvalidArgumentError
+from zero.state import validate
+from zero.state.validate import InvalidArgumentError
 
 
 @pytest.mark.parametrize("name", ["a", "predicate.with.dots", "é" * 512, "x" * 1024, "名前"])

@@ -11,11 +11,11 @@ import structlog
 
 from raftcore import raftpb
 from zero.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
-from zero.leases import Leases
-from zero.node import NodeOptions, ZeroNode
+from zero.leader.leases import Leases
+from zero.replica.node import NodeOptions, ZeroNode
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import state_pb2, zero_pb2
-from zero.versions import ZERO_VERSION
+from zero.state.versions import ZERO_VERSION
 
 
 def _logger():

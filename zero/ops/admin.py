@@ -30,10 +30,11 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from . import backup, validate
-from .errors import InvalidArgumentError
-from .pb import zero_pb2, zero_pb2_grpc
-from .security import TlsError, load_tls
+from zero.ops import backup
+from zero.state import validate
+from zero.errors import InvalidArgumentError
+from zero.pb import zero_pb2, zero_pb2_grpc
+from zero.security import TlsError, load_tls
 
 __all__ = ["add_admin_parser", "run_admin", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "EXIT_UNREACHABLE"]
 

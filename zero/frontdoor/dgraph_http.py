@@ -42,11 +42,11 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from .channels import RECONNECT_OPTIONS
-from .errors import PermissionDeniedError, UnauthenticatedError, ZeroError
-from .node import ZeroNode
-from .pb import zero_pb2, zero_pb2_grpc
-from .server import MAX_MESSAGE_BYTES, check_admin
+from zero.rpc import RECONNECT_OPTIONS
+from zero.errors import PermissionDeniedError, UnauthenticatedError, ZeroError
+from zero.replica.node import ZeroNode
+from zero.pb import zero_pb2, zero_pb2_grpc
+from zero.frontdoor.server import MAX_MESSAGE_BYTES, check_admin
 
 __all__ = ["DgraphVerbs", "dgraph_state", "error_body", "PATHS"]
 
@@ -148,7 +148,7 @@ def dgraph_state(st: zero_pb2.MembershipState) -> dict[str, Any]:
 # -- the verbs ------------------------------------------------------------------------------------
 class DgraphVerbs:
     """The handlers; `register` adds /assign, /moveTablet and /removeNode to an app, and
-    zero/http.py's /state calls `state` for `?format=dgraph`.
+    zero/frontdoor/http.py's /state calls `state` for `?format=dgraph`.
 
     `grpc_addr` is the address the gRPC server was bound to (`--grpc-addr`) and
     `grpc_port` its port; with `creds` (TLS) this zero is dialled at its advertised

@@ -28,9 +28,11 @@ from typing import Any
 
 import grpc
 
-from . import backup, security, validate
-from .channels import RECONNECT_OPTIONS
-from .errors import (
+from zero.ops import backup
+from zero import security
+from zero.state import validate
+from zero.rpc import RECONNECT_OPTIONS, status_of
+from zero.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -39,11 +41,11 @@ from .errors import (
     UnavailableError,
     ZeroError,
 )
-from .leases import Leases
-from .metrics import Metrics
-from .node import ZeroNode
-from .pb import state_pb2, zero_pb2, zero_pb2_grpc
-from .stream import MembershipHub
+from zero.leader.leases import Leases
+from zero.metrics import Metrics
+from zero.replica.node import ZeroNode
+from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
+from zero.frontdoor.stream import MembershipHub
 
 __all__ = [
     "ZeroService",
@@ -51,7 +53,6 @@ __all__ = [
     "Interceptor",
     "Liveness",
     "UnimplementedError",
-    "status_of",
     "check_admin",
     "LIVENESS_WINDOW",
     "MAX_MESSAGE_BYTES",
@@ -79,14 +80,6 @@ class UnimplementedError(ZeroError):
     """A feature that arrives in a later release."""
 
     code = "UNIMPLEMENTED"
-
-
-def status_of(err: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The gRPC status and message for an error raised by a servicer (the one mapping)."""
-    if isinstance(err, ZeroError):
-        code = getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN)
-        return code, str(err) or type(err).__name__
-    return grpc.StatusCode.INTERNAL, f"internal error in zero: {type(err).__name__}: {err}"
 
 
 def check_admin(token: str | None, metadata: Any) -> None:
@@ -1009,7 +1002,7 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
     def __init__(self, node: ZeroNode, liveness: Liveness, moves: Any = None) -> None:
         self.node = node
         self.liveness = liveness
-        self.moves = moves  # zero/moves.py MoveDriver; None: moves are not offered
+        self.moves = moves  # zero/leader/moves.py MoveDriver; None: moves are not offered
 
     async def RemoveNode(self, request: zero_pb2.RemoveNodeRequest, context: Any) -> zero_pb2.RemoveNodeResponse:
         if not request.node_id:
@@ -1086,7 +1079,7 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
         raise InvalidArgumentError(f"rebalance mode {mode} is not ON, OFF or NOW")
 
     async def Backup(self, request: zero_pb2.BackupRequest, context: Any) -> AsyncIterator[zero_pb2.BackupChunk]:
-        """A consistent backup (zero/backup.py), taken here on the leader (the
+        """A consistent backup (zero/ops/backup.py), taken here on the leader (the
         Interceptor forwards it): a ReadIndex barrier, then the state as applied at that
         index, streamed in 1 MiB chunks."""
         node = self.node

@@ -1,6 +1,6 @@
 """`zero datanode`: the reference data node — the example to copy when writing your own.
 
-It keeps key/values per tablet (zero/datanode_store.py), talks to zero through
+It keeps key/values per tablet (zero/datanode/store.py), talks to zero through
 zero.client, and serves the DataNode gRPC service (proto/zero/pb/datanode.proto):
 
 - Membership. It connects (joining --group, or one zero chooses; while no zero answers
@@ -16,7 +16,7 @@ zero.client, and serves the DataNode gRPC service (proto/zero/pb/datanode.proto)
 - Sizes. Every --size-interval the leader reports the sizes of the tablets its group
   owns (UpdateTabletSizes); zero's rebalancer plans with them.
 
-A tablet move (zero drives it, zero/moves.py; every call carries the move id, and an id
+A tablet move (zero drives it, zero/leader/moves.py; every call carries the move id, and an id
 older than the newest this node saw for the tablet is refused):
 
   source  MoveTablet:    fence the tablet (new writes are refused from here on), wait
@@ -49,20 +49,21 @@ from typing import Any, TextIO
 import grpc
 import structlog
 
-from . import security, validate
-from .channels import RECONNECT_OPTIONS
-from .client import RETRYABLE, ZeroClient
-from .datanode_store import TabletStore
-from .errors import FailedPreconditionError, InvalidArgumentError, UnavailableError, ZeroError
-from .pb import datanode_pb2, datanode_pb2_grpc, zero_pb2
-from .server import status_of
+from zero import security
+from zero.state import validate
+from zero.rpc import RECONNECT_OPTIONS
+from zero.client import RETRYABLE, ZeroClient
+from zero.datanode.store import TabletStore
+from zero.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError, ZeroError
+from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2
+from zero.rpc import status_of
 
 __all__ = ["DataNode", "DataNodeConfig", "run_datanode"]
 
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
                 ("grpc.so_reuseport", 0)]
 # Channels to other data nodes (a move's copy): a destination back from a few seconds
-# down is dialled again at once, or every move to it is rolled back (zero/channels.py).
+# down is dialled again at once, or every move to it is rolled back (zero/rpc.py).
 CHANNEL_OPTIONS = [*GRPC_OPTIONS[:2], *RECONNECT_OPTIONS]
 
 
@@ -103,7 +104,7 @@ def _logger(addr: str, fmt: str | None, stream: TextIO | None = None) -> Any:
 
 
 def _grpc_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Turn a raised ZeroError into the call's gRPC status (zero/server.py's table)."""
+    """Turn a raised ZeroError into the call's gRPC status (zero/frontdoor/server.py's table)."""
     async def call(self: DataNode, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await fn(self, request, context)

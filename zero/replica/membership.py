@@ -41,19 +41,19 @@ import grpc
 
 from raftcore import StateType, Status, raftpb
 
-from .errors import (
+from zero.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     UnavailableError,
     ZeroError,
 )
-from .pb import raft_transport_pb2 as tpb
-from .pb import raft_transport_pb2_grpc as tgrpc
-from .pb import state_pb2, zero_pb2
-from .state import Applied, ZeroState
-from .transport import Transport
-from .versions import ZERO_VERSION
+from zero.pb import raft_transport_pb2 as tpb
+from zero.pb import raft_transport_pb2_grpc as tgrpc
+from zero.pb import state_pb2, zero_pb2
+from zero.state.machine import Applied, ZeroState
+from zero.replica.transport import Transport
+from zero.state.versions import ZERO_VERSION
 
 __all__ = ["Membership", "MembershipHost", "ConfChangeDroppedError", "join_cluster", "PROMOTE_LAG", "ready_learners"]
 
@@ -232,7 +232,7 @@ class Membership:
                 raise UnavailableError("the cluster has no id yet (its first leader is starting); retry")
             if req.cluster_id and req.cluster_id != cid:
                 raise FailedPreconditionError(f"this is cluster {cid}, not {req.cluster_id}")
-            if (req.version or 1) < state.cluster_version:  # zero/versions.py: no downgrade by joining
+            if (req.version or 1) < state.cluster_version:  # zero/state/versions.py: no downgrade by joining
                 raise FailedPreconditionError(
                     f"the cluster runs version {state.cluster_version}; a zero of version {req.version or 1} "
                     f"could not decode its log: run a newer zero")

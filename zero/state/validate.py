@@ -2,7 +2,7 @@
 
 Every check here is pure: it returns the normalised value or raises an InvalidArgumentError
 whose message says which input is wrong and why. The gRPC layer runs these on requests
-before proposing anything, and zero/state.py runs them again inside apply() so that a
+before proposing anything, and zero/state/machine.py runs them again inside apply() so that a
 malformed proposal — from any proposer, of any version — changes nothing.
 
 The error classes live in zero/errors.py (re-exported here).
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .errors import (
+from zero.errors import (
     ApplyOrderError,
     CorruptStateError,
     FailedPreconditionError,

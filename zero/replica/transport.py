@@ -9,7 +9,7 @@ everything queued as one `RaftBatch` whenever the stream is writable. Rules:
   reconnect attempts), drops the message and calls `report_unreachable`, so Raft falls
   back to probing that follower instead of assuming the message arrived.
 - Messages are handed to the transport before the Ready's entries are persisted
-  (zero/node.py), and nothing on the send path does I/O, so heartbeats and appends
+  (zero/replica/node.py), and nothing on the send path does I/O, so heartbeats and appends
   never wait behind an fsync or an apply (thesis §10.2.1).
 - A broken stream reconnects after a jittered exponential backoff; a write that does
   not complete within WRITE_TIMEOUT (a paused or partitioned peer) breaks the stream.
@@ -48,10 +48,10 @@ import grpc  # type: ignore[import-untyped]
 
 from raftcore import RaftError, SnapshotStatus, raftpb
 
-from .channels import RECONNECT_OPTIONS
-from .pb import raft_transport_pb2 as tpb
-from .pb import raft_transport_pb2_grpc as tgrpc
-from .state import ZeroState
+from zero.rpc import RECONNECT_OPTIONS
+from zero.pb import raft_transport_pb2 as tpb
+from zero.pb import raft_transport_pb2_grpc as tgrpc
+from zero.state.machine import ZeroState
 
 
 __all__ = ["Transport", "PeerHost", "RaftHost", "RaftService", "add_raft_service", "GRPC_OPTIONS", "PROTOCOL", "Refusal"]
@@ -108,7 +108,7 @@ COMMIT_HOLD = 0.001
 
 # Options for peer channels and for the server the Raft service is registered on: larger
 # messages than gRPC's default 4 MiB (snapshot chunks and batches stay below it anyway),
-# and quick reconnects (zero/channels.py) so gRPC's own backoff does not add to ours.
+# and quick reconnects (zero/rpc.py) so gRPC's own backoff does not add to ours.
 GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", 64 << 20),
     ("grpc.max_receive_message_length", 64 << 20),
@@ -645,7 +645,7 @@ class RaftService(tgrpc.RaftServicer):
         return tpb.SnapshotChunkResponse(message=why)
 
     async def JoinCluster(self, request: tpb.JoinClusterRequest, context: Any) -> tpb.JoinClusterResponse:
-        from .errors import ZeroError
+        from zero.errors import ZeroError
 
         try:
             return await self.node.handle_join(request)

@@ -14,10 +14,10 @@ The event loop owns RawNode (through raftcore.Node) and ZeroState; the worker th
 only writes files. The core reads DiskStorage's in-memory view only below the unstable
 offset, which save() never changes, so the two never touch the same entries.
 
-Peers: `self.transport` (zero/transport.py) carries messages to the other zeros; its
+Peers: `self.transport` (zero/replica/transport.py) carries messages to the other zeros; its
 peer list follows `state.zeros` (and, while a joiner catches up, its join answer). A new
 data dir with `peer` set joins an existing cluster through JoinCluster instead of
-bootstrapping; membership changes and leadership transfer live in zero/membership.py.
+bootstrapping; membership changes and leadership transfer live in zero/replica/membership.py.
 
 Lifecycle for the app (the CLI wires these):
 
@@ -61,8 +61,8 @@ from raftcore.wal.files import fsync_dir
 
 from raftcore import SnapshotStatus
 
-from .errors import FailedPreconditionError, UnavailableError, ZeroError
-from .identity import (
+from zero.errors import FailedPreconditionError, UnavailableError, ZeroError
+from zero.replica.identity import (
     LEASE_BUMP_FILE,
     Identity,
     load_identity,
@@ -71,13 +71,13 @@ from .identity import (
     save_join_answer,
     write_marker,
 )
-from .membership import ConfChangeDroppedError, Membership, join_cluster
-from .metrics import Metrics
-from .pb import raft_transport_pb2, state_pb2, zero_pb2
-from .reads import ReadRounds, fail
-from .state import Applied, ZeroState
-from .transport import Transport
-from .versions import ZERO_VERSION, check_proposal
+from zero.replica.membership import ConfChangeDroppedError, Membership, join_cluster
+from zero.metrics import Metrics
+from zero.pb import raft_transport_pb2, state_pb2, zero_pb2
+from zero.replica.reads import ReadRounds, fail
+from zero.state.machine import Applied, ZeroState
+from zero.replica.transport import Transport
+from zero.state.versions import ZERO_VERSION, check_proposal
 
 __all__ = ["ZeroNode", "NodeOptions"]
 
@@ -131,7 +131,7 @@ class ZeroNode:
         self._seq = 0
         self._waiters: dict[str, tuple[asyncio.Future[Applied], float]] = {}
         # Linearizable reads: requests that arrive while a round is in flight wait for
-        # the next round, which begins after they arrived (zero/reads.py).
+        # the next round, which begins after they arrived (zero/replica/reads.py).
         self._reads = ReadRounds(
             incarnation=self._incarnation, request=self._request_read_index,
             round_timeout=opts.tick_seconds * opts.election_ticks * 2, read_timeout=opts.read_timeout,
@@ -733,7 +733,7 @@ class ZeroNode:
         assert self._node is not None
         await self._node.transfer_leadership(self.raft_id, to)
 
-    # -- membership (zero/membership.py) ---------------------------------------------------------
+    # -- membership (zero/replica/membership.py) ---------------------------------------------------------
     async def handle_join(self, req: raft_transport_pb2.JoinClusterRequest) -> raft_transport_pb2.JoinClusterResponse:
         """JoinCluster: on the leader, add the caller as a learner; elsewhere UNAVAILABLE
         (the servicer adds the leader's address for the caller to follow)."""

@@ -310,7 +310,7 @@ class _Supervisor:
         """Every zero is a voter in the leader's view (joiners start as learners)."""
         import grpc  # local: keep `zero local --help` fast
 
-        from .pb import zero_pb2, zero_pb2_grpc
+        from zero.pb import zero_pb2, zero_pb2_grpc
         try:
             with grpc.insecure_channel(_fmt(self.ns.host, lead.grpc_port)) as ch:
                 st = zero_pb2_grpc.ZeroAdminStub(ch).RaftStatus(zero_pb2.RaftStatusRequest(), timeout=1.0)

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import google_crc32c
 from google.protobuf.message import DecodeError
 
-from .errors import ZeroError
-from .pb import state_pb2, zero_pb2
-from .state import ZeroState
-from .validate import CorruptStateError
+from zero.errors import ZeroError
+from zero.pb import state_pb2, zero_pb2
+from zero.state.machine import ZeroState
+from zero.state.validate import CorruptStateError
 
 __all__ = ["FORMAT", "MAGIC", "BackupError", "Backup", "encode", "decode", "read", "verify", "write_atomically",
            "temp_path", "chunks", "CHUNK_BYTES"]

@@ -36,9 +36,9 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from . import validate
-from .pb import state_pb2, zero_pb2
-from .errors import (
+from zero.state import validate
+from zero.pb import state_pb2, zero_pb2
+from zero.errors import (
     ApplyOrderError,
     CorruptStateError,
     FailedPreconditionError,
@@ -528,7 +528,7 @@ class ZeroState:
             raise InvalidArgumentError(f"raft id {rid} is out of range")
         zeros = self._state.zeros
         if z.version and self._snap.zero_versions.get(rid) != z.version:
-            self._snap.zero_versions[rid] = z.version  # the zero's announcement (zero/versions.py)
+            self._snap.zero_versions[rid] = z.version  # the zero's announcement (zero/state/versions.py)
             ch.settings = True
         if rid in zeros and zeros[rid].addr == addr:
             self._update_cluster_version(ch)
@@ -614,7 +614,7 @@ class ZeroState:
 
     def edited(self, edit: Callable[[state_pb2.ZeroStateSnapshot], None]) -> ZeroState:
         """A new state: this one's snapshot as `edit` changed it, restored (which checks
-        every invariant again). For offline rewrites (zero/recovery.py), never for apply."""
+        every invariant again). For offline rewrites (zero/ops/recovery.py), never for apply."""
         snap = state_pb2.ZeroStateSnapshot.FromString(self._snapshot_payload())
         edit(snap)
         return ZeroState.restore(_framed(snap.SerializeToString(deterministic=True)))
@@ -639,7 +639,7 @@ class ZeroState:
 
     @property
     def cluster_version(self) -> int:
-        """The lowest software version the current zeros announced (zero/versions.py)."""
+        """The lowest software version the current zeros announced (zero/state/versions.py)."""
         return self._state.cluster_version
 
     def zero_version(self, raft_id: int) -> int:

@@ -6,9 +6,9 @@ Three kinds of version, each checked where the bytes are read:
 - On-disk formats. Every file a zero writes names its format in a header whose layout
   never changes, so a file from a newer zero is recognised as newer (not as damage) and
   refused with a message that says so: WAL segments and snapshot files
-  (raftcore.wal.FORMAT_VERSION), the state inside a snapshot (zero.state.FORMAT), backups
-  (zero.backup.FORMAT), IDENTITY (zero.identity.FORMAT).
-- The peer protocol (zero.transport.PROTOCOL, in every RaftBatch, SnapshotChunk and
+  (raftcore.wal.FORMAT_VERSION), the state inside a snapshot (zero.state.machine.FORMAT), backups
+  (zero.ops.backup.FORMAT), IDENTITY (zero.replica.identity.FORMAT).
+- The peer protocol (zero.replica.transport.PROTOCOL, in every RaftBatch, SnapshotChunk and
   JoinClusterRequest): a receiver refuses another protocol.
 - The cluster version. Each zero announces ZERO_VERSION (JoinClusterRequest.version, then
   AddZero.version, re-announced after every restart); the replicated state keeps the
@@ -24,8 +24,8 @@ adds a kind maps it to the new ZERO_VERSION here and bumps ZERO_VERSION.
 
 from __future__ import annotations
 
-from .errors import FailedPreconditionError
-from .pb import state_pb2
+from zero.errors import FailedPreconditionError
+from zero.pb import state_pb2
 
 __all__ = ["ZERO_VERSION", "PROPOSAL_MIN_VERSION", "required_version", "check_proposal", "effective"]
 

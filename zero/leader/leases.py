@@ -25,10 +25,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from . import validate
-from .errors import UnavailableError
-from .node import ZeroNode
-from .pb import state_pb2, zero_pb2
+from zero.state import validate
+from zero.errors import UnavailableError
+from zero.replica.node import ZeroNode
+from zero.pb import state_pb2, zero_pb2
 
 __all__ = ["Leases", "LEASE_AHEAD"]
 

@@ -1,6 +1,6 @@
 """Tablet moves and the rebalancer, driven by zero's leader (SPEC semantics 1 and 5).
 
-A move, one at a time, every phase a Raft-replicated record (zero/state.py):
+A move, one at a time, every phase a Raft-replicated record (zero/state/machine.py):
 
     plan -> StartMove       tablet read-only, move_ts leased from the timestamp lease
          -> MoveTablet      on the source group's leader (from heartbeats), with a
@@ -39,12 +39,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from . import validate
-from .channels import RECONNECT_OPTIONS
-from .errors import FailedPreconditionError, NotFoundError, UnavailableError, ZeroError
-from .leases import Leases
-from .node import ZeroNode
-from .pb import datanode_pb2, datanode_pb2_grpc, state_pb2, zero_pb2
+from zero.state import validate
+from zero.rpc import RECONNECT_OPTIONS
+from zero.errors import FailedPreconditionError, NotFoundError, UnavailableError, ZeroError
+from zero.leader.leases import Leases
+from zero.replica.node import ZeroNode
+from zero.pb import datanode_pb2, datanode_pb2_grpc, state_pb2, zero_pb2
 
 __all__ = ["MovePlan", "MoveOptions", "MoveDriver", "MoveMetrics", "group_sizes", "plan_rebalance",
            "Backoff", "IMBALANCE", "DIAL_OPTIONS", "dial"]
@@ -159,7 +159,7 @@ class MoveOptions:
 
 
 class LivenessView(Protocol):
-    """What the move driver needs of data-node liveness (zero/server.py's Liveness)."""
+    """What the move driver needs of data-node liveness (zero/frontdoor/server.py's Liveness)."""
 
     @property
     def settled(self) -> bool: ...
@@ -467,7 +467,7 @@ class MoveDriver:
 
 # A data node back from a few seconds down must be dialled again at once, not after
 # gRPC's own backoff (which grows to 2 minutes): meanwhile every move from or to it would
-# be rolled back and its tablet backed off (zero/channels.py).
+# be rolled back and its tablet backed off (zero/rpc.py).
 DIAL_OPTIONS: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 16 << 20), *RECONNECT_OPTIONS]
 
 

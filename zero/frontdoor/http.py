@@ -1,6 +1,6 @@
 """The HTTP port: `/health`, `/live`, `/state`, `/metrics` and a status page at `/`, and
 Dgraph Zero's verbs (`/assign`, `/moveTablet`, `/removeNode`, `/state?format=dgraph`),
-which live in zero/dgraph_http.py and are only registered here.
+which live in zero/frontdoor/dgraph_http.py and are only registered here.
 
 The status page (zero/static/) is self-contained: `/` embeds the first report and the
 page polls `/status.json` (`status_report`) every second to stay live.
@@ -23,11 +23,11 @@ from google.protobuf import json_format
 
 from raftcore import StateType
 
-from .dgraph_http import DgraphVerbs
-from .errors import ZeroError
-from .node import ZeroNode
-from .pb import state_pb2, zero_pb2
-from .server import Liveness
+from zero.frontdoor.dgraph_http import DgraphVerbs
+from zero.errors import ZeroError
+from zero.replica.node import ZeroNode
+from zero.pb import state_pb2, zero_pb2
+from zero.frontdoor.server import Liveness
 
 __all__ = ["make_app", "health_report", "status_report", "APPLY_LAG_LIMIT"]
 
@@ -86,7 +86,7 @@ def make_app(node: ZeroNode, liveness: Liveness, *, admin_token: str | None = No
              grpc_port: int = 0, grpc_creds: Any = None) -> web.Application:
     """The HTTP app. With `grpc_port` (this zero's gRPC server, bound on `grpc_addr`;
     `grpc_creds` when it uses TLS) it also serves Dgraph's verbs, through that gRPC
-    server (zero/dgraph_http.py); `admin_token` is --admin-token."""
+    server (zero/frontdoor/dgraph_http.py); `admin_token` is --admin-token."""
     app = web.Application()
     started = time.time()
     dgraph = (DgraphVerbs(node, admin_token=admin_token, grpc_addr=grpc_addr, grpc_port=grpc_port, creds=grpc_creds)

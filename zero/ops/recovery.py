@@ -37,11 +37,11 @@ from raftcore import StorageError, raftpb
 from raftcore.wal import DiskStorage
 from raftcore.wal.files import fsync_dir
 
-from . import backup as backup_mod
-from .errors import ZeroError
-from .identity import JOIN_ANSWER_FILE, Identity, load_identity, save_identity
-from .pb import state_pb2, zero_pb2
-from .state import MAX_LEASE, UINT64_MAX, ZeroState
+from zero.ops import backup as backup_mod
+from zero.errors import ZeroError
+from zero.replica.identity import JOIN_ANSWER_FILE, Identity, load_identity, save_identity
+from zero.pb import state_pb2, zero_pb2
+from zero.state.machine import MAX_LEASE, UINT64_MAX, ZeroState
 
 __all__ = ["LEASE_MARGIN", "WAL_DIR", "FORCED_FILE", "RecoveryError", "Recovered", "Outcome",
            "continue_lease", "lease_floor", "load_data_dir", "rewrite", "write_data_dir", "restore",

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import UnavailableError, ZeroError
+from zero.errors import UnavailableError, ZeroError
 
 __all__ = ["ReadRounds", "fail"]
 

@@ -1,4 +1,4 @@
-"""`zero datanode`'s command line: flags validated into a DataNodeConfig (zero/datanode.py).
+"""`zero datanode`'s command line: flags validated into a DataNodeConfig (zero/datanode/server.py).
 
 zero/cli.py registers the subcommand; exit codes: 0 after SIGTERM/SIGINT, 1 when the node
 cannot start, 2 for usage errors.
@@ -11,10 +11,10 @@ import os
 import sys
 from typing import Any
 
-from . import validate
-from .datanode import DataNodeConfig, run_datanode
-from .errors import InvalidArgumentError
-from .security import check_tls_dir
+from zero.state import validate
+from zero.datanode.server import DataNodeConfig, run_datanode
+from zero.errors import InvalidArgumentError
+from zero.security import check_tls_dir
 
 __all__ = ["add_datanode_parser", "config_from_args", "main"]
 
@@ -42,7 +42,7 @@ def add_datanode_parser(sub: Any) -> None:
 
 def config_from_args(ns: Any) -> DataNodeConfig:
     """`zero datanode`'s flags, validated; InvalidArgumentError says which is wrong."""
-    from .config import parse_duration
+    from zero.config import parse_duration
 
     zeros = tuple(validate.address(a.strip(), "--zero") for a in ns.zero.split(",") if a.strip())
     if not zeros:

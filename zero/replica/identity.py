@@ -16,8 +16,8 @@ import zlib
 from raftcore import CorruptionError, StorageError
 from raftcore.wal.files import fsync_dir
 
-from .errors import ZeroError
-from .pb import raft_transport_pb2
+from zero.errors import ZeroError
+from zero.pb import raft_transport_pb2
 
 __all__ = ["Identity", "load_identity", "save_identity", "IDENTITY_FILE", "FORMAT", "JOIN_ANSWER_FILE",
            "LEASE_BUMP_FILE", "save_join_answer", "load_join_answer", "write_marker"]
