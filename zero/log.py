@@ -16,11 +16,24 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO, cast
 
 import structlog
 
-__all__ = ["make_logger", "LOG_FORMATS", "default_format"]
+__all__ = ["Logger", "make_logger", "LOG_FORMATS", "default_format"]
+
+
+class Logger(Protocol):
+    """The structlog bound-logger methods zero logs through: an event name, then the
+    line's fields as keywords (`log.info("leader changed", term=3)`). Structlog's
+    loggers fit, and a Logger fits raftcore.Logger, so one logger serves both.
+    """
+
+    def debug(self, event: str, *args: object, **kw: object) -> None: ...
+    def info(self, event: str, *args: object, **kw: object) -> None: ...
+    def warning(self, event: str, *args: object, **kw: object) -> None: ...
+    def error(self, event: str, *args: object, **kw: object) -> None: ...
+    def bind(self, **new_values: object) -> Logger: ...
 
 LOG_FORMATS = ("json", "console")
 
@@ -35,7 +48,7 @@ def default_format(stream: TextIO | None = None) -> str:
 
 
 def make_logger(*, raft_id: int | Callable[[], int], fmt: str | None = None, term: Callable[[], int] | None = None,
-                stream: TextIO | None = None, debug: bool = False) -> Any:
+                stream: TextIO | None = None, debug: bool = False) -> Logger:
     """A bound structlog logger writing to `stream` (stderr by default).
 
     `term` is called for every line; it returns the node's current term (0 before the
@@ -87,7 +100,7 @@ def make_logger(*, raft_id: int | Callable[[], int], fmt: str | None = None, ter
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if debug else logging.INFO),
         cache_logger_on_first_use=True,
     )
-    return logger
+    return cast(Logger, logger)
 
 
 def _isatty(stream: TextIO) -> bool:
