@@ -29,7 +29,8 @@ from zero.ops import backup  # noqa: E402
 from zero import cli  # noqa: E402
 from zero.ops import recovery  # noqa: E402
 from zero.ops.admin import run_admin  # noqa: E402
-from zero.app import RunConfig, ZeroApp  # noqa: E402
+from zero.app import ZeroApp  # noqa: E402
+from zero.config import RunConfig  # noqa: E402
 from zero.client import ZeroClient  # noqa: E402
 from zero.pb import state_pb2, zero_pb2  # noqa: E402
 

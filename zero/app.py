@@ -22,7 +22,6 @@ import signal
 import socket
 import time
 import sys
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import grpc
@@ -34,6 +33,7 @@ from raftcore import StorageError
 
 from zero.ops import recovery
 from zero import security
+from zero.config import RunConfig
 from zero.errors import ZeroError
 from zero.frontdoor.http import health_report, make_app
 from zero.replica.identity import load_identity
@@ -47,7 +47,7 @@ from zero.replica.transport import GRPC_OPTIONS, add_raft_service
 from zero.frontdoor.server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
 from zero.frontdoor.stream import MembershipHub
 
-__all__ = ["RunConfig", "ZeroApp", "StartupError", "run", "LOCK_FILE"]
+__all__ = ["ZeroApp", "StartupError", "run", "LOCK_FILE"]
 
 LOCK_FILE = "LOCK"
 HEALTH_PERIOD = 0.5  # seconds between gRPC health refreshes
@@ -57,33 +57,6 @@ SERVICES = ("zero.v1.Zero", "zero.v1.ZeroAdmin")
 PEER_PROBE_TIMEOUT = 2.0  # seconds for one try at --peer before a join
 PEER_PROBE_PERIOD = 1.0  # seconds between those tries
 TLS_POLL = 2.0  # seconds between looks at the --tls-dir files (a change settled for one look is reloaded)
-
-
-@dataclass(frozen=True, slots=True)
-class RunConfig:
-    """Everything `zero run` takes, validated (zero/cli.py builds it)."""
-
-    data_dir: str = "./zw"
-    grpc_addr: str = "0.0.0.0:5080"
-    http_addr: str = "0.0.0.0:6080"
-    my: str | None = None  # None: localhost:<grpc port>
-    raft_id: int = 0  # 0: the data dir's; else 1 for a new cluster, or assigned when joining
-    peer: str = ""  # any live zero to join through (a new data dir only)
-    tls_dir: str | None = None  # mutual TLS on every gRPC connection (zero/security.py); None: plaintext
-    replicas: int = 1
-    tick: float = 0.1
-    election_ticks: int = 5
-    snapshot_after: int = 10_000
-    rebalance_interval: float = 480.0  # 0: no periodic rebalancing
-    move_timeout: float = 600.0  # a tablet move's copy must finish within this
-    move_backoff: float = 3600.0  # a tablet whose move failed is not planned again for this long (doubling)
-    move_backoff_max: float = 86400.0
-    admin_token: str | None = field(default=None, repr=False)  # never printed
-    log_format: str | None = None  # None: console on a TTY, else json
-    force_new_cluster: bool = False  # rewrite the data dir into a new single-zero cluster first (recovery.py)
-    lease_margin: int = 1_000_000  # ids skipped above the recovered maxima by force_new_cluster
-    join_timeout: float = 60.0  # a new zero with --peer: how long it waits for the peer and the join
-    live_addr: str | None = None  # /live alone over plain HTTP (probes while the HTTP port is HTTPS); None: off
 
 
 class StartupError(Exception):

@@ -24,7 +24,8 @@ from typing import Any
 import grpc
 import pytest
 
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
+from zero.config import RunConfig
 from zero.client import ZeroClient
 from zero.pb import datanode_pb2_grpc
 

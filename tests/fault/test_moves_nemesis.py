@@ -21,7 +21,8 @@ import pytest
 
 from procs import free_port
 from zero.leader import moves
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
+from zero.config import RunConfig
 from zero.client import ZeroClient
 from zero.datanode.server import DataNode, DataNodeConfig
 from zero.pb import datanode_pb2 as dn

@@ -23,7 +23,8 @@ from zero.ops import backup
 from zero import cli
 from zero.ops import recovery
 from zero.state import versions
-from zero.app import RunConfig, StartupError, ZeroApp
+from zero.app import StartupError, ZeroApp
+from zero.config import RunConfig
 from zero.client import ZeroClient
 from zero.errors import FailedPreconditionError
 from zero.replica.identity import IDENTITY_FILE, Identity, save_identity

@@ -15,7 +15,8 @@ from typing import Any, AsyncIterator
 import grpc
 import pytest
 
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
+from zero.config import RunConfig
 from zero.datanode.server import DataNode, DataNodeConfig
 from zero.datanode.store import TabletStore
 from zero.leader.moves import Backoff, MovePlan, group_sizes, plan_rebalance

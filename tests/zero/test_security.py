@@ -37,7 +37,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from zero import cli  # noqa: E402
 from zero import security  # noqa: E402
 from zero.ops.admin import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, run_admin  # noqa: E402
-from zero.app import RunConfig, ZeroApp  # noqa: E402
+from zero.app import ZeroApp  # noqa: E402
+from zero.config import RunConfig  # noqa: E402
 from zero.client import ZeroClient  # noqa: E402
 from zero.datanode.server import DataNode, DataNodeConfig  # noqa: E402
 from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2, zero_pb2_grpc  # noqa: E402

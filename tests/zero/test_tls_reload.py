@@ -42,7 +42,8 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 from zero import cli  # noqa: E402
 from zero import security  # noqa: E402
-from zero.app import RunConfig, ZeroApp  # noqa: E402
+from zero.app import ZeroApp  # noqa: E402
+from zero.config import RunConfig  # noqa: E402
 from zero.pb import zero_pb2, zero_pb2_grpc  # noqa: E402
 
 from zeroapps import until  # noqa: E402

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zero.app import RunConfig, ZeroApp
+from zero.app import ZeroApp
+from zero.config import RunConfig
 
 
 async def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
