@@ -11,11 +11,36 @@ How the layers stack:
               contract on a SimNetwork; crash/restart, membership changes, snapshots,
               leader transfer, ReadIndex, and a trace of events for failure reports
 
+Beside them, the scaffolding of etcd-io/raft's own tests, for the scenarios ported from
+them (tests/raftcore):
+  etcd_raft     newTestRaft-level helpers: etcd's test config, storage and bare Raft
+                (new_raft, read_messages, next_ents, ...), and the check that no Ready
+                carries a response to unpersisted state
+  etcd_network  Network: etcd's `network` of RawNodes (Node) driven through the Ready
+                contract, with cut/isolate/drop/ignore/msg_hook and black holes
+
 Nothing here uses threads, asyncio or clocks: a seed determines the whole run.
 """
 
 from .app import AppliedEntry, RecordingStateMachine
 from .cluster import LivenessError, NodeState, SimCluster, SimNode
+from .etcd_network import BLACK_HOLE, Network, Node, PeerFactory, ents_node, new_node, voted_node
+from .etcd_raft import (
+    NullLogger,
+    advance_messages_after_append,
+    check_ready_responses,
+    entries_with_terms,
+    log_entries,
+    memory_storage,
+    msg,
+    new_config,
+    new_raft,
+    new_rawnode,
+    new_storage,
+    next_ents,
+    persist,
+    read_messages,
+)
 from .invariants import InvariantChecker, InvariantViolation
 from .network import NetworkStats, SimNetwork
 
@@ -30,4 +55,26 @@ __all__ = [
     "InvariantViolation",
     "RecordingStateMachine",
     "AppliedEntry",
+    # etcd-io/raft's test scaffolding
+    "Network",
+    "Node",
+    "BLACK_HOLE",
+    "PeerFactory",
+    "new_node",
+    "ents_node",
+    "voted_node",
+    "NullLogger",
+    "msg",
+    "entries_with_terms",
+    "new_storage",
+    "new_config",
+    "new_raft",
+    "new_rawnode",
+    "persist",
+    "advance_messages_after_append",
+    "read_messages",
+    "next_ents",
+    "log_entries",
+    "memory_storage",
+    "check_ready_responses",
 ]

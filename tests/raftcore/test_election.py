@@ -11,19 +11,6 @@ import random
 
 import pytest
 
-from harness import (
-    BLACK_HOLE,
-    Network,
-    ents_node,
-    entries_with_terms,
-    msg,
-    new_config,
-    new_raft,
-    new_rawnode,
-    new_storage,
-    read_messages,
-    voted_node,
-)
 from raftcore import RawNode, StateType
 from raftcore.log import RaftLog
 from raftcore.raftpb import (
@@ -40,16 +27,25 @@ from raftcore.raftpb import (
     MsgVoteResp,
     Entry,
 )
+from raftcore.testing import (
+    BLACK_HOLE,
+    Network,
+    ents_node,
+    entries_with_terms,
+    msg,
+    new_config,
+    new_raft,
+    new_rawnode,
+    new_storage,
+    read_messages,
+    voted_node,
+)
 
 F, C, P, L = StateType.FOLLOWER, StateType.CANDIDATE, StateType.PRE_CANDIDATE, StateType.LEADER
 
 
 def hup(id: int):
     return msg(MsgHup, id, id)
-
-
-def pre_vote(kw: dict) -> None:
-    kw["pre_vote"] = True
 
 
 def cq_nodes(n: int, **kw) -> list[RawNode]:
@@ -61,23 +57,22 @@ def cq_nodes(n: int, **kw) -> list[RawNode]:
 # -- TestLeaderElection / TestLeaderElectionPreVote ---------------------------------------------
 @pytest.mark.parametrize("prevote", [False, True], ids=["vote", "prevote"])
 def test_leader_election(prevote: bool) -> None:
-    cfg = pre_vote if prevote else None
     # A failed election leaves a pre-candidate at its old term (it never bumped it).
     cand_state, cand_term = (P, 0) if prevote else (C, 1)
     pv = {"pre_vote": prevote}
     cases = [
-        (Network(None, None, None, config=cfg), L, 1),
-        (Network(None, None, BLACK_HOLE, config=cfg), L, 1),
-        (Network(None, BLACK_HOLE, BLACK_HOLE, config=cfg), cand_state, cand_term),
-        (Network(None, BLACK_HOLE, BLACK_HOLE, None, config=cfg), cand_state, cand_term),
-        (Network(None, BLACK_HOLE, BLACK_HOLE, None, None, config=cfg), L, 1),
+        (Network(None, None, None, pre_vote=prevote), L, 1),
+        (Network(None, None, BLACK_HOLE, pre_vote=prevote), L, 1),
+        (Network(None, BLACK_HOLE, BLACK_HOLE, pre_vote=prevote), cand_state, cand_term),
+        (Network(None, BLACK_HOLE, BLACK_HOLE, None, pre_vote=prevote), cand_state, cand_term),
+        (Network(None, BLACK_HOLE, BLACK_HOLE, None, None, pre_vote=prevote), L, 1),
         # Three logs further along than 1's, at the same term, so rejections come back
         # instead of the votes being ignored.
-        (Network(None, ents_node(1, **pv), ents_node(1, **pv), ents_node(1, 1, **pv), None, config=cfg), F, 1),
+        (Network(None, ents_node(1, **pv), ents_node(1, **pv), ents_node(1, 1, **pv), None, pre_vote=prevote), F, 1),
     ]
     for i, (nt, state, term) in enumerate(cases):
         nt.send(hup(1))
-        r = nt.raft(1)
+        r = nt[1].raft
         assert r.state == state, f"#{i}"
         assert r.term == term, f"#{i}"
 
@@ -86,20 +81,20 @@ def test_leader_cycle() -> None:
     # Each node can campaign and become leader in turn, with and without PreVote: the
     # log-up-to-date check (§5.4.1) passes because every log is replicated.
     for prevote in (False, True):
-        nt = Network(None, None, None, config=pre_vote if prevote else None)
+        nt = Network(None, None, None, pre_vote=prevote)
         for campaigner in (1, 2, 3):
             nt.send(hup(campaigner))
             for id in nt.ids:
-                r = nt.raft(id)
+                r = nt[id].raft
                 want = L if id == campaigner else F
                 assert r.state == want, f"prevote={prevote} campaigner {campaigner}, node {id}"
 
 
 def test_single_node_candidate_and_pre_candidate() -> None:
-    for cfg in (None, pre_vote):
-        nt = Network(None, config=cfg)
+    for prevote in (False, True):
+        nt = Network(None, pre_vote=prevote)
         nt.send(hup(1))
-        assert nt.raft(1).state == L
+        assert nt[1].raft.state == L
 
 
 # -- dueling candidates --------------------------------------------------------------------------
@@ -109,32 +104,32 @@ def test_dueling_candidates() -> None:
     nt.send(hup(1))
     nt.send(hup(3))
     # 1 wins with votes from 1 and 2; 3 keeps its own vote and 2's rejection.
-    assert nt.raft(1).state == L
-    assert nt.raft(3).state == C
+    assert nt[1].raft.state == L
+    assert nt[3].raft.state == C
 
     nt.recover()
     # 3 campaigns again at a higher term and disrupts leader 1, but both reject it: its
     # log lacks the entry 1 appended as leader (§5.4.1).
     nt.send(hup(3))
     for id, state, term, last in ((1, F, 2, 1), (2, F, 2, 1), (3, F, 2, 0)):
-        r = nt.raft(id)
+        r = nt[id].raft
         assert (r.state, r.term, r.raft_log.last_index()) == (state, term, last), f"node {id}"
 
 
 def test_dueling_pre_candidates() -> None:
-    nt = Network(None, None, None, config=pre_vote)
+    nt = Network(None, None, None, pre_vote=True)
     nt.cut(1, 3)
     nt.send(hup(1))
     nt.send(hup(3))
-    assert nt.raft(1).state == L
+    assert nt[1].raft.state == L
     # 3's PreVote is rejected by 2: it goes back to follower without bumping its term.
-    assert nt.raft(3).state == F
+    assert nt[3].raft.state == F
 
     nt.recover()
     # With PreVote, 3 campaigning again does not disrupt the leader (thesis §9.6).
     nt.send(hup(3))
     for id, state, term, last in ((1, L, 1, 1), (2, F, 1, 1), (3, F, 1, 0)):
-        r = nt.raft(id)
+        r = nt[id].raft
         assert (r.state, r.term, r.raft_log.last_index()) == (state, term, last), f"node {id}"
 
 
@@ -149,13 +144,13 @@ def test_candidate_concede() -> None:
     nt.send(msg(MsgProp, 3, 3, entries=[Entry(data=data)]))
     nt.send(msg(MsgBeat, 3, 3))
 
-    a = nt.raft(1)
+    a = nt[1].raft
     assert a.state == F
     assert a.term == 1
     want = [(1, 1, b""), (2, 1, data)]
     for id in nt.ids:
-        assert [(e.index, e.term, e.data) for e in nt.raft(id).raft_log.all_entries()] == want, f"node {id}"
-        assert nt.raft(id).raft_log.committed == 2, f"node {id}"
+        assert [(e.index, e.term, e.data) for e in nt[id].raft.raft_log.all_entries()] == want, f"node {id}"
+        assert nt[id].raft.raft_log.committed == 2, f"node {id}"
 
 
 def test_old_messages() -> None:
@@ -169,7 +164,7 @@ def test_old_messages() -> None:
     nt.send(msg(MsgProp, 1, 1, entries=[Entry(data=b"somedata")]))
     want = [(1, 1, b""), (2, 2, b""), (3, 3, b""), (4, 3, b"somedata")]
     for id in nt.ids:
-        assert [(e.index, e.term, e.data) for e in nt.raft(id).raft_log.all_entries()] == want, f"node {id}"
+        assert [(e.index, e.term, e.data) for e in nt[id].raft.raft_log.all_entries()] == want, f"node {id}"
 
 
 def test_leader_election_overwrite_newer_logs() -> None:
@@ -180,16 +175,16 @@ def test_leader_election_overwrite_newer_logs() -> None:
         pv = {"pre_vote": prevote}
         nt = Network(ents_node(1, **pv), ents_node(1, **pv), ents_node(2, **pv),
                      voted_node(3, 2, **pv), voted_node(3, 2, **pv),
-                     config=pre_vote if prevote else None)
+                     pre_vote=prevote)
         # 1's first campaign fails (a quorum knows term 2) but pushes its term to 2.
         nt.send(hup(1))
-        r1 = nt.raft(1)
+        r1 = nt[1].raft
         assert (r1.state, r1.term) == (F, 2)
         # Its second campaign, at term 3, succeeds.
         nt.send(hup(1))
         assert (r1.state, r1.term) == (L, 3)
         for id in nt.ids:
-            r = nt.raft(id)
+            r = nt[id].raft
             assert [e.term for e in r.raft_log.all_entries()] == [1, 3], f"prevote={prevote} node {id}"
 
 
@@ -514,8 +509,8 @@ def test_campaign_config_from_rawnode_defaults() -> None:
     nodes = [RawNode(new_config(i, new_storage(ids), pre_vote=True, check_quorum=True)) for i in ids]
     nt = Network(*nodes)
     nt.send(hup(2))
-    assert nt.raft(2).state == L
-    assert [nt.raft(i).term for i in ids] == [1, 1, 1]
+    assert nt[2].raft.state == L
+    assert [nt[i].raft.term for i in ids] == [1, 1, 1]
 
 
 # -- raft_paper_test.go: elections (§5.1, §5.2) ----------------------------------------------------
@@ -668,7 +663,7 @@ def test_all_server_stepdown(state: StateType, windex: int) -> None:
 @pytest.mark.parametrize("mt", [MsgHeartbeat, MsgApp], ids=["heartbeat", "app"])
 def test_candidate_reset_term(mt: int) -> None:
     nt = Network(None, None, None)
-    a, b, c = nt.nodes[1], nt.nodes[2], nt.nodes[3]
+    a, b, c = nt[1], nt[2], nt[3]
     nt.send(hup(1))
     assert (a.raft.state, b.raft.state, c.raft.state) == (L, F, F)
     # Isolate 3 and raise the term of the others.

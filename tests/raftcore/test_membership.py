@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from netsim_b import Network, new_node, new_raft, persist_raft, read_messages
 from raftcore import ConfChangeError, ProposalDroppedError, StateType
 from raftcore.confchange import Changer, to_v2
 from raftcore.raft import Raft
@@ -33,6 +32,7 @@ from raftcore.raftpb import (
     MsgVote,
     MsgVoteResp,
 )
+from raftcore.testing import Network, new_node, new_raft, new_storage, next_ents, read_messages
 
 LEADER, FOLLOWER = StateType.LEADER, StateType.FOLLOWER
 
@@ -63,7 +63,7 @@ def conf(r: Raft) -> ConfState:
 
 # -- one Raft, configuration bookkeeping ---------------------------------------------------------
 def test_step_config_sets_pending_conf_index() -> None:
-    r, _ = new_raft(1, [1, 2])
+    r = new_raft(1, 10, 1, new_storage([1, 2]))
     r.become_candidate()
     r.become_leader()
     index = r.raft_log.last_index()
@@ -75,7 +75,7 @@ def test_step_config_sets_pending_conf_index() -> None:
 def test_step_ignore_config() -> None:
     # A second conf change proposed while the first is unapplied becomes an empty
     # normal entry at the same index, and the pending index stays the first's.
-    r, _ = new_raft(1, [1, 2])
+    r = new_raft(1, 10, 1, new_storage([1, 2]))
     r.become_candidate()
     r.become_leader()
     r.step(Message(type=MsgProp, from_=1, to=1, entries=[Entry(type=EntryConfChange)]))
@@ -90,7 +90,7 @@ def test_step_ignore_config() -> None:
 def test_new_leader_pending_config(add_entry: bool, wpending: int) -> None:
     # A new leader conservatively treats its whole uncommitted tail as possibly
     # holding a conf change.
-    r, _ = new_raft(1, [1, 2])
+    r = new_raft(1, 10, 1, new_storage([1, 2]))
     if add_entry:
         assert r._append_entry([Entry(type=EntryNormal)])
     r.become_candidate()
@@ -99,13 +99,13 @@ def test_new_leader_pending_config(add_entry: bool, wpending: int) -> None:
 
 
 def test_add_node() -> None:
-    r, _ = new_raft(1, [1])
+    r = new_raft(1, 10, 1, new_storage([1]))
     r.apply_conf_change(add(2))
     assert voters(r) == [1, 2]
 
 
 def test_add_learner() -> None:
-    r, _ = new_raft(1, [1])
+    r = new_raft(1, 10, 1, new_storage([1]))
     r.apply_conf_change(cc(ConfChangeAddLearnerNode, 2))
     assert not r.is_learner
     assert learners(r) == [2] and r.prs.progress[2].is_learner
@@ -122,7 +122,7 @@ def test_add_learner() -> None:
 def test_add_node_check_quorum() -> None:
     # A peer added just before a quorum check counts as active once; the leader
     # steps down only after a full election timeout without hearing from it.
-    r, _ = new_raft(1, [1], check_quorum=True)
+    r = new_raft(1, 10, 1, new_storage([1]), check_quorum=True)
     r.become_candidate()
     r.become_leader()
     for _ in range(r.election_timeout - 1):
@@ -136,7 +136,7 @@ def test_add_node_check_quorum() -> None:
 
 
 def test_remove_node() -> None:
-    r, _ = new_raft(1, [1, 2])
+    r = new_raft(1, 10, 1, new_storage([1, 2]))
     r.apply_conf_change(cc(ConfChangeRemoveNode, 2))
     assert voters(r) == [1]
     with pytest.raises(ConfChangeError, match="removed all voters"):
@@ -145,7 +145,7 @@ def test_remove_node() -> None:
 
 
 def test_remove_learner() -> None:
-    r, _ = new_raft(1, [1], [2])
+    r = new_raft(1, 10, 1, new_storage([1], [2]))
     r.apply_conf_change(cc(ConfChangeRemoveNode, 2))
     assert voters(r) == [1] and learners(r) == []
     with pytest.raises(ConfChangeError, match="removed all voters"):
@@ -154,19 +154,19 @@ def test_remove_learner() -> None:
 
 @pytest.mark.parametrize("peers,wp", [([1], True), ([1, 2, 3], True), ([], False), ([2, 3], False)])
 def test_promotable(peers: list[int], wp: bool) -> None:
-    r, _ = new_raft(1, peers, election_tick=5)
+    r = new_raft(1, 5, 1, new_storage(peers))
     assert r.promotable() == wp
 
 
 @pytest.mark.parametrize("ids", [[1, 2, 3], [3, 2, 1]])
 def test_raft_nodes(ids: list[int]) -> None:
-    r, _ = new_raft(1, ids)
+    r = new_raft(1, 10, 1, new_storage(ids))
     assert r.prs.voter_ids() == [1, 2, 3]
 
 
 @pytest.mark.parametrize("pre_vote", [False, True])
 def test_campaign_while_leader(pre_vote: bool) -> None:
-    r, _ = new_raft(1, [1], election_tick=5, pre_vote=pre_vote)
+    r = new_raft(1, 5, 1, new_storage([1]), pre_vote=pre_vote)
     assert r.state == FOLLOWER
     r.step(Message(type=MsgHup, from_=1, to=1))
     read_messages(r)  # our own vote counts once "persisted"
@@ -179,28 +179,28 @@ def test_campaign_while_leader(pre_vote: bool) -> None:
 
 def test_commit_after_remove_node() -> None:
     # Pending entries commit once a conf change lowers the quorum.
-    r, s = new_raft(1, [1, 2], election_tick=5)
+    r = new_raft(1, 5, 1, new_storage([1, 2]))
     r.become_candidate()
     r.become_leader()
     change = ConfChange(type=ConfChangeRemoveNode, node_id=2)
     r.step(Message(type=MsgProp, entries=[Entry(type=EntryConfChange, data=change.SerializeToString())]))
-    assert persist_raft(r, s) == []
+    assert next_ents(r) == []
     cc_index = r.raft_log.last_index()
     r.step(Message(type=MsgProp, entries=[Entry(type=EntryNormal, data=b"hello")]))
     # Node 2 acknowledges the conf change, committing it.
     r.step(Message(type=MsgAppResp, from_=2, index=cc_index))
-    ents = persist_raft(r, s)
+    ents = next_ents(r)
     assert [(e.type, e.data) for e in ents] == [(EntryNormal, b""), (EntryConfChange, change.SerializeToString())]
     # Applying it makes node 1 the only voter: "hello" commits.
     r.apply_conf_change(to_v2(change))
-    ents = persist_raft(r, s)
+    ents = next_ents(r)
     assert [(e.type, e.data) for e in ents] == [(EntryNormal, b"hello")]
 
 
 def test_simple_change_of_two_voters_is_refused() -> None:
     # Changing two voters at once needs joint consensus (thesis §4.3); only a
     # ConfChangeV2 with the joint transition (or several changes) gets it.
-    r, _ = new_raft(1, [1, 2, 3])
+    r = new_raft(1, 10, 1, new_storage([1, 2, 3]))
     with pytest.raises(ConfChangeError, match="more than one voter changed"):
         Changer(r.prs, 1).simple([single(ConfChangeAddNode, 4), single(ConfChangeAddNode, 5)])
     with pytest.raises(ConfChangeError, match="more than one voter changed"):
@@ -222,7 +222,7 @@ def test_simple_change_of_two_voters_is_refused() -> None:
 
 # -- learners ---------------------------------------------------------------------------------------
 def test_learner_election_timeout() -> None:
-    n2, _ = new_raft(2, [1], [2])
+    n2 = new_raft(2, 10, 1, new_storage([1], [2]))
     n2.become_follower(1, 0)
     n2.randomized_election_timeout = n2.election_timeout
     for _ in range(n2.election_timeout):
@@ -262,7 +262,7 @@ def test_learner_promotion() -> None:
 def test_learner_can_vote() -> None:
     # A learner may have been promoted without knowing yet (etcd's comment in
     # raft.go Step), so it answers vote requests like a voter.
-    n2, _ = new_raft(2, [1], [2])
+    n2 = new_raft(2, 10, 1, new_storage([1], [2]))
     n2.become_follower(1, 0)
     n2.step(Message(type=MsgVote, from_=1, to=2, term=2, log_term=11, index=11))
     msgs = read_messages(n2)

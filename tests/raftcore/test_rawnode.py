@@ -10,7 +10,6 @@ import random
 
 import pytest
 
-from harness import NullLogger, Network, check_ready_responses, msg, new_config, new_storage
 from raftcore import (
     Config,
     ConfigError,
@@ -44,6 +43,7 @@ from raftcore.raftpb import (
     MsgVoteResp,
     Snapshot,
 )
+from raftcore.testing import NullLogger, Network, check_ready_responses, msg, new_config, new_storage
 
 LOCAL_TYPES = {MsgHup, MsgBeat, MsgUnreachable, MsgSnapStatus, MsgCheckQuorum}
 
@@ -164,13 +164,13 @@ def test_rawnode_single_node_bootstrap_campaign_propose() -> None:
     rn = RawNode(new_config(1, s))
     rn.bootstrap([1])
     nt = Network(rn)
-    nt.drain(1)
+    nt[1].drain()
     rn.campaign()
-    nt.drain(1)
+    nt[1].drain()
     assert rn.status().raft_state == StateType.LEADER
     rn.propose(b"foo")
-    nt.drain(1)
-    assert nt.applied_data(1) == [b"foo"]
+    nt[1].drain()
+    assert nt[1].applied_data() == [b"foo"]
     st = rn.status()
     assert st.commit == st.applied == 3  # 1 conf change, the empty entry, foo
     assert not rn.has_ready()
@@ -212,7 +212,7 @@ def test_rawnode_step(t: int) -> None:
 def test_rawnode_step_ignores_responses_from_unknown_peers() -> None:
     nt = Network(None, None, None)
     nt.send(msg(MsgHup, 1, 1))
-    rn = nt.nodes[1]
+    rn = nt[1].rn
     r = rn.raft
     assert r.state == StateType.LEADER
     before = (r.term, r.raft_log.committed, sorted(r.prs.progress))
@@ -357,7 +357,7 @@ def test_leader_counts_own_entries_only_after_persisting_them() -> None:
     rn = RawNode(new_config(1, s))
     nt = Network(rn)
     rn.campaign()
-    nt.drain(1)
+    nt[1].drain()
     commit = rn.status().commit
     rn.propose(b"x")
     rd = rn.ready()
@@ -384,7 +384,7 @@ def test_pre_vote_response_is_held_and_released() -> None:
 
 
 def test_network_readies_never_carry_unpersisted_responses() -> None:
-    # A busier run: elections, a partition, proposals, recovery; the harness checks
+    # A busier run: elections, a partition, proposals, recovery; the network checks
     # every Ready's responses against what its storage held before persisting it.
     nt = Network(None, None, None, None, None)
     nt.send(msg(MsgHup, 1, 1))
@@ -400,13 +400,13 @@ def test_network_readies_never_carry_unpersisted_responses() -> None:
     nt.send(msg(MsgProp, 2, 2, entries=[Entry(data=b"c")]))
     want = [b"a%d" % i for i in range(5)] + [b"b%d" % i for i in range(5)] + [b"c"]
     for id in nt.ids:
-        assert nt.applied_data(id) == want, f"node {id}"
-    n = sum(len(v) for v in nt.readies.values())
+        assert nt[id].applied_data() == want, f"node {id}"
+    n = sum(len(node.readies) for node in nt.nodes())
     assert n > 50  # the check ran on many Readys
 
 
 def test_the_held_response_check_catches_early_responses() -> None:
-    # The harness's check itself: an ack beyond the persisted log, or a vote granted
+    # The network's check itself: an ack beyond the persisted log, or a vote granted
     # before it is persisted, is flagged.
     from raftcore import Ready
     s = new_storage([1, 2, 3])

@@ -1,14 +1,13 @@
 """ReadIndex (thesis §6.4) and leader transfer (thesis §3.10), after etcd-io/raft's
 raft_test.go: TestReadOnlyOption{Safe,Lease}, TestReadOnlyForNewLeader,
 TestReadOnlyWithLearner, TestReadOnlyDuplicateRequest and the TestLeaderTransfer*
-family, run on a network of RawNodes (netsim_b).
+family, run on a network of RawNodes (raftcore.testing.Network).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from netsim_b import Network, new_node, new_storage
 from raftcore import ProposalDroppedError, ReadOnlyOption, StateType
 from raftcore.confchange import to_v2
 from raftcore.raft import Raft
@@ -30,6 +29,7 @@ from raftcore.raftpb import (
     MsgTimeoutNow,
     MsgTransferLeader,
 )
+from raftcore.testing import Network, new_node, new_storage
 
 LEADER, FOLLOWER = StateType.LEADER, StateType.FOLLOWER
 

@@ -13,18 +13,6 @@ from __future__ import annotations
 
 import pytest
 
-from harness import (
-    BLACK_HOLE,
-    Network,
-    advance_messages_after_append,
-    entries_with_terms,
-    log_entries,
-    msg,
-    new_raft,
-    new_rawnode,
-    new_storage,
-    read_messages,
-)
 from raftcore import ProposalDroppedError, StateType
 from raftcore.raftpb import (
     Entry,
@@ -38,6 +26,18 @@ from raftcore.raftpb import (
     MsgProp,
     MsgVote,
     MsgVoteResp,
+)
+from raftcore.testing import (
+    BLACK_HOLE,
+    Network,
+    advance_messages_after_append,
+    entries_with_terms,
+    log_entries,
+    msg,
+    new_raft,
+    new_rawnode,
+    new_storage,
+    read_messages,
 )
 from raftcore.tracker import ProgressState
 
@@ -68,8 +68,8 @@ def test_log_replication(msgs, wcommitted: int) -> None:
         nt.send(m)
     props = [m.entries[0].data for m in msgs if m.type == MsgProp]
     for id in nt.ids:
-        assert nt.raft(id).raft_log.committed == wcommitted, f"node {id}"
-        assert nt.applied_data(id) == props, f"node {id}"
+        assert nt[id].raft.raft_log.committed == wcommitted, f"node {id}"
+        assert nt[id].applied_data() == props, f"node {id}"
 
 
 def test_single_node_commit() -> None:
@@ -77,7 +77,7 @@ def test_single_node_commit() -> None:
     nt.send(hup(1))
     nt.send(prop(1, b"some data"))
     nt.send(prop(1, b"some data"))
-    assert nt.raft(1).raft_log.committed == 3
+    assert nt[1].raft.raft_log.committed == 3
 
 
 # -- commit rules (§5.4.2) -------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def _five_with_uncommitted_tail() -> Network:
         nt.cut(1, other)
     nt.send(prop(1, b"some data"))
     nt.send(prop(1, b"some data"))
-    assert nt.raft(1).raft_log.committed == 1
+    assert nt[1].raft.raft_log.committed == 1
     return nt
 
 
@@ -100,7 +100,7 @@ def test_cannot_commit_without_new_term_entry() -> None:
     nt.ignore(MsgApp)
     nt.send(hup(2))
     # Entries of an earlier term are not committed by counting replicas (§5.4.2).
-    r2 = nt.raft(2)
+    r2 = nt[2].raft
     assert r2.raft_log.committed == 1
 
     nt.recover()
@@ -114,7 +114,7 @@ def test_commit_without_new_term_entry() -> None:
     nt.recover()
     # The new leader's empty entry of its own term commits everything before it.
     nt.send(hup(2))
-    assert nt.raft(1).raft_log.committed == 4
+    assert nt[1].raft.raft_log.committed == 4
 
 
 def test_leader_only_commits_log_from_current_term() -> None:
@@ -185,11 +185,11 @@ def test_proposal(peers, success: bool) -> None:
     else:
         # Without a leader the proposal is dropped, loudly.
         with pytest.raises(ProposalDroppedError):
-            nt.raft(1).step(prop(1, data))
+            nt[1].raft.step(prop(1, data))
     want = [(1, 1, b""), (2, 1, data)] if success else []
-    for id in nt.nodes:
-        assert log_entries(nt.raft(id)) == want, f"node {id}"
-    assert nt.raft(1).term == 1
+    for node in nt.nodes():
+        assert log_entries(node.raft) == want, f"node {node.id}"
+    assert nt[1].raft.term == 1
 
 
 @pytest.mark.parametrize("peers", [(None, None, None), (None, None, BLACK_HOLE)])
@@ -198,9 +198,9 @@ def test_proposal_by_proxy(peers) -> None:
     nt.send(hup(1))
     # A follower forwards the proposal to the leader.
     nt.send(prop(2, b"somedata"))
-    for id in nt.nodes:
-        assert log_entries(nt.raft(id)) == [(1, 1, b""), (2, 1, b"somedata")], f"node {id}"
-    assert nt.raft(1).term == 1
+    for node in nt.nodes():
+        assert log_entries(node.raft) == [(1, 1, b""), (2, 1, b"somedata")], f"node {node.id}"
+    assert nt[1].raft.term == 1
 
 
 def test_proposal_forwarding_and_disable() -> None:
@@ -208,7 +208,7 @@ def test_proposal_forwarding_and_disable() -> None:
              for i in (1, 2, 3)]
     nt = Network(*nodes)
     nt.send(hup(1))
-    r2, r3 = nt.raft(2), nt.raft(3)
+    r2, r3 = nt[2].raft, nt[3].raft
     ents = [Entry(data=b"testdata")]
 
     r2.step(msg(MsgProp, 2, 2, entries=ents))
@@ -220,8 +220,8 @@ def test_proposal_forwarding_and_disable() -> None:
     assert r3.msgs == []
     # Through RawNode: the forwarding follower's proposal commits, the other's is refused.
     nodes[1].propose(b"via 2")
-    nt.send(*nt.drain(2))
-    assert b"via 2" in nt.applied_data(1)
+    nt.send(*nt[2].drain())
+    assert b"via 2" in nt[1].applied_data()
     with pytest.raises(ProposalDroppedError):
         nodes[2].propose(b"via 3")
 
@@ -427,13 +427,13 @@ def test_replication_recovers_after_whole_window_lost() -> None:
     nt.cut(1, 3)
     for i in range(8):
         nt.send(prop(1, b"p%d" % i))
-    pr3 = nt.raft(1).prs.progress[3]
+    pr3 = nt[1].raft.prs.progress[3]
     assert pr3.state == ProgressState.REPLICATE and pr3.is_paused()
     nt.recover()
     for _ in range(3):
         nt.send(msg(MsgBeat, 1, 1))
-    assert nt.raft(3).raft_log.committed == nt.raft(1).raft_log.committed == 9
-    assert nt.applied_data(3) == [b"p%d" % i for i in range(8)]
+    assert nt[3].raft.raft_log.committed == nt[1].raft.raft_log.committed == 9
+    assert nt[3].applied_data() == [b"p%d" % i for i in range(8)]
 
 
 # -- TestUncommittedEntryLimit ---------------------------------------------------------------------
@@ -485,7 +485,7 @@ def test_uncommitted_entry_limit_through_rawnode() -> None:
     with pytest.raises(ProposalDroppedError):
         rn.propose(b"z")
     # Once they commit (and the Ready hands them to be applied) there is room again.
-    nt.send(*nt.drain(1))
+    nt.send(*nt[1].drain())
     rn.propose(b"z")
 
 

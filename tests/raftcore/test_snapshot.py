@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from harness import new_rawnode
-from harness import new_storage as new_storage_h
-from netsim_b import Network, new_node, new_raft, new_storage, read_messages
 from raftcore import MemoryStorage, RawNode, Ready, SnapshotStatus, StateType
 from raftcore.raft import Raft
 from raftcore.raftpb import (
@@ -31,6 +28,7 @@ from raftcore.raftpb import (
     Snapshot,
     SnapshotMetadata,
 )
+from raftcore.testing import Network, new_node, new_raft, new_rawnode, new_storage, read_messages
 from raftcore.tracker import ProgressState
 
 LEADER, FOLLOWER = StateType.LEADER, StateType.FOLLOWER
@@ -46,7 +44,7 @@ def _testing_snap() -> Snapshot:
 
 def leader_after_restore(voters: list[int]) -> Raft:
     """A leader whose log was compacted into the testing snapshot (index 11)."""
-    r, _ = new_raft(1, voters)
+    r = new_raft(1, 10, 1, new_storage(voters))
     r._restore(_testing_snap())
     r.become_candidate()
     r.become_leader()
@@ -127,7 +125,7 @@ def test_ignore_providing_snap() -> None:
 
 def test_restore() -> None:
     s = snap(voters=[1, 2, 3])
-    sm, _ = new_raft(1, [1, 2])
+    sm = new_raft(1, 10, 1, new_storage([1, 2]))
     assert sm._restore(s)
     assert sm.raft_log.last_index() == 11
     assert sm.raft_log.term(11) == 11
@@ -141,7 +139,7 @@ def test_restore() -> None:
 
 def test_restore_with_learner() -> None:
     s = snap(voters=[1, 2], learners=[3])
-    sm, _ = new_raft(3, [1, 2], [3], election_tick=8, heartbeat_tick=2)
+    sm = new_raft(3, 8, 2, new_storage([1, 2], [3]))
     assert sm._restore(s)
     assert sm.raft_log.last_index() == 11 and sm.raft_log.term(11) == 11
     assert sm.prs.voter_ids() == [1, 2] and sm.prs.learner_ids() == [3]
@@ -152,7 +150,7 @@ def test_restore_with_learner() -> None:
 
 def test_restore_with_voters_outgoing() -> None:
     s = snap(voters=[2, 3, 4], voters_outgoing=[1, 2, 3])
-    sm, _ = new_raft(1, [1, 2])
+    sm = new_raft(1, 10, 1, new_storage([1, 2]))
     assert sm._restore(s)
     assert sm.raft_log.last_index() == 11 and sm.raft_log.term(11) == 11
     assert sm.prs.voter_ids() == [1, 2, 3, 4]
@@ -165,27 +163,27 @@ def test_restore_with_voters_outgoing() -> None:
 def test_restore_voter_to_learner() -> None:
     # A snapshot may fold "remove 3, re-add 3 as learner" into one ConfState; the
     # voter must accept it or be cut off from the log for good.
-    sm, _ = new_raft(3, [1, 2, 3])
+    sm = new_raft(3, 10, 1, new_storage([1, 2, 3]))
     assert not sm.is_learner
     assert sm._restore(snap(voters=[1, 2], learners=[3]))
     assert sm.is_learner
 
 
 def test_restore_learner_promotion() -> None:
-    sm, _ = new_raft(3, [1, 2], [3])
+    sm = new_raft(3, 10, 1, new_storage([1, 2], [3]))
     assert sm.is_learner
     assert sm._restore(snap(voters=[1, 2, 3]))
     assert not sm.is_learner
 
 
 def test_restore_refuses_snapshot_without_us() -> None:
-    sm, _ = new_raft(3, [1, 2, 3])
+    sm = new_raft(3, 10, 1, new_storage([1, 2, 3]))
     assert not sm._restore(snap(voters=[1, 2]))
     assert sm.raft_log.last_index() == 0
 
 
 def test_restore_ignore_snapshot() -> None:
-    sm, _ = new_raft(1, [1, 2])
+    sm = new_raft(1, 10, 1, new_storage([1, 2]))
     sm.raft_log.append([Entry(term=1, index=i) for i in (1, 2, 3)])
     sm.raft_log.commit_to(1)
     # Not newer than the commit index: ignored.
@@ -197,7 +195,7 @@ def test_restore_ignore_snapshot() -> None:
 
 
 def test_restore_from_snap_msg() -> None:
-    sm, _ = new_raft(2, [1, 2])
+    sm = new_raft(2, 10, 1, new_storage([1, 2]))
     m = Message(type=MsgSnap, from_=1, term=2)
     m.snapshot.CopyFrom(snap(voters=[1, 2]))
     sm.step(m)
@@ -321,7 +319,7 @@ def test_report_snapshot_finish() -> None:
 def test_recv_msg_unreachable() -> None:
     s = new_storage([1, 2])
     s.append([Entry(term=t, index=i) for i, t in ((1, 1), (2, 2), (3, 3))])
-    r, _ = new_raft(1, storage=s)
+    r = new_raft(1, 10, 1, s)
     r.become_candidate()
     r.become_leader()
     read_messages(r)
@@ -377,7 +375,7 @@ def test_stale_rejection_never_moves_next_below_match() -> None:
     s = new_storage([1, 2])
     s.append([Entry(term=1, index=i) for i in range(1, 11)])
     s.compact(8)
-    r, _ = new_raft(1, storage=s)
+    r = new_raft(1, 10, 1, s)
     r.become_candidate()
     r.become_leader()
     read_messages(r)
@@ -403,7 +401,7 @@ def _committed_in_flight(*ents: Entry) -> tuple[RawNode, MemoryStorage, Ready]:
     """Node 3, not yet in the configuration {1, 2}, takes a MsgApp from leader 1 that
     commits `ents`, and the Ready handing them out for apply; its entries persisted, the
     application has not applied them yet (ZeroNode awaits the WAL write here)."""
-    s = new_storage_h(peers=[1, 2])
+    s = new_storage([1, 2])
     rn = new_rawnode(3, 10, 1, s)
     rn.step(Message(type=MsgApp, from_=1, to=3, term=1, index=0, log_term=0, entries=list(ents),
                     commit=ents[-1].index))
