@@ -252,11 +252,13 @@ def test_cluster_version_is_the_minimum_announced_and_gates_proposals(tmp_path, 
     assert s.cluster_version == 3 and ZeroState.restore(s.snapshot()).cluster_version == 3
 
     # A kind newer than the cluster version is refused by propose (FAILED_PRECONDITION).
-    monkeypatch.setitem(versions.PROPOSAL_MIN_VERSION, "set_rebalance", 2)
+    newer = versions.ZERO_VERSION + 1
+    monkeypatch.setitem(versions.PROPOSAL_MIN_VERSION, "set_rebalance", newer)
     p = state_pb2.Proposal(set_rebalance=state_pb2.SetRebalanceEnabled(enabled=False))
-    with pytest.raises(FailedPreconditionError, match="needs cluster version 2, but the cluster runs 1"):
-        versions.check_proposal(p, 1)
-    versions.check_proposal(p, 2)
+    with pytest.raises(FailedPreconditionError,
+                       match=f"needs cluster version {newer}, but the cluster runs {newer - 1}"):
+        versions.check_proposal(p, newer - 1)
+    versions.check_proposal(p, newer)
 
     async def main() -> None:
         app = await _app(tmp_path / "z")
@@ -264,16 +266,16 @@ def test_cluster_version_is_the_minimum_announced_and_gates_proposals(tmp_path, 
             node = app.node
             await until(lambda: node.state.cluster_version == versions.ZERO_VERSION, what="announced")
             assert node.state.zero_version(1) == versions.ZERO_VERSION
-            with pytest.raises(FailedPreconditionError, match="needs cluster version 2"):
+            with pytest.raises(FailedPreconditionError, match=f"needs cluster version {newer}"):
                 await node.propose(p)
             # A joiner older than the cluster version is refused.
-            node.state._state.cluster_version = 2  # as if every zero had announced 2
+            node.state._state.cluster_version = newer  # as if every zero had announced it
             async with grpc.aio.insecure_channel(_addr(app)) as ch:
                 with pytest.raises(grpc.aio.AioRpcError) as ei:
                     await tgrpc.RaftStub(ch).JoinCluster(tpb.JoinClusterRequest(
-                        addr="127.0.0.1:1", protocol=tpb.RAFT_PROTOCOL_V1, version=1))
+                        addr="127.0.0.1:1", protocol=tpb.RAFT_PROTOCOL_V1, version=newer - 1))
                 assert ei.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-                assert "runs version 2" in ei.value.details()
+                assert f"runs version {newer}" in ei.value.details()
         finally:
             await app.stop()
 
@@ -304,7 +306,8 @@ def test_newer_on_disk_formats_are_refused(tmp_path) -> None:
     d2.mkdir()
     recovery.write_data_dir(str(d2), raft_id=1, state=s, index=2, term=1)
     save_identity(str(d2), Identity(1))
-    assert "runs version 2, newer than this zero (1)" in asyncio.run(start(d2))
+    v = versions.ZERO_VERSION
+    assert f"runs version {v + 1}, newer than this zero ({v})" in asyncio.run(start(d2))
 
 
 # -- backup under load, restore into a fresh cluster ----------------------------------------------
@@ -429,7 +432,7 @@ def test_force_new_cluster_from_the_survivor_of_a_lost_majority(tmp_path) -> Non
             async with grpc.aio.insecure_channel(_addr(survivor)) as ch:
                 with pytest.raises(grpc.aio.AioRpcError) as ei:
                     await tgrpc.RaftStub(ch).JoinCluster(tpb.JoinClusterRequest(
-                        raft_id=2, addr="127.0.0.1:1", protocol=tpb.RAFT_PROTOCOL_V1, version=1))
+                        raft_id=2, addr="127.0.0.1:1", protocol=tpb.RAFT_PROTOCOL_V1, version=versions.ZERO_VERSION))
                 assert ei.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "removed" in ei.value.details()
         finally:
             await _stop(news)

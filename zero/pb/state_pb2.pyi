@@ -20,7 +20,7 @@ MOVE_COMMITTED: MovePhase
 MOVE_ABORTED: MovePhase
 
 class Proposal(_message.Message):
-    __slots__ = ("key", "connect", "remove_member", "claim_tablets", "force_tablet", "tablet_sizes", "start_move", "commit_move", "abort_move", "lease_ids", "add_zero", "remove_zero", "set_cluster_id", "set_rebalance")
+    __slots__ = ("key", "connect", "remove_member", "claim_tablets", "force_tablet", "tablet_sizes", "start_move", "commit_move", "abort_move", "lease_ids", "add_zero", "remove_zero", "set_cluster_id", "set_rebalance", "decide_txns", "advance_safe_ts")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CONNECT_FIELD_NUMBER: _ClassVar[int]
     REMOVE_MEMBER_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,8 @@ class Proposal(_message.Message):
     REMOVE_ZERO_FIELD_NUMBER: _ClassVar[int]
     SET_CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     SET_REBALANCE_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_TXNS_FIELD_NUMBER: _ClassVar[int]
+    ADVANCE_SAFE_TS_FIELD_NUMBER: _ClassVar[int]
     key: str
     connect: ConnectMember
     remove_member: RemoveMember
@@ -49,7 +51,51 @@ class Proposal(_message.Message):
     remove_zero: RemoveZero
     set_cluster_id: SetClusterId
     set_rebalance: SetRebalanceEnabled
-    def __init__(self, key: _Optional[str] = ..., connect: _Optional[_Union[ConnectMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., claim_tablets: _Optional[_Union[ClaimTablets, _Mapping]] = ..., force_tablet: _Optional[_Union[ForceTablet, _Mapping]] = ..., tablet_sizes: _Optional[_Union[_zero_pb2.TabletSizes, _Mapping]] = ..., start_move: _Optional[_Union[StartMove, _Mapping]] = ..., commit_move: _Optional[_Union[CommitMove, _Mapping]] = ..., abort_move: _Optional[_Union[AbortMove, _Mapping]] = ..., lease_ids: _Optional[_Union[LeaseIds, _Mapping]] = ..., add_zero: _Optional[_Union[AddZero, _Mapping]] = ..., remove_zero: _Optional[_Union[RemoveZero, _Mapping]] = ..., set_cluster_id: _Optional[_Union[SetClusterId, _Mapping]] = ..., set_rebalance: _Optional[_Union[SetRebalanceEnabled, _Mapping]] = ...) -> None: ...
+    decide_txns: DecideTxns
+    advance_safe_ts: AdvanceSafeTs
+    def __init__(self, key: _Optional[str] = ..., connect: _Optional[_Union[ConnectMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., claim_tablets: _Optional[_Union[ClaimTablets, _Mapping]] = ..., force_tablet: _Optional[_Union[ForceTablet, _Mapping]] = ..., tablet_sizes: _Optional[_Union[_zero_pb2.TabletSizes, _Mapping]] = ..., start_move: _Optional[_Union[StartMove, _Mapping]] = ..., commit_move: _Optional[_Union[CommitMove, _Mapping]] = ..., abort_move: _Optional[_Union[AbortMove, _Mapping]] = ..., lease_ids: _Optional[_Union[LeaseIds, _Mapping]] = ..., add_zero: _Optional[_Union[AddZero, _Mapping]] = ..., remove_zero: _Optional[_Union[RemoveZero, _Mapping]] = ..., set_cluster_id: _Optional[_Union[SetClusterId, _Mapping]] = ..., set_rebalance: _Optional[_Union[SetRebalanceEnabled, _Mapping]] = ..., decide_txns: _Optional[_Union[DecideTxns, _Mapping]] = ..., advance_safe_ts: _Optional[_Union[AdvanceSafeTs, _Mapping]] = ...) -> None: ...
+
+class DecideTxns(_message.Message):
+    __slots__ = ("txns", "first_commit_ts")
+    TXNS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    txns: _containers.RepeatedCompositeFieldContainer[_zero_pb2.CommitRequest]
+    first_commit_ts: int
+    def __init__(self, txns: _Optional[_Iterable[_Union[_zero_pb2.CommitRequest, _Mapping]]] = ..., first_commit_ts: _Optional[int] = ...) -> None: ...
+
+class AdvanceSafeTs(_message.Message):
+    __slots__ = ("safe_ts", "purge_below")
+    SAFE_TS_FIELD_NUMBER: _ClassVar[int]
+    PURGE_BELOW_FIELD_NUMBER: _ClassVar[int]
+    safe_ts: int
+    purge_below: int
+    def __init__(self, safe_ts: _Optional[int] = ..., purge_below: _Optional[int] = ...) -> None: ...
+
+class OracleSnapshot(_message.Message):
+    __slots__ = ("safe_ts", "last_commit_ts", "purged_below", "keys", "key_commit_ts", "start_ts", "commit_ts", "reason")
+    SAFE_TS_FIELD_NUMBER: _ClassVar[int]
+    LAST_COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    PURGED_BELOW_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    KEY_COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    START_TS_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    safe_ts: int
+    last_commit_ts: int
+    purged_below: int
+    keys: _containers.RepeatedScalarFieldContainer[int]
+    key_commit_ts: _containers.RepeatedScalarFieldContainer[int]
+    start_ts: _containers.RepeatedScalarFieldContainer[int]
+    commit_ts: _containers.RepeatedScalarFieldContainer[int]
+    reason: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, safe_ts: _Optional[int] = ..., last_commit_ts: _Optional[int] = ..., purged_below: _Optional[int] = ..., keys: _Optional[_Iterable[int]] = ..., key_commit_ts: _Optional[_Iterable[int]] = ..., start_ts: _Optional[_Iterable[int]] = ..., commit_ts: _Optional[_Iterable[int]] = ..., reason: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TxnDecisions(_message.Message):
+    __slots__ = ("txns",)
+    TXNS_FIELD_NUMBER: _ClassVar[int]
+    txns: _containers.RepeatedCompositeFieldContainer[_zero_pb2.CommitResponse]
+    def __init__(self, txns: _Optional[_Iterable[_Union[_zero_pb2.CommitResponse, _Mapping]]] = ...) -> None: ...
 
 class ConnectMember(_message.Message):
     __slots__ = ("id", "addr", "group_id", "learner", "replicas")
@@ -178,18 +224,20 @@ class TabletList(_message.Message):
     def __init__(self, tablets: _Optional[_Iterable[_Union[_zero_pb2.Tablet, _Mapping]]] = ...) -> None: ...
 
 class ProposalResult(_message.Message):
-    __slots__ = ("member", "tablets", "ids", "move", "ok")
+    __slots__ = ("member", "tablets", "ids", "move", "ok", "decisions")
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     TABLETS_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     MOVE_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
     member: _zero_pb2.Member
     tablets: TabletList
     ids: _zero_pb2.AssignedIds
     move: MoveRecord
     ok: bool
-    def __init__(self, member: _Optional[_Union[_zero_pb2.Member, _Mapping]] = ..., tablets: _Optional[_Union[TabletList, _Mapping]] = ..., ids: _Optional[_Union[_zero_pb2.AssignedIds, _Mapping]] = ..., move: _Optional[_Union[MoveRecord, _Mapping]] = ..., ok: _Optional[bool] = ...) -> None: ...
+    decisions: TxnDecisions
+    def __init__(self, member: _Optional[_Union[_zero_pb2.Member, _Mapping]] = ..., tablets: _Optional[_Union[TabletList, _Mapping]] = ..., ids: _Optional[_Union[_zero_pb2.AssignedIds, _Mapping]] = ..., move: _Optional[_Union[MoveRecord, _Mapping]] = ..., ok: _Optional[bool] = ..., decisions: _Optional[_Union[TxnDecisions, _Mapping]] = ...) -> None: ...
 
 class DedupRecord(_message.Message):
     __slots__ = ("key", "index", "result")
@@ -202,7 +250,7 @@ class DedupRecord(_message.Message):
     def __init__(self, key: _Optional[str] = ..., index: _Optional[int] = ..., result: _Optional[_Union[ProposalResult, _Mapping]] = ...) -> None: ...
 
 class ZeroStateSnapshot(_message.Message):
-    __slots__ = ("format", "state", "next_member_id", "next_raft_id", "next_move_id", "active_move_id", "moves", "dedup", "rebalance_disabled", "zero_versions")
+    __slots__ = ("format", "state", "next_member_id", "next_raft_id", "next_move_id", "active_move_id", "moves", "dedup", "rebalance_disabled", "zero_versions", "oracle")
     class ZeroVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +268,7 @@ class ZeroStateSnapshot(_message.Message):
     DEDUP_FIELD_NUMBER: _ClassVar[int]
     REBALANCE_DISABLED_FIELD_NUMBER: _ClassVar[int]
     ZERO_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    ORACLE_FIELD_NUMBER: _ClassVar[int]
     format: int
     state: _zero_pb2.MembershipState
     next_member_id: int
@@ -230,7 +279,8 @@ class ZeroStateSnapshot(_message.Message):
     dedup: _containers.RepeatedCompositeFieldContainer[DedupRecord]
     rebalance_disabled: bool
     zero_versions: _containers.ScalarMap[int, int]
-    def __init__(self, format: _Optional[int] = ..., state: _Optional[_Union[_zero_pb2.MembershipState, _Mapping]] = ..., next_member_id: _Optional[int] = ..., next_raft_id: _Optional[int] = ..., next_move_id: _Optional[int] = ..., active_move_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[MoveRecord, _Mapping]]] = ..., dedup: _Optional[_Iterable[_Union[DedupRecord, _Mapping]]] = ..., rebalance_disabled: _Optional[bool] = ..., zero_versions: _Optional[_Mapping[int, int]] = ...) -> None: ...
+    oracle: OracleSnapshot
+    def __init__(self, format: _Optional[int] = ..., state: _Optional[_Union[_zero_pb2.MembershipState, _Mapping]] = ..., next_member_id: _Optional[int] = ..., next_raft_id: _Optional[int] = ..., next_move_id: _Optional[int] = ..., active_move_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[MoveRecord, _Mapping]]] = ..., dedup: _Optional[_Iterable[_Union[DedupRecord, _Mapping]]] = ..., rebalance_disabled: _Optional[bool] = ..., zero_versions: _Optional[_Mapping[int, int]] = ..., oracle: _Optional[_Union[OracleSnapshot, _Mapping]] = ...) -> None: ...
 
 class BackupHeader(_message.Message):
     __slots__ = ("format", "cluster_id", "raft_index", "raft_term", "created_unix_ms", "state_version", "max_uid", "max_txn_ts", "leader_id", "cluster_version")

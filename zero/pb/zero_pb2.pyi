@@ -11,8 +11,23 @@ class IdKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     UID: _ClassVar[IdKind]
     TIMESTAMP: _ClassVar[IdKind]
+
+class AbortReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOT_ABORTED: _ClassVar[AbortReason]
+    CONFLICT: _ClassVar[AbortReason]
+    TABLET_MOVING: _ClassVar[AbortReason]
+    WRONG_GROUP: _ClassVar[AbortReason]
+    TOO_OLD: _ClassVar[AbortReason]
+    CLIENT_ABORT: _ClassVar[AbortReason]
 UID: IdKind
 TIMESTAMP: IdKind
+NOT_ABORTED: AbortReason
+CONFLICT: AbortReason
+TABLET_MOVING: AbortReason
+WRONG_GROUP: AbortReason
+TOO_OLD: AbortReason
+CLIENT_ABORT: AbortReason
 
 class Member(_message.Message):
     __slots__ = ("id", "group_id", "addr", "leader", "learner", "healthy", "last_heartbeat_ms")
@@ -113,10 +128,12 @@ class AssignIdsRequest(_message.Message):
     def __init__(self, kind: _Optional[_Union[IdKind, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class TimestampsRequest(_message.Message):
-    __slots__ = ("count",)
+    __slots__ = ("count", "read_only")
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     count: int
-    def __init__(self, count: _Optional[int] = ...) -> None: ...
+    read_only: bool
+    def __init__(self, count: _Optional[int] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class AssignedIds(_message.Message):
     __slots__ = ("start_id", "end_id")
@@ -147,14 +164,16 @@ class ConnectResponse(_message.Message):
     def __init__(self, member: _Optional[_Union[Member, _Mapping]] = ..., state: _Optional[_Union[MembershipState, _Mapping]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("member_id", "group_id", "leader")
+    __slots__ = ("member_id", "group_id", "leader", "min_active_ts")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_FIELD_NUMBER: _ClassVar[int]
+    MIN_ACTIVE_TS_FIELD_NUMBER: _ClassVar[int]
     member_id: int
     group_id: int
     leader: bool
-    def __init__(self, member_id: _Optional[int] = ..., group_id: _Optional[int] = ..., leader: _Optional[bool] = ...) -> None: ...
+    min_active_ts: int
+    def __init__(self, member_id: _Optional[int] = ..., group_id: _Optional[int] = ..., leader: _Optional[bool] = ..., min_active_ts: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("version",)
@@ -224,6 +243,82 @@ class MembershipUpdate(_message.Message):
     last_chunk: bool
     removed_zeros: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, version: _Optional[int] = ..., cluster_id: _Optional[str] = ..., full: _Optional[bool] = ..., state: _Optional[_Union[MembershipState, _Mapping]] = ..., removed_tablets: _Optional[_Iterable[str]] = ..., removed_members: _Optional[_Iterable[int]] = ..., last_chunk: _Optional[bool] = ..., removed_zeros: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TxnWrite(_message.Message):
+    __slots__ = ("predicate", "group_id")
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    predicate: str
+    group_id: int
+    def __init__(self, predicate: _Optional[str] = ..., group_id: _Optional[int] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("start_ts", "conflict_keys", "writes", "abort")
+    START_TS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_KEYS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    start_ts: int
+    conflict_keys: _containers.RepeatedScalarFieldContainer[int]
+    writes: _containers.RepeatedCompositeFieldContainer[TxnWrite]
+    abort: bool
+    def __init__(self, start_ts: _Optional[int] = ..., conflict_keys: _Optional[_Iterable[int]] = ..., writes: _Optional[_Iterable[_Union[TxnWrite, _Mapping]]] = ..., abort: _Optional[bool] = ...) -> None: ...
+
+class CommitBatch(_message.Message):
+    __slots__ = ("txns",)
+    TXNS_FIELD_NUMBER: _ClassVar[int]
+    txns: _containers.RepeatedCompositeFieldContainer[CommitRequest]
+    def __init__(self, txns: _Optional[_Iterable[_Union[CommitRequest, _Mapping]]] = ...) -> None: ...
+
+class CommitResponse(_message.Message):
+    __slots__ = ("start_ts", "commit_ts", "aborted", "reason", "message", "code")
+    START_TS_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    start_ts: int
+    commit_ts: int
+    aborted: bool
+    reason: AbortReason
+    message: str
+    code: int
+    def __init__(self, start_ts: _Optional[int] = ..., commit_ts: _Optional[int] = ..., aborted: _Optional[bool] = ..., reason: _Optional[_Union[AbortReason, str]] = ..., message: _Optional[str] = ..., code: _Optional[int] = ...) -> None: ...
+
+class CommitBatchResponse(_message.Message):
+    __slots__ = ("txns",)
+    TXNS_FIELD_NUMBER: _ClassVar[int]
+    txns: _containers.RepeatedCompositeFieldContainer[CommitResponse]
+    def __init__(self, txns: _Optional[_Iterable[_Union[CommitResponse, _Mapping]]] = ...) -> None: ...
+
+class TryAbortRequest(_message.Message):
+    __slots__ = ("start_ts",)
+    START_TS_FIELD_NUMBER: _ClassVar[int]
+    start_ts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, start_ts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TryAbortResponse(_message.Message):
+    __slots__ = ("txns",)
+    TXNS_FIELD_NUMBER: _ClassVar[int]
+    txns: _containers.RepeatedCompositeFieldContainer[CommitResponse]
+    def __init__(self, txns: _Optional[_Iterable[_Union[CommitResponse, _Mapping]]] = ...) -> None: ...
+
+class OracleRequest(_message.Message):
+    __slots__ = ("since_ts",)
+    SINCE_TS_FIELD_NUMBER: _ClassVar[int]
+    since_ts: int
+    def __init__(self, since_ts: _Optional[int] = ...) -> None: ...
+
+class OracleDelta(_message.Message):
+    __slots__ = ("txns", "max_assigned", "safe_ts")
+    TXNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    SAFE_TS_FIELD_NUMBER: _ClassVar[int]
+    txns: _containers.RepeatedCompositeFieldContainer[CommitResponse]
+    max_assigned: int
+    safe_ts: int
+    def __init__(self, txns: _Optional[_Iterable[_Union[CommitResponse, _Mapping]]] = ..., max_assigned: _Optional[int] = ..., safe_ts: _Optional[int] = ...) -> None: ...
 
 class RemoveNodeRequest(_message.Message):
     __slots__ = ("node_id", "group_id")

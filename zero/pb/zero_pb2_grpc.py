@@ -84,6 +84,31 @@ class ZeroStub:
                 request_serializer=zero_dot_pb_dot_zero__pb2.TimestampsRequest.SerializeToString,
                 response_deserializer=zero_dot_pb_dot_zero__pb2.AssignedIds.FromString,
                 _registered_method=True)
+        self.CommitOrAbort = channel.unary_unary(
+                '/zero.v1.Zero/CommitOrAbort',
+                request_serializer=zero_dot_pb_dot_zero__pb2.CommitRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.CommitResponse.FromString,
+                _registered_method=True)
+        self.CommitStream = channel.stream_stream(
+                '/zero.v1.Zero/CommitStream',
+                request_serializer=zero_dot_pb_dot_zero__pb2.CommitBatch.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.CommitBatchResponse.FromString,
+                _registered_method=True)
+        self.TryAbort = channel.unary_unary(
+                '/zero.v1.Zero/TryAbort',
+                request_serializer=zero_dot_pb_dot_zero__pb2.TryAbortRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.TryAbortResponse.FromString,
+                _registered_method=True)
+        self.TxnStatus = channel.unary_unary(
+                '/zero.v1.Zero/TxnStatus',
+                request_serializer=zero_dot_pb_dot_zero__pb2.TryAbortRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.TryAbortResponse.FromString,
+                _registered_method=True)
+        self.Oracle = channel.unary_stream(
+                '/zero.v1.Zero/Oracle',
+                request_serializer=zero_dot_pb_dot_zero__pb2.OracleRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.OracleDelta.FromString,
+                _registered_method=True)
 
 
 class ZeroServicer:
@@ -152,6 +177,46 @@ class ZeroServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CommitOrAbort(self, request, context):
+        """---- the transaction oracle (docs/DESIGN.md "The oracle") ----
+        Decide one transaction: commit (with a commit_ts) or abort (with a reason). The
+        decision is committed through Raft before it is answered and is final.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitStream(self, request_iterator, context):
+        """Many batches in flight; each answered by one response naming every start_ts of the
+        batch (answers may come in any order, matched by start_ts). A bad request in a batch
+        is answered with its code and the stream stays open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TryAbort(self, request, context):
+        """Abort (CLIENT_ABORT) whatever of these is not decided yet; the decided keep theirs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TxnStatus(self, request, context):
+        """The decisions of these start_ts, deciding nothing (undecided: commit_ts 0, aborted false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Oracle(self, request, context):
+        """Every commit with commit_ts > since_ts in commit_ts order, then new decisions as
+        they are made, with the max_assigned watermark and safe_ts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ZeroServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +269,31 @@ def add_ZeroServicer_to_server(servicer, server):
                     servicer.TimestampStream,
                     request_deserializer=zero_dot_pb_dot_zero__pb2.TimestampsRequest.FromString,
                     response_serializer=zero_dot_pb_dot_zero__pb2.AssignedIds.SerializeToString,
+            ),
+            'CommitOrAbort': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitOrAbort,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.CommitRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.CommitResponse.SerializeToString,
+            ),
+            'CommitStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.CommitStream,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.CommitBatch.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.CommitBatchResponse.SerializeToString,
+            ),
+            'TryAbort': grpc.unary_unary_rpc_method_handler(
+                    servicer.TryAbort,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.TryAbortRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.TryAbortResponse.SerializeToString,
+            ),
+            'TxnStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.TxnStatus,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.TryAbortRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.TryAbortResponse.SerializeToString,
+            ),
+            'Oracle': grpc.unary_stream_rpc_method_handler(
+                    servicer.Oracle,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.OracleRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.OracleDelta.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +566,141 @@ class Zero:
             '/zero.v1.Zero/TimestampStream',
             zero_dot_pb_dot_zero__pb2.TimestampsRequest.SerializeToString,
             zero_dot_pb_dot_zero__pb2.AssignedIds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitOrAbort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.Zero/CommitOrAbort',
+            zero_dot_pb_dot_zero__pb2.CommitRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.CommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/zero.v1.Zero/CommitStream',
+            zero_dot_pb_dot_zero__pb2.CommitBatch.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.CommitBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TryAbort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.Zero/TryAbort',
+            zero_dot_pb_dot_zero__pb2.TryAbortRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.TryAbortResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TxnStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.Zero/TxnStatus',
+            zero_dot_pb_dot_zero__pb2.TryAbortRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.TryAbortResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Oracle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/zero.v1.Zero/Oracle',
+            zero_dot_pb_dot_zero__pb2.OracleRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.OracleDelta.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,7 +19,8 @@ Three kinds of version, each checked where the bytes are read:
   the cluster version may not join, nor restart on a data dir that is already past it.
 
 Version 1 is every proposal kind of state.proto as of the first release. A release that
-adds a kind maps it to the new ZERO_VERSION here and bumps ZERO_VERSION.
+adds a kind maps it to the new ZERO_VERSION here and bumps ZERO_VERSION. Version 2 adds
+the transaction oracle's decisions (decide_txns, advance_safe_ts).
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ from zero.pb import state_pb2
 
 __all__ = ["ZERO_VERSION", "PROPOSAL_MIN_VERSION", "required_version", "check_proposal", "effective"]
 
-ZERO_VERSION = 1
+ZERO_VERSION = 2
+
+# Proposal kinds added after the first release -> the cluster version that may carry them.
+_ADDED: dict[str, int] = {"decide_txns": 2, "advance_safe_ts": 2}
 
 # Proposal kind (the `change` oneof's field name) -> the cluster version that may carry it.
 PROPOSAL_MIN_VERSION: dict[str, int] = {
-    f.name: 1 for f in state_pb2.Proposal.DESCRIPTOR.oneofs_by_name["change"].fields
+    f.name: _ADDED.get(f.name, 1) for f in state_pb2.Proposal.DESCRIPTOR.oneofs_by_name["change"].fields
 }
 
 
