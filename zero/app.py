@@ -8,7 +8,7 @@ stops cleanly, as while running.
 Stop (SIGTERM/SIGINT): report NOT_SERVING, stop accepting calls and let in-flight ones
 finish (grace), close HTTP, then stop the node, which syncs and closes the WAL.
 With --tls-dir the HTTP port is HTTPS, and SIGHUP (or a change of the files, polled)
-reloads the certificates for new connections (zero/security.py); --live-addr serves
+reloads the certificates for new connections (zero/security/reload.py); --live-addr serves
 /live alone over plain HTTP, from the moment its port is bound.
 """
 
@@ -302,7 +302,7 @@ class ZeroApp:
     def reload_tls(self, reason: str) -> bool:
         """Re-read --tls-dir (SIGHUP, or the files changed): True when new connections
         now use new certificates. A bad set of files is logged as an error and the old
-        certificates stay (zero/security.py ServerTls.reload)."""
+        certificates stay (zero/security/reload.py ServerTls.reload)."""
         tls = self.tls
         if tls is None:
             if self.log is not None:

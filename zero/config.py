@@ -49,7 +49,7 @@ class RunConfig:
     my: str | None = None  # None: localhost:<grpc port>
     raft_id: int = 0  # 0: the data dir's; else 1 for a new cluster, or assigned when joining
     peer: str = ""  # any live zero to join through (a new data dir only)
-    tls_dir: str | None = None  # mutual TLS on every gRPC connection (zero/security.py); None: plaintext
+    tls_dir: str | None = None  # mutual TLS on every gRPC connection (zero/security/); None: plaintext
     replicas: int = 1
     tick: float = 0.1
     election_ticks: int = 5

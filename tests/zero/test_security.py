@@ -1,4 +1,4 @@
-"""Mutual TLS, certificate roles and the admin token (zero/security.py, docs/DESIGN.md
+"""Mutual TLS, certificate roles and the admin token (zero/security/, docs/DESIGN.md
 "Security"). The tests make their own CA and certificates with `cryptography`: one per
 role (OU zero, datanode, admin), plus one from a foreign CA.
 
@@ -41,6 +41,7 @@ from zero.app import ZeroApp  # noqa: E402
 from zero.config import RunConfig  # noqa: E402
 from zero.client import ZeroClient  # noqa: E402
 from zero.datanode.server import DataNode, DataNodeConfig  # noqa: E402
+from zero.errors import PermissionDeniedError  # noqa: E402
 from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2, zero_pb2_grpc  # noqa: E402
 from zero.pb import raft_transport_pb2 as tpb  # noqa: E402
 from zero.pb import raft_transport_pb2_grpc as tgrpc  # noqa: E402
@@ -147,7 +148,7 @@ def test_subject_ous_and_roles() -> None:
     assert security.peer_roles(ctx) == {"datanode"}
     security.authorize("/zero.v1.Zero/Connect", ctx)
     for method in ("/zero.v1.ZeroAdmin/RaftStatus", "/zero.v1.Raft/Stream", "/some.Other/Call"):
-        with pytest.raises(security.PermissionDeniedError):
+        with pytest.raises(PermissionDeniedError):
             security.authorize(method, ctx)
     plain = types.SimpleNamespace(auth_context=lambda: {})
     assert security.peer_roles(plain) is None

@@ -1,5 +1,5 @@
 """HTTPS on the HTTP port, certificate reload without a restart, and certificate dates
-(zero/security.py: ServerTls, cert_infos; zero/app.py: the HTTPS site, --live-addr,
+(zero/security/: ServerTls, cert_infos; zero/app.py: the HTTPS site, --live-addr,
 reload_tls and the --tls-dir watch).
 
 - an expired or not-yet-valid certificate at start: exit 1, one line naming the file and

@@ -79,7 +79,7 @@ class DataNodeConfig:
     chunk_bytes: int = 1 << 20  # a copy is streamed in chunks of about this many bytes
     chunk_delay: float = 0.0  # pause between chunks (slows a copy down for demos and tests)
     log_format: str | None = None
-    tls_dir: str | None = None  # mutual TLS to zero and between data nodes (zero/security.py)
+    tls_dir: str | None = None  # mutual TLS to zero and between data nodes (zero/security/)
 
 
 @dataclass(slots=True)
