@@ -149,6 +149,22 @@ class Node:
     def status(self) -> Status:
         return self._rn.status()
 
+    # Inspection for the application, on the loop between Readies (see RawNode).
+    def last_index(self) -> int:
+        return self._rn.last_index()
+
+    def term(self, i: int) -> int:
+        return self._rn.term(i)
+
+    def election_elapsed(self) -> int:
+        return self._rn.election_elapsed()
+
+    def conf_change_pending(self) -> bool:
+        return self._rn.conf_change_pending()
+
+    def check_conf_change(self, cc: ConfChange | ConfChangeV2) -> None:
+        self._rn.check_conf_change(cc)
+
     def forget_leader(self) -> None:
         """A follower forgets its leader (etcd's ForgetLeader): see Raft.forget_leader."""
         if self._stopped:

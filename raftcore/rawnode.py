@@ -146,6 +146,21 @@ class RawNode:
         r = self.raft
         return bool(r.pending_conf_index > r.raft_log.applied)
 
+    def last_index(self) -> int:
+        """The index of the last entry of the log, persisted or not (a leader's own
+        proposal is there as soon as propose() returns)."""
+        return self.raft.raft_log.last_index()
+
+    def term(self, i: int) -> int:
+        """The term of entry i. Raises CompactedError/UnavailableError outside
+        [first_index - 1, last_index]."""
+        return self.raft.raft_log.term(i)
+
+    def election_elapsed(self) -> int:
+        """Ticks since the election timer was last reset; on a follower, since it last
+        heard from its leader (for health checks: more than election_tick means silence)."""
+        return self.raft.election_elapsed
+
     def step(self, m: Message) -> None:
         """Feed a message received from a peer. Local-only types raise
         StepLocalMsgError; responses from peers not in the configuration are
