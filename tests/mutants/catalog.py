@@ -109,7 +109,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no-move-fence",
         "a tablet is read-only while it is being moved",
-        (Edit("zero/state/machine.py", "        tablet.read_only = True\n", "        tablet.read_only = False\n"),),
+        (Edit("zero/state/moves.py", "    tablet.read_only = True\n", "    tablet.read_only = False\n"),),
         ("tests/zero/test_state.py", "tests/zero/test_state_properties.py"),
     ),
 )

@@ -1,4 +1,4 @@
-"""Unit tests of zero's replicated state machine (zero/state/machine.py), without gRPC."""
+"""Unit tests of zero's replicated state machine (zero/state/), without gRPC."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from collections.abc import Callable
 
 import pytest
 
-from zero.state import machine as st
-from zero.pb import state_pb2, zero_pb2
-from zero.state.machine import (
+from zero.errors import (
     ApplyOrderError,
     CorruptStateError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
-    ZeroState,
 )
+from zero.pb import state_pb2, zero_pb2
+from zero.state import dedup, machine
+from zero.state.delta import Applied, Delta
+from zero.state.leases import MAX_LEASE
+from zero.state.machine import ZeroState
+from zero.state.moves import MOVE_HISTORY
+from zero.state.tables import UINT64_MAX
 
 P = state_pb2.Proposal
 
@@ -76,7 +80,7 @@ class Machine:
         self.s = ZeroState()
         self.index = itertools.count(1)
 
-    def apply(self, p: P) -> st.Applied:
+    def apply(self, p: P) -> Applied:
         return self.s.apply(next(self.index), p)
 
     def refused(self, p: P, err: type[Exception], match: str | None = None) -> None:
@@ -316,11 +320,11 @@ def test_move_refusals(m: Machine) -> None:
 
 def test_move_history_is_bounded(m: Machine) -> None:
     two_groups(m)
-    for i in range(st.MOVE_HISTORY + 5):
+    for i in range(MOVE_HISTORY + 5):
         mid = m.apply(start("a", 2 if i % 2 == 0 else 1, 50)).move.move_id  # type: ignore[union-attr]
         m.apply(commit(mid))
     moves = m.s.moves()
-    assert len(moves) == st.MOVE_HISTORY and moves[-1].move_id == st.MOVE_HISTORY + 5
+    assert len(moves) == MOVE_HISTORY and moves[-1].move_id == MOVE_HISTORY + 5
 
 
 # ---- leases ----
@@ -337,12 +341,12 @@ def test_leases_grow_and_never_overlap(m: Machine) -> None:
 
 def test_lease_refusals(m: Machine) -> None:
     m.refused(lease(zero_pb2.UID, 0), InvalidArgumentError)
-    m.refused(lease(zero_pb2.UID, st.MAX_LEASE + 1), InvalidArgumentError)
+    m.refused(lease(zero_pb2.UID, MAX_LEASE + 1), InvalidArgumentError)
     m.refused(lease(7, 1), InvalidArgumentError, "kind")
-    m.s = crafted(lambda snap: setattr(snap.state, "max_uid", st.UINT64_MAX - 10))
+    m.s = crafted(lambda snap: setattr(snap.state, "max_uid", UINT64_MAX - 10))
     left = 10
     m.refused(lease(zero_pb2.UID, left + 1), FailedPreconditionError, "overflow")
-    assert m.apply(lease(zero_pb2.UID, left)).ids.end_id == st.UINT64_MAX  # type: ignore[union-attr]
+    assert m.apply(lease(zero_pb2.UID, left)).ids.end_id == UINT64_MAX  # type: ignore[union-attr]
     m.refused(lease(zero_pb2.UID, 1), FailedPreconditionError, "exhausted")
 
 
@@ -422,7 +426,7 @@ def test_refused_proposal_is_not_recorded_for_dedup(m: Machine) -> None:
 
 
 def test_dedup_retention_is_bounded(monkeypatch: pytest.MonkeyPatch, m: Machine) -> None:
-    monkeypatch.setattr(st, "DEDUP_RETENTION", 3)
+    monkeypatch.setattr(dedup, "DEDUP_RETENTION", 3)
     for i in range(5):
         m.apply(lease(zero_pb2.UID, 1, key=f"k{i}"))
     assert m.apply(lease(zero_pb2.UID, 1, key="k4")).duplicate
@@ -538,13 +542,13 @@ def test_changes_since(m: Machine) -> None:
     d = m.s.changes_since(v1)
     assert d is not None
     assert d.tablets == {"x"} and d.members == set() and d.removed_members == {2}
-    assert m.s.changes_since(m.s.version) == st.Delta()
+    assert m.s.changes_since(m.s.version) == Delta()
     assert m.s.changes_since(m.s.version + 1) is None
     assert ZeroState.restore(m.s.snapshot()).changes_since(v1) is None  # history is in memory only
 
 
 def test_changes_since_history_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(st, "CHANGE_HISTORY", 4)
+    monkeypatch.setattr(machine, "CHANGE_HISTORY", 4)
     m = Machine()
     for i in range(10):
         m.apply(lease(zero_pb2.UID, 1))

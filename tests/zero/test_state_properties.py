@@ -1,12 +1,13 @@
-"""Property tests: random proposal sequences against the rules zero/state/machine.py promises."""
+"""Property tests: random proposal sequences against the rules zero/state/ promises."""
 
 from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
+from zero.errors import ZeroError
 from zero.pb import state_pb2, zero_pb2
-from zero.state.machine import ZeroError, ZeroState
+from zero.state.machine import ZeroState
 
 P = state_pb2.Proposal
 ADDRS = [f"n{i}:7080" for i in range(6)]

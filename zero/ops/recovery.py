@@ -41,7 +41,9 @@ from zero.ops import backup as backup_mod
 from zero.errors import ZeroError
 from zero.replica.identity import JOIN_ANSWER_FILE, Identity, load_identity, save_identity
 from zero.pb import state_pb2, zero_pb2
-from zero.state.machine import MAX_LEASE, UINT64_MAX, ZeroState
+from zero.state.leases import MAX_LEASE
+from zero.state.machine import ZeroState
+from zero.state.tables import UINT64_MAX
 
 __all__ = ["LEASE_MARGIN", "WAL_DIR", "FORCED_FILE", "RecoveryError", "Recovered", "Outcome",
            "continue_lease", "lease_floor", "load_data_dir", "rewrite", "write_data_dir", "restore",

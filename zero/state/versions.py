@@ -6,7 +6,7 @@ Three kinds of version, each checked where the bytes are read:
 - On-disk formats. Every file a zero writes names its format in a header whose layout
   never changes, so a file from a newer zero is recognised as newer (not as damage) and
   refused with a message that says so: WAL segments and snapshot files
-  (raftcore.wal.FORMAT_VERSION), the state inside a snapshot (zero.state.machine.FORMAT), backups
+  (raftcore.wal.FORMAT_VERSION), the state inside a snapshot (zero.state.snapshot.FORMAT), backups
   (zero.ops.backup.FORMAT), IDENTITY (zero.replica.identity.FORMAT).
 - The peer protocol (zero.replica.transport.PROTOCOL, in every RaftBatch, SnapshotChunk and
   JoinClusterRequest): a receiver refuses another protocol.
