@@ -1,4 +1,4 @@
-"""TimestampStream (zero/frontdoor/server.py) and zero.client's timestamps over it: answers in
+"""TimestampStream (zero/frontdoor/zero_service.py) and zero.client's timestamps over it: answers in
 request order, contiguous ranges, real-time order across clients, follower forwarding,
 bad counts, leadership moving mid-stream, and the unary fallback against a zero that does
 not have the stream. ZeroApps (gRPC + Raft transport) in one process, on loopback."""
@@ -15,7 +15,8 @@ from zero.app import ZeroApp
 from zero.client import ZeroClient
 from zero.pb import zero_pb2, zero_pb2_grpc
 
-from zeroapps import app_cluster, until
+from support.aio import until
+from zeroapps import app_cluster
 
 SC = grpc.StatusCode
 
@@ -116,7 +117,7 @@ def test_two_clients_timestamps_increase_in_real_time(tmp_path):
                 await asyncio.gather(*(caller(zc) for zc in (a, b) for _ in range(16)))
                 _check_real_time(calls)
                 assert min(ts for _, _, ts in calls) > last
-                assert a._ts_use_stream and b._ts_use_stream  # noqa: SLF001 - the stream was used
+                assert a.timestamps_over_stream and b.timestamps_over_stream  # the stream was used
                 assert a.timestamp_rpcs < 16 * 100 + 100
         finally:
             await _stop([app])
@@ -182,20 +183,20 @@ def test_follower_forwards_the_stream_and_leadership_moves_under_it(tmp_path):
                         calls.append((t0, loop.time(), ts))
 
                 tasks = [asyncio.create_task(caller()) for _ in range(16)]
-                await until(lambda: len(calls) > 200, what="timestamps before the move")
+                await until(lambda: len(calls) > 200, 20, message="timestamps before the move")
                 new = await leader.node.transfer_leadership(to=follower.node.raft_id)
                 assert new == follower.node.raft_id
                 moved_at = loop.time()
-                await until(lambda: all(a.node.leader_id == new for a in apps), what="new leader known")
+                await until(lambda: all(a.node.leader_id == new for a in apps), 20, message="new leader known")
                 n0 = len(calls)
-                await until(lambda: len(calls) > n0 + 200, what="timestamps after the move")
+                await until(lambda: len(calls) > n0 + 200, 20, message="timestamps after the move")
                 stop.set()
                 await asyncio.wait_for(asyncio.gather(*tasks), 30)
                 _check_real_time(calls)
                 assert any(t0 > moved_at for t0, _, _ in calls)
                 after = await zc.timestamp()
                 assert after > max(ts for _, _, ts in calls) and after > before_raw
-                assert zc._ts_use_stream  # noqa: SLF001
+                assert zc.timestamps_over_stream
 
                 await raw.write(zero_pb2.TimestampsRequest(count=1))
                 with pytest.raises(grpc.aio.AioRpcError) as ei:
@@ -236,7 +237,7 @@ def test_client_falls_back_to_unary_timestamps_on_unimplemented() -> None:
             async with ZeroClient(f"127.0.0.1:{port}") as zc:
                 got = await asyncio.wait_for(asyncio.gather(*(zc.timestamp() for _ in range(50))), 10)
                 assert sorted(got) == list(range(100, 150))
-                assert not zc._ts_use_stream and old.unary >= 1  # noqa: SLF001
+                assert not zc.timestamps_over_stream and old.unary >= 1
                 assert await asyncio.wait_for(zc.timestamp(), 5) == 150
         finally:
             await server.stop(None)
@@ -285,7 +286,7 @@ def test_client_retries_a_stream_that_stops_answering() -> None:
 def test_stream_reads_ahead_a_bounded_number_of_requests(monkeypatch):
     """A client that sends requests without reading the answers is not read without
     bound: at most STREAM_REQUESTS_AHEAD requests are taken ahead of their answers."""
-    import zero.frontdoor.server as srv
+    import zero.frontdoor.zero_service as srv
 
     monkeypatch.setattr(srv, "STREAM_REQUESTS_AHEAD", 4)
     started = []
