@@ -72,7 +72,7 @@ class AdvanceSafeTs(_message.Message):
     def __init__(self, safe_ts: _Optional[int] = ..., purge_below: _Optional[int] = ...) -> None: ...
 
 class OracleSnapshot(_message.Message):
-    __slots__ = ("safe_ts", "last_commit_ts", "purged_below", "keys", "key_commit_ts", "start_ts", "commit_ts", "reason")
+    __slots__ = ("safe_ts", "last_commit_ts", "purged_below", "keys", "key_commit_ts", "start_ts", "commit_ts", "reason", "decided_at")
     SAFE_TS_FIELD_NUMBER: _ClassVar[int]
     LAST_COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     PURGED_BELOW_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class OracleSnapshot(_message.Message):
     START_TS_FIELD_NUMBER: _ClassVar[int]
     COMMIT_TS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     safe_ts: int
     last_commit_ts: int
     purged_below: int
@@ -89,7 +90,8 @@ class OracleSnapshot(_message.Message):
     start_ts: _containers.RepeatedScalarFieldContainer[int]
     commit_ts: _containers.RepeatedScalarFieldContainer[int]
     reason: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, safe_ts: _Optional[int] = ..., last_commit_ts: _Optional[int] = ..., purged_below: _Optional[int] = ..., keys: _Optional[_Iterable[int]] = ..., key_commit_ts: _Optional[_Iterable[int]] = ..., start_ts: _Optional[_Iterable[int]] = ..., commit_ts: _Optional[_Iterable[int]] = ..., reason: _Optional[_Iterable[int]] = ...) -> None: ...
+    decided_at: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, safe_ts: _Optional[int] = ..., last_commit_ts: _Optional[int] = ..., purged_below: _Optional[int] = ..., keys: _Optional[_Iterable[int]] = ..., key_commit_ts: _Optional[_Iterable[int]] = ..., start_ts: _Optional[_Iterable[int]] = ..., commit_ts: _Optional[_Iterable[int]] = ..., reason: _Optional[_Iterable[int]] = ..., decided_at: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TxnDecisions(_message.Message):
     __slots__ = ("txns",)
