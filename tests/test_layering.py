@@ -26,14 +26,15 @@ ALLOWED: Counter[tuple[str, str]] = Counter()
 # import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, ...]] = [
     ("zero.pb", "zero.errors"),
-    ("zero.state", "zero.config", "zero.log", "zero.metrics", "zero.rpc", "zero.security"),
+    ("zero.state", "zero.config", "zero.datadir", "zero.log", "zero.metrics", "zero.net", "zero.rpc",
+     "zero.security"),
     ("zero.client",),
     ("zero.replica",),
     ("zero.leader", "zero.ops"),
     ("zero.frontdoor",),
     ("zero.datanode",),
     ("zero.app",),
-    ("zero.cli", "zero.__main__", "zero"),
+    ("zero.cli", "zero.runner", "zero.__main__", "zero"),
 ]
 # The pure state machine imports none of these (nor anything of zero above zero.errors/pb).
 STATE_FORBIDDEN = frozenset({"asyncio", "socket", "time", "threading", "os", "grpc", "structlog",

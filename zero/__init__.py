@@ -3,8 +3,9 @@
 The layers, lowest first; a module imports its own layer and those below it, never one
 above (tests/test_layering.py checks it, and that zero.state stays pure)::
 
-    cli, __main__        the `zero` command
-    app                  one zero process: wires every component below, in one place
+    cli, runner, __main__
+                         the `zero` command; `zero run` as a process (signals, exit codes)
+    app                  one zero: wires every component below, in one place
     datanode             the reference data node (a client of zero, as yours would be)
     frontdoor            gRPC servicers, interceptor and forwarding, liveness,
                          the membership stream, the HTTP port
@@ -13,12 +14,12 @@ above (tests/test_layering.py checks it, and that zero.state stays pure)::
     replica              ZeroNode: Ready loop, proposals, reads, peer transport,
                          zero membership, identity files
     client               zero.client, the data nodes' library
-    state | config, log, metrics, rpc, security
+    state | config, datadir, log, metrics, net, rpc, security
                          the pure replicated state machine | shared plumbing
     pb, errors           generated messages; errors that name their gRPC status
 
 docs/DESIGN.md "Layers" says what goes where and why.
 """
 
-__all__ = ["app", "cli", "client", "config", "datanode", "errors", "frontdoor", "leader", "log", "metrics",
-           "ops", "pb", "replica", "rpc", "security", "state"]
+__all__ = ["app", "cli", "client", "config", "datadir", "datanode", "errors", "frontdoor", "leader", "log",
+           "metrics", "net", "ops", "pb", "replica", "rpc", "runner", "security", "state"]

@@ -15,10 +15,7 @@ reloads the certificates for new connections (zero/security/reload.py); --live-a
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import os
-import signal
 import socket
 import time
 import sys
@@ -34,12 +31,14 @@ from raftcore import StorageError
 from zero.ops import recovery
 from zero import security
 from zero.config import RunConfig
+from zero.datadir import DataDirError, DataDirLock
 from zero.errors import ZeroError
 from zero.frontdoor.http import health_report, make_app
 from zero.replica.identity import load_identity
 from zero.leader.leases import Leases
 from zero.log import make_logger
 from zero.metrics import Metrics
+from zero.net import bind_tcp, listen_refusal, split_addr
 from zero.leader.moves import DIAL_OPTIONS, MoveDriver, MoveOptions
 from zero.replica.node import NodeOptions, ZeroNode, run_leader_task
 from zero.pb import zero_pb2_grpc
@@ -47,9 +46,8 @@ from zero.replica.transport import GRPC_OPTIONS, add_raft_service
 from zero.frontdoor.server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
 from zero.frontdoor.stream import MembershipHub
 
-__all__ = ["ZeroApp", "StartupError", "run", "LOCK_FILE"]
+__all__ = ["ZeroApp", "StartupError"]
 
-LOCK_FILE = "LOCK"
 HEALTH_PERIOD = 0.5  # seconds between gRPC health refreshes
 GRPC_GRACE = 2.0  # seconds in-flight calls get on shutdown
 HTTP_GRACE = 1.0
@@ -61,37 +59,6 @@ TLS_POLL = 2.0  # seconds between looks at the --tls-dir files (a change settled
 
 class StartupError(Exception):
     """zero cannot start (corrupt or locked data dir, port in use): exit 1."""
-
-
-def _split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def _bind_tcp(addr: str) -> list[socket.socket]:
-    """Listening sockets for HOST:PORT, one per address HOST resolves to (an empty host
-    or 0.0.0.0 is every IPv4 interface), as asyncio's create_server binds them; port 0
-    picks one free port for all. No SO_REUSEPORT: a second zero must not share it."""
-    host, port = _split_addr(addr)
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    socks: list[socket.socket] = []
-    try:
-        for family, type_, proto, _, sockaddr in dict.fromkeys(infos):
-            sock = socket.socket(family, type_, proto)
-            socks.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and len(socks) > 1:
-                sockaddr = (sockaddr[0], socks[0].getsockname()[1], *sockaddr[2:])
-            sock.bind(sockaddr)
-            sock.listen(128)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in socks:
-            sock.close()
-        raise
-    return socks
 
 
 class ZeroApp:
@@ -118,7 +85,7 @@ class ZeroApp:
         self._transport: Any = None  # the node's peer transport, for reloaded credentials
         self._retired_channels: list[grpc.aio.Channel] = []  # data-node dials from before a TLS reload
         self._outbound_expiry: Any = None  # the earliest notAfter open outbound channels may present
-        self._lock_fd = -1
+        self._data_dir_lock: DataDirLock | None = None  # held from the start of _start until stop
         self._interceptor: Interceptor | None = None  # set in _start; stop() runs after a failed start too
         self._creds: grpc.ChannelCredentials | None = None
         self._datanode_channels: dict[str, grpc.aio.Channel] = {}  # TLS dials of data nodes (moves)
@@ -136,7 +103,10 @@ class ZeroApp:
 
     async def _start(self) -> None:
         cfg = self.cfg
-        self._lock(cfg.data_dir)
+        try:
+            self._data_dir_lock = DataDirLock.acquire(cfg.data_dir)
+        except DataDirError as e:
+            raise StartupError(str(e)) from None
         try:
             ident = load_identity(cfg.data_dir)
         except StorageError as e:
@@ -176,13 +146,9 @@ class ZeroApp:
         # A busy port is found with a plain bind first: gRPC would log its own error line
         # (add_port.cc) before ours. Only "in use" and "permission denied" are final here;
         # anything else is left for gRPC to judge.
-        if _split_addr(cfg.grpc_addr)[1] != 0:
-            try:
-                for sock in _bind_tcp(cfg.grpc_addr):
-                    sock.close()
-            except OSError as e:
-                if e.errno in (errno.EADDRINUSE, errno.EACCES):
-                    raise StartupError(f"cannot listen for gRPC on {cfg.grpc_addr}: {e.strerror}") from None
+        refusal = listen_refusal(cfg.grpc_addr)
+        if refusal:
+            raise StartupError(f"cannot listen for gRPC on {cfg.grpc_addr}: {refusal}")
         server = grpc.aio.server(options=list(options.items()), interceptors=[self._interceptor])
         self.grpc_server = server
         try:
@@ -198,7 +164,7 @@ class ZeroApp:
         # busy port can never leave the cluster with a half-joined zero (a learner that
         # will never come up; promoted, it would have cost a one-zero cluster its quorum).
         try:
-            http_socks = _bind_tcp(cfg.http_addr)
+            http_socks = bind_tcp(cfg.http_addr)
         except OSError as e:
             raise StartupError(f"cannot listen for HTTP on {cfg.http_addr}: {e.strerror or e}") from None
         self._http_socks = http_socks
@@ -271,7 +237,7 @@ class ZeroApp:
         """--live-addr: /live alone over plain HTTP, served as soon as it is bound (the
         event loop answers also while the WAL is recovered or a join waits)."""
         try:
-            socks = _bind_tcp(addr)
+            socks = bind_tcp(addr)
         except OSError as e:
             raise StartupError(f"cannot listen for /live on {addr}: {e.strerror or e}") from None
         self.live_port = int(socks[0].getsockname()[1])
@@ -354,7 +320,7 @@ class ZeroApp:
         e.g. a zero's HTTP port or a TLS mismatch)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        host, port = _split_addr(peer)
+        host, port = split_addr(peer)
         not_grpc = 0
         while True:
             began = loop.time()
@@ -419,32 +385,6 @@ class ZeroApp:
         print(f"{bar}\nzero: WARNING: --force-new-cluster rewrote {cfg.data_dir} into a NEW cluster.\n"
               f"{o.text()}\nRemove --force-new-cluster from the command line / environment now.\n{bar}",
               file=sys.stderr, flush=True)
-
-    def _lock(self, data_dir: str) -> None:
-        """One zero per data dir: an exclusive flock on <data-dir>/LOCK, held until exit
-        (the kernel releases it when the process dies, also on kill -9)."""
-        path = os.path.join(data_dir, LOCK_FILE)
-        if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-            raise StartupError(f"data dir {data_dir} is not a directory")
-        try:
-            os.makedirs(data_dir, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise StartupError(f"cannot use data dir {data_dir}: {e.strerror or e}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            try:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            except OSError:
-                holder = ""
-            os.close(fd)
-            who = f" (pid {holder})" if holder.isdigit() else ""
-            raise StartupError(f"data dir {data_dir} is in use by another zero{who}; "
-                               f"each zero needs its own --data-dir") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
 
     # -- health -----------------------------------------------------------------------------------
     async def _set_health(self, serving: bool) -> None:
@@ -528,66 +468,6 @@ class ZeroApp:
             await node.stop()
             if self.log is not None:
                 self.log.info("zero stopped", applied=node.applied)
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-
-
-async def run(cfg: RunConfig, *, log_stream: TextIO | None = None) -> int:
-    """Run until SIGTERM/SIGINT; return the process exit code. The handlers are in place
-    before anything starts: a signal while starting (waiting for --peer, joining,
-    recovering the WAL) cancels the start, which undoes what it did, and exits 0 with one
-    log line, as a signal while running does. A second signal exits at once (128 + N)."""
-    app = ZeroApp(cfg, log_stream=log_stream)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        if signals:  # a second signal: stop waiting for the graceful path
-            os._exit(128 + sig.value)
-        signals.append(sig.name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    if cfg.tls_dir:  # SIGHUP reloads the certificates (without --tls-dir it keeps its default)
-        loop.add_signal_handler(signal.SIGHUP, app.reload_tls, "SIGHUP")
-    starting = loop.create_task(app.start(), name="zero-start")
-    stopping = loop.create_task(stop.wait())
-    await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
-    if not starting.done():
-        starting.cancel()  # app.start() stops whatever it had started, then re-raises
-        await asyncio.wait([starting])
-    if starting.cancelled() or starting.exception() is not None:
-        stopping.cancel()
-        if starting.cancelled():
-            if app.log is not None:
-                app.log.info("stopped while starting", signal=signals[0] if signals else None)
-            else:
-                print(f"zero: stopped by {signals[0] if signals else 'a signal'} while starting",
-                      file=sys.stderr, flush=True)
-            return 0
-        exc = starting.exception()
-        if isinstance(exc, StartupError):
-            print(f"zero: cannot start: {exc}", file=sys.stderr, flush=True)
-            return 1
-        raise exc  # type: ignore[misc]
-    failed = loop.create_task(app.failed.wait())
-    removed = loop.create_task(app.node.removed.wait()) if app.node is not None else loop.create_future()
-    await asyncio.wait([failed, stopping, removed], return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if app.failed.is_set():
-        code = 1
-        app.log.error("the raft loop stopped; shutting down", error=repr(app.node.fatal if app.node else None))
-    elif removed.done():
-        code = 1
-        reason = app.node.removed_reason if app.node is not None else ""
-        app.log.error("this zero was removed from the cluster; exiting", reason=reason)
-        print(f"zero: removed from the cluster: {reason}", file=sys.stderr, flush=True)
-    else:
-        app.log.info("shutting down", signal=signals[0] if signals else None)
-    for t in (failed, stopping, removed):
-        t.cancel()
-    await app.stop()
-    return code
+        if self._data_dir_lock is not None:
+            self._data_dir_lock.release()
+            self._data_dir_lock = None

@@ -37,7 +37,7 @@ from dataclasses import dataclass  # noqa: E402
 
 from zero.state import validate  # noqa: E402
 from zero.ops.admin import add_admin_parser, run_admin  # noqa: E402
-from zero.app import run  # noqa: E402
+from zero.runner import run  # noqa: E402
 from zero.config import RunConfig, parse_duration  # noqa: E402
 from zero.datanode.cli import add_datanode_parser  # noqa: E402
 from zero.datanode.cli import main as datanode_main  # noqa: E402

@@ -241,7 +241,7 @@ def test_copy_timeout_rolls_back_and_the_source_serves_writes_again(tmp_path) ->
             assert not env.nodes[1].store.has("p")
             assert env.nodes[1].store.move_ids("p").dropped == r.move_id
             # The source's fence is lifted once zero's state shows the move over.
-            await _until(lambda: not env.nodes[0]._fences, what="the fence lifted")
+            await _until(lambda: not env.nodes[0].moves.fences, what="the fence lifted")
             await env.dn[0].Put(dn.PutRequest(tablet="p", key=b"after", value=b"1"))
             # A stale move id is refused by the data nodes.
             stale = dn.MoveTabletCommand(move_id=r.move_id - 1 or 1, predicate="p", src_group=1, dst_group=2,

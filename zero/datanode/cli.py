@@ -6,20 +6,21 @@ cannot start, 2 for usage errors.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
-from typing import Any
 
-from zero.state import validate
+from zero.config import parse_duration
 from zero.datanode.server import DataNodeConfig, run_datanode
+from zero.state import validate
 from zero.errors import InvalidArgumentError
 from zero.security import check_tls_dir
 
 __all__ = ["add_datanode_parser", "config_from_args", "main"]
 
 
-def add_datanode_parser(sub: Any) -> None:
+def add_datanode_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("datanode", help="run the reference data node",
                        description="Run the reference data node: key/values per tablet, served over the "
                                    "DataNode gRPC service; it joins a group through zero and takes part in "
@@ -40,10 +41,8 @@ def add_datanode_parser(sub: Any) -> None:
                         "node.key [env ZERO_TLS_DIR]")
 
 
-def config_from_args(ns: Any) -> DataNodeConfig:
+def config_from_args(ns: argparse.Namespace) -> DataNodeConfig:
     """`zero datanode`'s flags, validated; InvalidArgumentError says which is wrong."""
-    from zero.config import parse_duration
-
     zeros = tuple(validate.address(a.strip(), "--zero") for a in ns.zero.split(",") if a.strip())
     if not zeros:
         raise InvalidArgumentError("--zero: give at least one zero address")
@@ -69,7 +68,7 @@ def config_from_args(ns: Any) -> DataNodeConfig:
                           chunk_delay=chunk_delay, log_format=ns.log_format, tls_dir=tls_dir or None)
 
 
-def main(ns: Any) -> int:
+def main(ns: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(ns)
     except InvalidArgumentError as e:
