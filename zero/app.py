@@ -43,8 +43,13 @@ from zero.leader.moves import DIAL_OPTIONS, MoveDriver, MoveOptions
 from zero.replica.node import NodeOptions, ZeroNode, run_leader_task
 from zero.pb import zero_pb2_grpc
 from zero.replica.transport import GRPC_OPTIONS, add_raft_service
-from zero.frontdoor.server import MAX_MESSAGE_BYTES, Interceptor, Liveness, ZeroAdminService, ZeroService
+from zero.frontdoor.admin_service import ZeroAdminService
+from zero.frontdoor.forwarding import NodeSlot
+from zero.frontdoor.interceptor import Interceptor
+from zero.frontdoor.liveness import Liveness
 from zero.frontdoor.stream import MembershipHub
+from zero.frontdoor.wire import MAX_MESSAGE_BYTES
+from zero.frontdoor.zero_service import ZeroService
 
 __all__ = ["ZeroApp", "StartupError"]
 
@@ -87,6 +92,7 @@ class ZeroApp:
         self._outbound_expiry: Any = None  # the earliest notAfter open outbound channels may present
         self._data_dir_lock: DataDirLock | None = None  # held from the start of _start until stop
         self._interceptor: Interceptor | None = None  # set in _start; stop() runs after a failed start too
+        self._node_slot = NodeSlot()  # the node the interceptor serves: set once it runs (see _start)
         self._creds: grpc.ChannelCredentials | None = None
         self._datanode_channels: dict[str, grpc.aio.Channel] = {}  # TLS dials of data nodes (moves)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -131,12 +137,11 @@ class ZeroApp:
                 raise StartupError(str(e)) from None
         self._creds = creds = tls.channel_credentials() if tls is not None else None
         self._outbound_expiry = tls.config.expires if tls is not None else None
-        # Forwarding channels are made with the credentials current when they are made
-        # (a TLS reload replaces self._creds).
+        # The interceptor is built with the server, before the node exists: it serves the
+        # node put in self._node_slot once the node runs.
         self._interceptor = Interceptor(
-            lambda: self.node, metrics=metrics, admin_token=cfg.admin_token, logger=self.log,
-            channel_factory=(lambda addr, opts: grpc.aio.secure_channel(addr, self._creds, options=opts))
-            if creds else None,
+            self._node_slot, metrics=metrics, admin_token=cfg.admin_token, logger=self.log,
+            channel_factory=self._dial_leader if creds else None,
             authorize=security.authorize if tls is not None else None)
         # The peer transport's options (message sizes for snapshot chunks and batches),
         # and no SO_REUSEPORT: a second zero must not share the port silently.
@@ -185,8 +190,12 @@ class ZeroApp:
         self._transport = node.transport
         leases = self.leases = Leases(node)
         liveness = self.liveness = Liveness(node)
+        node.on_leadership.append(liveness.on_leadership)
         hub = self.hub = MembershipHub(node, overlay=liveness.overlay)
+        node.on_applied.append(hub.on_applied)
+        node.on_state_reset.append(hub.on_state_reset)
         liveness.on_flags_changed = hub.bump
+        liveness.start_mirror()
         node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
         self.moves = MoveDriver(node, leases, liveness, options=MoveOptions(
             rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
@@ -212,6 +221,7 @@ class ZeroApp:
         except ZeroError as e:
             raise StartupError(str(e)) from None
         self.node = node
+        self._node_slot.node = node
 
         runner = web.AppRunner(make_app(node, self.liveness, admin_token=cfg.admin_token, grpc_addr=cfg.grpc_addr,
                                         grpc_port=self.grpc_port, grpc_creds=creds),
@@ -359,6 +369,11 @@ class ZeroApp:
                              gives_up_in=f"{left:.0f}s")
             await asyncio.sleep(min(left, max(0.0, PEER_PROBE_PERIOD - (loop.time() - began))))
 
+    def _dial_leader(self, addr: str, options: list[tuple[str, object]]) -> grpc.aio.Channel:
+        """A channel to the leader for forwarded calls, over mutual TLS with the
+        credentials current when it is made (a TLS reload replaces self._creds)."""
+        return grpc.aio.secure_channel(addr, self._creds, options=options)
+
     def _dial_datanode(self, addr: str) -> grpc.aio.Channel:
         """A data node's channel for tablet moves, over mutual TLS (--tls-dir)."""
         ch = self._datanode_channels.get(addr)
@@ -465,6 +480,7 @@ class ZeroApp:
         self._retired_channels.clear()
         if self.node is not None:
             node, self.node = self.node, None
+            self._node_slot.node = None
             await node.stop()
             if self.log is not None:
                 self.log.info("zero stopped", applied=node.applied)

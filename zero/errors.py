@@ -1,7 +1,7 @@
 """zero's errors, each naming the gRPC status it maps to.
 
 ``code`` is a ``grpc.StatusCode`` member name, so the one place that translates errors
-to statuses (zero/frontdoor/server.py) needs no table of its own, and the pure modules that raise
+to statuses (zero/rpc.py's ``status_of``) needs no table of its own, and the pure modules that raise
 these (state, validate, leases) need no grpc import.
 """
 
@@ -20,6 +20,7 @@ __all__ = [
     "ResourceExhaustedError",
     "UnauthenticatedError",
     "PermissionDeniedError",
+    "UnimplementedError",
 ]
 
 
@@ -82,3 +83,9 @@ class PermissionDeniedError(ZeroError):
     """A wrong admin token or role."""
 
     code = "PERMISSION_DENIED"
+
+
+class UnimplementedError(ZeroError):
+    """A feature this zero does not offer (tablet moves or the rebalancer not enabled)."""
+
+    code = "UNIMPLEMENTED"

@@ -69,7 +69,7 @@ def _connect(addr: str) -> Any:
 
 
 async def _raft_status(app: ZeroApp) -> zero_pb2.RaftStatusResponse:
-    from zero.frontdoor.server import ZeroAdminService
+    from zero.frontdoor.admin_service import ZeroAdminService
     return await ZeroAdminService(app.node, app.liveness).RaftStatus(zero_pb2.RaftStatusRequest(), None)
 
 

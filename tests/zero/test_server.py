@@ -20,7 +20,9 @@ from zero.ops import backup
 from zero import cli
 from zero.app import ZeroApp
 from zero.pb import zero_pb2, zero_pb2_grpc
-from zero.frontdoor.server import Interceptor, check_admin
+from zero.frontdoor.auth import check_admin
+from zero.frontdoor.forwarding import NodeSlot
+from zero.frontdoor.interceptor import Interceptor, Route
 from zero.errors import PermissionDeniedError, UnauthenticatedError
 
 from zeroapps import one_zero
@@ -326,10 +328,10 @@ def test_follower_replies_carry_the_leader() -> None:
     node = types.SimpleNamespace(is_leader=False, leader_id=2, metrics=None,
                                  state=types.SimpleNamespace(zeros=zeros))
     from zero.metrics import Metrics
-    icpt = Interceptor(lambda: node, metrics=Metrics(), admin_token=None, logger=None)  # type: ignore[arg-type]
+    icpt = Interceptor(NodeSlot(node), metrics=Metrics(), admin_token=None, logger=None)  # type: ignore[arg-type]
     got: list[tuple[tuple[str, str], ...]] = []
     ctx = types.SimpleNamespace(set_trailing_metadata=got.append, invocation_metadata=lambda: ())
-    icpt._prelude(ctx, admin=False, ours=True)  # type: ignore[arg-type]
+    icpt.admit(Route.of("/zero.v1.Zero/Heartbeat"), ctx)  # type: ignore[arg-type]
     assert got == [(("zero-leader-id", "2"), ("zero-leader-addr", "zero2:5080"))]
 
 

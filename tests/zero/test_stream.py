@@ -29,6 +29,14 @@ async def _node(tmp_path) -> ZeroNode:
     return node
 
 
+def _hub(node: ZeroNode, **kw) -> MembershipHub:
+    """A hub fed by the node's applied batches and state resets, as zero/app.py wires it."""
+    hub = MembershipHub(node, **kw)
+    node.on_applied.append(hub.on_applied)
+    node.on_state_reset.append(hub.on_state_reset)
+    return hub
+
+
 def _connect(addr: str, group: int = 0) -> state_pb2.Proposal:
     return state_pb2.Proposal(connect=state_pb2.ConnectMember(addr=addr, group_id=group, replicas=3))
 
@@ -100,7 +108,7 @@ def _same(client: Client, node: ZeroNode) -> bool:
 def test_full_then_deltas_then_resume(tmp_path):
     async def main() -> None:
         node = await _node(tmp_path)
-        hub = MembershipHub(node)
+        hub = _hub(node)
         for i in range(4):
             await node.propose(_connect(f"dn{i}:7080"))
         await node.propose(_claim("name", 1))
@@ -140,7 +148,7 @@ def test_full_then_deltas_then_resume(tmp_path):
 def test_slow_watcher_is_dropped_and_apply_never_waits(tmp_path):
     async def main() -> None:
         node = await _node(tmp_path)
-        hub = MembershipHub(node, queue_limit=5)
+        hub = _hub(node, queue_limit=5)
         await node.propose(_connect("dn0:7080"))
         agen = hub.stream()
         first = await asyncio.wait_for(agen.__anext__(), 5)
@@ -223,7 +231,7 @@ def test_state_bytes_and_full_chunks_match_the_state_with_liveness(tmp_path):
                 z.leader = True
             return s
 
-        hub = MembershipHub(node, overlay=overlay)
+        hub = _hub(node, overlay=overlay)
         want = overlay(node.state.state_copy())
         assert zero_pb2.MembershipState.FromString(hub.state_bytes()) == want
         merged = zero_pb2.MembershipState()

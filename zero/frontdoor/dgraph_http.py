@@ -36,17 +36,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
 from aiohttp import web
 
-from zero.rpc import RECONNECT_OPTIONS
 from zero.errors import PermissionDeniedError, UnauthenticatedError, ZeroError
-from zero.replica.node import ZeroNode
 from zero.pb import zero_pb2, zero_pb2_grpc
-from zero.frontdoor.server import MAX_MESSAGE_BYTES, check_admin
+from zero.replica.node import ZeroNode
+from zero.rpc import RECONNECT_OPTIONS
+from zero.frontdoor.auth import check_admin
+from zero.frontdoor.wire import MAX_MESSAGE_BYTES
 
 __all__ = ["DgraphVerbs", "dgraph_state", "error_body", "PATHS"]
 
@@ -95,7 +96,7 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return web.json_response(error_body(message, code), status=status, headers=headers)
 
 
-def _uint(query: Any, name: str, limit: int = UINT64_MAX) -> int:
+def _uint(query: Mapping[str, str], name: str, limit: int = UINT64_MAX) -> int:
     """A query parameter as Dgraph's intFromQueryParam reads it (decimal, or 0x/0o/0b),
     within [0, limit]. Leading zeros are refused: Go would read "010" as octal."""
     raw = query.get(name, "")

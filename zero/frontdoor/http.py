@@ -18,16 +18,18 @@ import time
 from importlib import resources
 from typing import Any
 
+import grpc
 from aiohttp import web
 from google.protobuf import json_format
 
 from raftcore import StateType
 
-from zero.frontdoor.dgraph_http import DgraphVerbs
+from zero.config import election_timeout_seconds
 from zero.errors import ZeroError
-from zero.replica.node import ZeroNode
 from zero.pb import state_pb2, zero_pb2
-from zero.frontdoor.server import Liveness
+from zero.replica.node import ZeroNode
+from zero.frontdoor.dgraph_http import DgraphVerbs
+from zero.frontdoor.liveness import Liveness
 
 __all__ = ["make_app", "health_report", "status_report", "APPLY_LAG_LIMIT"]
 
@@ -83,7 +85,7 @@ def health_report(node: ZeroNode) -> tuple[bool, dict[str, Any]]:
 
 
 def make_app(node: ZeroNode, liveness: Liveness, *, admin_token: str | None = None, grpc_addr: str = "",
-             grpc_port: int = 0, grpc_creds: Any = None) -> web.Application:
+             grpc_port: int = 0, grpc_creds: grpc.ChannelCredentials | None = None) -> web.Application:
     """The HTTP app. With `grpc_port` (this zero's gRPC server, bound on `grpc_addr`;
     `grpc_creds` when it uses TLS) it also serves Dgraph's verbs, through that gRPC
     server (zero/frontdoor/dgraph_http.py); `admin_token` is --admin-token."""
@@ -179,7 +181,7 @@ def _static_text(name: str) -> str:
 def _peer_window(node: ZeroNode) -> float:
     """Seconds without a message from a peer after which the page calls it unhealthy:
     two election timeouts (CheckQuorum's period), at least one second."""
-    return max(1.0, 2 * node.opts.election_ticks * node.opts.tick_seconds)
+    return max(1.0, 2 * election_timeout_seconds(node.opts.tick_seconds, node.opts.election_ticks))
 
 
 def _zero_rows(node: ZeroNode, st: zero_pb2.MembershipState, ok: bool, h: dict[str, Any]) -> list[dict[str, Any]]:

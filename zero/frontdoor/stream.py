@@ -17,8 +17,8 @@ at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Literal, overload
 
 from zero.errors import ResourceExhaustedError
 from zero.replica.node import ZeroNode
@@ -32,8 +32,6 @@ QUEUE_LIMIT = 1024     # updates a watcher may fall behind before it is dropped
 FULL_READS_AT_ONCE = 16
 
 _RESYNC = object()  # queue marker: the state was replaced (snapshot install); send it all
-
-
 
 
 class _Msg:
@@ -77,7 +75,9 @@ class _Watcher:
 
 
 class MembershipHub:
-    """Fans applied changes out to StreamMembership watchers on this zero."""
+    """Fans applied changes out to StreamMembership watchers on this zero.
+
+    zero/app.py registers `on_applied` and `on_state_reset` with the node."""
 
     def __init__(self, node: ZeroNode, *, overlay: Callable[[zero_pb2.MembershipState], object] | None = None,
                  queue_limit: int = QUEUE_LIMIT, full_reads_at_once: int = FULL_READS_AT_ONCE) -> None:
@@ -96,15 +96,14 @@ class MembershipHub:
         self._zeros_sent: dict[int, tuple[bool, bool]] = {}  # zero -> (healthy, leader) last sent by bump()
         self._bytes_key: tuple[int, int, int] | None = None
         self._bytes = b""
-        node.on_applied.append(self._on_applied)
-        node.on_state_reset.append(self._on_reset)
 
     @property
     def watchers(self) -> int:
         return len(self._watchers)
 
     # -- producing updates (on the apply path: never blocks) -------------------------------------
-    def _on_applied(self, batch: list[Applied]) -> None:
+    def on_applied(self, batch: list[Applied]) -> None:
+        """An applied batch (ZeroNode.on_applied): its changes go to every watcher."""
         if not self._watchers:
             return
         delta = Delta()
@@ -114,7 +113,9 @@ class MembershipHub:
             return
         self._publish(_Msg(self.delta_update(delta)))
 
-    def _on_reset(self) -> None:
+    def on_state_reset(self) -> None:
+        """The state was replaced (ZeroNode.on_state_reset, a snapshot installed): every
+        watcher gets the whole state again."""
         self._publish(_RESYNC)
 
     def notify_members(self, member_ids: Iterable[int]) -> None:
@@ -171,8 +172,15 @@ class MembershipHub:
         return out
 
     # -- serving a watcher ----------------------------------------------------------------------------
+    @overload
+    def stream(self, since_version: int = 0, cluster_id: str = "", *,
+               serialized: Literal[False] = False) -> AsyncIterator[zero_pb2.MembershipUpdate]: ...
+    @overload
+    def stream(self, since_version: int = 0, cluster_id: str = "", *,
+               serialized: Literal[True]) -> AsyncIterator[bytes]: ...
+
     async def stream(self, since_version: int = 0, cluster_id: str = "", *,
-                     serialized: bool = False) -> AsyncIterator[Any]:
+                     serialized: bool = False) -> AsyncIterator[zero_pb2.MembershipUpdate | bytes]:
         """The updates for one watcher, until it goes away or falls behind
         (ResourceExhaustedError). With `serialized`, each update comes as the bytes of
         its MembershipUpdate, serialized once for all watchers (the gRPC servicer
