@@ -372,6 +372,7 @@ class ZeroApp:
     def _dial_leader(self, addr: str, options: list[tuple[str, object]]) -> grpc.aio.Channel:
         """A channel to the leader for forwarded calls, over mutual TLS with the
         credentials current when it is made (a TLS reload replaces self._creds)."""
+        assert self._creds is not None  # the interceptor gets this factory with --tls-dir only
         return grpc.aio.secure_channel(addr, self._creds, options=options)
 
     def _dial_datanode(self, addr: str) -> grpc.aio.Channel:
