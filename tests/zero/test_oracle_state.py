@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from zero.pb import state_pb2, zero_pb2
+from zero.state.machine import ZeroState
 from zero.state.oracle import MAX_CONFLICT_KEYS, OracleState, Owner
 
 OWNERS = {"a": Owner(1, False), "b": Owner(2, False), "moving": Owner(1, True)}
@@ -221,33 +222,40 @@ def test_matches_a_naive_model(seed: int) -> None:
 
 
 def endless_workload(commits: int = 1_000_000, batch: int = 1000) -> dict[str, int]:
-    """`commits` commits of 2 random keys each, in batches, with safe_ts trailing the
-    last slot by 20,000 and decisions kept for 20,000 more. Returns the table sizes,
-    the snapshot size and the process's resident memory after 30% and at the end."""
-    o = Oracle(slot=batch)
+    """`commits` commits of 2 random keys each through ZeroState.apply, in batches (a
+    DecideTxns proposal each), with safe_ts trailing the last slot by 20,000 and
+    decisions kept for 20,000 more. Returns the table sizes, the snapshot size and the
+    process's resident memory after 30% and at the end."""
+    s = ZeroState()
     rng = random.Random(1)
     out: dict[str, int] = {}
+    index = 0
+    last = batch
     rounds = commits // batch
     for n in range(rounds):
-        base = o.slot
         # Each start_ts once: the slots of the batch before (all below this batch's).
-        o.decide(*[req(base - batch + 1 + i, rng.getrandbits(63), rng.getrandbits(63)) for i in range(batch)])
+        txns = [req(last - batch + 1 + i, rng.getrandbits(63), rng.getrandbits(63)) for i in range(batch)]
+        index += 1
+        s.apply(index, state_pb2.Proposal(decide_txns=state_pb2.DecideTxns(txns=txns, first_commit_ts=last + 1)))
+        last += batch
         if n % 10 == 9:
-            safe = max(0, o.slot - 20_000)
-            o.state.advance(state_pb2.AdvanceSafeTs(safe_ts=safe, purge_below=max(0, safe - 20_000)))
+            safe = max(0, last - 20_000)
+            index += 1
+            s.apply(index, state_pb2.Proposal(advance_safe_ts=state_pb2.AdvanceSafeTs(
+                safe_ts=safe, purge_below=max(0, safe - 20_000))))
         if n in (rounds * 3 // 10, rounds - 1):
             tag = "early" if n < rounds - 1 else "end"
             with open("/proc/self/statm") as f:
                 out[f"rss_{tag}"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            out[f"snapshot_{tag}"] = o.state.to_proto().ByteSize()
-            out[f"keys_{tag}"] = o.state.conflict_keys
-            out[f"decisions_{tag}"] = o.state.decisions
+            out[f"snapshot_{tag}"] = len(s.snapshot())
+            out[f"keys_{tag}"] = s.oracle.conflict_keys
+            out[f"decisions_{tag}"] = s.oracle.decisions
     return out
 
 
 @pytest.mark.timeout(120)
 def test_memory_is_flat_on_an_endless_workload() -> None:
-    """1,000,000 commits through the oracle's state, in a process of its own so its
+    """1,000,000 commits through the state machine, in a process of its own so its
     resident memory is the tables': memory and snapshot size flat within 10%."""
     code = "import json, test_oracle_state as t; print(json.dumps(t.endless_workload()))"
     p = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True, text=True,
@@ -257,3 +265,32 @@ def test_memory_is_flat_on_an_endless_workload() -> None:
     assert 20_000 <= r["decisions_end"] <= 41_001 and 2 * 10_000 <= r["keys_end"] <= 2 * 21_000, r
     assert r["rss_end"] <= r["rss_early"] * 1.10, r
     assert r["snapshot_end"] <= r["snapshot_early"] * 1.10, r
+
+
+def test_decisions_through_the_state_machine() -> None:
+    """DecideTxns against the shard map as the log has it, a snapshot keeps it all,
+    and a decision changes no membership version."""
+    s = ZeroState()
+    s.apply(1, state_pb2.Proposal(connect=state_pb2.ConnectMember(addr="d1:1", replicas=1)))
+    s.apply(2, state_pb2.Proposal(claim_tablets=state_pb2.ClaimTablets(
+        tablets=[zero_pb2.Tablet(predicate="t", group_id=1)])))
+    version = s.version
+    d = s.apply(3, state_pb2.Proposal(key="k1", decide_txns=state_pb2.DecideTxns(
+        txns=[req(5, 1, writes=(("t", 1),)), req(6, 1, writes=(("t", 1),)), req(7, 2, writes=(("t", 2),))],
+        first_commit_ts=10)))
+    assert [(r.commit_ts, r.reason) for r in d.result.decisions.txns] == [
+        (10, 0), (0, zero_pb2.CONFLICT), (0, zero_pb2.WRONG_GROUP)]
+    assert s.version == version and d.version == version
+    # Not kept for dedup: a retry with the same key is decided again — the same way.
+    again = s.apply(4, state_pb2.Proposal(key="k1", decide_txns=state_pb2.DecideTxns(
+        txns=[req(5, 1, writes=(("t", 1),))], first_commit_ts=20)))
+    assert not again.duplicate and again.result.decisions.txns[0].commit_ts == 10
+    s.apply(5, state_pb2.Proposal(advance_safe_ts=state_pb2.AdvanceSafeTs(safe_ts=8)))
+    back = ZeroState.restore(s.snapshot())
+    assert back.snapshot() == s.snapshot()
+    assert back.oracle.safe_ts == 8 and decision(back.oracle.status(6)) == decision(s.oracle.status(6))
+    assert back.oracle.status(5).commit_ts == 10
+    # A state that never decided anything snapshots exactly as before the oracle existed.
+    plain = ZeroState()
+    plain.apply(1, state_pb2.Proposal(connect=state_pb2.ConnectMember(addr="d1:1", replicas=1)))
+    assert not state_pb2.ZeroStateSnapshot.FromString(plain.snapshot()[8:]).HasField("oracle")

@@ -33,8 +33,9 @@ from typing import Any
 
 from zero.errors import ApplyOrderError, InvalidArgumentError, ZeroError
 from zero.pb import state_pb2, zero_pb2
-from zero.state import cluster, leases, members, moves, snapshot, tablets, validate, zeros
+from zero.state import cluster, leases, members, moves, snapshot, tablets, txns, validate, zeros
 from zero.state.dedup import Dedup
+from zero.state.oracle import OracleState
 from zero.state.delta import NO_DELTA, Applied, Changes, Delta
 from zero.state.tables import Tables, copy
 
@@ -63,7 +64,11 @@ HANDLERS: Mapping[str, Handler] = {
     "remove_zero": zeros.remove_zero,
     "set_cluster_id": cluster.set_cluster_id,
     "set_rebalance": cluster.set_rebalance,
+    "decide_txns": txns.decide_txns,
+    "advance_safe_ts": txns.advance_safe_ts,
 }
+# Proposals that are idempotent by their content (zero/state/txns.py): not recorded for dedup.
+NOT_DEDUPED = frozenset({"decide_txns", "advance_safe_ts"})
 
 
 class ZeroState:
@@ -106,7 +111,7 @@ class ZeroState:
             if len(self._changes) == CHANGE_HISTORY:
                 self._history_floor = self._changes[0][0]  # about to be dropped
             self._changes.append((index, delta))
-        if key:
+        if key and which not in NOT_DEDUPED:
             dedup.record(key, index, result)
         return Applied(index, state.version, copy(result), delta, False)
 
@@ -172,6 +177,11 @@ class ZeroState:
     @property
     def rebalance_enabled(self) -> bool:
         return not self._t.snap.rebalance_disabled
+
+    @property
+    def oracle(self) -> OracleState:
+        """The transaction oracle's state: the live object, read-only by contract."""
+        return self._t.oracle
 
     def state_copy(self) -> zero_pb2.MembershipState:
         return copy(self._state)

@@ -40,7 +40,7 @@ from typing import cast
 
 from zero.pb import state_pb2, zero_pb2
 
-__all__ = ["OracleState", "Owner", "MAX_CONFLICT_KEYS", "REASON_NAMES"]
+__all__ = ["OracleState", "Owner", "Ownership", "MAX_CONFLICT_KEYS", "REASON_NAMES", "check_request"]
 
 MAX_CONFLICT_KEYS = 100_000
 

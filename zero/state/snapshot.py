@@ -38,17 +38,21 @@ def frame(payload: bytes) -> bytes:
 
 
 def encode(t: Tables, dedup: Iterable[state_pb2.DedupRecord]) -> bytes:
-    """The payload: the snapshot message with the move records and dedup records, which
-    live outside it in memory (the hot path appends to Python containers), put back in
-    for the serialization only."""
+    """The payload: the snapshot message with the move records, dedup records and the
+    oracle's state, which live outside it in memory (the hot path appends to Python
+    containers), put back in for the serialization only."""
     snap = t.snap
     del snap.moves[:]
     snap.moves.extend(t.moves.values())
     del snap.dedup[:]
     snap.dedup.extend(dedup)
+    oracle = t.oracle.to_proto()
+    if oracle.ByteSize():  # an empty oracle adds no bytes: snapshots of before stay identical
+        snap.oracle.CopyFrom(oracle)
     payload = snap.SerializeToString(deterministic=True)
     del snap.moves[:]
     del snap.dedup[:]
+    snap.ClearField("oracle")
     return bytes(payload)
 
 

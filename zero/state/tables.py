@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from zero.errors import CorruptStateError, FailedPreconditionError
 from zero.pb import state_pb2, zero_pb2
+from zero.state.oracle import OracleState
 
 __all__ = ["Tables", "copy", "UINT64_MAX", "UINT32_MAX"]
 
@@ -34,7 +35,7 @@ def copy(msg: M) -> M:
 
 class Tables:
     """The snapshot (MembershipState plus counters and settings), the move records by
-    id, and the indexes apply needs to answer in O(1).
+    id, the oracle's state, and the indexes apply needs to answer in O(1).
 
     Invariants (checked on restore, zero/state/snapshot.py): every tablet is in exactly
     one group (`owner`), every member in exactly one group (`member_group`), an address
@@ -46,6 +47,11 @@ class Tables:
         self.snap = snap
         self.moves: dict[int, state_pb2.MoveRecord] = {r.move_id: copy(r) for r in snap.moves}  # ascending id
         del snap.moves[:]
+        try:
+            self.oracle = OracleState.from_proto(snap.oracle)  # lives outside the message too
+        except ValueError as e:
+            raise CorruptStateError(str(e)) from None
+        snap.ClearField("oracle")
         self.owner: dict[str, int] = {}  # tablet -> group
         self.member_group: dict[int, int] = {}  # data-node id -> group
         self.addr_member: dict[str, int] = {}
