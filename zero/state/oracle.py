@@ -252,7 +252,11 @@ class OracleState:
     def from_proto(cls, snap: state_pb2.OracleSnapshot) -> OracleState:
         """The state a snapshot holds; ValueError when its arrays disagree (corrupt)."""
         o = cls()
-        o.safe_ts, o.last_slot, o.purged_below = snap.safe_ts, snap.last_commit_ts, snap.purged_below
+        o._load(snap)
+        return o
+
+    def _load(self, snap: state_pb2.OracleSnapshot) -> None:
+        self.safe_ts, self.last_slot, self.purged_below = snap.safe_ts, snap.last_commit_ts, snap.purged_below
         if len(snap.keys) != len(snap.key_commit_ts):
             raise ValueError("oracle snapshot: keys and key_commit_ts differ in length")
         n = len(snap.start_ts)
@@ -261,14 +265,13 @@ class OracleState:
         _check_sorted(snap.key_commit_ts, "key_commit_ts")
         _check_sorted(snap.decided_at, "decided_at")
         for k, ts in zip(snap.keys, snap.key_commit_ts):
-            o._keys[k] = ts
-            o._key_fifo.append(ts, k)
+            self._keys[k] = ts
+            self._key_fifo.append(ts, k)
         for start_ts, commit_ts, reason, slot in zip(snap.start_ts, snap.commit_ts, snap.reason, snap.decided_at):
             if (commit_ts == 0) == (reason == 0) or reason >= 1 << _SHIFT:
                 raise ValueError(f"oracle snapshot: decision of {start_ts} is neither a commit nor an abort")
-            o._decisions[start_ts] = commit_ts << _SHIFT if commit_ts else reason
-            o._decided.append(slot, start_ts)
-        return o
+            self._decisions[start_ts] = commit_ts << _SHIFT if commit_ts else reason
+            self._decided.append(slot, start_ts)
 
 
 def check_request(txn: zero_pb2.CommitRequest, slot: int | None = None) -> zero_pb2.CommitResponse | None:
