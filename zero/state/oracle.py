@@ -110,7 +110,7 @@ class OracleState:
 
     __slots__ = ("safe_ts", "last_slot", "purged_below", "_keys", "_key_fifo", "_decisions", "_decided")
 
-    def __init__(self) -> None:
+    def __init__(self, snap: state_pb2.OracleSnapshot | None = None) -> None:
         self.safe_ts = 0        # start_ts below this are TOO_OLD; keys at or below it are gone
         self.last_slot = 0      # the highest timestamp slot a DecideTxns batch used
         self.purged_below = 0   # decisions with a slot below this were purged
@@ -118,6 +118,8 @@ class OracleState:
         self._key_fifo = _Fifo()            # (commit_ts, key) per key written, in commit order
         self._decisions: dict[int, int] = {}  # start_ts -> encoded decision
         self._decided = _Fifo()             # (slot, start_ts) per decision, in order
+        if snap is not None:
+            self._load(snap)
 
     # -- reads ------------------------------------------------------------------------------
     @property
@@ -251,9 +253,7 @@ class OracleState:
     @classmethod
     def from_proto(cls, snap: state_pb2.OracleSnapshot) -> OracleState:
         """The state a snapshot holds; ValueError when its arrays disagree (corrupt)."""
-        o = cls()
-        o._load(snap)
-        return o
+        return cls(snap)
 
     def _load(self, snap: state_pb2.OracleSnapshot) -> None:
         self.safe_ts, self.last_slot, self.purged_below = snap.safe_ts, snap.last_commit_ts, snap.purged_below
