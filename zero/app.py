@@ -1,21 +1,22 @@
-"""`zero run`: one zero process — the data-dir lock, ZeroNode, Leases, the gRPC server
-(Zero, ZeroAdmin, health, reflection) and the HTTP server, started and stopped in order.
+"""ZeroApp: one zero, wired — the data-dir lock, ZeroNode, Leases, the move driver, the
+gRPC server (Zero, ZeroAdmin, Raft, health, reflection) and the HTTP server, built in
+one place and started and stopped in order (zero/runner.py runs it as a process).
 
-Start: lock the data dir, read its identity, bind both ports, (a new zero with --peer)
-wait for the peer to answer as a zero, start the node (WAL recovery or join), then serve.
-Any failure before serving is a StartupError: one line, exit 1. A signal while starting
-stops cleanly, as while running.
-Stop (SIGTERM/SIGINT): report NOT_SERVING, stop accepting calls and let in-flight ones
-finish (grace), close HTTP, then stop the node, which syncs and closes the WAL.
+Start: lock the data dir (zero/datadir.py), read its identity, bind both ports
+(zero/net.py), (a new zero with --peer) wait for the peer to answer as a zero
+(zero/client/probe.py), start the node (WAL recovery or join), then serve. Any failure
+before serving is a StartupError: one line, exit 1. A stop while starting undoes what
+the start did.
+Stop: report NOT_SERVING, stop accepting calls and let in-flight ones finish (grace),
+close HTTP, then stop the node, which syncs and closes the WAL.
 With --tls-dir the HTTP port is HTTPS, and SIGHUP (or a change of the files, polled)
-reloads the certificates for new connections (zero/security/reload.py); --live-addr serves
-/live alone over plain HTTP, from the moment its port is bound.
+reloads the certificates for new connections (zero/security/reload.py, outbound.py);
+--live-addr serves /live alone over plain HTTP, from the moment its port is bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 import sys
@@ -30,6 +31,7 @@ from raftcore import StorageError
 
 from zero.ops import recovery
 from zero import security
+from zero.client.probe import NotAZeroError, await_zero
 from zero.config import RunConfig
 from zero.datadir import DataDirError, DataDirLock
 from zero.errors import ZeroError
@@ -38,7 +40,8 @@ from zero.replica.identity import load_identity
 from zero.leader.leases import Leases
 from zero.log import make_logger
 from zero.metrics import Metrics
-from zero.net import bind_tcp, listen_refusal, split_addr
+from zero.net import bind_tcp, listen_refusal
+from zero.security.outbound import OutboundTls
 from zero.leader.moves import DIAL_OPTIONS, MoveDriver, MoveOptions
 from zero.replica.node import NodeOptions, ZeroNode, run_leader_task
 from zero.pb import zero_pb2_grpc
@@ -57,8 +60,6 @@ HEALTH_PERIOD = 0.5  # seconds between gRPC health refreshes
 GRPC_GRACE = 2.0  # seconds in-flight calls get on shutdown
 HTTP_GRACE = 1.0
 SERVICES = ("zero.v1.Zero", "zero.v1.ZeroAdmin")
-PEER_PROBE_TIMEOUT = 2.0  # seconds for one try at --peer before a join
-PEER_PROBE_PERIOD = 1.0  # seconds between those tries
 TLS_POLL = 2.0  # seconds between looks at the --tls-dir files (a change settled for one look is reloaded)
 
 
@@ -87,14 +88,10 @@ class ZeroApp:
         self.live_port = 0
         self.tls: security.ServerTls | None = None  # --tls-dir: the certificates served, reloadable
         self.tls_poll = TLS_POLL
-        self._transport: Any = None  # the node's peer transport, for reloaded credentials
-        self._retired_channels: list[grpc.aio.Channel] = []  # data-node dials from before a TLS reload
-        self._outbound_expiry: Any = None  # the earliest notAfter open outbound channels may present
+        self._outbound: OutboundTls | None = None  # --tls-dir: the credentials of the channels zero opens
         self._data_dir_lock: DataDirLock | None = None  # held from the start of _start until stop
         self._interceptor: Interceptor | None = None  # set in _start; stop() runs after a failed start too
         self._node_slot = NodeSlot()  # the node the interceptor serves: set once it runs (see _start)
-        self._creds: grpc.ChannelCredentials | None = None
-        self._datanode_channels: dict[str, grpc.aio.Channel] = {}  # TLS dials of data nodes (moves)
         self._tasks: list[asyncio.Task[Any]] = []
         self._serving: bool | None = None
         self.failed = asyncio.Event()  # the node stopped on its own (e.g. a failed fsync)
@@ -135,8 +132,9 @@ class ZeroApp:
                 tls = self.tls = security.ServerTls(cfg.tls_dir)
             except security.TlsError as e:
                 raise StartupError(str(e)) from None
-        self._creds = creds = tls.channel_credentials() if tls is not None else None
-        self._outbound_expiry = tls.config.expires if tls is not None else None
+        outbound = self._outbound = (OutboundTls(tls, self.log, datanode_options=DIAL_OPTIONS) if tls is not None
+                                     else None)
+        creds = outbound.credentials if outbound is not None else None
         # The interceptor is built with the server, before the node exists: it serves the
         # node put in self._node_slot once the node runs.
         self._interceptor = Interceptor(
@@ -179,15 +177,18 @@ class ZeroApp:
 
         join_timeout = cfg.join_timeout
         if cfg.peer and ident is None:  # a join: the peer must answer as a zero first
-            join_timeout = await self._await_peer(cfg.peer, cfg.join_timeout)
+            try:
+                join_timeout = await await_zero(cfg.peer, timeout=cfg.join_timeout, credentials=creds, log=self.log)
+            except NotAZeroError as e:
+                raise StartupError(str(e)) from None
         node = ZeroNode(NodeOptions(
             data_dir=cfg.data_dir, my_addr=my, raft_id=cfg.raft_id, tick_seconds=cfg.tick,
             election_ticks=cfg.election_ticks, snapshot_every=cfg.snapshot_after, replicas=cfg.replicas,
             peer=cfg.peer, join_timeout=join_timeout),
             logger=self.log, metrics=metrics)
         holder["node"] = node
-        node.transport.credentials = creds  # peer channels and the join call
-        self._transport = node.transport
+        if outbound is not None:
+            outbound.follow(node.transport)  # peer channels and the join call
         leases = self.leases = Leases(node)
         liveness = self.liveness = Liveness(node)
         node.on_leadership.append(liveness.on_leadership)
@@ -200,7 +201,7 @@ class ZeroApp:
         self.moves = MoveDriver(node, leases, liveness, options=MoveOptions(
             rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
             backoff=cfg.move_backoff, backoff_max=cfg.move_backoff_max),
-            dial=self._dial_datanode if creds is not None else None)
+            dial=outbound.dial_datanode if outbound is not None else None)
         node.on_leadership.append(run_leader_task(node, self.moves.leader_duty, "tablet-moves"))
 
         # Every service is registered and serving before the node starts: a joining
@@ -278,40 +279,12 @@ class ZeroApp:
     def reload_tls(self, reason: str) -> bool:
         """Re-read --tls-dir (SIGHUP, or the files changed): True when new connections
         now use new certificates. A bad set of files is logged as an error and the old
-        certificates stay (zero/security/reload.py ServerTls.reload)."""
-        tls = self.tls
-        if tls is None:
+        certificates stay (zero/security/outbound.py OutboundTls.reload)."""
+        if self._outbound is None:
             if self.log is not None:
                 self.log.info("TLS reload asked before the certificates were loaded; nothing to do", reason=reason)
             return False
-        try:
-            changed = tls.reload()
-        except security.TlsError as e:
-            self.log.error("TLS reload failed; still serving the old certificates", reason=reason, error=str(e),
-                           tls_serial=f"{tls.config.serial:x}", tls_not_after=tls.config.not_after)
-            return False
-        if not changed:
-            self.log.info("TLS files unchanged; nothing reloaded", reason=reason)
-            return False
-        creds = tls.channel_credentials()
-        self._creds = creds
-        expiries = [t for t in (self._outbound_expiry, tls.config.expires) if t is not None]
-        self._outbound_expiry = min(expiries) if expiries else None
-        if self._transport is not None:
-            self._transport.credentials = creds  # peer channels created from now on
-        if self._outbound_expiry is not None:
-            self.log.warning("gRPC channels already open (to peer zeros, the leader, this zero's own port) keep "
-                             "presenting the certificate they started with until this zero restarts; restart it "
-                             "(one zero at a time) before that certificate expires", reason=reason,
-                             expires=security.format_utc(self._outbound_expiry))
-        # Data-node dials are replaced: the next move dials again with the new
-        # certificates; the old channels close when zero stops (a move may be using one).
-        self._retired_channels.extend(self._datanode_channels.values())
-        self._datanode_channels = {}
-        self.log.info("TLS certificates reloaded: new connections use them (open ones keep theirs)",
-                      reason=reason, tls_serial=f"{tls.config.serial:x}", tls_not_after=tls.config.not_after,
-                      reloads=tls.reloads)
-        return True
+        return self._outbound.reload(reason)
 
     async def _watch_tls(self, tls: security.ServerTls) -> None:
         while True:
@@ -322,66 +295,11 @@ class ZeroApp:
             except Exception as e:  # the watch must outlive any surprise
                 self.log.error("watching --tls-dir failed", error=repr(e))
 
-    async def _await_peer(self, peer: str, timeout: float) -> float:
-        """Before a join: wait until --peer answers as a zero, logging each retry with what
-        is wrong and how long is left, for at most `timeout` seconds; returns the time left
-        for the join itself. A peer that answers but is not a zero fails at once (gRPC
-        without the zero services), or after three tries (a port that does not speak gRPC,
-        e.g. a zero's HTTP port or a TLS mismatch)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        host, port = split_addr(peer)
-        not_grpc = 0
-        while True:
-            began = loop.time()
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PEER_PROBE_TIMEOUT)
-                writer.close()
-            except (OSError, asyncio.TimeoutError) as e:
-                problem = ((os.strerror(e.errno) if e.errno else str(e)) if isinstance(e, OSError)
-                           else f"no answer within {PEER_PROBE_TIMEOUT:g}s")
-            else:
-                ch = (grpc.aio.secure_channel(peer, self._creds) if self._creds is not None
-                      else grpc.aio.insecure_channel(peer))
-                try:
-                    await health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(service=SERVICES[0]), timeout=PEER_PROBE_TIMEOUT)
-                    return max(1.0, deadline - loop.time())
-                except grpc.aio.AioRpcError as e:
-                    code, problem = e.code(), f"{e.code().name}: {e.details()}"
-                    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
-                        raise StartupError(f"--peer {peer} answers gRPC but is not a zero (no {SERVICES[0]} "
-                                           f"service); give the gRPC address of a live zero") from None
-                    not_grpc = not_grpc + 1 if code == grpc.StatusCode.UNAVAILABLE else 0
-                    if not_grpc >= 3:
-                        hint = ("over TLS: give the gRPC port of a zero whose cluster uses --tls-dir with the same "
-                                "CA" if self._creds is not None else ": give a zero's gRPC port, not its HTTP port "
-                                "(and --tls-dir if that cluster uses TLS)")
-                        raise StartupError(f"--peer {peer} accepts connections but does not answer gRPC{hint} "
-                                           f"({problem})") from None
-                finally:
-                    await ch.close()
-            left = deadline - loop.time()
-            if left <= 0:
-                raise StartupError(f"--peer {peer} did not answer within {timeout:g}s (last: {problem}); check "
-                                   f"the address, or wait longer with --join-timeout")
-            self.log.warning("waiting for --peer to answer before joining", peer=peer, error=problem,
-                             gives_up_in=f"{left:.0f}s")
-            await asyncio.sleep(min(left, max(0.0, PEER_PROBE_PERIOD - (loop.time() - began))))
-
     def _dial_leader(self, addr: str, options: list[tuple[str, object]]) -> grpc.aio.Channel:
         """A channel to the leader for forwarded calls, over mutual TLS with the
-        credentials current when it is made (a TLS reload replaces self._creds)."""
-        assert self._creds is not None  # the interceptor gets this factory with --tls-dir only
-        return grpc.aio.secure_channel(addr, self._creds, options=options)
-
-    def _dial_datanode(self, addr: str) -> grpc.aio.Channel:
-        """A data node's channel for tablet moves, over mutual TLS (--tls-dir)."""
-        ch = self._datanode_channels.get(addr)
-        if ch is None:
-            # The same options as the plaintext move channels (reconnect backoff capped).
-            ch = self._datanode_channels[addr] = grpc.aio.secure_channel(addr, self._creds, options=DIAL_OPTIONS)
-        return ch
+        credentials current when it is made (a TLS reload replaces them)."""
+        assert self._outbound is not None  # the interceptor gets this factory with --tls-dir only
+        return self._outbound.dial(addr, options)
 
     def _force_new_cluster(self) -> None:
         """--force-new-cluster: rewrite the data dir into a new single-zero cluster
@@ -475,10 +393,8 @@ class ZeroApp:
             await self._interceptor.close()
         if self.moves is not None:
             await self.moves.close()
-        for ch in [*self._datanode_channels.values(), *self._retired_channels]:
-            await ch.close()
-        self._datanode_channels.clear()
-        self._retired_channels.clear()
+        if self._outbound is not None:
+            await self._outbound.close()
         if self.node is not None:
             node, self.node = self.node, None
             self._node_slot.node = None
