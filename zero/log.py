@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO, cast
+from typing import Protocol, TextIO, cast
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = ["Logger", "make_logger", "LOG_FORMATS", "default_format"]
 
@@ -61,7 +62,7 @@ def make_logger(*, raft_id: int | Callable[[], int], fmt: str | None = None, ter
         raise ValueError(f"log format {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
     term_of = term or (lambda: 0)
 
-    def add_term(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def add_term(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
         # A "term" passed explicitly (e.g. a leadership change) wins over the current one.
         if "term" not in event:
             try:
@@ -70,21 +71,21 @@ def make_logger(*, raft_id: int | Callable[[], int], fmt: str | None = None, ter
                 event["term"] = 0
         return event
 
-    renderer: Any
+    renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=_isatty(stream))
     id_of = raft_id if callable(raft_id) else (lambda: raft_id)
 
-    def add_raft_id(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def add_raft_id(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
         try:
             event.setdefault("raft_id", id_of())
         except Exception:
             event.setdefault("raft_id", 0)
         return event
 
-    processors: list[Any] = [
+    processors: list[Processor] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_raft_id,

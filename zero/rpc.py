@@ -10,15 +10,13 @@ jitter.
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 
 from zero.errors import ZeroError
 
 __all__ = ["RECONNECT_OPTIONS", "status_of"]
 
-RECONNECT_OPTIONS: list[tuple[str, Any]] = [
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
