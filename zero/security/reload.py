@@ -33,7 +33,7 @@ files change again; SIGHUP always retries). After a reload:
   credentials, and recreating the peer transport's channels would drop Raft traffic).
   Both certificates are signed by the CA, so peers accept either until the old one
   expires: restart each zero once, one at a time, after a rotation and before the old
-  certificate's notAfter (zero/app.py logs a warning with that date). A new CA: first
+  certificate's notAfter (outbound.py logs a warning with that date). A new CA: first
   old + new CA in every ca.crt (and a restart), then the new node certificates.
 The reference data node (`zero datanode`) and `zero admin` read the files at start only.
 """
