@@ -54,7 +54,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Flags `zero local` sets for each child itself.
 _OWN_FLAGS = ("--data-dir", "--grpc-addr", "--http-addr", "--my", "--peer", "--raft-id")
 _PR_SET_PDEATHSIG = 1
-_REMOVED_LINE = "zero: removed from the cluster"  # what `zero run` prints when it exits removed (zero/app.py)
+_REMOVED_LINE = "zero: removed from the cluster"  # what `zero run` prints when it exits removed (zero/runner.py)
 
 
 def add_local_parser(sub: Any) -> None:
