@@ -94,10 +94,12 @@ class OracleSnapshot(_message.Message):
     def __init__(self, safe_ts: _Optional[int] = ..., last_commit_ts: _Optional[int] = ..., purged_below: _Optional[int] = ..., keys: _Optional[_Iterable[int]] = ..., key_commit_ts: _Optional[_Iterable[int]] = ..., start_ts: _Optional[_Iterable[int]] = ..., commit_ts: _Optional[_Iterable[int]] = ..., reason: _Optional[_Iterable[int]] = ..., decided_at: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TxnDecisions(_message.Message):
-    __slots__ = ("txns",)
+    __slots__ = ("txns", "first_slot")
     TXNS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SLOT_FIELD_NUMBER: _ClassVar[int]
     txns: _containers.RepeatedCompositeFieldContainer[_zero_pb2.CommitResponse]
-    def __init__(self, txns: _Optional[_Iterable[_Union[_zero_pb2.CommitResponse, _Mapping]]] = ...) -> None: ...
+    first_slot: int
+    def __init__(self, txns: _Optional[_Iterable[_Union[_zero_pb2.CommitResponse, _Mapping]]] = ..., first_slot: _Optional[int] = ...) -> None: ...
 
 class ConnectMember(_message.Message):
     __slots__ = ("id", "addr", "group_id", "learner", "replicas")

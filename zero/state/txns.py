@@ -31,7 +31,7 @@ def owner_lookup(t: Tables) -> Ownership:
 
 def decide_txns(t: Tables, d: state_pb2.DecideTxns, index: int, ch: Changes) -> state_pb2.ProposalResult:
     out = t.oracle.decide(d, owner_lookup(t))
-    return state_pb2.ProposalResult(decisions=state_pb2.TxnDecisions(txns=out))
+    return state_pb2.ProposalResult(decisions=state_pb2.TxnDecisions(txns=out, first_slot=d.first_commit_ts))
 
 
 def advance_safe_ts(t: Tables, a: state_pb2.AdvanceSafeTs, index: int, ch: Changes) -> state_pb2.ProposalResult:
