@@ -18,12 +18,13 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import grpc
 import pytest
 
+from support.aio import until
 from zero.app import ZeroApp
 from zero.config import RunConfig
 from zero.client import ZeroClient
@@ -99,14 +100,6 @@ class Loop:
         self.loop.close()
 
 
-async def _until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
 class StuckDataNode(datanode_pb2_grpc.DataNodeServicer):
     """MoveTablet waits until the test ends: the move stays in MOVE_COPYING."""
 
@@ -141,9 +134,9 @@ class Cluster:
             await app.start()
             self.apps.append(app)
             if i == 0:
-                await _until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
-        await _until(lambda: all(a.node.leader_id for a in self.apps)
-                     and all(len(a.node.state._state.zeros) == 3 for a in self.apps), what="all zeros joined")
+                await until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, 20, message="bootstrap")
+        await until(lambda: all(a.node.leader_id for a in self.apps)
+                    and all(len(a.node.state._state.zeros) == 3 for a in self.apps), 20, message="all zeros joined")
         zc = self.client = ZeroClient([f"127.0.0.1:{a.grpc_port}" for a in self.apps])
         for addr in dn_addrs:
             m = (await zc.connect(addr)).member
@@ -161,9 +154,9 @@ class Cluster:
         # A move in progress (the rebalancer is off; this one is started by hand).
         leader = self.leader()
         assert leader.moves is not None
-        await _until(lambda: leader.liveness is not None and all(
+        await until(lambda: leader.liveness is not None and all(
             leader.liveness.overlay(leader.node.state.state_copy()).groups[g].members[m].healthy
-            for m, g in self.members), what="data nodes healthy")
+            for m, g in self.members), 20, message="data nodes healthy")
         await leader.moves.start("email", gids[0])
 
     async def _heartbeats(self) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import urllib.request
 from types import SimpleNamespace
@@ -23,12 +22,8 @@ from zero.frontdoor import http as zhttp
 from zero.app import ZeroApp
 from zero.pb import zero_pb2, zero_pb2_grpc
 
+from support import free_port
 from zeroapps import one_zero
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -34,7 +34,8 @@ from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2, zero_pb2
 from zero.state.machine import ZeroState
 
-from zeroapps import until
+from support import free_port, free_ports
+from support.aio import until
 
 TICK, ELECTION = 0.02, 10
 
@@ -43,17 +44,8 @@ def _logger(name: str):  # type: ignore[no-untyped-def]
     return structlog.wrap_logger(logging.getLogger(name)).bind(zero=name)
 
 
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _app(data_dir, port: int = 0, peer: str = "", **kw) -> ZeroApp:  # type: ignore[no-untyped-def]
-    port = port or _free_port()
+    port = port or free_port()
     cfg = RunConfig(data_dir=str(data_dir), grpc_addr=f"127.0.0.1:{port}", http_addr="127.0.0.1:0",
                     my=f"127.0.0.1:{port}", tick=TICK, election_ticks=ELECTION, log_format="json", peer=peer,
                     rebalance_interval=0, **kw)
@@ -68,12 +60,12 @@ def _addr(app: ZeroApp) -> str:
 
 async def _cluster(root, n: int = 3) -> list[ZeroApp]:  # type: ignore[no-untyped-def]
     first = await _app(root / "z1")
-    await until(lambda: first.node.is_leader and 1 in first.node.state._state.zeros, what="bootstrap")
+    await until(lambda: first.node.is_leader and 1 in first.node.state._state.zeros, 20, message="bootstrap")
     apps = [first]
     for i in range(1, n):
         apps.append(await _app(root / f"z{i + 1}", peer=_addr(first)))
     await until(lambda: all(a.node.leader_id for a in apps) and len(first.node.state._state.zeros) == n
-                and len(_leader(apps).node.raft_status().voters) == n, what=f"{n} voters")
+                and len(_leader(apps).node.raft_status().voters) == n, 20, message=f"{n} voters")
     return apps
 
 
@@ -264,7 +256,7 @@ def test_cluster_version_is_the_minimum_announced_and_gates_proposals(tmp_path, 
         app = await _app(tmp_path / "z")
         try:
             node = app.node
-            await until(lambda: node.state.cluster_version == versions.ZERO_VERSION, what="announced")
+            await until(lambda: node.state.cluster_version == versions.ZERO_VERSION, 20, message="announced")
             assert node.state.zero_version(1) == versions.ZERO_VERSION
             with pytest.raises(FailedPreconditionError, match=f"needs cluster version {newer}"):
                 await node.propose(p)
@@ -318,7 +310,7 @@ def test_backup_under_load_then_restore_into_a_fresh_cluster(tmp_path) -> None:
         load = Load([_addr(a) for a in apps])
         load.start()
         try:
-            await until(lambda: len(load.tablets) >= 20 and len(load.uids) >= 10, what="load")
+            await until(lambda: len(load.tablets) >= 20 and len(load.uids) >= 10, 20, message="load")
             acked_tablets = dict(load.tablets)
             acked_members = list(load.members)
             acked_uid = max(e for _, e in load.uids)
@@ -352,10 +344,10 @@ def test_backup_under_load_then_restore_into_a_fresh_cluster(tmp_path) -> None:
         n1 = await _app(tmp_path / "new1")
         news = [n1]
         try:
-            await until(lambda: n1.node.is_leader and 1 in n1.node.state._state.zeros, what="restored leader")
+            await until(lambda: n1.node.is_leader and 1 in n1.node.state._state.zeros, 20, message="restored leader")
             news += [await _app(tmp_path / f"new{i}", peer=_addr(n1)) for i in (2, 3)]
-            await until(lambda: len(n1.node.raft_status().voters) == 3 and not n1.node.raft_status().learners,
-                        what="3 voters")
+            await until(lambda: len(n1.node.raft_status().voters) == 3 and not n1.node.raft_status().learners, 20,
+                        message="3 voters")
             async with ZeroClient([_addr(a) for a in news]) as c:
                 s = await c.get_state()
                 assert s.cluster_id and s.cluster_id != old_cluster
@@ -378,15 +370,15 @@ def test_backup_under_load_then_restore_into_a_fresh_cluster(tmp_path) -> None:
 @pytest.mark.timeout(120)
 def test_force_new_cluster_from_the_survivor_of_a_lost_majority(tmp_path) -> None:
     async def main() -> None:
-        ports = [_free_port() for _ in range(3)]
+        ports = free_ports(3)
         first = await _app(tmp_path / "z1", ports[0])
-        await until(lambda: first.node.is_leader and 1 in first.node.state._state.zeros, what="bootstrap")
+        await until(lambda: first.node.is_leader and 1 in first.node.state._state.zeros, 20, message="bootstrap")
         apps = [first] + [await _app(tmp_path / f"z{i + 1}", ports[i], peer=_addr(first)) for i in (1, 2)]
-        await until(lambda: len(first.node.raft_status().voters) == 3 and not first.node.raft_status().learners,
-                    what="3 voters")
+        await until(lambda: len(first.node.raft_status().voters) == 3 and not first.node.raft_status().learners, 20,
+                    message="3 voters")
         load = Load([_addr(a) for a in apps])
         load.start()
-        await until(lambda: len(load.tablets) >= 10 and len(load.ts) >= 10, what="load")
+        await until(lambda: len(load.tablets) >= 10 and len(load.ts) >= 10, 20, message="load")
         await load.stop()
         assert not load.errors
         old_max = load.max_id()
@@ -402,7 +394,7 @@ def test_force_new_cluster_from_the_survivor_of_a_lost_majority(tmp_path) -> Non
         news = [survivor]
         try:
             node = survivor.node
-            await until(lambda: node.is_leader, what="the survivor leads alone")
+            await until(lambda: node.is_leader, 20, message="the survivor leads alone")
             assert node.state.cluster_id != old_cluster
             assert sorted(node.raft_status().voters) == [1]
             assert node.state.is_removed(2, zero=True) and node.state.is_removed(3, zero=True)
@@ -413,8 +405,8 @@ def test_force_new_cluster_from_the_survivor_of_a_lost_majority(tmp_path) -> Non
             assert all(node.state.member(m) is not None for m in load.members)
             # Two new zeros join; the state is intact and leases never repeat.
             news += [await _app(tmp_path / f"n{i}", peer=_addr(survivor)) for i in (1, 2)]
-            await until(lambda: len(node.raft_status().voters) == 3 and not node.raft_status().learners,
-                        what="3 voters again")
+            await until(lambda: len(node.raft_status().voters) == 3 and not node.raft_status().learners, 20,
+                        message="3 voters again")
             async with ZeroClient([_addr(a) for a in news]) as c:
                 s = await c.get_state()
                 assert sum(len(g.tablets) for g in s.groups.values()) >= len(load.tablets)
@@ -481,7 +473,7 @@ def test_released_format_fixtures_still_open(tmp_path) -> None:
                                     election_ticks=ELECTION), logger=_logger("fixture"))
         await node.start()
         try:
-            await until(lambda: node.is_leader and node.applied >= want["applied"], what="fixture replayed")
+            await until(lambda: node.is_leader and node.applied >= want["applied"], 20, message="fixture replayed")
             st = node.state._state
             assert st.cluster_id == want["cluster_id"]
             assert sorted(t for g in st.groups.values() for t in g.tablets) == want["tablets"]

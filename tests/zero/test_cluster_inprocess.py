@@ -21,7 +21,7 @@ from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2
 from zero.replica.transport import GRPC_OPTIONS, PROTOCOL, add_raft_service
 
-from zeroapps import until
+from support.aio import until
 
 TICK = 0.02
 ELECTION_TICKS = 10  # 200 ms election timeout: fast failover in tests
@@ -88,8 +88,8 @@ class Cluster:
     async def start(self, *, concurrent: bool = False) -> None:
         first = self.zeros[0]
         n1 = await first.start()
-        await until(lambda: n1.is_leader and bool(n1.state.cluster_id) and 1 in n1.state._state.zeros,
-                    what="the first zero leads")
+        await until(lambda: n1.is_leader and bool(n1.state.cluster_id) and 1 in n1.state._state.zeros, 20,
+                    message="the first zero leads")
         if concurrent:
             await asyncio.gather(*(z.start(peer=first.addr) for z in self.zeros[1:]))
         else:
@@ -108,7 +108,7 @@ class Cluster:
     async def wait_leader(self, timeout: float = 10.0) -> ZeroNode:
         await until(lambda: self.leader() is not None
                     and all(n.leader_id == self.leader().raft_id for n in self.nodes()),  # type: ignore[union-attr]
-                    timeout, "one leader known to all")
+                    timeout, message="one leader known to all")
         lead = self.leader()
         assert lead is not None
         return lead
@@ -118,7 +118,7 @@ class Cluster:
             lead = self.leader()
             return lead is not None and len(lead.raft_status().voters) == n
         await until(lambda: (lambda l: l is not None and len(l.raft_status().voters) == n
-                             and not l.raft_status().learners)(self.leader()), 20.0, f"{n} voters")
+                             and not l.raft_status().learners)(self.leader()), 20.0, message=f"{n} voters")
 
     async def write(self, i: int, timeout: float = 10.0) -> int:
         """Propose through whoever leads, retrying while there is none; returns the index."""
@@ -141,7 +141,7 @@ class Cluster:
         def same() -> bool:
             ns = self.nodes()
             return len({n.state.snapshot() for n in ns}) == 1 and len({n.applied for n in ns}) == 1
-        await until(same, timeout, "replicas converge")
+        await until(same, timeout, message="replicas converge")
 
     async def stop(self) -> None:
         for z in self.zeros:
@@ -267,7 +267,8 @@ def test_remove_zero_and_refusals(tmp_path):
         await lead.remove_zero(vid)
         assert vid not in lead.state._state.zeros and lead.state.is_removed(vid, zero=True)
         assert vid not in lead.raft_status().voters
-        await until(lambda: victim.node.removed.is_set(), 5.0, "the removed zero learns it")  # type: ignore[union-attr]
+        await until(lambda: victim.node.removed.is_set(),  # type: ignore[union-attr]
+                    5.0, message="the removed zero learns it")
         with pytest.raises(FailedPreconditionError):
             await lead.remove_zero(vid)  # already removed
         await victim.stop()
@@ -275,10 +276,10 @@ def test_remove_zero_and_refusals(tmp_path):
         # Remove the leader itself: it hands leadership over, the new leader removes it.
         old_id = lead.raft_id
         await lead.remove_zero(old_id)
-        await until(lambda: lead.removed.is_set(), 5.0, "the old leader is removed")
+        await until(lambda: lead.removed.is_set(), 5.0, message="the old leader is removed")
         new = await c.wait_leader()
         assert new.raft_id != old_id
-        await until(lambda: old_id not in new.state._state.zeros, 5.0, "the new leader applied the removal")
+        await until(lambda: old_id not in new.state._state.zeros, 5.0, message="the new leader applied the removal")
         old_zero = next(z for z in c.zeros if z.node is lead)
         await old_zero.stop()
         # One zero left: it cannot be removed.
@@ -297,7 +298,7 @@ def test_removal_refused_without_live_quorum(tmp_path):
         down, alive = [z for z in c.zeros if z.node is not lead]
         did = down.node.raft_id  # type: ignore[union-attr]
         await down.stop()
-        await until(lambda: lead.transport.peer_down(did), 5.0, "peer seen down")
+        await until(lambda: lead.transport.peer_down(did), 5.0, message="peer seen down")
         with pytest.raises(FailedPreconditionError, match="no quorum"):
             await lead.remove_zero(alive.node.raft_id)  # type: ignore[union-attr]
         # Removing the dead one is fine: the two live zeros remain a quorum.
@@ -351,7 +352,7 @@ def test_zero_joining_after_compaction_gets_a_fresh_snapshot(tmp_path):
     async def body(c: Cluster) -> None:
         first, second = c.zeros
         n1 = await first.start()
-        await until(lambda: n1.is_leader and 1 in n1.state._state.zeros, what="the first zero leads")
+        await until(lambda: n1.is_leader and 1 in n1.state._state.zeros, 20, message="the first zero leads")
         for i in range(1200):  # > snapshot_every + CATCHUP_ENTRIES: the log is compacted
             await c.write(i)
         assert n1._storage.first_index() > 10  # type: ignore[union-attr]
@@ -375,11 +376,11 @@ def test_emptied_data_dir_cannot_talk_to_the_old_cluster(tmp_path):
         shutil.rmtree(z3.data_dir)
         # Same address and raft id, empty data dir, no --peer: a brand-new cluster.
         n = await z3.start(raft_id=rid)
-        await until(lambda: bool(n.state.cluster_id) and n.is_leader, 5.0, "the new single zero leads")
+        await until(lambda: bool(n.state.cluster_id) and n.is_leader, 5.0, message="the new single zero leads")
         assert n.state.cluster_id != old_cid
         # The old leader's stream to that address is refused (another cluster).
         await until(lambda: lead.metrics.peer_refusals.labels(str(rid), "CLUSTER_MISMATCH")._value.get() > 0,
-                    5.0, "old cluster refused by the new zero")
+                    5.0, message="old cluster refused by the new zero")
         # And the new zero talking to the old cluster with its old id is refused too.
         other = next(z for z in c.zeros if z.node is not None and z is not z3 and z.node is not n)
         async with grpc.aio.insecure_channel(other.addr) as ch:
@@ -410,7 +411,7 @@ def test_removed_id_is_refused_and_told(tmp_path):
         # The removed zero comes back on its data dir (it never saw its removal): peers
         # refuse it as REMOVED and it stops.
         n = await victim.start()
-        await until(lambda: n.removed.is_set(), 10.0, "the removed zero is told")
+        await until(lambda: n.removed.is_set(), 10.0, message="the removed zero is told")
         assert "removed" in n.removed_reason
         async with grpc.aio.insecure_channel(lead.opts.my_addr) as ch:
             resp = await tgrpc.RaftStub(ch).Send(tpb.RaftBatch(

@@ -27,7 +27,7 @@ from zero.pb import zero_pb2, zero_pb2_grpc
 from zero.state.chunks import CHUNK_BYTES, merge_chunk
 
 from zeroapps import one_zero
-from zeroapps import until as _until
+from support.aio import until
 
 SC = grpc.StatusCode
 BIG = [("grpc.max_receive_message_length", 64 << 20)]
@@ -250,11 +250,11 @@ def test_silent_member_turns_unhealthy_and_the_watcher_sees_it(tmp_path):
                 return st.groups[m.group_id].members[m.id].healthy
 
             await zc.heartbeat(m.id, m.group_id, leader=True)
-            await _until(lambda: healthy() is True, 5, "healthy on the stream")
+            await until(lambda: healthy() is True, 5, message="healthy on the stream")
             t0 = time.monotonic()
             # Silence: no heartbeat. Unhealthy within the window plus the zero's 0.5 s
             # liveness pass, and still a member (never removed silently).
-            await _until(lambda: healthy() is False, 5, "unhealthy on the stream")
+            await until(lambda: healthy() is False, 5, message="unhealthy on the stream")
             assert time.monotonic() - t0 >= 0.9
             st = await zc.get_state()
             gone = st.groups[m.group_id].members[m.id]
@@ -262,7 +262,7 @@ def test_silent_member_turns_unhealthy_and_the_watcher_sees_it(tmp_path):
             assert watcher.view.state.groups[m.group_id].members[m.id].last_heartbeat_ms == gone.last_heartbeat_ms
             # A heartbeat brings it back.
             await zc.heartbeat(m.id, m.group_id)
-            await _until(lambda: healthy() is True, 5, "healthy again on the stream")
+            await until(lambda: healthy() is True, 5, message="healthy again on the stream")
 
     run_app(tmp_path, body)
 
@@ -378,8 +378,8 @@ def test_many_watchers_all_see_a_claim_within_one_second(tmp_path):
             async with ZeroClient(addr) as zc:
                 gid = (await zc.connect("dn1:7080")).member.group_id
                 tasks = [asyncio.create_task(watch(i)) for i in range(WATCHERS)]
-                await _until(lambda: len(synced) == WATCHERS and app.hub.watchers >= WATCHERS, 30,
-                             "all watchers synced")
+                await until(lambda: len(synced) == WATCHERS and app.hub.watchers >= WATCHERS, 30,
+                            message="all watchers synced")
                 t0 = time.monotonic()
                 assert (await zc.should_serve("hot", gid)).group_id == gid
                 await asyncio.wait_for(asyncio.gather(*tasks), 10)

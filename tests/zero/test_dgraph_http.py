@@ -24,7 +24,8 @@ from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 from zero.pb import zero_pb2, zero_pb2_grpc
 
-from zeroapps import app_cluster, until
+from support.aio import until
+from zeroapps import app_cluster
 
 TOKEN = "s3cret-token"
 H = {"X-Dgraph-AuthToken": TOKEN}  # Dgraph v25: the token travels in this header
@@ -158,7 +159,7 @@ def test_dgraph_docs_requests_against_live_zeros(tmp_path) -> None:
                              log_stream=io.StringIO())
                 await d.start()
                 nodes.append(d)
-            await until(lambda: all(leader.liveness._seen.get(d.member_id) for d in nodes), what="heartbeats")
+            await until(lambda: all(leader.liveness._seen.get(d.member_id) for d in nodes), 20, message="heartbeats")
             lch = grpc.aio.insecure_channel(f"127.0.0.1:{leader.grpc_port}")
             channels.append(lch)
             zstub = zero_pb2_grpc.ZeroStub(lch)
@@ -285,14 +286,14 @@ def test_dgraph_docs_requests_against_live_zeros(tmp_path) -> None:
             rid = other.node.raft_id
             status, _, body = await http.get(follower, f"/removeNode?id={rid}&group=0", H)
             assert (status, body) == (200, f"Removed node with group: 0, idx: {rid}"), body
-            await until(lambda: rid not in leader.node.state.zeros and other.node.removed.is_set(),
-                        what="the zero removed")
+            await until(lambda: rid not in leader.node.state.zeros and other.node.removed.is_set(), 20,
+                        message="the zero removed")
             _, _, ds = await http.get(leader, "/state?format=dgraph")
             assert str(rid) not in ds["zeros"] and ds["maxRaftId"] == str(max(a.node.raft_id for a in apps))
 
             # No leader: the two zeros left lose one, so the other has no quorum: 503.
             await leader.stop()
-            await until(lambda: not follower.node.leader_id, what="no leader known")
+            await until(lambda: not follower.node.leader_id, 20, message="no leader known")
             for path in (DOC_ASSIGN_UIDS, DOC_REMOVE_NODE, "/state?format=dgraph"):
                 status, ctype, body = await http.get(follower, path, H)
                 assert (status, ctype) == (503, "application/json"), (path, body)

@@ -12,7 +12,8 @@ import pytest
 from zero.client import ZeroClient
 from zero.pb import zero_pb2, zero_pb2_grpc
 
-from zeroapps import app_cluster, until
+from support.aio import until
+from zeroapps import app_cluster
 
 TOKEN = "tok"
 ADMIN_MD = (("authorization", f"Bearer {TOKEN}"),)
@@ -73,7 +74,7 @@ def test_followers_forward_and_name_the_leader(tmp_path):
             # Leadership moves: the old leader now forwards to the new one.
             new = await leader.node.transfer_leadership(to=follower.node.raft_id)
             assert new == follower.node.raft_id
-            await until(lambda: all(a.node.leader_id == new for a in apps), what="new leader known")
+            await until(lambda: all(a.node.leader_id == new for a in apps), 20, message="new leader known")
             async with grpc.aio.insecure_channel(f"127.0.0.1:{leader.grpc_port}") as ch:
                 r = await zero_pb2_grpc.ZeroStub(ch).AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1))
                 assert r.start_id > ids.end_id

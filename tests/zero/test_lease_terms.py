@@ -12,7 +12,8 @@ import pytest
 
 from zero.pb import zero_pb2
 
-from zeroapps import app_cluster, until
+from support.aio import until
+from zeroapps import app_cluster
 
 
 @pytest.mark.timeout(90)
@@ -25,7 +26,7 @@ def test_a_leader_again_never_reuses_blocks_of_its_earlier_term(tmp_path) -> Non
             got: list[tuple[str, int, int]] = []
 
             async def take(app, what: str) -> None:  # type: ignore[no-untyped-def]
-                await until(lambda: app.node.is_leader, 10, f"{what}: leadership")
+                await until(lambda: app.node.is_leader, 10, message=f"{what}: leadership")
                 ts = await app.leases.assign(zero_pb2.TIMESTAMP, 1)
                 uid = await app.leases.assign(zero_pb2.UID, 1)
                 got.append((what, ts.start_id, uid.start_id))

@@ -16,7 +16,8 @@ import pytest
 from zero.app import ZeroApp
 from zero.pb import zero_pb2
 
-from zeroapps import app_cluster, until
+from support.aio import until
+from zeroapps import app_cluster
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -40,17 +41,17 @@ async def check(apps: list[ZeroApp]) -> None:
     ids = sorted(a.node.raft_id for a in apps)
     every = {rid: True for rid in ids}
     for a in apps:
-        await until(lambda a=a: zeros_health(a) == every, what=f"zero {a.node.raft_id} sees every zero healthy")
+        await until(lambda a=a: zeros_health(a) == every, 20, message=f"zero {a.node.raft_id} sees every zero healthy")
 
     # A data node heartbeats the leader: the follower shows it healthy too (its own
     # liveness table is empty; the leader's view arrives on the stream).
     applied = await leader.node.propose(_connect("dn-1:7080"))
     mid = applied.member.id
-    await until(lambda: member_health(follower, mid) is not None, 10, "the follower applied the Connect")
+    await until(lambda: member_health(follower, mid) is not None, 10, message="the follower applied the Connect")
     assert member_health(follower, mid) is False
     leader.liveness.beat(mid, leader=True)
     for a in (leader, follower):
-        await until(lambda a=a: member_health(a, mid) is True, 10, f"zero {a.node.raft_id}: the member healthy")
+        await until(lambda a=a: member_health(a, mid) is True, 10, message=f"zero {a.node.raft_id}: the member healthy")
 
     # A zero stops: the leader judges it, the follower shows the leader's judgement.
     gone = other.node.raft_id
@@ -58,7 +59,8 @@ async def check(apps: list[ZeroApp]) -> None:
     await other.stop()
     want = {**every, gone: False}
     for a in (leader, follower):
-        await until(lambda a=a: zeros_health(a) == want, 10, f"zero {a.node.raft_id} sees zero {gone} unhealthy")
+        await until(lambda a=a: zeros_health(a) == want, 10,
+                    message=f"zero {a.node.raft_id} sees zero {gone} unhealthy")
     st = await _raft_status(leader)
     assert {pid: p.recent_active for pid, p in st.progress.items()} == want
 
@@ -93,9 +95,10 @@ def test_a_follower_shows_the_leaders_view(tmp_path: Path) -> None:
 
 def test_a_follower_shows_the_leaders_view_over_tls(tmp_path: Path) -> None:
     pytest.importorskip("cryptography", reason="the [test] extra installs cryptography")
-    from test_security import CA
+    from support.tls import CA
 
-    tls_dir = CA().issue(tmp_path / "pki", "zero-1", "zero")
+    CA().write(tmp_path / "pki", "zero-1", "zero")
+    tls_dir = str(tmp_path / "pki")
 
     async def main() -> None:
         apps = await app_cluster(tmp_path, 3, peer_host="localhost", tls_dir=tls_dir)

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 import grpc
 import pytest
 
+from support.aio import until
 from zero.app import ZeroApp
 from zero.config import RunConfig
 from zero.datanode.server import DataNode, DataNodeConfig
 from zero.datanode.store import TabletStore
-from zero.leader.moves import Backoff, MovePlan, group_sizes, plan_rebalance
+from zero.leader.backoff import Backoff
+from zero.leader.planner import MovePlan, group_sizes, plan_rebalance
 from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
@@ -82,20 +84,6 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 
 
 # -- an in-process cluster --------------------------------------------------------------------------
-async def _until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        got = pred()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return got
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 class Env:
     def __init__(self, app: ZeroApp, nodes: list[DataNode]) -> None:
         self.app = app
@@ -141,7 +129,7 @@ async def cluster(tmp_path: Any, groups: int = 2, *, chunk_delay: float = 0.0,
     try:
         node = app.node
         assert node is not None
-        await _until(lambda: node.is_leader and node.state.cluster_id, what="a leader")
+        await until(lambda: node.is_leader and node.state.cluster_id, 10, message="a leader")
         for g in range(1, groups + 1):
             d = DataNode(DataNodeConfig(zero=(f"127.0.0.1:{app.grpc_port}",), addr="127.0.0.1:0", group=g,
                                         size_interval=0.1, heartbeat_interval=0.1, fence_poll=0.05,
@@ -149,7 +137,7 @@ async def cluster(tmp_path: Any, groups: int = 2, *, chunk_delay: float = 0.0,
             await d.start()
             nodes.append(d)
         assert app.liveness is not None
-        await _until(lambda: all(app.liveness._seen.get(d.member_id) for d in nodes), what="heartbeats")
+        await until(lambda: all(app.liveness._seen.get(d.member_id) for d in nodes), 10, message="heartbeats")
         env = Env(app, nodes)
         yield env
     finally:
@@ -178,8 +166,8 @@ def test_move_commits_copies_every_key_and_the_source_refuses_writes(tmp_path) -
                 assert got.found and got.value == bytes([k % 251]) * 100
             code, msg = await env.code(env.dn[0].Put(dn.PutRequest(tablet="p", key=b"x", value=b"y")))
             assert code == SC.FAILED_PRECONDITION and "group 2" in msg
-            await _until(lambda: env.dn[1].Put(dn.PutRequest(tablet="p", key=b"x", value=b"y")) and True,
-                         what="writes at the new owner")
+            await until(lambda: env.dn[1].Put(dn.PutRequest(tablet="p", key=b"x", value=b"y")) and True, 10,
+                        message="writes at the new owner")
             assert not env.nodes[0].store.has("p"), "the source keeps its copy after the commit"
             assert _metric(env, "zero_tablet_moves_succeeded_total") == 1
             assert _metric(env, "zero_tablet_move_bytes_total") > 300 * 100
@@ -199,7 +187,7 @@ def test_second_concurrent_move_is_refused(tmp_path) -> None:
             await env.fill(0, "p", 200)
             await env.fill(0, "q", 10)
             first = asyncio.ensure_future(env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=2)))
-            await _until(lambda: env.state.active_move() is not None, what="the first move")
+            await until(lambda: env.state.active_move() is not None, 10, message="the first move")
             code, msg = await env.code(env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="q", dst_group=3)))
             assert code == SC.FAILED_PRECONDITION and "in progress" in msg
             now = await env.admin.SetRebalance(zero_pb2.SetRebalanceRequest(mode=zero_pb2.SetRebalanceRequest.NOW))
@@ -214,7 +202,7 @@ def test_source_failure_rolls_back_and_backs_the_tablet_off(tmp_path) -> None:
         async with cluster(tmp_path, groups=2, chunk_delay=0.05) as env:
             await env.fill(0, "p", 200)
             move = asyncio.ensure_future(env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=2)))
-            await _until(lambda: env.nodes[1].store.move_ids("p").newest, what="the copy under way")
+            await until(lambda: env.nodes[1].store.move_ids("p").newest, 10, message="the copy under way")
             await env.nodes[0]._server.stop(0)  # type: ignore[union-attr]  # the source dies mid-copy
             r = await move
             assert not r.committed and "rolled back" in r.message
@@ -241,7 +229,7 @@ def test_copy_timeout_rolls_back_and_the_source_serves_writes_again(tmp_path) ->
             assert not env.nodes[1].store.has("p")
             assert env.nodes[1].store.move_ids("p").dropped == r.move_id
             # The source's fence is lifted once zero's state shows the move over.
-            await _until(lambda: not env.nodes[0].moves.fences, what="the fence lifted")
+            await until(lambda: not env.nodes[0].moves.fences, 10, message="the fence lifted")
             await env.dn[0].Put(dn.PutRequest(tablet="p", key=b"after", value=b"1"))
             # A stale move id is refused by the data nodes.
             stale = dn.MoveTabletCommand(move_id=r.move_id - 1 or 1, predicate="p", src_group=1, dst_group=2,
@@ -263,10 +251,10 @@ def test_new_leader_rolls_back_a_move_it_did_not_start(tmp_path) -> None:
             started = await node.propose(state_pb2.Proposal(start_move=state_pb2.StartMove(
                 predicate="p", dst_group=2, move_ts=ts.start_id)))
             assert env.tablet("p").read_only and started.move is not None  # type: ignore[union-attr]
-            await _until(lambda: env.state.active_move() is None, what="the rollback")
+            await until(lambda: env.state.active_move() is None, 10, message="the rollback")
             # The destination was told to drop whatever it had of that move.
-            await _until(lambda: env.nodes[1].store.move_ids("p").dropped == started.move.move_id,  # type: ignore
-                         what="the drop at the destination")
+            await until(lambda: env.nodes[1].store.move_ids("p").dropped == started.move.move_id, 10,  # type: ignore
+                        message="the drop at the destination")
             t = env.tablet("p")
             assert t is not None and t.group_id == 1 and not t.read_only
             assert env.state.moves()[-1].phase == state_pb2.MOVE_ABORTED
@@ -316,7 +304,7 @@ def test_rebalancer_evens_out_a_skewed_load(tmp_path) -> None:
             assert not (await env.admin.SetRebalance(off)).enabled
             for name, n in (("a", 40), ("b", 30), ("c", 20), ("d", 10)):
                 await env.fill(0, name, n, size=1000)
-            await _until(lambda: group_sizes(env.state.state_copy()).get(1, 0) > 95_000, what="sizes reported")
+            await until(lambda: group_sizes(env.state.state_copy()).get(1, 0) > 95_000, 10, message="sizes reported")
             on = zero_pb2.SetRebalanceRequest(mode=zero_pb2.SetRebalanceRequest.ON)
             assert (await env.admin.SetRebalance(on)).enabled
 
@@ -324,7 +312,7 @@ def test_rebalancer_evens_out_a_skewed_load(tmp_path) -> None:
                 st = env.state.state_copy()
                 return (env.state.active_move() is None and
                         plan_rebalance(st) is None and len([g for g, s in group_sizes(st).items() if s]) == 3)
-            await _until(settled, timeout=15, what="a balanced load")
+            await until(settled, timeout=15, message="a balanced load")
             sizes = group_sizes(env.state.state_copy())
             assert max(sizes.values()) <= 50_000, sizes
             for name, n in (("a", 40), ("b", 30), ("c", 20), ("d", 10)):

@@ -1,5 +1,5 @@
 """Mutual TLS, certificate roles and the admin token (zero/security/, docs/DESIGN.md
-"Security"). The tests make their own CA and certificates with `cryptography`: one per
+"Security"). The tests make a CA and certificates with support.tls (`cryptography`): one per
 role (OU zero, datanode, admin), plus one from a foreign CA.
 
 - plaintext clients, clients without a certificate and clients of another CA are refused;
@@ -14,9 +14,7 @@ role (OU zero, datanode, admin), plus one from a foreign CA.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import io
-import ipaddress
 import json
 import time
 import types
@@ -28,10 +26,6 @@ import grpc
 import pytest
 
 cryptography = pytest.importorskip("cryptography", reason="the [test] extra installs cryptography")
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from zero import cli  # noqa: E402
@@ -46,7 +40,8 @@ from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2, zero_pb2_grpc  # 
 from zero.pb import raft_transport_pb2 as tpb  # noqa: E402
 from zero.pb import raft_transport_pb2_grpc as tgrpc  # noqa: E402
 
-from zeroapps import until  # noqa: E402
+from support.aio import until  # noqa: E402
+from support.tls import CA  # noqa: E402
 
 TOKEN = "adm1n-t0ken-value"
 WRONG = "guessed-t0ken-value"
@@ -54,60 +49,17 @@ SC = grpc.StatusCode
 
 
 # -- a CA and certificates ---------------------------------------------------------------------------
-def _name(cn: str, ou: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if ou:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
-    return x509.Name(attrs)
-
-
-def _pem(obj: Any) -> bytes:
-    if isinstance(obj, x509.Certificate):
-        return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-class CA:
-    def __init__(self, cn: str = "zero test CA") -> None:
-        self.now = datetime.datetime.now(datetime.timezone.utc)
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(self.now - datetime.timedelta(minutes=5))
-                     .not_valid_after(self.now + datetime.timedelta(days=1))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                     .sign(self.key, hashes.SHA256()))
-
-    def issue(self, directory: Path, cn: str, ou: str | None) -> str:
-        """DIR/ca.crt, node.crt, node.key for a node named `cn` with role `ou`, valid for
-        localhost and 127.0.0.1."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(_name(cn, ou)).issuer_name(self.cert.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(self.now - datetime.timedelta(minutes=5))
-                .not_valid_after(self.now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
-                                                      x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .sign(self.key, hashes.SHA256()))
-        directory.mkdir(parents=True)
-        (directory / "ca.crt").write_bytes(_pem(self.cert))
-        (directory / "node.crt").write_bytes(_pem(cert))
-        (directory / "node.key").write_bytes(_pem(key))
-        (directory / "node.key").chmod(0o600)
-        return str(directory)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A --tls-dir per role (OU zero, datanode, admin), one without a role, and one of
+    another CA."""
     base = tmp_path_factory.mktemp("pki")
     ca = CA()
-    dirs = {role: ca.issue(base / role, f"{role}-1", role) for role in ("zero", "datanode", "admin")}
-    dirs["none"] = ca.issue(base / "none", "no-role", None)
-    dirs["foreign"] = CA("another CA").issue(base / "foreign", "intruder", "admin")
-    return dirs
+    for role in ("zero", "datanode", "admin"):
+        ca.write(base / role, f"{role}-1", role)
+    ca.write(base / "none", "no-role", None)
+    CA("another CA").write(base / "foreign", "intruder", "admin")
+    return {d.name: str(d) for d in base.iterdir()}
 
 
 def _creds(d: str) -> grpc.ChannelCredentials:
@@ -185,7 +137,7 @@ def test_tls_roles_and_token_on_one_zero(tmp_path: Path, pki: dict[str, str]) ->
         try:
             node = app.node
             assert node is not None
-            await until(lambda: node.is_leader and bool(node.state.cluster_id))
+            await until(lambda: node.is_leader and bool(node.state.cluster_id), 20)
             addr = f"127.0.0.1:{app.grpc_port}"
             req = zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1)
 
@@ -291,7 +243,7 @@ def test_tls_roles_and_token_on_one_zero(tmp_path: Path, pki: dict[str, str]) ->
                 assert r.committed, r.message
             async with grpc.aio.secure_channel(dst.addr, _creds(pki["datanode"])) as ch:
                 d = datanode_pb2_grpc.DataNodeStub(ch)
-                await until(lambda: node.state.group_of("t") == dst.group)
+                await until(lambda: node.state.group_of("t") == dst.group, 20)
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + 10
                 while True:
@@ -323,12 +275,13 @@ def test_three_zeros_form_forward_and_fail_over_with_tls(tmp_path: Path, pki: di
                 await app.start()
                 apps.append(app)
                 if i == 0:
-                    await until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
+                    await until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, 20,
+                                message="bootstrap")
             await until(lambda: all(a.node.leader_id for a in apps)
                          and all(len(a.node.state._state.zeros) == 3 for a in apps)
                          and all(a.node.transport.peer_up(p) for a in apps if a.node.is_leader
-                                 for p in a.node.state._state.zeros if p != a.node.raft_id),
-                         what="three zeros over TLS")
+                                 for p in a.node.state._state.zeros if p != a.node.raft_id), 20,
+                         message="three zeros over TLS")
             leader = next(a for a in apps if a.node.is_leader)
             follower = next(a for a in apps if not a.node.is_leader)
             # Through a follower: forwarded to the leader over TLS (with the zero's certificate).
@@ -346,7 +299,7 @@ def test_three_zeros_form_forward_and_fail_over_with_tls(tmp_path: Path, pki: di
             t0 = time.monotonic()
             await leader.stop()
             rest = [a for a in apps if a is not leader]
-            await until(lambda: any(a.node.is_leader for a in rest), what="a new leader")
+            await until(lambda: any(a.node.is_leader for a in rest), 20, message="a new leader")
             elected = time.monotonic() - t0
             async with ZeroClient([f"localhost:{a.grpc_port}" for a in rest], credentials=_creds(pki["datanode"])) as zc:
                 start, end = await zc.assign_ids(zero_pb2.UID, 5)

@@ -22,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
-import ipaddress
 import json
 import os
-import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -35,10 +33,6 @@ import pytest
 
 cryptography = pytest.importorskip("cryptography", reason="the [test] extra installs cryptography")
 aiohttp = pytest.importorskip("aiohttp")
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 
 from zero import cli  # noqa: E402
 from zero import security  # noqa: E402
@@ -46,83 +40,11 @@ from zero.app import ZeroApp  # noqa: E402
 from zero.config import RunConfig  # noqa: E402
 from zero.pb import zero_pb2, zero_pb2_grpc  # noqa: E402
 
-from zeroapps import until  # noqa: E402
+from support.aio import until  # noqa: E402
+from support.tls import CA, replace_file, served_serial, tls_dir  # noqa: E402
 
 UTC = datetime.timezone.utc
 DAY = datetime.timedelta(days=1)
-
-
-# -- a CA and certificates ---------------------------------------------------------------------------
-def _name(cn: str, ou: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if ou:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
-    return x509.Name(attrs)
-
-
-def _pem(obj: Any) -> bytes:
-    if isinstance(obj, x509.Certificate):
-        return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def _write(path: Path, data: bytes) -> None:
-    """As an operator's tooling should: a temporary file renamed over the old one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-class CA:
-    def __init__(self, cn: str) -> None:
-        now = datetime.datetime.now(UTC)
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - DAY).not_valid_after(now + 30 * DAY)
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                     .sign(self.key, hashes.SHA256()))
-        self.pem = _pem(self.cert)
-
-    def issue(self, cn: str, ou: str | None, *, not_before: datetime.datetime | None = None,
-              not_after: datetime.datetime | None = None) -> tuple[bytes, bytes, int]:
-        """(node.crt, node.key, serial) for localhost and 127.0.0.1."""
-        now = datetime.datetime.now(UTC)
-        key = ec.generate_private_key(ec.SECP256R1())
-        serial = x509.random_serial_number()
-        cert = (x509.CertificateBuilder().subject_name(_name(cn, ou)).issuer_name(self.cert.subject)
-                .public_key(key.public_key()).serial_number(serial)
-                .not_valid_before(not_before or now - datetime.timedelta(minutes=5))
-                .not_valid_after(not_after or now + DAY)
-                .add_extension(x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-                .sign(self.key, hashes.SHA256()))
-        return _pem(cert), _pem(key), serial
-
-
-def tls_dir(directory: Path, ca_pem: bytes, cert: bytes, key: bytes) -> str:
-    directory.mkdir(parents=True, exist_ok=True)
-    _write(directory / "ca.crt", ca_pem)
-    _write(directory / "node.crt", cert)
-    _write(directory / "node.key", key)
-    (directory / "node.key").chmod(0o600)
-    return str(directory)
-
-
-def served_serial(port: int, ca_pem: bytes, client: tuple[str, str] | None = None, alpn: bool = False) -> int:
-    """The serial of the certificate a new TLS connection to 127.0.0.1:port is shown
-    (checked against ca_pem for the name localhost)."""
-    ctx = ssl.create_default_context(cadata=ca_pem.decode())
-    if client is not None:
-        ctx.load_cert_chain(*client)
-    if alpn:
-        ctx.set_alpn_protocols(["h2"])  # as gRPC clients do
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            der = s.getpeercert(binary_form=True)
-    assert der is not None
-    return int(x509.load_der_x509_certificate(der).serial_number)
 
 
 def _config(tmp_path: Path, tls: str, **kw: Any) -> RunConfig:
@@ -193,7 +115,7 @@ def test_https_on_the_http_port_and_plain_live(tmp_path: Path) -> None:
         try:
             node = app.node
             assert node is not None
-            await until(lambda: node.is_leader)
+            await until(lambda: node.is_leader, 20)
             https = f"https://localhost:{app.http_port}"
             async with aiohttp.ClientSession() as s:
                 # No client certificate (Prometheus, curl --cacert), or one of the CA.
@@ -248,7 +170,7 @@ def test_certificates_rotate_under_load_without_a_failed_call(tmp_path: Path) ->
         assert app.tls is not None
         node = app.node
         assert node is not None
-        await until(lambda: node.is_leader and bool(node.state.cluster_id))
+        await until(lambda: node.is_leader and bool(node.state.cluster_id), 20)
         target = f"localhost:{app.grpc_port}"
         first_creds = app.node.transport.credentials
         req = zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=1)
@@ -299,7 +221,7 @@ def test_certificates_rotate_under_load_without_a_failed_call(tmp_path: Path) ->
 
         async def more_calls(n: int = 10) -> None:
             base = dict(ok)
-            await until(lambda: all(ok[k] >= base[k] + n for k in ok), timeout=30, what=f"{n} more calls of each kind")
+            await until(lambda: all(ok[k] >= base[k] + n for k in ok), timeout=30, message=f"{n} more calls of each kind")
 
         loops = [asyncio.create_task(f()) for f in (long_lived, fresh_grpc, fresh_https)]
         try:
@@ -308,17 +230,17 @@ def test_certificates_rotate_under_load_without_a_failed_call(tmp_path: Path) ->
 
             # 1. The same CA, a new certificate: the file watch picks it up.
             cert_b, key_b, serial_b = ca1.issue("z1", "zero")
-            _write(zdir / "node.key", key_b)
-            _write(zdir / "node.crt", cert_b)
-            await until(lambda: app.tls.reloads == 1, timeout=10, what="the watch to reload")
+            replace_file(zdir / "node.key", key_b)
+            replace_file(zdir / "node.crt", cert_b)
+            await until(lambda: app.tls.reloads == 1, timeout=10, message="the watch to reload")
             await more_calls()
             assert await asyncio.to_thread(serials) == (serial_b, serial_b)
             assert app.node.transport.credentials is not first_creds  # peer channels made from now on
 
             # 2. A certificate of another CA, reloaded at once (what SIGHUP calls).
             cert_c, key_c, serial_c = ca2.issue("z1", "zero")
-            _write(zdir / "node.crt", cert_c)
-            _write(zdir / "node.key", key_c)
+            replace_file(zdir / "node.crt", cert_c)
+            replace_file(zdir / "node.key", key_c)
             assert app.reload_tls("test")
             assert await asyncio.to_thread(serials) == (serial_c, serial_c)
             # A fresh gRPC channel that trusts only the new CA gets through; only the old, not.
@@ -337,8 +259,8 @@ def test_certificates_rotate_under_load_without_a_failed_call(tmp_path: Path) ->
             for crt, key, why in ((cert_c, key_b, "is not the private key"),
                                   (expired, expired_key, "has expired"),
                                   (b"not a certificate", key_c, "is not PEM")):
-                _write(zdir / "node.crt", crt)
-                _write(zdir / "node.key", key)
+                replace_file(zdir / "node.crt", crt)
+                replace_file(zdir / "node.key", key)
                 assert not app.reload_tls("test")
                 assert any(why in e["error"] for e in _log_lines(logs, "TLS reload failed")), why
                 assert await asyncio.to_thread(serials) == (serial_c, serial_c)
@@ -352,9 +274,9 @@ def test_certificates_rotate_under_load_without_a_failed_call(tmp_path: Path) ->
 
             # 4. Back to good files (node.crt of CA one again): picked up by the watch.
             cert_d, key_d, serial_d = ca1.issue("z1", "zero")
-            _write(zdir / "node.crt", cert_d)
-            _write(zdir / "node.key", key_d)
-            await until(lambda: app.tls.reloads == reloads + 1, timeout=10, what="the watch to reload good files")
+            replace_file(zdir / "node.crt", cert_d)
+            replace_file(zdir / "node.key", key_d)
+            await until(lambda: app.tls.reloads == reloads + 1, timeout=10, message="the watch to reload good files")
             assert await asyncio.to_thread(serials) == (serial_d, serial_d)
             await more_calls()
         finally:
@@ -390,15 +312,15 @@ def test_reload_on_a_zero_with_peers_keeps_the_cluster_and_says_when_to_restart(
                 await app.start()
                 apps.append(app)
                 if i == 0:
-                    await until(lambda: app.node.is_leader and bool(app.node.state.cluster_id))
+                    await until(lambda: app.node.is_leader and bool(app.node.state.cluster_id), 20)
             await until(lambda: all(len(a.node.state.zeros) == 2 and a.node.leader_id for a in apps)
                         and all(a.node.transport.peer_up(p) for a in apps for p in a.node.state.zeros
-                                if p != a.node.raft_id), what="two zeros over TLS")
+                                if p != a.node.raft_id), 20, message="two zeros over TLS")
             follower = next(a for a in apps if not a.node.is_leader)
             i = apps.index(follower)
             cert, key, serial = ca.issue(f"z{i + 1}-new", "zero")
-            _write(Path(dirs[i]) / "node.crt", cert)
-            _write(Path(dirs[i]) / "node.key", key)
+            replace_file(Path(dirs[i]) / "node.crt", cert)
+            replace_file(Path(dirs[i]) / "node.key", key)
             assert follower.reload_tls("SIGHUP")
             warned = _log_lines(logs[i], "keep presenting the certificate")
             assert len(warned) == 1 and warned[0]["level"] == "warning" and warned[0]["expires"].endswith("UTC")

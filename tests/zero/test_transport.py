@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from raftcore import SnapshotStatus, raftpb
+from support.aio import until
 from zero.metrics import Metrics
 from zero.pb import state_pb2
 from zero.state.machine import ZeroState
@@ -70,14 +71,6 @@ class FakeNode:
         return []
 
 
-async def until(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        assert loop.time() < deadline, "condition not reached before the deadline"
-        await asyncio.sleep(0.005)
-
-
 def test_admission_rules():
     n = FakeNode(1, {1: "a:1", 2: "b:1"}, removed=(3,))
     a = n.transport.admit
@@ -112,7 +105,7 @@ def test_full_queue_drops_and_reports_unreachable():
         n.transport.send(raftpb.Message(type=raftpb.MsgHeartbeat, to=9, from_=1, term=1))
         assert n.unreachable[-1] == 9
         # Port 1 refuses connections: the peer goes down, its queue is dropped.
-        await until(lambda: n.transport.peer_down(2))
+        await until(lambda: n.transport.peer_down(2), 10)
         assert n.metrics.peer_up.labels("2")._value.get() == 0
         await n.transport.stop()
     asyncio.run(main())
@@ -137,7 +130,7 @@ def test_batches_arrive_in_order_and_snapshots_in_chunks():
                                             entries=[raftpb.Entry(index=i, term=1, data=b"x" * 64)]))
             if i % 100 == 0:
                 await asyncio.sleep(0)
-        await until(lambda: len(b.stepped) == 2000)
+        await until(lambda: len(b.stepped) == 2000, 10)
         assert [m.index for m in b.stepped] == list(range(1, 2001))
         assert a.metrics.peer_up.labels("2")._value.get() == 1
         assert a.metrics.peer_sent_batches.labels("2")._value.get() < 2000  # batched
@@ -148,7 +141,7 @@ def test_batches_arrive_in_order_and_snapshots_in_chunks():
         snap.snapshot.metadata.index = 77
         snap.snapshot.metadata.term = 1
         a.transport.send(snap)
-        await until(lambda: a.snapshots == [(2, SnapshotStatus.FINISH)])
+        await until(lambda: a.snapshots == [(2, SnapshotStatus.FINISH)], 10)
         got = b.stepped[-1]
         assert got.type == raftpb.MsgSnap and got.snapshot.data == data and got.snapshot.metadata.index == 77
         assert b.metrics.snapshots_received.labels("ok")._value.get() == 1
@@ -165,7 +158,7 @@ def test_removed_sender_is_told():
         a.state = b.state  # same cluster id
         a.transport.set_peers({2: addr})
         a.transport.send(raftpb.Message(type=raftpb.MsgHeartbeat, to=2, from_=3, term=1))
-        await until(lambda: bool(a.removed_reasons))
+        await until(lambda: bool(a.removed_reasons), 10)
         assert "removed" in a.removed_reasons[0]
         assert not b.stepped
         assert a.metrics.peer_refusals.labels("2", "REMOVED")._value.get() == 1
@@ -182,12 +175,12 @@ def test_peer_address_change_reconnects():
         a = FakeNode(1, {1: "h1:1", 2: addr1})
         a.transport.set_peers({2: addr1})
         a.transport.send(raftpb.Message(type=raftpb.MsgHeartbeat, to=2, from_=1, term=1))
-        await until(lambda: len(b.stepped) == 1)
+        await until(lambda: len(b.stepped) == 1, 10)
         await server1.stop(0)
         a.transport.set_peers({2: addr2})  # an AddZero with the same raft id and a new address
         assert a.transport.peer_addrs() == {2: addr2}
         a.transport.send(raftpb.Message(type=raftpb.MsgHeartbeat, to=2, from_=1, term=1))
-        await until(lambda: len(b.stepped) == 2)
+        await until(lambda: len(b.stepped) == 2, 10)
         await a.transport.stop()
         await server2.stop(0)
     asyncio.run(main())
@@ -232,19 +225,19 @@ def test_a_commit_only_append_waits_briefly_for_the_next_append(monkeypatch):
         a.transport.set_peers({2: addr})
         loop = asyncio.get_running_loop()
         a.transport.send(raftpb.Message(type=raftpb.MsgHeartbeat, to=2, from_=1, term=1))
-        await until(lambda: len(b.stepped) == 1)  # connected; heartbeats are never held
+        await until(lambda: len(b.stepped) == 1, 10)  # connected; heartbeats are never held
         t0 = loop.time()
         a.transport.send(raftpb.Message(type=raftpb.MsgApp, to=2, from_=1, term=1, index=3, commit=3))
         await asyncio.sleep(0.05)
         a.transport.send(raftpb.Message(type=raftpb.MsgApp, to=2, from_=1, term=1, index=3, commit=4,
                                         entries=[raftpb.Entry(index=4, term=1)]))
-        await until(lambda: len(b.stepped) >= 2)
+        await until(lambda: len(b.stepped) >= 2, 10)
         assert loop.time() - t0 < 0.4  # the append woke the writer: no waiting out the hold
         await asyncio.sleep(0.1)
         assert [(m.index, m.commit, len(m.entries)) for m in b.stepped[1:]] == [(3, 4, 1)]
         t1 = loop.time()
         a.transport.send(raftpb.Message(type=raftpb.MsgApp, to=2, from_=1, term=1, index=4, commit=4))
-        await until(lambda: len(b.stepped) == 3)
+        await until(lambda: len(b.stepped) == 3, 10)
         assert loop.time() - t1 >= 0.45  # alone, it went when the hold ended
         assert (b.stepped[2].index, b.stepped[2].commit, len(b.stepped[2].entries)) == (4, 4, 0)
         await a.transport.stop()

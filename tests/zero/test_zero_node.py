@@ -10,33 +10,28 @@ import pytest
 import structlog
 
 from raftcore import raftpb
+from support.aio import until
 from zero.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from zero.leader.leases import Leases
+from zero.replica.duties import ensure_cluster_identity
 from zero.replica.node import NodeOptions, ZeroNode
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import state_pb2, zero_pb2
 from zero.state.versions import ZERO_VERSION
+
+from zeroapps import bare_node
 
 
 def _logger():
     return structlog.wrap_logger(logging.getLogger("test"))
 
 
-async def _until(pred, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
-
-
 async def _started(tmp_path, **kw) -> ZeroNode:
     opts = NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01, **kw)
-    node = ZeroNode(opts, logger=_logger())
+    node = bare_node(opts, logger=_logger())
     await node.start()
-    await _until(lambda: node.is_leader)
-    await node.ensure_cluster_identity()
+    await until(lambda: node.is_leader, 10)
+    await ensure_cluster_identity(node)
     return node
 
 
@@ -45,6 +40,7 @@ def test_single_zero_leases_and_restart(tmp_path):
     async def main() -> None:
         node = await _started(tmp_path)
         leases = Leases(node)
+        node.on_leadership.append(leases.leadership_changed)
         cid = node.state.cluster_id
         assert cid and node.raft_id == 1 and 1 in node.state.state_copy().zeros
         seen = []
@@ -66,6 +62,7 @@ def test_single_zero_leases_and_restart(tmp_path):
         node2 = await _started(tmp_path)
         assert node2.state.cluster_id == cid
         leases2 = Leases(node2)
+        node2.on_leadership.append(leases2.leadership_changed)
         r = await leases2.assign(zero_pb2.UID, 1)
         assert r.start_id > max(e for _, e in seen)
         t = await leases2.assign(zero_pb2.TIMESTAMP, 1)
@@ -82,7 +79,7 @@ def test_snapshot_and_recovery_from_snapshot(tmp_path):
         for i in range(120):
             await node.propose(state_pb2.Proposal(connect=state_pb2.ConnectMember(addr=f"dn{i}:7080", replicas=3)))
         await node.read_barrier()
-        assert node._snapshot_index >= 100
+        assert node.snapshot_index >= 100
         before = node.state.snapshot()
         await node.stop()
         node2 = await _started(tmp_path)
@@ -123,10 +120,10 @@ def test_join_before_the_first_leader_registered_itself(tmp_path):
 
     async def main() -> None:
         opts = NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01)
-        node = ZeroNode(opts, logger=_logger())
+        node = bare_node(opts, logger=_logger())
         await node.start()
         try:
-            await _until(lambda: node.is_leader)
+            await until(lambda: node.is_leader, 10)
             await node.propose(state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id="c-1")))
             assert node.state.cluster_id == "c-1" and 1 not in node.state._state.zeros
             with pytest.raises(UnavailableError, match="not registered"):
@@ -140,7 +137,7 @@ def test_join_before_the_first_leader_registered_itself(tmp_path):
 
             # Once the leader is a member, the joiner gets the next free id, and the
             # answer names the leader (the joiner's only way to reach it at first).
-            await node.ensure_cluster_identity()
+            await ensure_cluster_identity(node)
             resp = await node.handle_join(_join_request("localhost:5081"))
             assert resp.raft_id == 2
             assert [(m.id, m.leader) for m in resp.peers] == [(1, True), (2, False)]
@@ -165,15 +162,15 @@ def test_conf_change_that_cannot_apply_is_never_proposed(tmp_path):
             last = node.raft_status().commit
             # A demotion of the only voter ("removed all voters" when applied).
             with pytest.raises(FailedPreconditionError, match="demote voter 1"):
-                await node.membership.conf_change(
+                await node.membership.changes.conf_change(
                     raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=1),
                     state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=1, addr="localhost:5080")))
             # Removing the only voter.
             with pytest.raises(FailedPreconditionError, match="removed all voters"):
-                await node.membership.conf_change(
+                await node.membership.changes.conf_change(
                     raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=1),
                     state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=1, addr="localhost:5080")))
-            assert node._node is not None and node._node.rawnode.raft.raft_log.last_index() == last
+            assert node.last_index == last
             # A member of the Raft configuration the state does not list: a learner
             # whose AddZero was refused at apply (Raft applies its part regardless).
             # next_raft_id names it; the joiner must get a free id instead.
@@ -182,7 +179,7 @@ def test_conf_change_that_cannot_apply_is_never_proposed(tmp_path):
                     raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=2),
                     state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=2, addr="localhost:5080")))
             assert node.raft_status().learners == (2,) and 2 not in node.state._state.zeros
-            assert node.state._snap.next_raft_id == 2
+            assert node.state.next_raft_id == 2
             resp = await node.handle_join(_join_request("localhost:5081"))
             assert resp.raft_id == 3
             st = node.raft_status()

@@ -1,26 +1,20 @@
-"""Helpers for tests that run zeros in-process: polling with a deadline, one started
-`ZeroApp`, and a cluster of them joined through the first one."""
+"""Helpers for tests that run zeros in-process: one started `ZeroApp`, and a cluster of
+them joined through the first one. (Polling with a deadline: support.aio.until.)"""
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zero.app import ZeroApp
+from support.aio import until
+from zero.app import ZeroApp, build_node
 from zero.config import RunConfig
-
-
-async def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll `pred` every 10 ms until it is true; AssertionError after `timeout` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.01)
+from zero.log import Logger
+from zero.metrics import Metrics
+from zero.replica.node import NodeOptions, ZeroNode
+from zero.replica.ports import WalStorage
+from zero.replica.transport import Transport
 
 
 async def one_zero(tmp_path: Path, *, logs: io.StringIO | None = None, **cfg: Any) -> ZeroApp:
@@ -34,7 +28,7 @@ async def one_zero(tmp_path: Path, *, logs: io.StringIO | None = None, **cfg: An
         node = app.node
         assert node is not None
         await until(lambda: node.is_leader and bool(node.state.cluster_id) and node.raft_id in node.state.zeros,
-                    10.0, "the zero to lead and register itself")
+                    10.0, message="the zero to lead and register itself")
     except BaseException:
         await app.stop()
         raise
@@ -55,10 +49,22 @@ async def app_cluster(tmp_path: Path, n: int = 3, *, peer_host: str = "127.0.0.1
         await app.start()
         apps.append(app)
         if i == 0:
-            await until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, what="bootstrap")
+            await until(lambda: app.node.is_leader and 1 in app.node.state._state.zeros, 20, message="bootstrap")
     await until(lambda: all(a.node.leader_id for a in apps)
-                and len(apps[0].node.state._state.zeros) == n, what="all joined")
+                and len(apps[0].node.state._state.zeros) == n, 20, message="all joined")
     # Joiners are learners until they stayed caught up for the promotion window.
     await until(lambda: any(a.node.is_leader and len(a.node.raft_status().voters) == n
-                            and not a.node.raft_status().learners for a in apps), what="all voters")
+                            and not a.node.raft_status().learners for a in apps), 20, message="all voters")
     return apps
+
+
+def bare_node(opts: NodeOptions, *, logger: Logger, transport: Transport | None = None,
+              storage: WalStorage | None = None) -> ZeroNode:
+    """A ZeroNode without a gRPC server, not started, wired as ZeroApp wires one
+    (zero.app.build_node): its WAL in opts.data_dir (or `storage`), a peer transport (or
+    `transport`, to serve its Raft service yourself; the node shares its metrics), the
+    system clock, and the replica's leader duties; the cluster-identity duty is the
+    caller's to add or run."""
+    if transport is None:
+        transport = Transport(log=logger, metrics=Metrics())
+    return build_node(opts, transport=transport, logger=logger, metrics=transport.metrics, storage=storage)
