@@ -30,7 +30,7 @@ from typing import Any
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from zero.leader.moves import group_sizes, plan_rebalance  # noqa: E402
+from zero.leader.planner import group_sizes, plan_rebalance  # noqa: E402
 from zero.pb import datanode_pb2 as dn  # noqa: E402
 from zero.pb import datanode_pb2_grpc as dng  # noqa: E402
 from zero.pb import zero_pb2, zero_pb2_grpc  # noqa: E402

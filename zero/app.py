@@ -42,7 +42,9 @@ from zero.log import make_logger
 from zero.metrics import Metrics
 from zero.net import bind_tcp, listen_refusal
 from zero.security.outbound import OutboundTls
-from zero.leader.moves import DIAL_OPTIONS, MoveDriver, MoveOptions
+from zero.leader.datanodes import DIAL_OPTIONS
+from zero.leader.driver import MoveDriver, MoveOptions
+from zero.leader.move_metrics import MoveMetrics
 from zero.replica.node import NodeOptions, ZeroNode, run_leader_task
 from zero.pb import zero_pb2_grpc
 from zero.replica.transport import GRPC_OPTIONS, add_raft_service
@@ -190,6 +192,7 @@ class ZeroApp:
         if outbound is not None:
             outbound.follow(node.transport)  # peer channels and the join call
         leases = self.leases = Leases(node)
+        node.on_leadership.append(leases.leadership_changed)
         liveness = self.liveness = Liveness(node)
         node.on_leadership.append(liveness.on_leadership)
         hub = self.hub = MembershipHub(node, overlay=liveness.overlay)
@@ -201,6 +204,7 @@ class ZeroApp:
         self.moves = MoveDriver(node, leases, liveness, options=MoveOptions(
             rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
             backoff=cfg.move_backoff, backoff_max=cfg.move_backoff_max),
+            metrics=MoveMetrics(metrics.registry, lambda: node.state.state_copy()),
             dial=outbound.dial_datanode if outbound is not None else None)
         node.on_leadership.append(run_leader_task(node, self.moves.leader_duty, "tablet-moves"))
 

@@ -9,7 +9,7 @@ on free loopback ports, driven through gRPC and `zero admin`.
   read-only;
 - with 3 zeros joined by `zero run --peer` (tests/cluster/procs.py), kill -9 of the zero
   leader mid-copy: a new leader is elected and the move is completed or rolled back
-  (zero/leader/moves.py: a new leader rolls back a move it did not drive), never left
+  (zero/leader/driver.py: a new leader rolls back a move it did not drive), never left
   read-only; every key is readable at the tablet's final owner, which takes writes.
 
 The first two tests run one zero; the last runs three with tolerant timing (a 500 ms

@@ -21,7 +21,7 @@ from deploy_helpers import REPO, flags_in_help, help_text
 
 from zero import cli
 from zero.metrics import Metrics
-from zero.leader.moves import MoveMetrics
+from zero.leader.move_metrics import MoveMetrics
 from zero.pb import zero_pb2
 
 DEPLOY = REPO / "deploy"

@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from procs import free_port
-from zero.leader import moves
+from zero.leader import datanodes
 from zero.app import ZeroApp
 from zero.config import RunConfig
 from zero.client import ZeroClient
@@ -145,7 +145,7 @@ def reconnect_seconds() -> dict[str, float]:
     async def main() -> dict[str, float]:
         addr = f"127.0.0.1:{free_port()}"
         node = DataNode(DataNodeConfig(zero=("127.0.0.1:1",), addr="127.0.0.1:0"), log_stream=io.StringIO())
-        chans = {"data node -> data node": node.moves.channel(addr), "zero -> data node": moves.dial(addr)}
+        chans = {"data node -> data node": node.moves.channel(addr), "zero -> data node": datanodes.dial(addr)}
         zc = ZeroClient([addr], rpc_timeout=0.5, retry_deadline=0.1)
         try:
             return await _reached_after({**{k: _drop(ch) for k, ch in chans.items()},

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
-from zero.state import validate
-from zero.errors import UnavailableError
-from zero.replica.node import ZeroNode
+from zero.errors import InvalidArgumentError, UnavailableError
 from zero.pb import state_pb2, zero_pb2
+from zero.state import validate
+from zero.state.delta import Applied
 
-__all__ = ["Leases", "LEASE_AHEAD"]
+__all__ = ["Leases", "LeaseHost", "LEASE_AHEAD"]
 
 LEASE_AHEAD = 10_000
 
@@ -78,13 +79,29 @@ class _Pool:
         return None
 
 
+class LeaseHost(Protocol):
+    """What Leases needs of the zero it runs on (zero/replica's ZeroNode)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+    @property
+    def term(self) -> int: ...
+    @property
+    def lease_bump_pending(self) -> bool: ...
+    async def read_barrier(self) -> None: ...
+    async def propose(self, proposal: state_pb2.Proposal) -> Applied: ...
+
+
 class Leases:
-    def __init__(self, node: ZeroNode) -> None:
+    """The leader's lease blocks of one zero. Register `leadership_changed` in the node's
+    leadership callbacks (the app does): blocks must not outlive their term."""
+
+    def __init__(self, node: LeaseHost) -> None:
         self.node = node
         self._pools = {zero_pb2.UID: _Pool(zero_pb2.UID), zero_pb2.TIMESTAMP: _Pool(zero_pb2.TIMESTAMP)}
-        node.on_leadership.append(self._on_leadership)
 
-    def _on_leadership(self, leader: bool, term: int) -> None:
+    def leadership_changed(self, leader: bool, term: int) -> None:
+        """Drop every leased block and stop prefetching: on any change of leadership."""
         for pool in self._pools.values():
             pool.blocks.clear()
             if pool.prefetch is not None:
@@ -95,7 +112,7 @@ class Leases:
         """A fresh inclusive range of `count` ids of `kind` (UID or TIMESTAMP)."""
         validate.count(count)
         if kind not in self._pools:
-            raise validate.InvalidArgumentError(f"unknown id kind {kind}; expected UID (0) or TIMESTAMP (1)")
+            raise InvalidArgumentError(f"unknown id kind {kind}; expected UID (0) or TIMESTAMP (1)")
         node = self.node
         if not node.is_leader:
             raise UnavailableError("this zero is not the leader; leases are served by the leader")

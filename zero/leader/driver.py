@@ -1,6 +1,7 @@
-"""Tablet moves and the rebalancer, driven by zero's leader (SPEC semantics 1 and 5).
+"""The tablet move driver: leader-only, it runs moves (admin or rebalancer) and rolls
+back orphaned ones (SPEC semantics 1 and 5).
 
-A move, one at a time, every phase a Raft-replicated record (zero/state/machine.py):
+A move, one at a time, every phase a Raft-replicated record (zero/state/moves.py):
 
     plan -> StartMove       tablet read-only, move_ts leased from the timestamp lease
          -> MoveTablet      on the source group's leader (from heartbeats), with a
@@ -11,7 +12,7 @@ A move, one at a time, every phase a Raft-replicated record (zero/state/machine.
 
 Any failure or timeout before CommitMove rolls back: AbortMove (owner unchanged,
 read-only cleared), DropTablet on the destination, and the tablet backs off from the
-rebalancer (1 h doubling to 24 h, as Dgraph; in leader memory only).
+rebalancer (zero/leader/backoff.py).
 
 A new leader's rule (`recover`): a move found in MOVE_COPYING is rolled back. Only the
 old leader heard the source's answer, so the new one cannot prove the copy complete;
@@ -20,133 +21,49 @@ the destination's copy is dropped). The leader keeps checking, so a tablet never
 read-only longer than one move timeout plus one check period, whoever started it.
 It also repeats the last finished move's drop, which the old leader may not have sent.
 
-The planner (`plan_rebalance`) is a pure function of the membership state, as Dgraph
-Zero's: group sizes are the sums of reported tablet sizes; when the largest and the
-smallest group differ by more than 10 % of the largest, move the largest tablet of the
-largest group that is at most half the difference to the smallest group.
+Whether a move may start is zero/state/moves.py's `check_start`, run here on the state
+after a read barrier and again by apply; what to move is zero/leader/planner.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
-from zero.state import validate
-from zero.rpc import RECONNECT_OPTIONS
-from zero.errors import FailedPreconditionError, NotFoundError, UnavailableError, ZeroError
+from zero.errors import FailedPreconditionError, UnavailableError, ZeroError
+from zero.leader.backoff import Backoff
+from zero.leader.datanodes import Channels, LivenessView, group_addrs
 from zero.leader.leases import Leases
-from zero.replica.node import ZeroNode
+from zero.leader.move_metrics import MoveMetrics
+from zero.leader.planner import plan_rebalance
+from zero.log import Logger
 from zero.pb import datanode_pb2, datanode_pb2_grpc, state_pb2, zero_pb2
+from zero.state.delta import Applied
+from zero.state.machine import ZeroState
+from zero.state.moves import check_start, check_target
 
-__all__ = ["MovePlan", "MoveOptions", "MoveDriver", "MoveMetrics", "group_sizes", "plan_rebalance",
-           "Backoff", "IMBALANCE", "DIAL_OPTIONS", "dial"]
-
-IMBALANCE = 0.10  # groups within this fraction of the largest are balanced
-
-
-# -- the planner (pure) -----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class MovePlan:
-    predicate: str
-    src_group: int
-    dst_group: int
-    size_bytes: int
+__all__ = ["MoveHost", "MoveOptions", "MoveDriver"]
 
 
-def group_sizes(state: zero_pb2.MembershipState) -> dict[int, int]:
-    """Bytes per group (sum of its tablets' reported sizes); only groups with a voting
-    member count, since only they can take a tablet."""
-    return {gid: sum(t.size_bytes for t in g.tablets.values())
-            for gid, g in state.groups.items() if any(not m.learner for m in g.members.values())}
+class MoveHost(Protocol):
+    """What the move driver needs of the zero it runs on (zero/replica's ZeroNode)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+    @property
+    def log(self) -> Logger: ...
+    @property
+    def state(self) -> ZeroState: ...
+    async def read_barrier(self) -> None: ...
+    async def propose(self, proposal: state_pb2.Proposal) -> Applied: ...
+    def new_key(self) -> str: ...
 
 
-def plan_rebalance(state: zero_pb2.MembershipState, *, skip: Callable[[str], bool] = lambda name: False,
-                   groups: set[int] | None = None) -> MovePlan | None:
-    """The next move that evens out group sizes, or None. `skip(name)` excludes tablets
-    (backed off); `groups`, when given, limits planning to those groups (the live ones).
-    Ties break on the lower group id and the tablet name: same input, same plan."""
-    sizes = {g: s for g, s in group_sizes(state).items() if groups is None or g in groups}
-    if len(sizes) < 2:
-        return None
-    src = max(sizes, key=lambda g: (sizes[g], -g))
-    dst = min(sizes, key=lambda g: (sizes[g], g))
-    diff = sizes[src] - sizes[dst]
-    if diff <= IMBALANCE * sizes[src]:
-        return None
-    best: zero_pb2.Tablet | None = None
-    for name in sorted(state.groups[src].tablets):
-        t = state.groups[src].tablets[name]
-        if t.read_only or t.size_bytes <= 0 or t.size_bytes > diff // 2 or skip(name):
-            continue
-        if best is None or t.size_bytes > best.size_bytes:
-            best = t
-    if best is None:
-        return None
-    return MovePlan(best.predicate, src, dst, best.size_bytes)
-
-
-class Backoff:
-    """Per-tablet back-off after a failed move: `base` doubling to `cap` (seconds)."""
-
-    def __init__(self, base: float, cap: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.base, self.cap, self._clock = base, cap, clock
-        self._until: dict[str, tuple[float, float]] = {}  # name -> (until, last duration)
-
-    def failed(self, name: str) -> float:
-        last = self._until.get(name, (0.0, 0.0))[1]
-        dur = min(self.cap, last * 2) if last else self.base
-        self._until[name] = (self._clock() + dur, dur)
-        return dur
-
-    def succeeded(self, name: str) -> None:
-        self._until.pop(name, None)
-
-    def blocked(self, name: str) -> bool:
-        got = self._until.get(name)
-        return got is not None and self._clock() < got[0]
-
-
-# -- metrics ----------------------------------------------------------------------------------------
-class _GroupSizes(Collector):
-    def __init__(self, state: Callable[[], zero_pb2.MembershipState]) -> None:
-        self._state = state
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        g = GaugeMetricFamily("zero_group_size_bytes", "Sum of the reported tablet sizes of each group",
-                              labels=["group"])
-        try:
-            for gid, size in sorted(group_sizes(self._state()).items()):
-                g.add_metric([str(gid)], size)
-        except Exception:  # a half-built node: report nothing rather than fail the scrape
-            pass
-        yield g
-
-
-class MoveMetrics:
-    def __init__(self, registry: CollectorRegistry, state: Callable[[], zero_pb2.MembershipState]) -> None:
-        r = registry
-        self.started = Counter("zero_tablet_moves_started", "Tablet moves started (StartMove committed)", registry=r)
-        self.succeeded = Counter("zero_tablet_moves_succeeded", "Tablet moves committed", registry=r)
-        self.failed = Counter("zero_tablet_moves_failed", "Tablet moves whose copy failed or timed out",
-                              registry=r)
-        self.rolled_back = Counter("zero_tablet_moves_rolled_back",
-                                   "Tablet moves rolled back (AbortMove committed), also by a new leader",
-                                   registry=r)
-        self.seconds = Histogram("zero_tablet_move_seconds", "Duration of committed tablet moves",
-                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900), registry=r)
-        self.bytes = Counter("zero_tablet_move_bytes", "Bytes copied by committed tablet moves", registry=r)
-        r.register(_GroupSizes(state))
-
-
-# -- the driver -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class MoveOptions:
     rebalance_interval: float = 480.0  # 0: no periodic rebalancing (NOW still works)
@@ -157,33 +74,27 @@ class MoveOptions:
     drop_timeout: float = 5.0
 
 
-
-class LivenessView(Protocol):
-    """What the move driver needs of data-node liveness (zero/frontdoor/server.py's Liveness)."""
-
-    @property
-    def settled(self) -> bool: ...
-    def fill(self, m: zero_pb2.Member) -> None: ...
-
 class MoveDriver:
     """Leader-only: runs moves (admin or rebalancer) and rolls back orphaned ones.
 
-    `node` is a ZeroNode, `leases` a Leases, `liveness` a server.Liveness. Start it with
-    `node.on_leadership.append(run_leader_task(node, driver.leader_duty, "moves"))`.
+    `node` is the zero it runs on, `leases` its Leases (move timestamps), `liveness`
+    the leader's view of the data nodes. `dial` opens a channel to a data node (TLS with
+    --tls-dir); by default plaintext channels, kept open until close(). The app runs
+    `leader_duty` while this zero leads (run_leader_task).
     """
 
-    def __init__(self, node: ZeroNode, leases: Leases, liveness: LivenessView, *, options: MoveOptions = MoveOptions(),
-                 metrics: MoveMetrics | None = None,
-                 dial: Callable[[str], Any] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, node: MoveHost, leases: Leases, liveness: LivenessView, *, metrics: MoveMetrics,
+                 options: MoveOptions = MoveOptions(), dial: Callable[[str], grpc.aio.Channel] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self.leases = leases
         self.liveness = liveness
         self.opts = options
         self.log = node.log
-        self.metrics = metrics or MoveMetrics(node.metrics.registry, node.state.state_copy)
+        self.metrics = metrics
         self.backoff = Backoff(options.backoff, options.backoff_max, clock)
-        self._dial = dial or self._default_dial
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels = Channels()
+        self._dial = dial or self._channels
         self._busy = False  # a move is being planned or driven by this leader
         self._current: asyncio.Task[zero_pb2.MoveTabletResponse] | None = None
         self._wake = asyncio.Event()
@@ -207,8 +118,7 @@ class MoveDriver:
                     ) -> tuple[state_pb2.MoveRecord, asyncio.Task[zero_pb2.MoveTabletResponse]]:
         """Start a move (StartMove committed when this returns); the task finishes it.
         NOT_FOUND: unknown tablet or group; FAILED_PRECONDITION: a move in progress."""
-        name = validate.tablet_name(predicate)
-        dst = validate.group_id(dst_group, "destination group")
+        name, dst = check_target(predicate, dst_group)
         self._require_leader()
         if self._busy:
             raise FailedPreconditionError("a tablet move is in progress; one move at a time")
@@ -242,9 +152,7 @@ class MoveDriver:
         self._wake.set()
 
     async def close(self) -> None:
-        for ch in self._channels.values():
-            await ch.close()
-        self._channels.clear()
+        await self._channels.close()
 
     # -- the leader duty -----------------------------------------------------------------------------
     async def leader_duty(self) -> None:
@@ -305,18 +213,7 @@ class MoveDriver:
     async def _start(self, name: str, dst: int) -> state_pb2.MoveRecord:
         node = self.node
         await node.read_barrier()
-        state = node.state
-        active = state.active_move()
-        if active is not None:
-            raise FailedPreconditionError(
-                f"move {active.move_id} of tablet {active.predicate!r} is in progress; one move at a time")
-        src = state.group_of(name)
-        if not src:
-            raise NotFoundError(f"tablet {name!r} is not served by any group")
-        if dst not in state.groups:
-            raise NotFoundError(f"destination group {dst} does not exist")
-        if src == dst:
-            raise FailedPreconditionError(f"tablet {name!r} is already served by group {dst}")
+        src = check_start(node.state, name, dst).src_group
         if not self._addrs(src):
             raise self._no_live(f"source group {src} has no live member to copy from")
         if not self._addrs(dst):
@@ -443,37 +340,8 @@ class MoveDriver:
             raise UnavailableError("tablet moves are driven by the zero leader and this zero is not it")
 
     def _addrs(self, gid: int, *, live_only: bool = True) -> list[str]:
-        """Addresses of group `gid`'s healthy voting members (all voting members unless
-        `live_only`), its leader (by heartbeat) first, then the healthy ones."""
-        group = self.node.state.groups.get(gid)
-        if group is None:
-            return []
-        members = []
-        for m in group.members.values():
-            live = zero_pb2.Member()
-            live.CopyFrom(m)
-            self.liveness.fill(live)
-            if (live.healthy or not live_only) and not live.learner:
-                members.append(live)
-        members.sort(key=lambda m: (not m.leader, not m.healthy, m.id))
-        return [m.addr for m in members]
+        return group_addrs(self.node.state.groups, gid, self.liveness, live_only=live_only)
 
-    def _default_dial(self, addr: str) -> grpc.aio.Channel:
-        ch = self._channels.get(addr)
-        if ch is None:
-            ch = self._channels[addr] = dial(addr)
-        return ch
-
-
-# A data node back from a few seconds down must be dialled again at once, not after
-# gRPC's own backoff (which grows to 2 minutes): meanwhile every move from or to it would
-# be rolled back and its tablet backed off (zero/rpc.py).
-DIAL_OPTIONS: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 16 << 20), *RECONNECT_OPTIONS]
-
-
-def dial(addr: str) -> grpc.aio.Channel:
-    """A plaintext channel to a data node (the leader's MoveTablet and DropTablet calls)."""
-    return grpc.aio.insecure_channel(addr, options=DIAL_OPTIONS)
 
 
 def _reason(e: BaseException) -> str:
