@@ -41,7 +41,6 @@ def test_single_zero_leases_and_restart(tmp_path):
         node = await _started(tmp_path)
         leases = Leases(node)
         node.on_leadership.append(leases.leadership_changed)
-        node.on_leadership.append(leases.leadership_changed)
         cid = node.state.cluster_id
         assert cid and node.raft_id == 1 and 1 in node.state.state_copy().zeros
         seen = []
@@ -63,7 +62,6 @@ def test_single_zero_leases_and_restart(tmp_path):
         node2 = await _started(tmp_path)
         assert node2.state.cluster_id == cid
         leases2 = Leases(node2)
-        node2.on_leadership.append(leases2.leadership_changed)
         node2.on_leadership.append(leases2.leadership_changed)
         r = await leases2.assign(zero_pb2.UID, 1)
         assert r.start_id > max(e for _, e in seen)
