@@ -28,7 +28,8 @@ from typing import Any, NoReturn, TextIO
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
 
 from zero.ops import backup
 from zero.state import validate
@@ -39,6 +40,7 @@ from zero.security import TlsError, load_tls
 __all__ = ["add_admin_parser", "run_admin", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "EXIT_UNREACHABLE"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+Metadata = list[tuple[str, str]] | None  # the admin token, when there is one
 _UNREACHABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
@@ -48,7 +50,8 @@ def _json_usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn
     sys.exit(EXIT_USAGE)
 
 
-def add_admin_parser(sub: Any, *, json_errors: bool = False) -> None:
+def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], *,
+                     json_errors: bool = False) -> None:
     """`zero admin` and its verbs; json_errors: usage errors as JSON objects (the command
     line has --json; argparse reports them before the flag is parsed)."""
     p = sub.add_parser("admin", help="operate a zero cluster (state, status, remove-node, ...)",
@@ -90,10 +93,12 @@ def add_admin_parser(sub: Any, *, json_errors: bool = False) -> None:
     bk.add_argument("--verify", metavar="FILE", help="check a backup file without a cluster")
     if json_errors:
         for parser in (p, *verbs.choices.values()):
-            parser.error = (lambda prs: lambda message: _json_usage_error(prs, message))(parser)  # type: ignore
+            # argparse has no hook for usage errors: its documented way is to override error().
+            json_error = (lambda prs: lambda message: _json_usage_error(prs, message))(parser)
+            parser.error = json_error  # type: ignore[method-assign]
 
 
-def _print(out: TextIO, as_json: bool, obj: Any, human: Callable[[], str]) -> None:
+def _print(out: TextIO, as_json: bool, obj: object, human: Callable[[], str]) -> None:
     if as_json:
         out.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     else:
@@ -131,7 +136,7 @@ def _out_problem(path: str) -> str | None:
     return None
 
 
-def _msg_dict(m: Any) -> dict[str, Any]:
+def _msg_dict(m: Message) -> dict[str, Any]:  # JSON values
     return MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
@@ -192,7 +197,7 @@ def _status_text(s: zero_pb2.RaftStatusResponse, addr: str, leader: zero_pb2.Raf
     return "\n".join(lines)
 
 
-def _leader_status(ns: argparse.Namespace, s: zero_pb2.RaftStatusResponse, md: Any,
+def _leader_status(ns: argparse.Namespace, s: zero_pb2.RaftStatusResponse, md: Metadata,
                    make_channel: Callable[[str], grpc.Channel]) -> tuple[zero_pb2.RaftStatusResponse | None, str]:
     """The leader's RaftStatus when the zero at --addr is a follower that knows the leader
     (RaftStatus answers locally, and only the leader knows its peers): (answer, "") or
@@ -268,17 +273,26 @@ def _verify_backup(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Any, out: TextIO, err: TextIO,
+def _health_check(ch: grpc.Channel) -> grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest,
+                                                                   health_pb2.HealthCheckResponse]:
+    """grpc.health.v1.Health/Check on `ch`, as health_pb2_grpc.HealthStub makes it (whose
+    type stubs declare no methods)."""
+    return ch.unary_unary("/grpc.health.v1.Health/Check",
+                          request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                          response_deserializer=health_pb2.HealthCheckResponse.FromString)
+
+
+def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Metadata, out: TextIO, err: TextIO,
               make_channel: Callable[[str], grpc.Channel] | None = None) -> int:
     t = ns.timeout
     zero = zero_pb2_grpc.ZeroStub(ch)
     admin = zero_pb2_grpc.ZeroAdminStub(ch)
     v = ns.verb
     if v == "health":
-        r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=t)
-        ok = r.status == health_pb2.HealthCheckResponse.SERVING
-        _print(out, ns.json, {"status": health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)},
-               lambda: f"{ns.addr}: {health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)}")
+        h = _health_check(ch)(health_pb2.HealthCheckRequest(service=""), timeout=t)
+        ok = h.status == health_pb2.HealthCheckResponse.SERVING
+        _print(out, ns.json, {"status": health_pb2.HealthCheckResponse.ServingStatus.Name(h.status)},
+               lambda: f"{ns.addr}: {health_pb2.HealthCheckResponse.ServingStatus.Name(h.status)}")
         return EXIT_OK if ok else EXIT_REFUSED
     if v == "state":
         st = zero.GetState(zero_pb2.GetStateRequest(), timeout=t)

@@ -12,8 +12,9 @@ cluster). Layout of --data-dir (default ./zw-local):
 Ports are chosen free by the OS on the first start (or from --base-port: gRPC
 BASE+i-1, HTTP BASE+1000+i-1 for node i) and kept in local.json: a zero's address is
 part of the replicated membership, so a restarted cluster must come back on the same
-ports for its zeros to find each other. A restart starts every node at once (node 1
-alone has no quorum) and --peer is ignored by zeros that already have an identity.
+ports for its zeros to find each other (zero/ops/local_plan.py). A restart starts every
+node at once (node 1 alone has no quorum) and --peer is ignored by zeros that already
+have an identity.
 
 The addresses are printed once every zero serves (knows a leader) and every zero is a
 voter. SIGINT (Ctrl-C) or SIGTERM stops all children: SIGTERM to each (a leader hands
@@ -34,7 +35,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,11 +42,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from types import FrameType
+from typing import IO, Any, TextIO
+
+from zero.ops.local_plan import STATE_FILE, host_port, plan
 
 __all__ = ["add_local_parser", "run_local", "STATE_FILE"]
-
-STATE_FILE = "local.json"
 STOP_GRACE = 10.0  # seconds a child gets after SIGTERM before SIGKILL
 START_TIMEOUT = 60.0  # seconds for the cluster to have a leader and all voters
 POLL = 0.1
@@ -57,7 +58,7 @@ _PR_SET_PDEATHSIG = 1
 _REMOVED_LINE = "zero: removed from the cluster"  # what `zero run` prints when it exits removed (zero/runner.py)
 
 
-def add_local_parser(sub: Any) -> None:
+def add_local_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "local", help="run a whole local cluster of zeros (1, 3 or 5) in one command",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -89,7 +90,7 @@ class _Child:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    log: Any = None
+    log: IO[bytes] | None = None
     raft_id: int = 0
     reported: bool = False  # an exit was already reported
 
@@ -107,34 +108,6 @@ class _Child:
 
 class _Stop(Exception):
     pass
-
-
-def _free_ports(host: str, n: int) -> list[int]:
-    """n distinct ports the OS reports free (the sockets stay open until all are chosen)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            s.bind((host, 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _fmt(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _http_json(url: str, timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
@@ -159,57 +132,6 @@ def _set_pdeathsig() -> None:
         pass
 
 
-def _plan(ns: argparse.Namespace, root: Path, err: TextIO) -> tuple[int, list[tuple[int, int]]] | None:
-    """The node count and (gRPC, HTTP) ports, from local.json or chosen now (and saved)."""
-    path = root / STATE_FILE
-    saved: dict[str, Any] | None = None
-    if path.exists():
-        try:
-            saved = json.loads(path.read_text())
-            ports = [(int(a), int(b)) for a, b in saved["ports"]]
-            saved_host = str(saved.get("host", ns.host))
-        except (ValueError, KeyError, TypeError) as e:
-            err.write(f"zero local: {path} is damaged ({e}); remove the directory to start afresh\n")
-            return None
-        if saved_host != ns.host:
-            err.write(f"zero local: {root} was created with --host {saved_host}; the zeros' addresses are "
-                      f"part of the cluster's state, so use the same host\n")
-            return None
-        nodes = ns.nodes or len(ports)
-        if nodes < len(ports):
-            err.write(f"zero local: {root} holds a cluster of {len(ports)} zeros; --nodes {nodes} would leave it "
-                      f"without a quorum. Use --nodes {len(ports)} (or remove zeros with `zero admin remove-node`"
-                      f" and start afresh in a new --data-dir)\n")
-            return None
-    else:
-        nodes, ports = ns.nodes or 3, []
-    if ns.base_port is not None and not ports:
-        if not 1 <= ns.base_port <= 65535 - 1000 - nodes:
-            err.write(f"zero local: --base-port {ns.base_port} is out of range\n")
-            return None
-    if len(ports) < nodes:
-        if ns.base_port is not None:
-            new = [(ns.base_port + i, ns.base_port + 1000 + i) for i in range(len(ports), nodes)]
-        else:
-            free = _free_ports(ns.host, 2 * (nodes - len(ports)))
-            new = list(zip(free[0::2], free[1::2]))
-        ports = ports + new
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"host": ns.host, "ports": ports}, indent=1) + "\n")
-        os.replace(tmp, path)
-    elif ns.base_port is not None and saved is not None and ports[0][0] != ns.base_port:
-        err.write(f"zero local: note: {root} keeps the ports it was created with "
-                  f"(gRPC from {ports[0][0]}); --base-port is ignored\n")
-    for i, (g, h) in enumerate(ports[:nodes]):
-        for port, what in ((g, "gRPC"), (h, "HTTP")):
-            if not _port_free(ns.host, port):
-                err.write(f"zero local: port {port} ({what} of node {i + 1}) is in use; is this cluster already "
-                          f"running? (stop it, or use another --data-dir)\n")
-                return None
-    return nodes, ports[:nodes]
-
-
 class _Supervisor:
     def __init__(self, ns: argparse.Namespace, root: Path, plan: list[tuple[int, int]], run_args: list[str],
                  out: TextIO, err: TextIO) -> None:
@@ -227,8 +149,8 @@ class _Supervisor:
     def _spawn(self, c: _Child, peer: str) -> None:
         host = self.ns.host
         args = [sys.executable, "-m", "zero", "run", "--data-dir", str(c.data_dir),
-                "--grpc-addr", _fmt(host, c.grpc_port), "--http-addr", _fmt(host, c.http_port),
-                "--my", _fmt(host, c.grpc_port), *self.run_args]
+                "--grpc-addr", host_port(host, c.grpc_port), "--http-addr", host_port(host, c.http_port),
+                "--my", host_port(host, c.grpc_port), *self.run_args]
         if peer:
             args += ["--peer", peer]
         env = {k: v for k, v in os.environ.items()
@@ -269,7 +191,7 @@ class _Supervisor:
             raise _Stop()
 
     def _health(self, c: _Child) -> tuple[int, dict[str, Any]]:
-        return _http_json(f"http://{_fmt(self.ns.host, c.http_port)}/health")
+        return _http_json(f"http://{host_port(self.ns.host, c.http_port)}/health")
 
     def _wait_joined(self, c: _Child, deadline: float) -> bool:
         """Until c answers /health at all (200 or 503): it has joined and knows its raft id.
@@ -312,7 +234,7 @@ class _Supervisor:
 
         from zero.pb import zero_pb2, zero_pb2_grpc
         try:
-            with grpc.insecure_channel(_fmt(self.ns.host, lead.grpc_port)) as ch:
+            with grpc.insecure_channel(host_port(self.ns.host, lead.grpc_port)) as ch:
                 st = zero_pb2_grpc.ZeroAdminStub(ch).RaftStatus(zero_pb2.RaftStatusRequest(), timeout=1.0)
         except grpc.RpcError:
             return False
@@ -324,7 +246,7 @@ class _Supervisor:
         deadline = time.monotonic() + START_TIMEOUT
         first = self.children[0]
         fresh = not (first.data_dir / "IDENTITY").exists() and not (first.data_dir / "wal").exists()
-        peer = _fmt(self.ns.host, first.grpc_port)
+        peer = host_port(self.ns.host, first.grpc_port)
         if fresh:
             self.out.write(f"zero local: starting a new cluster of {len(self.children)} in {self.root}\n")
             self.out.flush()
@@ -361,11 +283,11 @@ class _Supervisor:
         w(f"  {'node':<5} {'raft id':<8} {'gRPC':<22} {'HTTP':<30} log\n")
         for c in self.children:
             role = "  leader" if c is lead else ""
-            w(f"  {c.name:<5} {c.raft_id:<8} {_fmt(host, c.grpc_port):<22} "
-              f"{'http://' + _fmt(host, c.http_port):<30} {c.log_path}{role}\n")
-        addrs = ",".join(_fmt(host, c.grpc_port) for c in self.children)
+            w(f"  {c.name:<5} {c.raft_id:<8} {host_port(host, c.grpc_port):<22} "
+              f"{'http://' + host_port(host, c.http_port):<30} {c.log_path}{role}\n")
+        addrs = ",".join(host_port(host, c.grpc_port) for c in self.children)
         w(f"zeros: {addrs}\n")
-        w(f"try:   zero admin state --addr {_fmt(host, lead.grpc_port)}\n")
+        w(f"try:   zero admin state --addr {host_port(host, lead.grpc_port)}\n")
         w("Ctrl-C stops all zeros.\n")
         self.out.flush()
 
@@ -419,13 +341,13 @@ def run_local(ns: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sy
             err.write(f"zero local: {a.split('=', 1)[0]} is set by zero local for each zero; leave it out\n")
             return EXIT_USAGE
     root = Path(ns.data_dir)
-    plan = _plan(ns, root, err)
-    if plan is None:
+    planned = plan(ns, root, err)
+    if planned is None:
         return EXIT_USAGE
-    _, ports = plan
+    _, ports = planned
     sup = _Supervisor(ns, root, ports, run_args, out, err)
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         sup.stop_signal = signum
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

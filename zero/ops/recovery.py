@@ -23,6 +23,7 @@ Everything here runs before the node starts, on files only; nothing is served me
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -31,7 +32,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from raftcore import StorageError, raftpb
 from raftcore.wal import DiskStorage
@@ -39,6 +40,7 @@ from raftcore.wal.files import fsync_dir
 
 from zero.ops import backup as backup_mod
 from zero.errors import ZeroError
+from zero.log import Logger
 from zero.replica.identity import JOIN_ANSWER_FILE, Identity, load_identity, save_identity
 from zero.pb import state_pb2, zero_pb2
 from zero.state.leases import MAX_LEASE
@@ -249,7 +251,7 @@ def _read_forced(data_dir: str) -> dict[str, Any] | None:
 
 
 def force_new_cluster(data_dir: str, *, margin: int = LEASE_MARGIN, now_ms: int | None = None,
-                      log: Any = None) -> Outcome | None:
+                      log: Logger | None = None) -> Outcome | None:
     """Rewrite a surviving zero's data dir into a new single-zero cluster (etcd's
     --force-new-cluster). None when this data dir was already forced and has served
     since (the flag was left on): nothing is changed then."""
@@ -306,7 +308,7 @@ def force_new_cluster(data_dir: str, *, margin: int = LEASE_MARGIN, now_ms: int 
 
 
 # -- `zero restore` ------------------------------------------------------------------------------
-def add_restore_parser(sub: Any) -> None:
+def add_restore_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "restore", help="create a new single-zero cluster's data dir from a backup",
         description="Create the data dir of a new single-zero cluster from a backup (`zero admin backup`): "
@@ -322,7 +324,7 @@ def add_restore_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
-def run_restore(ns: Any, out: Any = None, err: Any = None) -> int:
+def run_restore(ns: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """`zero restore`; returns the exit code."""
     out = out or sys.stdout
     err = err or sys.stderr
