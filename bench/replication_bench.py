@@ -42,9 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import grpc  # noqa: E402
 import structlog  # noqa: E402
 
-from zero.replica.node import NodeOptions, ZeroNode, run_leader_task  # noqa: E402
+from zero.app import build_node  # noqa: E402
+from zero.metrics import Metrics  # noqa: E402
+from zero.replica.duties import ensure_cluster_identity, run_leader_task  # noqa: E402
+from zero.replica.node import NodeOptions, ZeroNode  # noqa: E402
 from zero.pb import state_pb2, zero_pb2  # noqa: E402
-from zero.replica.transport import GRPC_OPTIONS, add_raft_service  # noqa: E402
+from zero.replica.raft_service import add_raft_service  # noqa: E402
+from zero.replica.transport import GRPC_OPTIONS, Transport  # noqa: E402
 
 PAYLOAD = 64
 THROUGHPUT_GOAL = 20_000
@@ -88,12 +92,14 @@ def fdatasync_median(d: str, n: int = 200) -> float:
 async def start_zero(d: str, name: str, peer: str = "", port: int = 0) -> tuple[ZeroNode, grpc.aio.Server]:
     server = grpc.aio.server(options=GRPC_OPTIONS)
     port = server.add_insecure_port(f"127.0.0.1:{port}")
-    node = ZeroNode(NodeOptions(data_dir=os.path.join(d, name), my_addr=f"127.0.0.1:{port}", peer=peer,
-                                tick_seconds=0.1, election_ticks=10, snapshot_every=1_000_000,
-                                transfer_on_stop=0.0),
-                    logger=_logger(name))
-    node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "identity"))
-    add_raft_service(server, node)
+    log, metrics = _logger(name), Metrics()
+    transport = Transport(log=log, metrics=metrics)
+    node = build_node(NodeOptions(data_dir=os.path.join(d, name), my_addr=f"127.0.0.1:{port}", peer=peer,
+                                  tick_seconds=0.1, election_ticks=10, snapshot_every=1_000_000,
+                                  transfer_on_stop=0.0),
+                      transport=transport, logger=log, metrics=metrics)
+    node.on_leadership.append(run_leader_task(node, lambda: ensure_cluster_identity(node), "identity"))
+    add_raft_service(server, node, transport)
     await server.start()
     await node.start()
     return node, server

@@ -38,16 +38,20 @@ from zero.errors import ZeroError
 from zero.frontdoor.http import health_report, make_app
 from zero.replica.identity import load_identity
 from zero.leader.leases import Leases
-from zero.log import make_logger
+from zero.log import Logger, make_logger
 from zero.metrics import Metrics
 from zero.net import bind_tcp, listen_refusal
 from zero.security.outbound import OutboundTls
 from zero.leader.datanodes import DIAL_OPTIONS
 from zero.leader.driver import MoveDriver, MoveOptions
 from zero.leader.move_metrics import MoveMetrics
-from zero.replica.node import NodeOptions, ZeroNode, run_leader_task
+from zero.replica.duties import ensure_cluster_identity, run_leader_task
+from zero.replica.node import NodeOptions, ZeroNode
+from zero.replica.ports import Clock, PeerTransport, SystemClock, WalStorage
+from zero.replica.wal import open_wal
 from zero.pb import zero_pb2_grpc
-from zero.replica.transport import GRPC_OPTIONS, add_raft_service
+from zero.replica.raft_service import add_raft_service
+from zero.replica.transport import GRPC_OPTIONS, Transport
 from zero.frontdoor.admin_service import ZeroAdminService
 from zero.frontdoor.forwarding import NodeSlot
 from zero.frontdoor.interceptor import Interceptor
@@ -56,7 +60,7 @@ from zero.frontdoor.stream import MembershipHub
 from zero.frontdoor.wire import MAX_MESSAGE_BYTES
 from zero.frontdoor.zero_service import ZeroService
 
-__all__ = ["ZeroApp", "StartupError"]
+__all__ = ["ZeroApp", "StartupError", "build_node"]
 
 HEALTH_PERIOD = 0.5  # seconds between gRPC health refreshes
 GRPC_GRACE = 2.0  # seconds in-flight calls get on shutdown
@@ -69,12 +73,28 @@ class StartupError(Exception):
     """zero cannot start (corrupt or locked data dir, port in use): exit 1."""
 
 
+def build_node(opts: NodeOptions, *, transport: PeerTransport, logger: Logger, metrics: Metrics,
+               storage: WalStorage | None = None, clock: Clock | None = None) -> ZeroNode:
+    """A ZeroNode on `transport` and `storage` (default: its WAL opened, and locked, in
+    opts.data_dir) and `clock` (default: the system clock), with the replica's own leader
+    duties: promoting caught-up learners, raising the leases after a WAL repair (a no-op
+    without one). ZeroApp and the tests that run bare nodes build them here; the
+    cluster-identity duty is added by the caller. The node owns the storage from now on:
+    stop() closes it."""
+    node = ZeroNode(opts, transport=transport, storage=storage or open_wal(opts.data_dir, logger),
+                    clock=clock or SystemClock(), logger=logger, metrics=metrics)
+    node.on_leadership.append(run_leader_task(node, node.membership.promote_learners, "promote-learners"))
+    node.on_leadership.append(run_leader_task(node, node.raise_leases_after_repair, "leases-after-repair"))
+    return node
+
+
 class ZeroApp:
     def __init__(self, cfg: RunConfig, *, log_stream: TextIO | None = None) -> None:
         self.cfg = cfg
         self._log_stream = log_stream
         self.log: Any = None
         self.node: ZeroNode | None = None
+        self._unstarted: ZeroNode | None = None  # built, not started yet: stop() closes its WAL
         self.leases: Leases | None = None
         self.liveness: Liveness | None = None
         self.hub: MembershipHub | None = None
@@ -183,14 +203,17 @@ class ZeroApp:
                 join_timeout = await await_zero(cfg.peer, timeout=cfg.join_timeout, credentials=creds, log=self.log)
             except NotAZeroError as e:
                 raise StartupError(str(e)) from None
-        node = ZeroNode(NodeOptions(
-            data_dir=cfg.data_dir, my_addr=my, raft_id=cfg.raft_id, tick_seconds=cfg.tick,
-            election_ticks=cfg.election_ticks, snapshot_every=cfg.snapshot_after, replicas=cfg.replicas,
-            peer=cfg.peer, join_timeout=join_timeout),
-            logger=self.log, metrics=metrics)
-        holder["node"] = node
+        transport = Transport(log=self.log, metrics=metrics)
         if outbound is not None:
-            outbound.follow(node.transport)  # peer channels and the join call
+            outbound.follow(transport)  # peer channels and the join call
+        try:
+            node = self._unstarted = build_node(NodeOptions(
+                data_dir=cfg.data_dir, my_addr=my, raft_id=cfg.raft_id, tick_seconds=cfg.tick,
+                election_ticks=cfg.election_ticks, snapshot_every=cfg.snapshot_after, replicas=cfg.replicas,
+                peer=cfg.peer, join_timeout=join_timeout), transport=transport, logger=self.log, metrics=metrics)
+        except StorageError as e:  # the WAL (CorruptionError included: the message names the file)
+            raise StartupError(str(e)) from None
+        holder["node"] = node
         leases = self.leases = Leases(node)
         node.on_leadership.append(leases.leadership_changed)
         liveness = self.liveness = Liveness(node)
@@ -200,7 +223,7 @@ class ZeroApp:
         node.on_state_reset.append(hub.on_state_reset)
         liveness.on_flags_changed = hub.bump
         liveness.start_mirror()
-        node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
+        node.on_leadership.append(run_leader_task(node, lambda: ensure_cluster_identity(node), "cluster-identity"))
         self.moves = MoveDriver(node, leases, liveness, options=MoveOptions(
             rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
             backoff=cfg.move_backoff, backoff_max=cfg.move_backoff_max),
@@ -214,7 +237,7 @@ class ZeroApp:
         zero_pb2_grpc.add_ZeroServicer_to_server(
             ZeroService(node, leases, liveness, hub, admin_token=cfg.admin_token, replicas=cfg.replicas), server)
         zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, liveness, self.moves), server)
-        add_raft_service(server, node)
+        add_raft_service(server, node, transport)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         await self._set_health(False)
@@ -225,7 +248,7 @@ class ZeroApp:
             raise StartupError(str(e)) from None
         except ZeroError as e:
             raise StartupError(str(e)) from None
-        self.node = node
+        self.node, self._unstarted = node, None
         self._node_slot.node = node
 
         runner = web.AppRunner(make_app(node, self.liveness, admin_token=cfg.admin_token, grpc_addr=cfg.grpc_addr,
@@ -399,6 +422,9 @@ class ZeroApp:
             await self.moves.close()
         if self._outbound is not None:
             await self._outbound.close()
+        if self._unstarted is not None:  # a start that failed before the node ran
+            await self._unstarted.stop()
+            self._unstarted = None
         if self.node is not None:
             node, self.node = self.node, None
             self._node_slot.node = None

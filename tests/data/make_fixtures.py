@@ -21,15 +21,21 @@ import structlog
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 from zero.ops import backup  # noqa: E402
-from zero.replica.node import NodeOptions, ZeroNode, run_leader_task  # noqa: E402
+from zero.app import build_node  # noqa: E402
+from zero.metrics import Metrics  # noqa: E402
+from zero.replica.duties import ensure_cluster_identity, run_leader_task  # noqa: E402
+from zero.replica.node import NodeOptions  # noqa: E402
+from zero.replica.transport import Transport  # noqa: E402
 from zero.pb import state_pb2, zero_pb2  # noqa: E402
 
 
 async def make(out: str) -> None:
     dd = os.path.join(out, "datadir")
-    node = ZeroNode(NodeOptions(data_dir=dd, my_addr="127.0.0.1:5080", tick_seconds=0.02, election_ticks=10),
-                    logger=structlog.wrap_logger(logging.getLogger("fixtures")))
-    node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "identity"))
+    log = structlog.wrap_logger(logging.getLogger("fixtures"))
+    metrics = Metrics()
+    node = build_node(NodeOptions(data_dir=dd, my_addr="127.0.0.1:5080", tick_seconds=0.02, election_ticks=10),
+                      transport=Transport(log=log, metrics=metrics), logger=log, metrics=metrics)
+    node.on_leadership.append(run_leader_task(node, lambda: ensure_cluster_identity(node), "identity"))
     await node.start()
     while not (node.is_leader and 1 in node.state._state.zeros):
         await asyncio.sleep(0.01)

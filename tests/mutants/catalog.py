@@ -103,7 +103,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "leases-not-raised-after-wal-repair",
         "after a WAL whose damaged tail was cut off, leases continue above a margin, never from the repaired state",
-        (Edit("zero/replica/node.py", "        if storage.repaired is not None:\n", "        if False:\n"),),
+        (Edit("zero/replica/duties.py", "        if storage.repaired is not None:\n", "        if False:\n"),),
         ("tests/fault/test_corruption.py::test_a_cut_lease_record_is_never_handed_out_again",),
     ),
     Mutant(

@@ -28,7 +28,7 @@ from zero.config import RunConfig
 from zero.client import ZeroClient
 from zero.errors import FailedPreconditionError
 from zero.replica.identity import IDENTITY_FILE, Identity, save_identity
-from zero.replica.node import NodeOptions, ZeroNode
+from zero.replica.node import NodeOptions
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2, zero_pb2
@@ -36,6 +36,7 @@ from zero.state.machine import ZeroState
 
 from support import free_port, free_ports
 from support.aio import until
+from zeroapps import bare_node
 
 TICK, ELECTION = 0.02, 10
 
@@ -469,8 +470,8 @@ def test_released_format_fixtures_still_open(tmp_path) -> None:
     shutil.copytree(os.path.join(FIXTURES, "datadir"), dd)
 
     async def main() -> None:
-        node = ZeroNode(NodeOptions(data_dir=str(dd), my_addr="127.0.0.1:1", tick_seconds=TICK,
-                                    election_ticks=ELECTION), logger=_logger("fixture"))
+        node = bare_node(NodeOptions(data_dir=str(dd), my_addr="127.0.0.1:1", tick_seconds=TICK,
+                                     election_ticks=ELECTION), logger=_logger("fixture"))
         await node.start()
         try:
             await until(lambda: node.is_leader and node.applied >= want["applied"], 20, message="fixture replayed")

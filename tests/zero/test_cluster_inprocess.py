@@ -14,14 +14,20 @@ import structlog
 
 from raftcore import raftpb
 from zero.errors import FailedPreconditionError, UnavailableError
-from zero.replica.membership import ConfChangeDroppedError
-from zero.replica.node import NodeOptions, ZeroNode, run_leader_task
+from zero.metrics import Metrics
+from zero.replica.duties import ensure_cluster_identity, run_leader_task
+from zero.replica.node import NodeOptions, ZeroNode
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2
-from zero.replica.transport import GRPC_OPTIONS, PROTOCOL, add_raft_service
+from zero.replica.ports import WalStorage
+from zero.replica.proposals import ConfChangeDroppedError
+from zero.replica.raft_service import add_raft_service
+from zero.replica.transport import GRPC_OPTIONS, PROTOCOL, Transport
+from zero.replica.wal import open_wal
 
 from support.aio import until
+from zeroapps import bare_node
 
 TICK = 0.02
 ELECTION_TICKS = 10  # 200 ms election timeout: fast failover in tests
@@ -34,7 +40,7 @@ def _logger(name: str):  # type: ignore[no-untyped-def]
 
 
 class Zero:
-    """One zero: a ZeroNode and the grpc.aio server its Raft service runs on."""
+    """One zero: a ZeroNode, its WAL, and the grpc.aio server its Raft service runs on."""
 
     def __init__(self, root, name: str, **opts) -> None:  # type: ignore[no-untyped-def]
         self.root = root
@@ -43,6 +49,7 @@ class Zero:
         self.port = 0
         self.opts = opts
         self.node: ZeroNode | None = None
+        self.storage: WalStorage | None = None  # the node's WAL, for inspection (compaction)
         self.server: grpc.aio.Server | None = None
 
     @property
@@ -55,12 +62,15 @@ class Zero:
         opts = dict(tick_seconds=TICK, election_ticks=ELECTION_TICKS, join_timeout=20.0)
         opts.update(self.opts)
         opts.update(extra)
-        node = ZeroNode(NodeOptions(data_dir=self.data_dir, my_addr=self.addr, peer=peer, **opts),
-                        logger=_logger(self.name))
-        node.on_leadership.append(run_leader_task(node, node.ensure_cluster_identity, "cluster-identity"))
-        add_raft_service(server, node)
+        log = _logger(self.name)
+        transport = Transport(log=log, metrics=Metrics())
+        storage = open_wal(self.data_dir, log)
+        node = bare_node(NodeOptions(data_dir=self.data_dir, my_addr=self.addr, peer=peer, **opts), logger=log,
+                         transport=transport, storage=storage)
+        node.on_leadership.append(run_leader_task(node, lambda: ensure_cluster_identity(node), "cluster-identity"))
+        add_raft_service(server, node, transport)
         await server.start()
-        self.server, self.node = server, node
+        self.server, self.node, self.storage = server, node, storage
         try:
             await node.start()
         except BaseException:
@@ -336,7 +346,7 @@ def test_lagging_zero_catches_up_by_snapshot(tmp_path):
         for i in range(1200):  # > snapshot_every + CATCHUP_ENTRIES: the log is compacted
             await c.write(i)
         lead = await c.wait_leader()
-        assert lead._storage.first_index() > 10  # type: ignore[union-attr]
+        assert next(z for z in c.zeros if z.node is lead).storage.first_index() > 10  # type: ignore[union-attr]
         sent_before = lead.metrics.snapshots_sent.labels("ok")._value.get()
         await lag.start()
         await c.converged(20.0)
@@ -355,7 +365,7 @@ def test_zero_joining_after_compaction_gets_a_fresh_snapshot(tmp_path):
         await until(lambda: n1.is_leader and 1 in n1.state._state.zeros, 20, message="the first zero leads")
         for i in range(1200):  # > snapshot_every + CATCHUP_ENTRIES: the log is compacted
             await c.write(i)
-        assert n1._storage.first_index() > 10  # type: ignore[union-attr]
+        assert first.storage.first_index() > 10  # type: ignore[union-attr]
         await second.start(peer=first.addr)
         await c.wait_voters(2)
         await c.converged(20.0)
@@ -390,8 +400,8 @@ def test_emptied_data_dir_cannot_talk_to_the_old_cluster(tmp_path):
         # Joining the old cluster from that address is refused: zero `rid` holds it.
         spare = tmp_path / "spare"
         with pytest.raises(FailedPreconditionError):
-            node = ZeroNode(NodeOptions(data_dir=str(spare), my_addr=z3.addr, peer=lead.opts.my_addr,
-                                        tick_seconds=TICK, join_timeout=5.0), logger=_logger("spare"))
+            node = bare_node(NodeOptions(data_dir=str(spare), my_addr=z3.addr, peer=lead.opts.my_addr,
+                                         tick_seconds=TICK, join_timeout=5.0), logger=_logger("spare"))
             await node.start()
         # The old cluster is unharmed (two of three voters are a quorum).
         assert lead.is_leader and n.raft_id == rid
@@ -439,7 +449,7 @@ def test_replaced_conf_change_is_detected_and_retried(tmp_path):
         assert not isinstance(r[0], BaseException) and isinstance(r[1], ConfChangeDroppedError), r
         assert loop.time() - t0 < lead.opts.proposal_timeout
         # Through Membership (one at a time, retried): it lands.
-        async with lead.membership.lock:
-            await lead.membership.conf_change(*learner(11))
+        async with lead.membership.changes.lock:
+            await lead.membership.changes.conf_change(*learner(11))
         assert {10, 11} <= set(lead.raft_status().learners) and {10, 11} <= set(lead.state._state.zeros)
     run(body, tmp_path, 3)

@@ -19,7 +19,8 @@ from zero.replica import transport as transport_mod
 from zero.metrics import Metrics
 from zero.pb import state_pb2
 from zero.state.machine import ZeroState
-from zero.replica.transport import GRPC_OPTIONS, Transport, add_raft_service
+from zero.replica.raft_service import add_raft_service
+from zero.replica.transport import GRPC_OPTIONS, Transport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -43,7 +44,8 @@ class Node:
         self.raft_started = True
         self.stepped: list[raftpb.Message] = []
         self.removed_reasons: list[str] = []
-        self.transport = Transport(self)  # type: ignore[arg-type]
+        self.transport = Transport(log=self.log, metrics=self.metrics)
+        self.transport.start(self)
 
     @property
     def cluster_id(self) -> str:
@@ -81,7 +83,7 @@ class Rig:
     async def serve(self, node: Node) -> str:
         server = grpc.aio.server(options=GRPC_OPTIONS)
         port = server.add_insecure_port("127.0.0.1:0")
-        add_raft_service(server, node)  # type: ignore[arg-type]
+        add_raft_service(server, node, node.transport)  # type: ignore[arg-type]
         self.servers.append(server)
         await server.start()
         return f"127.0.0.1:{port}"

@@ -1,9 +1,9 @@
 """When a learner zero is promoted to voter: only after it stayed caught up and live
-without a break for the promotion window (zero/replica/membership.py `ready_learners`)."""
+without a break for the promotion window (zero/replica/promotion.py `ready_learners`)."""
 
 from __future__ import annotations
 
-from zero.replica.membership import ready_learners
+from zero.replica.promotion import ready_learners
 
 
 def test_a_learner_is_promoted_only_after_a_full_ready_stretch() -> None:

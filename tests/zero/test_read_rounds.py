@@ -12,14 +12,16 @@ import structlog
 from raftcore.node import Node
 from zero.replica.node import NodeOptions, ZeroNode
 
+from zeroapps import bare_node
+
 
 @pytest.mark.timeout(60)
 def test_many_concurrent_readers_all_finish_quickly(tmp_path, monkeypatch):
     monkeypatch.setattr(Node, "local_read_index", lambda self: None)  # every read runs rounds, as with peers
 
     async def main() -> None:
-        node = ZeroNode(NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01,
-                                    read_timeout=3.0), logger=structlog.wrap_logger(logging.getLogger("t")))
+        node = bare_node(NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01,
+                                     read_timeout=3.0), logger=structlog.wrap_logger(logging.getLogger("t")))
         await node.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
@@ -45,8 +47,8 @@ def test_many_concurrent_readers_all_finish_quickly(tmp_path, monkeypatch):
 
 
 async def _single_leader(tmp_path, **opts) -> ZeroNode:  # type: ignore[no-untyped-def]
-    node = ZeroNode(NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01,
-                                election_ticks=5, **opts), logger=structlog.wrap_logger(logging.getLogger("t")))
+    node = bare_node(NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01,
+                                 election_ticks=5, **opts), logger=structlog.wrap_logger(logging.getLogger("t")))
     await node.start()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
@@ -66,7 +68,7 @@ def test_unanswered_round_fails_its_readers_and_waiting_readers_without_leader(t
 
     async def main() -> None:
         node = await _single_leader(tmp_path, read_timeout=0.5)
-        assert node._node is not None
+        assert node.raft_started
 
         async def dropped(self: Node, ctx: bytes) -> None:  # the ReadIndex request is lost
             return None
@@ -79,7 +81,7 @@ def test_unanswered_round_fails_its_readers_and_waiting_readers_without_leader(t
         await asyncio.sleep(0.02)
         second = asyncio.ensure_future(node.read_barrier())  # queued behind the round in flight
         await asyncio.sleep(0.02)
-        node._lead = 0  # leadership is gone: nobody to start a new round with
+        node.leadership.lead = 0  # leadership is gone: nobody to start a new round with
         with pytest.raises(UnavailableError, match="quorum"):
             await first
         t1 = loop.time() - t0
@@ -100,7 +102,7 @@ def test_answered_round_not_applied_in_time_fails(tmp_path, monkeypatch):
 
     async def main() -> None:
         node = await _single_leader(tmp_path, read_timeout=0.3)
-        assert node._node is not None
+        assert node.raft_started
 
         async def answered_far_ahead(self: Node, ctx: bytes) -> None:
             node.read_rounds.on_read_state(ctx, node.applied + 1_000_000)

@@ -10,22 +10,25 @@ import pytest
 import structlog
 
 from zero.errors import ResourceExhaustedError
+from zero.replica.duties import ensure_cluster_identity
 from zero.replica.node import NodeOptions, ZeroNode
 from zero.pb import state_pb2, zero_pb2
 from zero.frontdoor.stream import MembershipHub
 from zero.state.chunks import CHUNK_BYTES, full_state_chunks, merge_chunk
 
+from zeroapps import bare_node
+
 
 async def _node(tmp_path) -> ZeroNode:
-    node = ZeroNode(NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01),
-                    logger=structlog.wrap_logger(logging.getLogger("test")))
+    node = bare_node(NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01),
+                     logger=structlog.wrap_logger(logging.getLogger("test")))
     await node.start()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while not node.is_leader:
         assert loop.time() < deadline
         await asyncio.sleep(0.005)
-    await node.ensure_cluster_identity()
+    await ensure_cluster_identity(node)
     return node
 
 

@@ -15,7 +15,8 @@ from support.aio import until
 from zero.metrics import Metrics
 from zero.pb import state_pb2
 from zero.state.machine import ZeroState
-from zero.replica.transport import GRPC_OPTIONS, PROTOCOL, Refusal, Transport, add_raft_service
+from zero.replica.raft_service import add_raft_service
+from zero.replica.transport import GRPC_OPTIONS, PROTOCOL, Refusal, Transport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -49,7 +50,8 @@ class FakeNode:
         self.unreachable: list[int] = []
         self.snapshots: list[tuple[int, SnapshotStatus]] = []
         self.removed_reasons: list[str] = []
-        self.transport = Transport(self)  # type: ignore[arg-type]
+        self.transport = Transport(log=self.log, metrics=self.metrics)
+        self.transport.start(self)
 
     @property
     def cluster_id(self) -> str:
@@ -114,7 +116,7 @@ def test_full_queue_drops_and_reports_unreachable():
 async def _serve(node: FakeNode) -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server(options=GRPC_OPTIONS)
     port = server.add_insecure_port("127.0.0.1:0")
-    add_raft_service(server, node)  # type: ignore[arg-type]
+    add_raft_service(server, node, node.transport)  # type: ignore[arg-type]
     await server.start()
     return server, f"127.0.0.1:{port}"
 
@@ -190,7 +192,7 @@ def test_commit_only_appends_superseded_by_a_later_append_are_dropped():
     """A commit-only append (no entries) is dropped when a later append of the same
     term in the same batch carries a commit index at least as high; every other message
     goes, in order."""
-    from zero.replica.transport import _superseded_dropped
+    from zero.replica.peer import superseded_dropped
 
     def app(index: int, commit: int, term: int = 2, entries: int = 0) -> raftpb.Message:
         return raftpb.Message(type=raftpb.MsgApp, to=2, term=term, index=index, commit=commit,
@@ -198,15 +200,15 @@ def test_commit_only_appends_superseded_by_a_later_append_are_dropped():
 
     hb = raftpb.Message(type=raftpb.MsgHeartbeat, to=2, term=2, commit=5)
     msgs = [app(5, 5), hb, app(5, 5, entries=1), app(6, 6), app(6, 7, term=3), app(7, 6, term=2)]
-    kept = _superseded_dropped(msgs)
+    kept = superseded_dropped(msgs)
     # app(5,5) goes: app(5,5,+1 entry) has commit 5 >= 5; app(6,6) goes: app(7,6) (same
     # term, commit 6) follows; the term-3 append and the last one stay.
     assert [(m.type, m.index, m.commit, m.term, len(m.entries)) for m in kept] == [
         (raftpb.MsgHeartbeat, 0, 5, 2, 0), (raftpb.MsgApp, 5, 5, 2, 1), (raftpb.MsgApp, 6, 7, 3, 0),
         (raftpb.MsgApp, 7, 6, 2, 0)]
     # A higher commit in the earlier one keeps it; appends with entries always stay.
-    assert len(_superseded_dropped([app(5, 9), app(6, 6)])) == 2
-    assert len(_superseded_dropped([app(5, 5, entries=1), app(6, 6, entries=1)])) == 2
+    assert len(superseded_dropped([app(5, 9), app(6, 6)])) == 2
+    assert len(superseded_dropped([app(5, 5, entries=1), app(6, 6, entries=1)])) == 2
 
 
 def test_a_commit_only_append_waits_briefly_for_the_next_append(monkeypatch):
@@ -214,9 +216,9 @@ def test_a_commit_only_append_waits_briefly_for_the_next_append(monkeypatch):
     the timing plain): an append sent within it supersedes the first (one message
     arrives, with the newer commit); alone, it goes when the hold ends. Nothing else is
     held."""
-    import zero.replica.transport as tr
+    import zero.replica.peer as peer
 
-    monkeypatch.setattr(tr, "COMMIT_HOLD", 0.5)
+    monkeypatch.setattr(peer, "COMMIT_HOLD", 0.5)
 
     async def main() -> None:
         b = FakeNode(2, {1: "h1:1", 2: "h2:1"})

@@ -8,146 +8,71 @@ etcd's learner mode):
   wrong address, a crash, a firewall) the cluster has no live quorum and every write
   stops until an operator intervenes. A learner changes no quorum, so a join can never
   cost availability, however it fails.
-- The leader promotes a learner (ConfChangeAddNode on an existing learner) only when it
-  is caught up (replicating, at most PROMOTE_LAG entries behind the commit index) and
-  alive, and has stayed so without a break for `promote_after` seconds (a joiner that
-  comes up, catches up and dies a moment later is never promoted), and only if the
-  voters that are alive after the promotion still form a quorum of the new, larger
-  configuration. A catching-up member therefore never holds up
-  commits; the promotion duty runs on whichever zero leads, so a leader change in the
-  middle of a join only delays it.
+- The leader promotes a learner once it is caught up and stayed live for a while, and
+  only if the live voters still form a quorum afterwards (zero/replica/promotion.py).
 
-One conf change at a time: Raft replaces a conf change proposed while another is
-unapplied by an empty entry (etcd semantics), which is how Dgraph lost one of two
-concurrent joins. Here every conf change goes through `ConfChanger`: a lock serializes
-them on the leader, each waits until the previous one is applied before it is proposed,
-and one that is still replaced (a leader change) is detected by its index and proposed
-again with the same dedup key — never silently lost.
-
-Every conf change carries its ZeroState change (AddZero/RemoveZero) in its context, so
-Raft's configuration and `state.zeros` change at the same index. Because Raft applies the
-configuration part even when the state part is refused, each change is first dry-run
-against a copy of the state; a refusal is reported before anything is proposed.
+Every change goes through one `ConfChanger` (zero/replica/confchange.py): one conf
+change at a time, dry-run against a copy of the state first, proposed again when Raft
+replaced it — never silently lost. The joiner's side of a join is zero/replica/join.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
-import grpc
-
-from raftcore import StateType, Status, raftpb
+from raftcore import ProgressStatus, Status, raftpb
 
 from zero.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     UnavailableError,
-    ZeroError,
 )
 from zero.pb import raft_transport_pb2 as tpb
-from zero.pb import raft_transport_pb2_grpc as tgrpc
 from zero.pb import state_pb2, zero_pb2
-from zero.state.machine import Applied, ZeroState
-from zero.replica.transport import Transport
-from zero.state.versions import ZERO_VERSION
+from zero.replica.confchange import CONF_CHANGE_TIMEOUT, ConfChangeHost, ConfChanger
+from zero.replica.ports import Clock, PeerTransport
+from zero.replica.promotion import Promoter
+from zero.state.machine import Applied
 
-__all__ = ["Membership", "MembershipHost", "ConfChangeDroppedError", "join_cluster", "PROMOTE_LAG", "ready_learners"]
+__all__ = ["Membership", "MembershipHost", "TRANSFER_MIN", "TRANSFER_TIMEOUTS"]
 
-PROMOTE_LAG = 64  # a learner at most this many entries behind the commit index is caught up
-PROMOTE_AFTER_MIN = 1.0  # seconds a learner stays caught up and live before its promotion, at least
-PROMOTE_AFTER_TIMEOUTS = 2  # ... and at least this many election timeouts
-_STATUS_ERRORS: dict[grpc.StatusCode, type[ZeroError]] = {
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-}
+TRANSFER_MIN = 2.0  # seconds a leadership transfer waits by default, at least
+TRANSFER_TIMEOUTS = 3  # ... and at least this many election timeouts
 
 
-class ConfChangeDroppedError(UnavailableError):
-    """The conf change's log slot was taken by another entry (replaced by Raft, or
-    overwritten after a leader change): it did not happen, and may be proposed again."""
-
-
-class _Timing(Protocol):
-    tick_seconds: float
-    election_ticks: int
-    my_addr: str
-
-
-class MembershipHost(Protocol):
+class MembershipHost(ConfChangeHost, Protocol):
     """What membership sees of its zero (ZeroNode implements it): identity, status,
     reads, conf-change proposals and leadership transfer, all through public methods."""
 
-    raft_id: int
-    log: Any
-    removed: asyncio.Event
-
     @property
-    def opts(self) -> _Timing: ...
+    def removed(self) -> asyncio.Event: ...
     @property
-    def transport(self) -> Transport: ...
-    @property
-    def state(self) -> ZeroState: ...
-    @property
-    def is_leader(self) -> bool: ...
-    @property
-    def leader_id(self) -> int: ...
-    @property
-    def applied(self) -> int: ...
+    def transport(self) -> PeerTransport: ...
     def raft_status(self) -> Status: ...
-    def new_key(self) -> str: ...
     async def read_barrier(self, *, timeout: float | None = None) -> None: ...
     async def propose_conf_change(self, cc: raftpb.ConfChange, proposal: state_pb2.Proposal, *,
                                   timeout: float | None = None) -> Applied: ...
-    def conf_change_pending(self) -> bool: ...
-    def check_conf_change(self, cc: raftpb.ConfChange) -> None: ...
     async def request_transfer(self, to: int) -> None: ...
-
-
-def ready_learners(learners: Iterable[int], ready: Callable[[int], bool], since: dict[int, float],
-                   now: float, promote_after: float) -> list[int]:
-    """The learners that have been `ready` (caught up and live) without a break for
-    `promote_after` seconds at `now`, in id order. `since` maps each ready learner to
-    when its current ready stretch began; it is updated in place (a learner that is not
-    ready, or no longer a learner, is dropped and starts over)."""
-    current = set(learners)
-    for rid in list(since):
-        if rid not in current:
-            del since[rid]
-    out = []
-    for rid in sorted(current):
-        if not ready(rid):
-            since.pop(rid, None)
-            continue
-        start = since.setdefault(rid, now)
-        if now - start >= promote_after:
-            out.append(rid)
-    return out
 
 
 class Membership:
     """The membership logic of one ZeroNode (leader-side decisions live here)."""
 
-    def __init__(self, node: MembershipHost) -> None:
+    def __init__(self, node: MembershipHost, clock: Clock) -> None:
         self.node = node
-        self.lock = asyncio.Lock()
-        self._ready_since: dict[int, float] = {}  # learner -> when it last became caught up and live
+        self.clock = clock
+        self.changes = ConfChanger(node, clock)
+        self.promoter = Promoter(node, self.changes, clock, self.is_live)
 
-    @property
-    def promote_after(self) -> float:
-        """Seconds a learner must stay caught up and live before it is promoted."""
-        return max(PROMOTE_AFTER_MIN, PROMOTE_AFTER_TIMEOUTS * self._election_timeout())
+    async def promote_learners(self) -> None:
+        """Leader duty: promote each caught-up, live learner (zero/replica/promotion.py)."""
+        await self.promoter.promote_learners()
 
     # -- liveness ---------------------------------------------------------------------------
-    def _election_timeout(self) -> float:
-        o = self.node.opts
-        return o.tick_seconds * o.election_ticks
-
-    def is_live(self, rid: int, progress: dict[int, Any]) -> bool:
+    def is_live(self, rid: int, progress: Mapping[int, ProgressStatus]) -> bool:
         """Heard from within an election timeout (Raft's recent_active, or an admitted
         batch: recent_active is reset at every CheckQuorum round, so alone it would make
         a healthy peer look dead for a moment), and our stream to it is not down."""
@@ -159,72 +84,22 @@ class Membership:
         pr = progress.get(rid)
         if pr is not None and pr.recent_active:
             return True
-        return node.transport.heard_within(rid, self._election_timeout())
-
-    def _require_leader(self, what: str) -> None:
-        node = self.node
-        if not node.is_leader:
-            lead = node.leader_id
-            raise UnavailableError(f"{what} must run on the leader; this zero ({node.raft_id}) is not "
-                                   f"the leader" + (f" (zero {lead} is)" if lead else " and knows none"))
-
-    # -- one conf change at a time -------------------------------------------------------------
-    async def conf_change(self, cc: raftpb.ConfChange, proposal: state_pb2.Proposal, *,
-                          timeout: float = 10.0) -> Applied:
-        """Propose `cc` (carrying `proposal`) on this leader and wait for its apply,
-        retrying while it is dropped or replaced. The caller holds `self.lock`."""
-        node = self.node
-        self._dry_run(proposal)
-        if not proposal.key:
-            proposal.key = node.new_key()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            self._require_leader("a membership change")
-            # Raft refuses a conf change while another is unapplied (pending_conf_index
-            # > applied, also right after an election): wait for it here.
-            while node.conf_change_pending():
-                if loop.time() > deadline:
-                    raise UnavailableError("an earlier membership change is still being applied; retry")
-                await asyncio.sleep(node.opts.tick_seconds / 2)
-                self._require_leader("a membership change")
-            node.check_conf_change(cc)
-            c = raftpb.ConfChange()
-            c.CopyFrom(cc)
-            try:
-                return await node.propose_conf_change(c, proposal, timeout=max(0.1, deadline - loop.time()))
-            except ConfChangeDroppedError as e:
-                node.log.info("membership change was replaced in the log; proposing it again", error=str(e))
-            except UnavailableError:
-                if loop.time() > deadline:
-                    raise
-            if loop.time() > deadline:
-                raise UnavailableError("membership change not applied in time; retry")
-            await asyncio.sleep(node.opts.tick_seconds / 2)
-
-    def _dry_run(self, proposal: state_pb2.Proposal) -> None:
-        """Raise what apply() would raise, without touching the real state."""
-        node = self.node
-        copy = ZeroState.restore(node.state.snapshot())
-        p = state_pb2.Proposal()
-        p.CopyFrom(proposal)
-        p.key = ""
-        copy.apply(max(node.applied, 0) + 1, p)
+        return node.transport.heard_within(rid, node.opts.election_timeout)
 
     # -- joining ---------------------------------------------------------------------------------
     async def handle_join(self, req: tpb.JoinClusterRequest) -> tpb.JoinClusterResponse:
         """JoinCluster on the leader: add the caller as a learner (assigning a raft id
         when it asks for 0) and answer with its id, the cluster id and every zero."""
         node = self.node
-        self._require_leader("JoinCluster")
+        self.changes.require_leader("JoinCluster")
         if req.protocol != tpb.RAFT_PROTOCOL_V1:
             raise FailedPreconditionError(f"peer protocol {req.protocol} is not supported")
         if req.learner:
             raise InvalidArgumentError("permanent learner zeros are not supported; join without learner")
         if not req.addr:
             raise InvalidArgumentError("JoinCluster needs the joiner's address")
-        async with self.lock:
-            self._require_leader("JoinCluster")
+        async with self.changes.lock:
+            self.changes.require_leader("JoinCluster")
             await node.read_barrier()  # everything committed before the join is applied here
             state = node.state
             cid = state.cluster_id
@@ -274,7 +149,7 @@ class Membership:
             cc = raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=rid)
             p = state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=rid, addr=req.addr, version=req.version))
             node.log.info("adding a zero as a learner", raft_id=rid, addr=req.addr, version=req.version)
-            await self.conf_change(cc, p)
+            await self.changes.conf_change(cc, p)
             return self._join_answer(rid)
 
     def _join_answer(self, rid: int) -> tpb.JoinClusterResponse:
@@ -286,44 +161,8 @@ class Membership:
             resp.peers.append(zero_pb2.Member(id=zid, addr=z.addr, learner=zid in learners, leader=zid == node.raft_id))
         return resp
 
-    async def promote_learners(self) -> None:
-        """Leader duty: promote each caught-up, live learner that is a zero member."""
-        node = self.node
-        period = max(node.opts.tick_seconds, 0.02)
-        loop = asyncio.get_running_loop()
-        self._ready_since.clear()  # a stretch observed under an earlier term does not count
-        while True:
-            await asyncio.sleep(period)
-            if not node.is_leader or not node.raft_status().learners:
-                self._ready_since.clear()
-                continue
-            async with self.lock:
-                st = node.raft_status()
-                if st.raft_state != StateType.LEADER:
-                    continue
-                zeros = node.state.zeros
-
-                def caught_up(rid: int) -> bool:
-                    pr = st.progress.get(rid)
-                    return (rid in zeros and pr is not None and pr.state == "REPLICATE"
-                            and st.commit - pr.match <= PROMOTE_LAG and self.is_live(rid, st.progress))
-
-                for rid in ready_learners(st.learners, caught_up, self._ready_since, loop.time(),
-                                          self.promote_after):
-                    pr = st.progress[rid]
-                    voters = set(st.voters) | {rid}
-                    live = sum(1 for v in voters if self.is_live(v, st.progress))
-                    if live < len(voters) // 2 + 1:
-                        continue  # promoting now would leave the cluster without a live quorum
-                    node.log.info("promoting a caught-up learner to voter", raft_id=rid, match=pr.match,
-                                  commit=st.commit)
-                    cc = raftpb.ConfChange(type=raftpb.ConfChangeAddNode, node_id=rid)
-                    p = state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=rid, addr=zeros[rid].addr))
-                    await self.conf_change(cc, p)
-                    break  # re-read the status before the next one
-
     # -- removal ---------------------------------------------------------------------------------
-    async def remove_zero(self, rid: int, *, timeout: float = 10.0) -> zero_pb2.Member:
+    async def remove_zero(self, rid: int, *, timeout: float = CONF_CHANGE_TIMEOUT) -> zero_pb2.Member:
         """Remove zero `rid` by conf change. Refused (FailedPreconditionError) for the
         last zero or when the remaining live voters would not form a quorum; a leader
         asked to remove itself hands leadership over first and the new leader removes it."""
@@ -331,8 +170,8 @@ class Membership:
         state = node.state
         if state.is_removed(rid, zero=True):
             raise FailedPreconditionError(f"zero {rid} was already removed")
-        self._require_leader("RemoveNode")
-        async with self.lock:
+        self.changes.require_leader("RemoveNode")
+        async with self.changes.lock:
             await node.read_barrier()
             state = node.state
             zeros = state.zeros
@@ -354,11 +193,11 @@ class Membership:
             cc = raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=rid)
             if rid != node.raft_id:
                 node.log.info("removing a zero", raft_id=rid)
-                applied = await self.conf_change(cc, p, timeout=timeout)
+                applied = await self.changes.conf_change(cc, p, timeout=timeout)
                 member = applied.member
                 assert member is not None
                 return member
-            self._dry_run(p)
+            self.changes.dry_run(p)
         # Removing ourselves: hand leadership to the best voter, then let it remove us.
         new = await self.transfer_leadership(0)
         node.log.info("removing this zero through the new leader", raft_id=rid, leader=new)
@@ -369,16 +208,16 @@ class Membership:
         """Propose our own removal as a follower (Raft forwards it to the leader) until
         it is applied or we are told we were removed."""
         node = self.node
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        clock = self.clock
+        deadline = clock.monotonic() + timeout
         p.key = node.new_key()
         me = zero_pb2.Member(id=node.raft_id, addr=node.opts.my_addr)
-        while loop.time() < deadline:
+        while clock.monotonic() < deadline:
             if node.removed.is_set():
                 return me
             c = raftpb.ConfChange()
             c.CopyFrom(cc)
-            attempt = asyncio.ensure_future(node.propose_conf_change(c, p, timeout=min(1.0, deadline - loop.time())))
+            attempt = asyncio.ensure_future(node.propose_conf_change(c, p, timeout=min(1.0, deadline - clock.monotonic())))
             attempt.add_done_callback(lambda f: f.cancelled() or f.exception())  # outcome read below or moot
             removed = asyncio.ensure_future(node.removed.wait())
             await asyncio.wait({attempt, removed}, return_when=asyncio.FIRST_COMPLETED)
@@ -391,7 +230,7 @@ class Membership:
                 attempt.exception()  # retrieved: a timeout or a drop, retried below
             if node.removed.is_set():
                 return me
-            await asyncio.sleep(node.opts.tick_seconds)
+            await clock.sleep(node.opts.tick_seconds)
         raise UnavailableError("leadership was handed over but the new leader did not remove this zero in time; "
                                "retry on the new leader")
 
@@ -414,7 +253,7 @@ class Membership:
         """Hand leadership to voter `to` (0: the most up-to-date live voter) and wait
         until another zero leads; returns the new leader's id."""
         node = self.node
-        self._require_leader("TransferLeadership")
+        self.changes.require_leader("TransferLeadership")
         st = node.raft_status()
         others = [v for v in st.voters if v != node.raft_id]
         if not others:
@@ -428,60 +267,21 @@ class Membership:
             to = self.best_transferee()
             if not to:
                 raise UnavailableError("no other voter is live; leadership cannot be handed over")
-        loop = asyncio.get_running_loop()
-        limit = timeout if timeout is not None else max(2.0, 3 * self._election_timeout())
-        deadline = loop.time() + limit
+        clock = self.clock
+        election_timeout = node.opts.election_timeout
+        limit = timeout if timeout is not None else max(TRANSFER_MIN, TRANSFER_TIMEOUTS * election_timeout)
+        deadline = clock.monotonic() + limit
         node.log.info("transferring leadership", to=to)
         await node.request_transfer(to)
-        last_ask = loop.time()
-        while loop.time() < deadline:
+        last_ask = clock.monotonic()
+        while clock.monotonic() < deadline:
             lead = node.leader_id
             if lead and lead != node.raft_id:
                 return lead
             # Raft abandons a transfer after an election timeout; ask again while we lead.
-            if node.is_leader and loop.time() - last_ask > self._election_timeout():
+            if node.is_leader and clock.monotonic() - last_ask > election_timeout:
                 await node.request_transfer(to)
-                last_ask = loop.time()
-            await asyncio.sleep(min(0.01, node.opts.tick_seconds))
+                last_ask = clock.monotonic()
+            await clock.sleep(min(0.01, node.opts.tick_seconds))
         raise UnavailableError(f"leadership did not move to zero {to} within {limit:.1f}s")
 
-
-async def join_cluster(peer: str, my_addr: str, raft_id: int, *, timeout: float, logger: Any,
-                       credentials: grpc.ChannelCredentials | None = None) -> tpb.JoinClusterResponse:
-    """Ask the cluster that `peer` belongs to for membership, following `zero-leader-addr`
-    redirects and retrying with jittered backoff until `timeout`; refusals
-    (FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND) are raised at once."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    target = peer
-    attempt = 0
-    last = ""
-    req = tpb.JoinClusterRequest(raft_id=raft_id, addr=my_addr, protocol=tpb.RAFT_PROTOCOL_V1, version=ZERO_VERSION)
-    while True:
-        channel = (grpc.aio.secure_channel(target, credentials) if credentials is not None
-                   else grpc.aio.insecure_channel(target))
-        redirect = ""
-        try:
-            left = deadline - loop.time()
-            resp = await tgrpc.RaftStub(channel).JoinCluster(req, timeout=max(0.5, min(15.0, left)))
-            logger.info("joined the cluster", via=target, raft_id=resp.raft_id, cluster_id=resp.cluster_id)
-            return resp  # type: ignore[no-any-return]
-        except grpc.aio.AioRpcError as e:
-            code = e.code()
-            if code in _STATUS_ERRORS:
-                raise _STATUS_ERRORS[code](f"joining through {target}: {e.details()}") from None
-            md = dict(e.trailing_metadata() or ())
-            redirect = str(md.get("zero-leader-addr", ""))
-            last = f"{target}: {code.name} {e.details()}"
-        finally:
-            await channel.close()
-        if loop.time() > deadline:
-            raise UnavailableError(f"could not join the cluster through {peer} within {timeout:.0f}s (last: {last})")
-        if redirect and redirect != target:
-            logger.info("join redirected to the leader", leader=redirect)
-            target = redirect
-            continue
-        attempt += 1
-        logger.info("join attempt failed; retrying", error=last, attempt=attempt)
-        target = peer if target != peer and attempt % 2 == 0 else target
-        await asyncio.sleep(random.uniform(0.05, min(2.0, 0.1 * 2 ** attempt)))

@@ -8,24 +8,26 @@ timestamp batch and tablet lookup goes through here). Deadlines live in the roun
 in a task per reader: `expire()`, called every tick, fails a round unanswered for
 `round_timeout` and readers whose answered round was not applied within `read_timeout`.
 
-No I/O of its own: the node passes in how to ask raftcore for a round (`request`), the
-clock, and where to report a round's latency; ZeroNode feeds it ReadStates, its applied
+No I/O of its own: the node passes in how to ask raftcore for a round (`request`), its
+Clock, and where to report a round's latency; ZeroNode feeds it ReadStates, its applied
 index and leadership changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from zero.errors import UnavailableError, ZeroError
+from zero.replica.ports import Clock
 
 __all__ = ["ReadRounds", "fail"]
 
+T = TypeVar("T")
 
-def fail(futs: list[asyncio.Future[Any]], err: ZeroError) -> None:
+
+def fail(futs: Iterable[asyncio.Future[T]], err: ZeroError) -> None:
     for f in futs:
         if not f.done():
             f.set_exception(err)
@@ -44,7 +46,7 @@ class _Round:
 class ReadRounds:
     def __init__(self, *, incarnation: str, request: Callable[[bytes], Awaitable[None]],
                  round_timeout: float, read_timeout: float, observe: Callable[[float], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock) -> None:
         self._incarnation = incarnation  # makes request contexts unique across restarts
         self._request = request
         self._round_timeout = round_timeout
@@ -66,7 +68,7 @@ class ReadRounds:
         was answered and applied (or fails with UNAVAILABLE)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._waiting:
-            self._waiting_since = self._clock()
+            self._waiting_since = self._clock.monotonic()
         self._waiting.append(fut)
         if self._round is None:
             await self.start_round()
@@ -80,7 +82,7 @@ class ReadRounds:
         waiters, self._waiting = self._waiting, []
         self._seq += 1
         ctx = f"r{self._incarnation}.{self._seq}".encode()
-        self._round = _Round(ctx, waiters, self._clock())
+        self._round = _Round(ctx, waiters, self._clock.monotonic())
         await self._request(ctx)
 
     def on_read_state(self, ctx: bytes, index: int) -> None:
@@ -89,7 +91,7 @@ class ReadRounds:
             return  # a late answer to a round that timed out
         rnd.index = index
         self._round = None
-        self._observe(self._clock() - rnd.started)
+        self._observe(self._clock.monotonic() - rnd.started)
         self._ready.append(rnd)
         if self._waiting:
             asyncio.get_running_loop().create_task(self.start_round())
@@ -114,7 +116,7 @@ class ReadRounds:
         answered round has not been applied within read_timeout (a follower cut off
         after the answer) and readers left waiting that long without a leader to ask.
         Waiting readers start a fresh round when a leader is known."""
-        now = self._clock()
+        now = self._clock.monotonic()
         rnd = self._round
         if rnd is not None and now - rnd.started > self._round_timeout:
             self._round = None
