@@ -16,7 +16,6 @@ from zero.errors import InvalidArgumentError, UnavailableError, UnimplementedErr
 from zero.ops import backup
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
 from zero.replica.node import ZeroNode
-from zero.state import validate
 from zero.frontdoor.liveness import Liveness
 from zero.frontdoor.wire import Context
 from zero.frontdoor.zero_service import require_leader
@@ -53,11 +52,10 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
         return zero_pb2.RemoveNodeResponse(removed=applied.member, version=applied.version)
 
     async def MoveTablet(self, request: zero_pb2.MoveTabletRequest, context: Context) -> zero_pb2.MoveTabletResponse:
-        """Move a tablet now (copy included) and answer with the outcome."""
+        """Move a tablet now (copy included) and answer with the outcome. The driver checks
+        the request and the state with zero/state/moves.py's rules, as apply does."""
         if self.moves is None:
             raise UnimplementedError("tablet moves are not enabled on this zero")
-        validate.tablet_name(request.predicate)
-        validate.group_id(request.dst_group, "dst_group")
         return await self.moves.move(request.predicate, request.dst_group)
 
     async def TransferLeadership(self, request: zero_pb2.TransferLeadershipRequest,
