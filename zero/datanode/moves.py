@@ -1,7 +1,7 @@
 """A data node's part in tablet moves: the source's fence and copy, the destination's
 staging and install, drops, and lifting fences once zero's state shows the move over.
 
-A tablet move (zero drives it, zero/leader/moves.py; every call carries the move id, and
+A tablet move (zero drives it, zero/leader/driver.py; every call carries the move id, and
 an id older than the newest this node saw for the tablet is refused):
 
   source  MoveTablet:    fence the tablet (new writes are refused from here on), wait
