@@ -20,7 +20,7 @@ import asyncio
 import socket
 import time
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 import grpc
 from aiohttp import web
@@ -92,7 +92,7 @@ class ZeroApp:
     def __init__(self, cfg: RunConfig, *, log_stream: TextIO | None = None) -> None:
         self.cfg = cfg
         self._log_stream = log_stream
-        self.log: Any = None
+        self.log: Logger | None = None  # made first thing in a start (the raft id comes from the data dir)
         self.node: ZeroNode | None = None
         self._unstarted: ZeroNode | None = None  # built, not started yet: stop() closes its WAL
         self.leases: Leases | None = None
@@ -114,7 +114,7 @@ class ZeroApp:
         self._data_dir_lock: DataDirLock | None = None  # held from the start of _start until stop
         self._interceptor: Interceptor | None = None  # set in _start; stop() runs after a failed start too
         self._node_slot = NodeSlot()  # the node the interceptor serves: set once it runs (see _start)
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._serving: bool | None = None
         self.failed = asyncio.Event()  # the node stopped on its own (e.g. a failed fsync)
 
@@ -146,7 +146,7 @@ class ZeroApp:
                                term=lambda: holder["node"].term if "node" in holder else 0)
 
         if cfg.force_new_cluster:
-            self._force_new_cluster()
+            self._force_new_cluster(self.log)
         metrics = Metrics()
         tls = None
         if cfg.tls_dir:
@@ -261,7 +261,7 @@ class ZeroApp:
         self._http_socks = []
         self._tasks.append(asyncio.get_running_loop().create_task(self._health_loop(), name="zero-health"))
         if tls is not None:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._watch_tls(tls), name="zero-tls-watch"))
+            self._tasks.append(asyncio.get_running_loop().create_task(self._watch_tls(tls, self.log), name="zero-tls-watch"))
         self.log.info("zero is running", grpc_addr=cfg.grpc_addr, grpc_port=self.grpc_port,
                       http_addr=cfg.http_addr, http_port=self.http_port, my=my, data_dir=cfg.data_dir,
                       replicas=cfg.replicas, tick_seconds=cfg.tick, election_ticks=cfg.election_ticks,
@@ -313,14 +313,14 @@ class ZeroApp:
             return False
         return self._outbound.reload(reason)
 
-    async def _watch_tls(self, tls: security.ServerTls) -> None:
+    async def _watch_tls(self, tls: security.ServerTls, log: Logger) -> None:
         while True:
             await asyncio.sleep(self.tls_poll)
             try:
                 if tls.changed():
                     self.reload_tls("the files in --tls-dir changed")
             except Exception as e:  # the watch must outlive any surprise
-                self.log.error("watching --tls-dir failed", error=repr(e))
+                log.error("watching --tls-dir failed", error=repr(e))
 
     def _dial_leader(self, addr: str, options: list[tuple[str, object]]) -> grpc.aio.Channel:
         """A channel to the leader for forwarded calls, over mutual TLS with the
@@ -328,20 +328,20 @@ class ZeroApp:
         assert self._outbound is not None  # the interceptor gets this factory with --tls-dir only
         return self._outbound.dial(addr, options)
 
-    def _force_new_cluster(self) -> None:
+    def _force_new_cluster(self, log: Logger) -> None:
         """--force-new-cluster: rewrite the data dir into a new single-zero cluster
         (zero/ops/recovery.py), loudly: it is the last resort after losing a majority."""
         cfg = self.cfg
         try:
-            o = recovery.force_new_cluster(cfg.data_dir, margin=cfg.lease_margin, log=self.log)
+            o = recovery.force_new_cluster(cfg.data_dir, margin=cfg.lease_margin, log=log)
         except (ZeroError, StorageError) as e:
             raise StartupError(f"--force-new-cluster: {e}") from None
         if o is None:
             return
-        self.log.warning("FORCED A NEW CLUSTER from this data dir: the old zeros are removed and can never "
-                         "rejoin; join new zeros with --peer", old_cluster_id=o.old_cluster_id,
-                         cluster_id=o.cluster_id, removed_zeros=list(o.removed_zeros), max_uid=o.max_uid,
-                         max_txn_ts=o.max_txn_ts, old_wal=o.old_wal)
+        log.warning("FORCED A NEW CLUSTER from this data dir: the old zeros are removed and can never "
+                    "rejoin; join new zeros with --peer", old_cluster_id=o.old_cluster_id,
+                    cluster_id=o.cluster_id, removed_zeros=list(o.removed_zeros), max_uid=o.max_uid,
+                    max_txn_ts=o.max_txn_ts, old_wal=o.old_wal)
         bar = "!" * 78
         print(f"{bar}\nzero: WARNING: --force-new-cluster rewrote {cfg.data_dir} into a NEW cluster.\n"
               f"{o.text()}\nRemove --force-new-cluster from the command line / environment now.\n{bar}",
