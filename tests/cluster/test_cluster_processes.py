@@ -219,7 +219,7 @@ def test_zero_down_while_log_compacted_catches_up_by_snapshot(clusters) -> None:
     lead = c.wait_leader()
     down = next(z for z in c.zeros if z is not lead)
     down.kill9()
-    # More entries than a snapshot keeps behind it (node.CATCHUP_ENTRIES = 1000).
+    # More entries than a snapshot keeps behind it (zero/replica/snapshots.py CATCHUP_ENTRIES = 1000).
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: lead.stub.Connect(zero_pb2.ConnectRequest(addr=f"dn{i}:7080"), timeout=10),
                       range(1300)))
