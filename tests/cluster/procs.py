@@ -3,15 +3,15 @@ benchmarks: free ports from the OS, logs in files (a chatty child never blocks o
 pipe), every wait a poll with a deadline, and a ProcCluster that knows how to find the
 leader, kill, pause and restart its zeros.
 
-Used by tests/cluster/test_cluster_processes.py, bench/failover_bench.py and
-bench/idle_cpu_bench.py (which put this directory on sys.path)."""
+Used by tests/cluster/ and tests/fault/, and by bench/run.py, bench/failover_bench.py,
+bench/idle_cpu_bench.py and bench/peers/failover.py, which put this directory and
+tests/ (for `support`, where the ports and the poll come from) on sys.path."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,26 +25,10 @@ import grpc
 
 from zero.pb import zero_pb2, zero_pb2_grpc
 
+from support import free_ports, until
+
 REPO = Path(__file__).resolve().parents[2]
 FAST = ("--tick", "20ms", "--election-ticks", "10")  # a 200 ms election timeout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, period: float = 0.02) -> Any:
-    """Poll `pred` until it returns something truthy; AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(period)
 
 
 def http_json(url: str, timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
@@ -73,7 +57,7 @@ class ZeroProc:
                  advertise: str | None = None) -> None:
         self.data_dir = data_dir
         self.name = name
-        self.grpc_port, self.http_port = free_port(), free_port()
+        self.grpc_port, self.http_port = free_ports(2)
         self.addr = f"127.0.0.1:{self.grpc_port}"
         self.http = f"http://127.0.0.1:{self.http_port}"
         self.flags = list(flags)
@@ -127,7 +111,7 @@ class ZeroProc:
             self.check_alive()
             code, body = self.health()
             return body if code == 200 else None
-        body = wait_for(ok, timeout, f"{self.name} /health 200")
+        body = until(ok, timeout, message=f"{self.name} /health 200")
         self.raft_id = int(body["raft_id"])
         return body
 
@@ -245,7 +229,7 @@ class ProcCluster:
     def wait_leader(self, timeout: float = 20.0, among: Sequence[ZeroProc] | None = None) -> ZeroProc:
         for z in (among or self.running()):
             z.check_alive()
-        return wait_for(lambda: self.leader(among), timeout, "one leader known to every running zero")
+        return until(lambda: self.leader(among), timeout, message="one leader known to every running zero")
 
     def wait_voters(self, n: int, timeout: float = 30.0) -> None:
         def done() -> bool:
@@ -255,7 +239,7 @@ class ProcCluster:
             st = lead.status()
             return (st is not None and len(st.progress) == n
                     and not any(p.learner for p in st.progress.values()))
-        wait_for(done, timeout, f"{n} voters and no learners")
+        until(done, timeout, message=f"{n} voters and no learners")
 
     def cleanup(self) -> None:
         for z in self.zeros:

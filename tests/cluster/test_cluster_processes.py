@@ -23,7 +23,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from procs import FAST, REPO, ProcCluster, ZeroProc, clean_env, http_json, wait_for, write_until_ok
+from procs import FAST, REPO, ProcCluster, ZeroProc, clean_env, http_json, write_until_ok
+from support import until
 from zero.pb import zero_pb2, zero_pb2_grpc
 
 UID, TS = zero_pb2.UID, zero_pb2.TIMESTAMP
@@ -93,7 +94,7 @@ def test_three_kill9_leader_new_leader_writes_and_restart_catches_up(clusters) -
     lead.start()  # same data dir, no --peer: it rejoins with its identity
     body = lead.wait_healthy()
     assert body["raft_id"] == lead.raft_id and body["role"] == "FOLLOWER"
-    wait_for(lambda: caught_up(lead, target), 15, "the restarted zero to catch up")
+    until(lambda: caught_up(lead, target), 15, message="the restarted zero to catch up")
     assert sum(len(g.members) for g in state_of(lead).groups.values()) == 20  # through it, linearizable
     assert c.leader() is not None
 
@@ -159,8 +160,8 @@ def test_sigstop_leader_others_elect_resumed_leader_never_hands_out_an_older_tim
         assert all(g > new_max for g in served), (got, new_max)
 
         # It steps down and follows the new leader; through it, timestamps keep growing.
-        wait_for(lambda: (lambda b: b[1].get("role") == "FOLLOWER" and b[1].get("leader_id") == new.raft_id)(
-            old.health()), 10, "the resumed leader to follow the new one")
+        until(lambda: (lambda b: b[1].get("role") == "FOLLOWER" and b[1].get("leader_id") == new.raft_id)(
+            old.health()), 10, message="the resumed leader to follow the new one")
         assert c.leader() is new
         assert stamps([old.addr]).start_id > max([new_max, *served])
     finally:
@@ -228,7 +229,7 @@ def test_zero_down_while_log_compacted_catches_up_by_snapshot(clusters) -> None:
     target = lead.status().commit  # type: ignore[union-attr]
     down.start()
     down.wait_healthy()
-    wait_for(lambda: caught_up(down, target), 20, "the lagging zero to catch up")
+    until(lambda: caught_up(down, target), 20, message="the lagging zero to catch up")
     log = down.log_tail(10**7)
     assert "installed snapshot from leader" in log
     assert sum(len(g.members) for g in state_of(down).groups.values()) == 1300
@@ -256,7 +257,7 @@ def test_emptied_data_dir_cannot_join_or_talk_to_the_first_cluster(clusters) -> 
     z.start("--raft-id", str(rid))
     body = z.wait_healthy()
     assert body["role"] == "LEADER"
-    other = wait_for(lambda: (lambda s: s if s.cluster_id else None)(state_of(z)), 10, "its own cluster id")
+    other = until(lambda: (lambda s: s if s.cluster_id else None)(state_of(z)), 10, message="its own cluster id")
     assert other.cluster_id != cid and list(other.zeros) == [rid]
     rest = [x for x in c.zeros if x is not z]
     term = lead.health()[1]["term"]
@@ -303,8 +304,8 @@ def test_zero_local_starts_serves_and_stops_on_sigint(tmp_path) -> None:
     try:
         p = _local_proc(data, out, err)
         procs.append(p)
-        text = wait_for(lambda: (p.poll() is None or pytest.fail(err.read_text())) and
-                        "Ctrl-C stops" in out.read_text() and out.read_text(), 30, "zero local's addresses")
+        text = until(lambda: (p.poll() is None or pytest.fail(err.read_text())) and
+                     "Ctrl-C stops" in out.read_text() and out.read_text(), 30, message="zero local's addresses")
         addrs = re.search(r"^zeros: (\S+)$", text, re.M).group(1).split(",")  # type: ignore[union-attr]
         assert len(addrs) == 3 and len(set(addrs)) == 3
         assert len(re.findall(r"http://127\.0\.0\.1:\d+", text)) == 3
@@ -315,21 +316,21 @@ def test_zero_local_starts_serves_and_stops_on_sigint(tmp_path) -> None:
         p.send_signal(signal.SIGINT)
         assert p.wait(20) == 0, err.read_text()
         assert "all zeros stopped" in out.read_text()
-        wait_for(lambda: all(_gone(pid) for pid in pids), 5, "every zero to exit")
+        until(lambda: all(_gone(pid) for pid in pids), 5, message="every zero to exit")
         assert all(http_json(f"http://{a}/live")[0] == 0 for a in addrs)
 
         # Again on the same dir: the same cluster and ports, its state kept; a zero that
         # dies is reported; SIGTERM stops the rest.
         p = _local_proc(data, out, err)
         procs.append(p)
-        text = wait_for(lambda: (p.poll() is None or pytest.fail(err.read_text())) and
-                        "Ctrl-C stops" in out.read_text() and out.read_text(), 30, "the restarted cluster")
+        text = until(lambda: (p.poll() is None or pytest.fail(err.read_text())) and
+                     "Ctrl-C stops" in out.read_text() and out.read_text(), 30, message="the restarted cluster")
         assert "restarting" in text
         assert re.search(r"^zeros: (\S+)$", text, re.M).group(1).split(",") == addrs  # type: ignore[union-attr]
         assert uids(addrs).start_id > first.end_id
         victim = _local_pids(data)[2]
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: "unexpectedly" in err.read_text(), 5, "the dead zero to be reported")
+        until(lambda: "unexpectedly" in err.read_text(), 5, message="the dead zero to be reported")
         assert "n3" in err.read_text()
         p.send_signal(signal.SIGTERM)
         assert p.wait(20) == 1  # a zero had died: reported in the exit code

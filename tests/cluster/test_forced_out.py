@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from procs import ProcCluster, wait_for
+from procs import ProcCluster
+from support import until
 from zero.replica import transport
 from zero.pb import zero_pb2
 
@@ -32,8 +33,8 @@ def test_old_zero_of_a_cluster_forced_anew_exits_saying_what_to_do(tmp_path: Pat
         assert z1.stop() == 0
         z1.start("--force-new-cluster")
         z1.wait_healthy(30)
-        new_cid = wait_for(lambda: z1.stub.GetState(zero_pb2.GetStateRequest(), timeout=5).cluster_id, 10,
-                           "the new cluster id")
+        new_cid = until(lambda: z1.stub.GetState(zero_pb2.GetStateRequest(), timeout=5).cluster_id, 10,
+                        message="the new cluster id")
         assert new_cid and new_cid != old_cid
 
         # Old zero 2 comes back on its old data dir: zero 1 refuses it, zero 3 is gone.
@@ -76,7 +77,7 @@ def test_a_foreign_zero_at_a_peers_address_stops_nobody(tmp_path: Path) -> None:
             return sum(float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines()
                        if ln.startswith("zero_peer_refusals_total{") and 'reason="CLUSTER_MISMATCH"' in ln)
 
-        wait_for(lambda: refusals() >= 3, 20, "the leader refused by the foreign zero")
+        until(lambda: refusals() >= 3, 20, message="the leader refused by the foreign zero")
         first = time.monotonic()
         while time.monotonic() - first < 2 * transport.MISMATCH_PERSIST:
             for z in (leader, other):

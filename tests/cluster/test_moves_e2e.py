@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import grpc
 import pytest
 
 from procs import ProcCluster, ZeroProc
+from support import free_port, free_ports, until
 from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 from zero.pb import zero_pb2, zero_pb2_grpc
@@ -42,23 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 SC = grpc.StatusCode
 # 3-zero runs: 50 ms ticks, 10-tick (500 ms) election timeout, no periodic rebalancing.
 TOLERANT = ("--tick", "50ms", "--election-ticks", "10", "--rebalance-interval", "0")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Proc:
@@ -98,20 +80,20 @@ class Cluster:
         self.pc: ProcCluster | None = None
         self.channel: grpc.Channel | None = None
         if zeros == 1:
-            port = free_port()
+            port, http_port = free_ports(2)
             self.zero_addr = f"127.0.0.1:{port}"
             self.zero = self._start(["run", "--data-dir", str(tmp / "zw"), "--grpc-addr", self.zero_addr,
-                                     "--http-addr", f"127.0.0.1:{free_port()}", "--my", self.zero_addr,
+                                     "--http-addr", f"127.0.0.1:{http_port}", "--my", self.zero_addr,
                                      "--tick", "20ms", "--rebalance-interval", rebalance], "zero.log")
             self.zero_addrs = [self.zero_addr]
             self.use_zero(self.zero_addr)
-            wait_for(lambda: self.zero.alive() and self._state() is not None, 20, "zero serving")
+            until(lambda: self.zero.alive() and self._state() is not None, 20, message="zero serving")
         else:
             self.pc = ProcCluster(tmp / "zeros", zeros, flags=TOLERANT)
             self.pc.start(60)
             self.zero_addrs = self.pc.addrs
             self.use_zero(self.pc.wait_leader(30).addr)
-            wait_for(lambda: self._state() is not None, 20, "zero serving")
+            until(lambda: self._state() is not None, 20, message="zero serving")
         self.dn: dict[int, Proc] = {}
         self.dn_addr: dict[int, str] = {}
         self.stubs: dict[int, dng.DataNodeStub] = {}
@@ -137,7 +119,7 @@ class Cluster:
             return None
 
     def state(self) -> zero_pb2.MembershipState:
-        st = wait_for(self._state, 10, "GetState")
+        st = until(self._state, 10, message="GetState")
         assert st is not None
         return st
 
@@ -154,13 +136,13 @@ class Cluster:
             self.dn[group].alive()
             g = self.state().groups.get(group)
             return g is not None and any(m.addr == addr and m.healthy and m.leader for m in g.members.values())
-        wait_for(up, 20, f"data node of group {group} heartbeating")
+        until(up, 20, message=f"data node of group {group} heartbeating")
 
     def wait_groups_heard(self) -> None:
         """Until the zero at `zero_addr` has heard a member of every group (a new leader
         learns data-node liveness afresh, and a move needs both groups live)."""
-        wait_for(lambda: all(any(m.healthy for m in g.members.values()) for g in self.state().groups.values()),
-                 20, f"{self.zero_addr} hearing every data node")
+        until(lambda: all(any(m.healthy for m in g.members.values()) for g in self.state().groups.values()),
+              20, message=f"{self.zero_addr} hearing every data node")
 
     def owner(self, tablet: str) -> zero_pb2.Tablet:
         for gid, g in self.state().groups.items():
@@ -214,7 +196,7 @@ def _check_moved(c: Cluster, tablet: str, n: int, size: int, old: int) -> None:
     for k in range(n):
         got = c.stubs[t.group_id].Get(dn.GetRequest(tablet=tablet, key=b"k%d" % k), timeout=5)
         assert got.found and got.value == bytes([k % 251]) * size, (tablet, k)
-    code = wait_for(lambda: c.put(old, tablet, b"late", b"x") == SC.FAILED_PRECONDITION, 5, "old owner refusing")
+    code = until(lambda: c.put(old, tablet, b"late", b"x") == SC.FAILED_PRECONDITION, 5, message="old owner refusing")
     assert code
 
 
@@ -228,7 +210,8 @@ def test_skewed_load_is_rebalanced_and_every_key_follows_its_tablet(make_cluster
     load = {"a": 60, "b": 40, "c": 30, "d": 20, "e": 10}  # keys of 2 KB, all on group 1
     for name, n in load.items():
         c.fill(1, name, n, 2000)
-    wait_for(lambda: sum(t.size_bytes for t in c.state().groups[1].tablets.values()) > 300_000, 10, "sizes reported")
+    until(lambda: sum(t.size_bytes for t in c.state().groups[1].tablets.values()) > 300_000, 10,
+          message="sizes reported")
     t0 = time.monotonic()
     assert c.admin_cli("rebalance", "on").returncode == 0
 
@@ -237,7 +220,7 @@ def test_skewed_load_is_rebalanced_and_every_key_follows_its_tablet(make_cluster
         sizes = {gid: sum(t.size_bytes for t in g.tablets.values()) for gid, g in st.groups.items()}
         busy = any(t.read_only for g in st.groups.values() for t in g.tablets.values())
         return not busy and all(sizes.values()) and max(sizes.values()) - min(sizes.values()) < 0.5 * max(sizes.values())
-    wait_for(balanced, 30, "a rebalanced load")
+    until(balanced, 30, message="a rebalanced load")
     print(f"rebalanced {sum(load.values()) * 2000 / 1e6:.2f} MB over 3 groups in {time.monotonic() - t0:.1f}s")
     moved = [name for name in load if c.owner(name).group_id != 1]
     assert moved
@@ -246,8 +229,8 @@ def test_skewed_load_is_rebalanced_and_every_key_follows_its_tablet(make_cluster
 
     # The CLI: a move now (rebalancer off so it cannot race us), then an unknown destination.
     assert c.admin_cli("rebalance", "off").returncode == 0
-    wait_for(lambda: not any(t.read_only for g in c.state().groups.values() for t in g.tablets.values()), 10,
-             "no move in progress")
+    until(lambda: not any(t.read_only for g in c.state().groups.values() for t in g.tablets.values()), 10,
+          message="no move in progress")
     src = c.owner("e").group_id
     dst = 3 if src != 3 else 2
     r = c.admin_cli("move-tablet", "--predicate", "e", "--group", str(dst))
@@ -288,7 +271,7 @@ def test_racing_writes_concurrent_moves_and_a_source_killed_mid_move(make_cluste
         time.sleep(0.2)
         move: Future[Any] = pool.submit(c.admin.MoveTablet, zero_pb2.MoveTabletRequest(predicate="p", dst_group=2),
                                         timeout=30)
-        wait_for(lambda: c.owner("p").read_only, 10, "the move started")
+        until(lambda: c.owner("p").read_only, 10, message="the move started")
         # One move at a time, and an unknown group is NOT_FOUND.
         with pytest.raises(grpc.RpcError) as ei:
             c.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="q", dst_group=2), timeout=10)
@@ -313,7 +296,7 @@ def test_racing_writes_concurrent_moves_and_a_source_killed_mid_move(make_cluste
     # Move it back and kill -9 the source (group 2) mid-copy: rolled back, not read-only.
     with ThreadPoolExecutor(1) as pool:
         back = pool.submit(c.admin.MoveTablet, zero_pb2.MoveTabletRequest(predicate="p", dst_group=1), timeout=30)
-        wait_for(lambda: c.owner("p").read_only, 10, "the move back started")
+        until(lambda: c.owner("p").read_only, 10, message="the move back started")
         time.sleep(0.15)
         c.dn[2].kill()
         r = back.result(30)
@@ -343,7 +326,7 @@ def test_zero_leader_killed_mid_move_the_new_leader_finishes_or_rolls_it_back(ma
     with ThreadPoolExecutor(1) as pool:
         move: Future[Any] = pool.submit(c.admin.MoveTablet, zero_pb2.MoveTabletRequest(predicate="p", dst_group=2),
                                         timeout=60)
-        wait_for(lambda: c.owner("p").read_only, 20, "the move started")
+        until(lambda: c.owner("p").read_only, 20, message="the move started")
         time.sleep(1.0)  # the source is copying, chunk by chunk
         assert not move.done(), move.result()
         old.kill9()
@@ -363,7 +346,7 @@ def test_zero_leader_killed_mid_move_the_new_leader_finishes_or_rolls_it_back(ma
         if st is None or any(t.read_only for g in st.groups.values() for t in g.tablets.values()):
             return None
         return next((g.tablets["p"] for g in st.groups.values() if "p" in g.tablets), None)
-    t = wait_for(settled, 40, "the move finished or rolled back, nothing read-only")
+    t = until(settled, 40, message="the move finished or rolled back, nothing read-only")
     print(f"old leader's call: {outcome}; tablet p settled on group {t.group_id} "
           f"{time.monotonic() - t_kill:.1f}s after the kill")
     assert t.group_id in (1, 2), t
@@ -372,7 +355,7 @@ def test_zero_leader_killed_mid_move_the_new_leader_finishes_or_rolls_it_back(ma
     for k in range(40):
         got = c.stubs[t.group_id].Get(dn.GetRequest(tablet="p", key=b"k%d" % k), timeout=5)
         assert got.found and got.value == bytes([k % 251]) * 100_000, k
-    wait_for(lambda: c.put(t.group_id, "p", b"after", b"x") == SC.OK, 20, "a write at the final owner")
+    until(lambda: c.put(t.group_id, "p", b"after", b"x") == SC.OK, 20, message="a write at the final owner")
     got = c.stubs[t.group_id].Get(dn.GetRequest(tablet="p", key=b"after"), timeout=5)
     assert got.found and got.value == b"x"
     other = 2 if t.group_id == 1 else 1

@@ -23,7 +23,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from procs import REPO, clean_env, free_port, wait_for
+from procs import REPO, clean_env
+from support import free_port, until
 
 TRACEBACK_WORDS = ("Traceback", "KeyboardInterrupt", "CancelledError")
 
@@ -50,7 +51,7 @@ class Run:
                 return text
             assert self.proc.poll() is None, f"exited {self.proc.returncode} before {needle!r}:\n{text}"
             return None
-        return wait_for(seen, timeout, f"{needle!r} on stderr")
+        return until(seen, timeout, message=f"{needle!r} on stderr")
 
     def exit_code(self, timeout: float) -> int:
         try:
@@ -104,7 +105,7 @@ def _handles(pid: int, *sigs: int) -> bool:
 def test_signal_as_soon_as_zero_handles_it(runs, sig) -> None:
     """The earliest moment: the handlers are set before the slow imports (gRPC, aiohttp)."""
     r = runs("--peer", f"127.0.0.1:{free_port()}")
-    wait_for(lambda: _handles(r.proc.pid, signal.SIGINT, signal.SIGTERM), 15, "signal handlers", period=0.005)
+    until(lambda: _handles(r.proc.pid, signal.SIGINT, signal.SIGTERM), 15, message="signal handlers", interval=0.005)
     r.proc.send_signal(sig)
     assert_clean_stop(r, sig)
 
@@ -228,10 +229,10 @@ def test_zero_local_names_follow_raft_ids_and_a_removal_is_reported(tmp_path) ->
                                  "--", "--tick", "20ms", "--election-ticks", "10"],
                                 cwd=REPO, env=clean_env(), stdout=out, stderr=err)
     try:
-        text = wait_for(lambda: (lambda t: t if "Ctrl-C stops all zeros" in t else None)(out_path.read_text())
-                        if proc.poll() is None else pytest.fail(f"zero local exited {proc.returncode}: "
-                                                                f"{err_path.read_text()}"),
-                        120, "zero local serving")
+        text = until(lambda: (lambda t: t if "Ctrl-C stops all zeros" in t else None)(out_path.read_text())
+                     if proc.poll() is None else pytest.fail(f"zero local exited {proc.returncode}: "
+                                                             f"{err_path.read_text()}"),
+                     120, message="zero local serving")
         rows = re.findall(r"^  (n\d)\s+(\d+)\s+(\S+)", text, re.M)
         assert [(name, rid) for name, rid, _ in rows] == [("n1", "1"), ("n2", "2"), ("n3", "3")], text
         leader = re.search(r"zero admin state --addr (\S+)", text).group(1)
@@ -240,8 +241,8 @@ def test_zero_local_names_follow_raft_ids_and_a_removal_is_reported(tmp_path) ->
                             "--id", "3", "--group", "0"], cwd=REPO, env=clean_env(), capture_output=True,
                            text=True, timeout=40)
         assert p.returncode == 0 and p.stdout == "removed zero 3\n", (p.stdout, p.stderr)
-        err = wait_for(lambda: (lambda t: t if "n3" in t else None)(err_path.read_text()), 30,
-                       "the supervisor reporting n3")
+        err = until(lambda: (lambda t: t if "n3" in t else None)(err_path.read_text()), 30,
+                    message="the supervisor reporting n3")
         assert "zero n3 (raft id 3" in err and "was removed from the cluster (zero admin remove-node)" in err, err
         assert "unexpectedly" not in err, err
 

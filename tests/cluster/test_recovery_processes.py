@@ -2,7 +2,7 @@
 restart under client load, and the operator's commands end to end — `zero admin backup`,
 `zero admin backup --verify`, `zero restore`, `zero run --force-new-cluster`.
 
-Every wait polls with a deadline (procs.wait_for); every process is killed in a finally."""
+Every wait polls with a deadline (support.until); every process is killed in a finally."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from procs import REPO, ProcCluster, ZeroProc, clean_env, wait_for, write_until_ok
+from procs import REPO, ProcCluster, ZeroProc, clean_env, write_until_ok
+from support import until
 from zero.client import ZeroClient
 from zero.pb import zero_pb2
 
@@ -107,7 +108,7 @@ def test_rolling_restart_under_load(tmp_path: Path) -> None:
         term0 = cluster.wait_leader().health()[1]["term"]
         leader_restarts = 0
         with Load(cluster.addrs) as load:
-            wait_for(lambda: load.done >= 30, 20, "load running")
+            until(lambda: load.done >= 30, 20, message="load running")
             for z in list(cluster.zeros):
                 if cluster.wait_leader() is z:
                     leader_restarts += 1
@@ -119,8 +120,8 @@ def test_rolling_restart_under_load(tmp_path: Path) -> None:
                 assert z.stop() == 0
                 z.start()
                 z.wait_healthy(30)
-                wait_for(lambda: caught_up(cluster, z), 30, f"{z.name} caught up")
-                wait_for(lambda: load.done >= before + 20, 20, "load progressing")
+                until(lambda: caught_up(cluster, z), 30, message=f"{z.name} caught up")
+                until(lambda: load.done >= before + 20, 20, message="load progressing")
         load.check()
         term1 = cluster.wait_leader().health()[1]["term"]
         assert term1 - term0 <= leader_restarts, (term0, term1, leader_restarts)
@@ -136,7 +137,7 @@ def test_backup_restore_and_force_new_cluster_commands(tmp_path: Path) -> None:
     try:
         cluster.start()
         with Load(cluster.addrs) as load:
-            wait_for(lambda: len(load.tablets) >= 10, 20, "tablets claimed")
+            until(lambda: len(load.tablets) >= 10, 20, message="tablets claimed")
             out = tmp_path / "b.zbk"
             acked = dict(load.tablets)  # acknowledged before the backup began: all in it
             p = zero_cli("admin", "backup", "--addr", cluster.zeros[1].addr, "--out", str(out))

@@ -14,34 +14,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from support import free_ports, until
 from zero.pb import zero_pb2, zero_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def http_get(url: str) -> tuple[int, bytes, str]:
@@ -58,7 +40,7 @@ class Zero:
     """One `zero run` child process."""
 
     def __init__(self, data_dir: Path, *extra: str) -> None:
-        self.grpc_port, self.http_port = free_port(), free_port()
+        self.grpc_port, self.http_port = free_ports(2)
         self.grpc = f"127.0.0.1:{self.grpc_port}"
         self.http = f"http://127.0.0.1:{self.http_port}"
         self.args = [sys.executable, "-m", "zero", "run", "--data-dir", str(data_dir),
@@ -74,7 +56,7 @@ class Zero:
             if self.proc.poll() is not None:
                 raise AssertionError(f"zero exited with {self.proc.returncode}: {self.proc.stderr.read()}")
             return http_get(self.http + "/health")[0] == 200
-        wait_for(ok, timeout, "/health 200")
+        until(ok, timeout, message="/health 200")
         return self
 
     @property
@@ -129,8 +111,8 @@ def test_serves_health_state_metrics_and_stops_on_sigterm(tmp_path, zeros) -> No
     assert {"term", "applied", "commit"} <= h.keys()
     assert http_get(z.http + "/live")[0] == 200
 
-    state = wait_for(lambda: (lambda s: s if s.get("cluster_id") and s.get("zeros") else None)(
-        json.loads(http_get(z.http + "/state")[1] or b"{}")), 5, "/state with the cluster id")
+    state = until(lambda: (lambda s: s if s.get("cluster_id") and s.get("zeros") else None)(
+        json.loads(http_get(z.http + "/state")[1] or b"{}")), 5, message="/state with the cluster id")
     assert state["zeros"]["1"]["addr"] == z.grpc and state["zeros"]["1"]["leader"] is True
 
     ids = z.stub.AssignIds(zero_pb2.AssignIdsRequest(kind=zero_pb2.UID, count=10), timeout=5)
@@ -148,8 +130,8 @@ def test_serves_health_state_metrics_and_stops_on_sigterm(tmp_path, zeros) -> No
 
     with grpc.insecure_channel(z.grpc) as ch:
         hs = health_pb2_grpc.HealthStub(ch)
-        wait_for(lambda: hs.Check(health_pb2.HealthCheckRequest(), timeout=2).status
-                 == health_pb2.HealthCheckResponse.SERVING, 5, "gRPC health SERVING")
+        until(lambda: hs.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+              == health_pb2.HealthCheckResponse.SERVING, 5, message="gRPC health SERVING")
 
     # A second zero on the same data dir is refused.
     other = zeros(tmp_path / "zw")
@@ -255,7 +237,7 @@ def test_failed_join_never_costs_the_cluster_its_quorum(tmp_path, zeros) -> None
 
     # The same joiner on a free port joins and, once it stayed caught up, votes.
     b2 = zeros(tmp_path / "b", "--peer", a.grpc).healthy(30)
-    wait_for(lambda: set(admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=5).progress) == {1, 2}
-             and not any(p.learner for p in admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=5)
-                         .progress.values()), 30, "zero 2 promoted to voter")
+    until(lambda: set(admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=5).progress) == {1, 2}
+          and not any(p.learner for p in admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=5)
+                      .progress.values()), 30, message="zero 2 promoted to voter")
     assert b2.stop() == 0

@@ -34,7 +34,8 @@ from typing import Any
 import grpc
 import pytest
 
-from procs import FAST, ProcCluster, ZeroProc, http_json, wait_for, write_until_ok
+from procs import FAST, ProcCluster, ZeroProc, http_json, write_until_ok
+from support import until
 from zero.pb import zero_pb2, zero_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fault package
@@ -147,8 +148,8 @@ def test_a_resumed_leader_answers_nothing_stale(cluster: LoopbackCluster) -> Non
         c.net.heal()
 
     # Healed: the old leader follows; whatever it acknowledged is kept.
-    wait_for(lambda: (lambda b: b[0] == 200 and b[1].get("leader_id") == new.raft_id)(old.health()), 20,
-             "the old leader to follow the new one")
+    until(lambda: (lambda b: b[0] == 200 and b[1].get("leader_id") == new.raft_id)(old.health()), 20,
+          message="the old leader to follow the new one")
     final = write_until_ok([new.addr], lambda s: s.GetState(zero_pb2.GetStateRequest(), timeout=2), 10, "GetState")
     if isinstance(wrote, zero_pb2.ConnectResponse):
         assert any(m.addr == "dn-queued:7080" for g in final.groups.values() for m in g.members.values()), (
@@ -181,5 +182,5 @@ def test_a_lagging_follower_never_serves_a_stale_linearizable_read(cluster: Loop
     finally:
         c.net.heal()
     # Healed, the follower's read includes the write.
-    wait_for(lambda: (lambda r: r[0] == 200 and "dn-lagged:7080" in str(r[1]))(http_json(url, timeout=5)), 20,
-             "the follower's /state to include the write")
+    until(lambda: (lambda r: r[0] == 200 and "dn-lagged:7080" in str(r[1]))(http_json(url, timeout=5)), 20,
+          message="the follower's /state to include the write")

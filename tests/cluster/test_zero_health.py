@@ -19,7 +19,8 @@ from typing import Any
 import grpc
 import pytest
 
-from procs import REPO, ProcCluster, ZeroProc, clean_env, http_json, wait_for
+from procs import REPO, ProcCluster, ZeroProc, clean_env, http_json
+from support import until
 from zero.pb import zero_pb2, zero_pb2_grpc
 
 
@@ -95,20 +96,20 @@ def test_every_answer_shows_zero_health_as_the_leader_sees_it(tmp_path: Path) ->
         all_live = {rid: True for rid in ids.values()}
         # Live peers are healthy in every answer, on every zero (before: only itself).
         for z in cluster.zeros:
-            wait_for(lambda z=z: state_health(z) == all_live, 20, f"/state on {z.name}: every zero healthy")
-            wait_for(lambda z=z: grpc_health(z) == all_live, 20, f"GetState via {z.name}: every zero healthy")
+            until(lambda z=z: state_health(z) == all_live, 20, message=f"/state on {z.name}: every zero healthy")
+            until(lambda z=z: grpc_health(z) == all_live, 20, message=f"GetState via {z.name}: every zero healthy")
 
         asked, dead = followers
         watcher = Watcher(asked.addr)  # relayed from the leader by a follower
-        wait_for(lambda: watcher.health() == all_live, 20, "the stream's full state: every zero healthy")
+        until(lambda: watcher.health() == all_live, 20, message="the stream's full state: every zero healthy")
 
         dead.kill9()
         want = {**all_live, ids[dead.name]: False}
         for z in (asked, leader):
-            wait_for(lambda z=z: state_health(z) == want, 20, f"/state on {z.name}: {dead.name} unhealthy")
-            wait_for(lambda z=z: grpc_health(z) == want, 20, f"GetState via {z.name}: {dead.name} unhealthy")
+            until(lambda z=z: state_health(z) == want, 20, message=f"/state on {z.name}: {dead.name} unhealthy")
+            until(lambda z=z: grpc_health(z) == want, 20, message=f"GetState via {z.name}: {dead.name} unhealthy")
         # Liveness changes travel on the stream (relayed by the follower).
-        wait_for(lambda: watcher.health() == want, 20, f"the stream says {dead.name} is unhealthy")
+        until(lambda: watcher.health() == want, 20, message=f"the stream says {dead.name} is unhealthy")
 
         # zero admin state, asked of the follower: human and --json.
         p = zero_cli("admin", "state", "--addr", asked.addr)
@@ -146,8 +147,8 @@ def test_every_answer_shows_zero_health_as_the_leader_sees_it(tmp_path: Path) ->
         dead.start()
         dead.wait_healthy(30)
         for z in cluster.zeros:
-            wait_for(lambda z=z: state_health(z) == all_live, 20, f"/state on {z.name}: {dead.name} healthy again")
-        wait_for(lambda: watcher.health() == all_live, 20, f"the stream says {dead.name} is healthy again")
+            until(lambda z=z: state_health(z) == all_live, 20, message=f"/state on {z.name}: {dead.name} healthy again")
+        until(lambda: watcher.health() == all_live, 20, message=f"the stream says {dead.name} is healthy again")
         watcher.close()
         watcher = None
 
@@ -157,8 +158,10 @@ def test_every_answer_shows_zero_health_as_the_leader_sees_it(tmp_path: Path) ->
         new = cluster.wait_leader(30, among=rest)
         follower = next(z for z in rest if z is not new)
         want = {**all_live, ids[leader.name]: False}
-        wait_for(lambda: state_health(follower) == want, 20, f"/state on {follower.name}: the old leader unhealthy")
-        wait_for(lambda: grpc_health(follower) == want, 20, f"GetState via {follower.name}: the old leader unhealthy")
+        until(lambda: state_health(follower) == want, 20,
+              message=f"/state on {follower.name}: the old leader unhealthy")
+        until(lambda: grpc_health(follower) == want, 20,
+              message=f"GetState via {follower.name}: the old leader unhealthy")
         p = zero_cli("admin", "status", "--addr", follower.addr)
         assert p.returncode == 0 and f"as the leader, zero {ids[new.name]}" in p.stdout, p.stdout + p.stderr
     finally:

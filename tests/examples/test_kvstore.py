@@ -10,42 +10,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support import free_ports, until
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -87,14 +64,14 @@ class KVNode:
             code, body = http("PUT", f"{self.url}/{key}", value.encode())
             assert code in (204, 503, 504, 0), (code, body)
             return code == 204
-        wait_for(attempt, timeout, f"PUT {key} on node {self.id}")
+        until(attempt, timeout, message=f"PUT {key} on node {self.id}")
 
     def get(self, key: str, timeout: float = 15) -> tuple[int, bytes]:
         def attempt() -> tuple[int, bytes] | None:
             code, body = http("GET", f"{self.url}/{key}")
             assert code in (200, 404, 503, 0), (code, body)
             return (code, body) if code in (200, 404) else None
-        got: tuple[int, bytes] = wait_for(attempt, timeout, f"GET {key} on node {self.id}")
+        got: tuple[int, bytes] = until(attempt, timeout, message=f"GET {key} on node {self.id}")
         return got
 
     def log(self) -> str:
@@ -130,7 +107,7 @@ def test_write_kill_leader_write_restart_read_back(tmp_path: Path) -> None:
     try:
         for n in nodes:
             n.start()
-        lead = wait_for(lambda: leader_of(nodes), 15, "a leader all nodes agree on")
+        lead = until(lambda: leader_of(nodes), 15, message="a leader all nodes agree on")
 
         # Writes through a follower (forwarded to the leader), reads through another node.
         writer = next(n for n in nodes if n is not lead)
@@ -153,7 +130,7 @@ def test_write_kill_leader_write_restart_read_back(tmp_path: Path) -> None:
             k, v = f"k{i}", f"v{i}"
             survivors[i % 2].put(k, v)
             expected[k] = v
-        new_lead = wait_for(lambda: leader_of(survivors), 15, "a new leader")
+        new_lead = until(lambda: leader_of(survivors), 15, message="a new leader")
         assert new_lead is not lead
         for k, v in expected.items():
             assert survivors[1].get(k) == (200, v.encode())
@@ -195,7 +172,7 @@ def test_cluster_command_prints_addresses_and_stops_on_sigint(tmp_path: Path) ->
         nodes = [KVNode.__new__(KVNode) for _ in urls]
         for i, (n, u) in enumerate(zip(nodes, urls), 1):
             n.id, n.url = i, u
-        wait_for(lambda: leader_of(nodes), 15, "a leader")
+        until(lambda: leader_of(nodes), 15, message="a leader")
         nodes[0].put("hello", "world")
         assert nodes[2].get("hello") == (200, b"world")
 
