@@ -158,10 +158,11 @@ class ZeroApp:
                                      else None)
         creds = outbound.credentials if outbound is not None else None
         # The interceptor is built with the server, before the node exists: it serves the
-        # node put in self._node_slot once the node runs.
+        # node put in self._node_slot once the node runs. With --tls-dir its channels to the
+        # leader use the credentials current when each is made (a reload replaces them).
         self._interceptor = Interceptor(
             self._node_slot, metrics=metrics, admin_token=cfg.admin_token, logger=self.log,
-            channel_factory=self._dial_leader if creds else None,
+            channel_factory=outbound.dial if outbound is not None else None,
             authorize=security.authorize if tls is not None else None)
         # The peer transport's options (message sizes for snapshot chunks and batches),
         # and no SO_REUSEPORT: a second zero must not share the port silently.
@@ -260,8 +261,9 @@ class ZeroApp:
             await web.SockSite(runner, sock, ssl_context=tls.http_context if tls is not None else None).start()
         self._http_socks = []
         self._tasks.append(asyncio.get_running_loop().create_task(self._health_loop(), name="zero-health"))
-        if tls is not None:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._watch_tls(tls, self.log), name="zero-tls-watch"))
+        if outbound is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(outbound.watch(lambda: self.tls_poll),
+                                                                      name="zero-tls-watch"))
         self.log.info("zero is running", grpc_addr=cfg.grpc_addr, grpc_port=self.grpc_port,
                       http_addr=cfg.http_addr, http_port=self.http_port, my=my, data_dir=cfg.data_dir,
                       replicas=cfg.replicas, tick_seconds=cfg.tick, election_ticks=cfg.election_ticks,
@@ -312,21 +314,6 @@ class ZeroApp:
                 self.log.info("TLS reload asked before the certificates were loaded; nothing to do", reason=reason)
             return False
         return self._outbound.reload(reason)
-
-    async def _watch_tls(self, tls: security.ServerTls, log: Logger) -> None:
-        while True:
-            await asyncio.sleep(self.tls_poll)
-            try:
-                if tls.changed():
-                    self.reload_tls("the files in --tls-dir changed")
-            except Exception as e:  # the watch must outlive any surprise
-                log.error("watching --tls-dir failed", error=repr(e))
-
-    def _dial_leader(self, addr: str, options: list[tuple[str, object]]) -> grpc.aio.Channel:
-        """A channel to the leader for forwarded calls, over mutual TLS with the
-        credentials current when it is made (a TLS reload replaces them)."""
-        assert self._outbound is not None  # the interceptor gets this factory with --tls-dir only
-        return self._outbound.dial(addr, options)
 
     def _force_new_cluster(self, log: Logger) -> None:
         """--force-new-cluster: rewrite the data dir into a new single-zero cluster

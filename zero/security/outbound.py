@@ -12,8 +12,9 @@ channel may still present.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import grpc
@@ -95,6 +96,17 @@ class OutboundTls:
                  reason=reason, tls_serial=f"{tls.config.serial:x}", tls_not_after=tls.config.not_after,
                  reloads=tls.reloads)
         return True
+
+    async def watch(self, poll: Callable[[], float]) -> None:
+        """Reload when the files changed and then stayed the same for one look
+        (ServerTls.changed), looking every `poll()` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(poll())
+            try:
+                if self._tls.changed():
+                    self.reload("the files in --tls-dir changed")
+            except Exception as e:  # the watch must outlive any surprise
+                self._log.error("watching --tls-dir failed", error=repr(e))
 
     async def close(self) -> None:
         """Close the data-node channels, current and retired."""
