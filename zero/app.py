@@ -46,6 +46,8 @@ from zero.leader.datanodes import DIAL_OPTIONS
 from zero.leader.driver import MoveDriver, MoveOptions
 from zero.leader.move_metrics import MoveMetrics
 from zero.replica.duties import ensure_cluster_identity, run_leader_task
+from zero.leader.oracle import Oracle
+from zero.frontdoor.oracle_service import OracleHub
 from zero.replica.node import NodeOptions, ZeroNode
 from zero.replica.ports import Clock, PeerTransport, SystemClock, WalStorage
 from zero.replica.wal import open_wal
@@ -217,7 +219,7 @@ class ZeroApp:
         holder["node"] = node
         leases = self.leases = Leases(node)
         node.on_leadership.append(leases.leadership_changed)
-        liveness = self.liveness = Liveness(node)
+        liveness = self.liveness = Liveness(node, window=cfg.liveness_window)
         node.on_leadership.append(liveness.on_leadership)
         hub = self.hub = MembershipHub(node, overlay=liveness.overlay)
         node.on_applied.append(hub.on_applied)
@@ -231,12 +233,22 @@ class ZeroApp:
             metrics=MoveMetrics(metrics.registry, lambda: node.state.state_copy()),
             dial=outbound.dial_datanode if outbound is not None else None)
         node.on_leadership.append(run_leader_task(node, self.moves.leader_duty, "tablet-moves"))
+        oracle = self.oracle = Oracle(node, leases, liveness, liveness_window=cfg.liveness_window,
+                                      retention=cfg.txn_retention, log=self.log)
+        oracle_hub = self.oracle_hub = OracleHub(oracle)
+        oracle.sinks.append(oracle_hub.publish)
+        node.on_leadership.append(oracle.on_leadership)
+        node.on_leadership.append(oracle_hub.on_leadership)
+        node.on_applied.append(oracle.on_applied)
+        leases.on_handed_out.append(oracle.handed_out)
+        node.on_leadership.append(run_leader_task(node, oracle.leader_duty, "oracle"))
 
         # Every service is registered and serving before the node starts: a joining
         # zero must hear from the leader as soon as the cluster has admitted it. Until
         # the node runs, the interceptor answers the Zero services with UNAVAILABLE.
         zero_pb2_grpc.add_ZeroServicer_to_server(
-            ZeroService(node, leases, liveness, hub, admin_token=cfg.admin_token, replicas=cfg.replicas), server)
+            ZeroService(node, leases, liveness, hub, oracle, oracle_hub, admin_token=cfg.admin_token,
+                        replicas=cfg.replicas), server)
         zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, liveness, self.moves), server)
         add_raft_service(server, node, transport)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

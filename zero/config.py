@@ -63,4 +63,6 @@ class RunConfig:
     force_new_cluster: bool = False  # rewrite the data dir into a new single-zero cluster first (recovery.py)
     lease_margin: int = 1_000_000  # ids skipped above the recovered maxima by force_new_cluster
     join_timeout: float = 60.0  # a new zero with --peer: how long it waits for the peer and the join
+    liveness_window: float = 10.0  # seconds without a heartbeat after which a data node is unhealthy
+    txn_retention: float = 30.0  # seconds the oracle keeps a decision after safe_ts passed it
     live_addr: str | None = None  # /live alone over plain HTTP (probes while the HTTP port is HTTPS); None: off

@@ -112,4 +112,20 @@ MUTANTS: tuple[Mutant, ...] = (
         (Edit("zero/state/moves.py", "    tablet.read_only = True\n", "    tablet.read_only = False\n"),),
         ("tests/zero/test_state.py", "tests/zero/test_state_properties.py"),
     ),
+    Mutant(
+        "watermark-ignores-batches-in-flight",
+        "every commit at or below an Oracle stream's max_assigned was sent before it (SPEC oracle rule 4)",
+        (Edit("zero/leader/oracle.py",
+              "        value = min(self.inflight) - 1 if self.inflight else self.highest\n",
+              "        value = self.highest\n"),),
+        ("tests/zero/test_oracle.py::test_the_oracle_stream_and_its_watermark",),
+    ),
+    Mutant(
+        "first-committer-does-not-win",
+        "a transaction aborts when a commit after its start_ts wrote one of its keys (snapshot isolation)",
+        (Edit("zero/state/oracle.py",
+              "            if ts is not None and ts > start_ts:\n",
+              "            if ts is not None and ts > start_ts + 1:\n"),),
+        ("tests/zero/test_oracle_state.py",),
+    ),
 )

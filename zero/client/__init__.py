@@ -8,6 +8,9 @@
         tablet = await zc.should_serve("name", me.group_id)
         ts = await zc.timestamp()                       # merged with concurrent callers
         uid = await zc.uid()                            # from a locally leased block
+        start = await zc.timestamp()                    # a transaction ...
+        d = await zc.commit(start, keys=[k], writes=[("name", gid)])  # ... decided by the oracle
+        await zc.wait_for_ts(read_ts)                   # every commit <= read_ts is known
 
 What it does for you:
 - finds the leader among the addresses it is given, following the
@@ -20,11 +23,14 @@ What it does for you:
   one is in flight go in the next one, so a request that starts after another finished
   always gets a larger timestamp (unary Timestamps RPCs against a zero without the
   stream) (timestamps);
-- leases UIDs in blocks and hands them out locally (client).
+- leases UIDs in blocks and hands them out locally (client);
+- merges concurrent commits into CommitBatches on one CommitStream, and follows the
+  Oracle stream for max_assigned (wait_for_ts) and the commits (commits).
 """
 
 from zero.client.client import ZeroClient
+from zero.client.commits import CommitRefused
 from zero.client.router import RETRYABLE
 from zero.client.view import MembershipView
 
-__all__ = ["ZeroClient", "MembershipView", "RETRYABLE"]
+__all__ = ["ZeroClient", "MembershipView", "RETRYABLE", "CommitRefused"]

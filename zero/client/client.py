@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from zero.client.commits import CommitBatcher, OracleWatcher, commit_request
 from zero.client.router import Router
 from zero.client.timestamps import TimestampBatcher
 from zero.client.view import MembershipView
@@ -31,6 +32,8 @@ class ZeroClient:
                               retry_deadline=retry_deadline, rng=rng or random.Random())
         self._timestamps = TimestampBatcher(self._router, pipeline=ts_pipeline)
         self._watcher = MembershipWatcher(self._router)
+        self._commits = CommitBatcher(self._router)
+        self._oracle = OracleWatcher(self._router)
         # UID blocks.
         self._uid_block = uid_block
         self._uid_next = 0
@@ -91,6 +94,8 @@ class ZeroClient:
     async def close(self) -> None:
         self._router.closed = True  # retry loops stop; then the tasks, then the channels
         await self._watcher.close()
+        await self._oracle.close()
+        await self._commits.close()
         await self._timestamps.close()
         await self._router.close()
 
@@ -106,9 +111,12 @@ class ZeroClient:
             "Connect", zero_pb2.ConnectRequest(id=member_id, addr=addr, group_id=group_id, learner=learner))
         return r
 
-    async def heartbeat(self, member_id: int, group_id: int, *, leader: bool = False) -> None:
+    async def heartbeat(self, member_id: int, group_id: int, *, leader: bool = False,
+                        min_active_ts: int = 0) -> None:
+        """`min_active_ts`: the oldest start_ts this data node may still commit (0: none);
+        the oracle's safe_ts never passes it while the node is live."""
         await self.call("Heartbeat", zero_pb2.HeartbeatRequest(member_id=member_id, group_id=group_id,
-                                                               leader=leader))
+                                                               leader=leader, min_active_ts=min_active_ts))
 
     async def should_serve(self, predicate: str, group_id: int = 0) -> zero_pb2.Tablet:
         r: zero_pb2.Tablet = await self.call("ShouldServe", zero_pb2.Tablet(predicate=predicate, group_id=group_id))
@@ -138,6 +146,52 @@ class ZeroClient:
         """One timestamp, strictly larger than any timestamp handed out before this call
         began; concurrent callers share requests (zero.client.timestamps says how)."""
         return await self._timestamps.timestamp()
+
+    # -- transactions (the oracle) ------------------------------------------------------------------
+    async def commit(self, start_ts: int, keys: Sequence[int] = (), writes: Sequence[tuple[str, int]] = (),
+                     ) -> zero_pb2.CommitResponse:
+        """Commit or abort the transaction that started at `start_ts`: `keys` are the
+        64-bit conflict keys of what it wrote, `writes` the (tablet, group) pairs it wrote
+        to. Returns the decision (commit_ts, or aborted with a reason); the same one on
+        every call for this start_ts. Concurrent callers share CommitBatches on one
+        CommitStream (zero.client.commits). CommitRefused when zero decided nothing."""
+        return await self._commits.commit(commit_request(start_ts, keys, writes))
+
+    async def abort(self, start_ts: int) -> zero_pb2.CommitResponse:
+        """Give up the transaction (CLIENT_ABORT) unless it was decided already."""
+        return await self._commits.commit(commit_request(start_ts, (), (), abort=True))
+
+    async def txn_status(self, start_ts: Sequence[int]) -> list[zero_pb2.CommitResponse]:
+        """The decisions of these transactions; deciding nothing (undecided: commit_ts 0)."""
+        r: zero_pb2.TryAbortResponse = await self.call("TxnStatus", zero_pb2.TryAbortRequest(start_ts=start_ts))
+        return list(r.txns)
+
+    async def try_abort(self, start_ts: Sequence[int]) -> list[zero_pb2.CommitResponse]:
+        """Abort whatever of these is not decided yet; the decided keep their decision."""
+        r: zero_pb2.TryAbortResponse = await self.call("TryAbort", zero_pb2.TryAbortRequest(start_ts=start_ts))
+        return list(r.txns)
+
+    async def read_timestamp(self) -> int:
+        """A read-only snapshot timestamp (the oracle's max_assigned): every commit at or
+        below it is known, and nothing is leased for it."""
+        r: zero_pb2.AssignedIds = await self.call("Timestamps", zero_pb2.TimestampsRequest(read_only=True))
+        return r.end_id
+
+    @property
+    def oracle(self) -> OracleWatcher:
+        """The Oracle stream (started by wait_for_ts or watch_oracle): max_assigned,
+        safe_ts, and `listeners` called with every delta."""
+        return self._oracle
+
+    def watch_oracle(self, since_ts: int = 0) -> None:
+        """Follow the Oracle stream in the background from `since_ts`, resuming across
+        failures from the last max_assigned seen."""
+        self._oracle.start(since_ts)
+
+    async def wait_for_ts(self, read_ts: int, timeout: float | None = None) -> None:
+        """Wait until every commit at or below `read_ts` is known (max_assigned >= read_ts):
+        then a read at `read_ts` sees a complete snapshot."""
+        await self._oracle.wait_for(read_ts, timeout)
 
     # -- UIDs from a local block ------------------------------------------------------------------
     async def uid(self) -> int:

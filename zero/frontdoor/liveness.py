@@ -52,6 +52,7 @@ class Liveness:
         self._clock = clock
         self._wall = wall
         self._seen: dict[int, tuple[float, int, bool]] = {}  # member -> (monotonic, wall ms, leads its group)
+        self._active: dict[int, int] = {}  # member -> the min_active_ts of its last heartbeat (0: none)
         self._published: dict[int, tuple[bool, bool]] = {}
         self._published_zeros: dict[int, tuple[bool, bool]] = {}
         # Called when liveness flags change (a heartbeat of a member, a zero's health, a
@@ -75,6 +76,7 @@ class Liveness:
     def on_leadership(self, leader: bool, term: int) -> None:
         """A leadership change (ZeroNode.on_leadership): liveness is learned afresh."""
         self._seen.clear()
+        self._active.clear()
         self._published_zeros = {}
         self._since = self._clock()
         self.on_flags_changed()
@@ -85,8 +87,12 @@ class Liveness:
         before that, a member not heard from yet may well be alive."""
         return self._clock() - self._since > self.window
 
-    def beat(self, member_id: int, *, leader: bool = False) -> None:
+    def beat(self, member_id: int, *, leader: bool = False, min_active_ts: int = 0) -> None:
         now = self._clock()
+        if min_active_ts:
+            self._active[member_id] = min_active_ts
+        else:
+            self._active.pop(member_id, None)
         prev = self._seen.get(member_id)
         self._seen[member_id] = (now, int(self._wall() * 1000), leader)
         if prev is None or now - prev[0] > self.window or prev[2] != leader:
@@ -95,6 +101,18 @@ class Liveness:
 
     def forget(self, member_id: int) -> None:
         self._seen.pop(member_id, None)
+        self._active.pop(member_id, None)
+
+    def min_active_ts(self) -> int | None:
+        """The lowest min_active_ts that a live data node reported in its last heartbeat,
+        or None when no live data node reports one: the oracle's safe_ts bound."""
+        now = self._clock()
+        low: int | None = None
+        for mid, ts in self._active.items():
+            seen = self._seen.get(mid)
+            if seen is not None and now - seen[0] <= self.window and (low is None or ts < low):
+                low = ts
+        return low
 
     def unhealthy(self) -> int:
         """How many data-node members are not healthy right now."""

@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator
 from zero import security
 from zero.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError
 from zero.leader.leases import Leases
+from zero.leader.oracle import Oracle
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
 from zero.replica.node import ZeroNode
 from zero.state import validate
 from zero.frontdoor.auth import check_admin
 from zero.frontdoor.liveness import Liveness
+from zero.frontdoor.oracle_service import READY_TIMEOUT, OracleHub, OracleMethods
 from zero.frontdoor.stream import MembershipHub
 from zero.frontdoor.wire import Context, len_field
 
@@ -40,14 +42,16 @@ def require_leader(node: ZeroNode, what: str) -> None:
                                "retry on the leader (see trailing metadata zero-leader-addr)")
 
 
-class ZeroService(zero_pb2_grpc.ZeroServicer):
+class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
     """The data-node API. Connect, GetState and StreamMembership answer bytes, the
     serialized message their service declares (zero/frontdoor/wire.py: the state is
     serialized once per version for every caller)."""
 
-    def __init__(self, node: ZeroNode, leases: Leases, liveness: Liveness, hub: MembershipHub, *,
-                 admin_token: str | None, replicas: int) -> None:
+    def __init__(self, node: ZeroNode, leases: Leases, liveness: Liveness, hub: MembershipHub,
+                 oracle: Oracle, oracle_hub: OracleHub, *, admin_token: str | None, replicas: int) -> None:
         self.node = node
+        self.oracle = oracle
+        self.oracle_hub = oracle_hub
         self.hub = hub
         self.leases = leases
         self.liveness = liveness
@@ -88,7 +92,7 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         if request.group_id and request.group_id != member.group_id:
             raise FailedPreconditionError(
                 f"member {request.member_id} belongs to group {member.group_id}, not {request.group_id}")
-        self.liveness.beat(request.member_id, leader=request.leader)
+        self.liveness.beat(request.member_id, leader=request.leader, min_active_ts=request.min_active_ts)
         return zero_pb2.HeartbeatResponse(version=node.state.version)
 
     async def ShouldServe(self, request: zero_pb2.Tablet, context: Context) -> zero_pb2.Tablet:
@@ -168,6 +172,12 @@ class ZeroService(zero_pb2_grpc.ZeroServicer):
         return await self.leases.assign(request.kind, request.count)
 
     async def Timestamps(self, request: zero_pb2.TimestampsRequest, context: Context) -> zero_pb2.AssignedIds:
+        if request.read_only:
+            # The oracle's max_assigned: every commit at or below it is known (no lease).
+            require_leader(self.node, "read-only timestamps")
+            await self.oracle.wait_ready(READY_TIMEOUT)
+            ts = self.oracle.max_assigned()
+            return zero_pb2.AssignedIds(start_id=ts, end_id=ts)
         return await self.leases.assign(zero_pb2.TIMESTAMP, request.count)
 
     async def TimestampStream(self, requests: AsyncIterator[zero_pb2.TimestampsRequest],

@@ -23,6 +23,7 @@ both ceilings by a margin (ZeroNode.lease_bump_pending), as a restore does.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -99,6 +100,9 @@ class Leases:
     def __init__(self, node: LeaseHost) -> None:
         self.node = node
         self._pools = {zero_pb2.UID: _Pool(zero_pb2.UID), zero_pb2.TIMESTAMP: _Pool(zero_pb2.TIMESTAMP)}
+        # Called with (kind, last id) after every range handed out: the oracle's watermark
+        # follows the timestamps (the app wires it).
+        self.on_handed_out: list[Callable[[int, int], None]] = []
 
     def leadership_changed(self, leader: bool, term: int) -> None:
         """Drop every leased block and stop prefetching: on any change of leadership."""
@@ -137,6 +141,12 @@ class Leases:
         await barrier
         return await self._hand_out(self._pools[zero_pb2.TIMESTAMP], count)
 
+    async def commit_slots(self, count: int) -> int:
+        """The first of `count` fresh timestamps for the oracle's commit decisions, with no
+        ReadIndex round: the decision's Raft commit in this term confirms the leadership
+        they were leased under (SPEC "Transactions: the oracle", rule 1)."""
+        return (await self._hand_out(self._pools[zero_pb2.TIMESTAMP], count)).start_id
+
     async def _hand_out(self, pool: _Pool, count: int) -> zero_pb2.AssignedIds:
         node = self.node
         while True:
@@ -148,6 +158,8 @@ class Leases:
             got = pool.take(term, count)
             if got is not None:
                 self._maybe_prefetch(pool, term)
+                for cb in self.on_handed_out:
+                    cb(pool.kind, got[1])
                 return zero_pb2.AssignedIds(start_id=got[0], end_id=got[1])
             await self._lease(pool, term, max(LEASE_AHEAD, count + LEASE_AHEAD), need=count)
 
