@@ -234,7 +234,7 @@ class ZeroApp:
             dial=outbound.dial_datanode if outbound is not None else None)
         node.on_leadership.append(run_leader_task(node, self.moves.leader_duty, "tablet-moves"))
         oracle = self.oracle = Oracle(node, leases, liveness, liveness_window=cfg.liveness_window,
-                                      retention=cfg.txn_retention, log=self.log)
+                                      retention=cfg.txn_retention, log=self.log, metrics=metrics)
         oracle_hub = self.oracle_hub = OracleHub(oracle)
         oracle.sinks.append(oracle_hub.publish)
         node.on_leadership.append(oracle.on_leadership)

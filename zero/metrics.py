@@ -49,6 +49,18 @@ class Metrics:
         self.move_oldest_seconds = Gauge("zero_tablet_move_oldest_seconds",
                                          "Age of the tablet move in progress as seen by this zero (0: none)",
                                          registry=r)
+        # The transaction oracle (zero/leader/oracle.py), counted by the leader that decided.
+        self.txn_commits = Counter("zero_txn_commits", "Transactions the oracle committed", registry=r)
+        self.txn_aborts = Counter("zero_txn_aborts", "Transactions the oracle aborted, by reason",
+                                  ["reason"], registry=r)
+        self.txn_commit_seconds = Histogram("zero_txn_commit_seconds",
+                                            "From a commit request's arrival at the leader to its decision",
+                                            buckets=_LATENCY_BUCKETS, registry=r)
+        self.oracle_pending = Gauge("zero_oracle_pending", "Commit requests queued or being decided", registry=r)
+        self.oracle_max_assigned = Gauge("zero_oracle_max_assigned",
+                                         "The oracle's watermark: every commit at or below it is known", registry=r)
+        self.oracle_safe_ts = Gauge("zero_oracle_safe_ts",
+                                    "Transactions that started below it abort TOO_OLD", registry=r)
         # Peer transport (zero/replica/transport.py), labelled by the peer's raft id.
         self.peer_queue_depth = Gauge("zero_peer_queue_depth", "Raft messages queued for a peer",
                                       ["peer"], registry=r)

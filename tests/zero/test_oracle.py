@@ -69,6 +69,12 @@ def test_decisions_reasons_and_bad_input(tmp_path) -> None:
                 assert st[0].reason == zero_pb2.CLIENT_ABORT and st[1].commit_ts == first.commit_ts
                 assert (await zc.commit(t5, [1])).reason == zero_pb2.CLIENT_ABORT
                 assert [r.start_ts for r in await zc.txn_status([t1, t2, t5])] == [t1, t2, t5]
+                # Counted by the leader that decided.
+                text = app.node.metrics.render().decode()
+                assert "zero_txn_commits_total 4.0" in text, text
+                assert 'zero_txn_aborts_total{reason="CONFLICT"} 1.0' in text
+                assert 'zero_txn_aborts_total{reason="WRONG_GROUP"} 2.0' in text
+                assert 'zero_txn_aborts_total{reason="CLIENT_ABORT"} 1.0' in text
         finally:
             await app.stop()
 

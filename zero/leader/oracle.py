@@ -33,10 +33,11 @@ from typing import Protocol
 
 from zero.errors import UnavailableError, ZeroError
 from zero.log import Logger
+from zero.metrics import Metrics
 from zero.pb import state_pb2, zero_pb2
 from zero.state.delta import Applied
 from zero.state.machine import ZeroState
-from zero.state.oracle import check_request
+from zero.state.oracle import DECIDED_EARLIER, REASON_NAMES, check_request
 
 __all__ = ["Oracle", "OracleHost", "TimestampSlots", "ActiveReports", "Watermark", "OracleDeltaSink",
            "MAX_BATCH", "RETENTION"]
@@ -115,9 +116,11 @@ class Oracle:
     timestamp leases, `leader_duty` as a leader task, and a sink for the stream."""
 
     def __init__(self, node: OracleHost, slots: TimestampSlots, reports: ActiveReports, *,
-                 liveness_window: float, log: Logger, retention: float = RETENTION,
+                 liveness_window: float, log: Logger, metrics: Metrics, retention: float = RETENTION,
                  clock: Callable[[], float] | None = None) -> None:
         self.node = node
+        self.metrics = metrics
+        self._aborts = {v: metrics.txn_aborts.labels(name) for v, name in REASON_NAMES.items() if v}
         self.slots = slots
         self.reports = reports
         self.liveness_window = liveness_window
@@ -131,6 +134,7 @@ class Oracle:
         self._ready = asyncio.Event()
         self._flush_scheduled = False
         self._pending_txns: list[zero_pb2.CommitResponse] = []
+        self._deciding = 0  # requests in proposals not yet applied
 
     # -- serving ------------------------------------------------------------------------------
     @property
@@ -159,6 +163,7 @@ class Oracle:
         if wm is None:
             raise UnavailableError("this zero does not serve the oracle now (not the leader, or just elected); retry")
         loop = asyncio.get_running_loop()
+        began = loop.time()
         out: list[zero_pb2.CommitResponse | asyncio.Future[zero_pb2.CommitResponse]] = []
         for txn in txns:
             refused = check_request(txn)
@@ -173,7 +178,10 @@ class Oracle:
             self._queue.append(_Waiting(txn, fut))
             out.append(fut)
         self._wake.set()
-        return [r if isinstance(r, zero_pb2.CommitResponse) else await r for r in out]
+        self._set_pending()
+        answers = [r if isinstance(r, zero_pb2.CommitResponse) else await r for r in out]
+        self.metrics.txn_commit_seconds.observe(loop.time() - began)
+        return answers
 
     async def try_abort(self, start_ts: Sequence[int]) -> list[zero_pb2.CommitResponse]:
         return await self.commit([zero_pb2.CommitRequest(start_ts=ts, abort=True) for ts in start_ts])
@@ -226,6 +234,8 @@ class Oracle:
             return
         delta = zero_pb2.OracleDelta(txns=self._pending_txns, max_assigned=wm.max_assigned(),
                                      safe_ts=self.node.state.oracle.safe_ts)
+        self.metrics.oracle_max_assigned.set(delta.max_assigned)
+        self.metrics.oracle_safe_ts.set(delta.safe_ts)
         self._pending_txns = []
         for sink in self.sinks:
             sink(delta)
@@ -267,14 +277,27 @@ class Oracle:
                 asyncio.get_running_loop().create_task(self._propose(proposal, batch))
                 await asyncio.sleep(0)  # the task appends to the log before the next batch takes slots
 
+    def _set_pending(self) -> None:
+        self.metrics.oracle_pending.set(len(self._queue) + self._deciding)
+
     async def _propose(self, proposal: state_pb2.Proposal, batch: list[_Waiting]) -> None:
+        self._deciding += len(batch)
         try:
             applied = await self.node.propose(proposal)
         except ZeroError as e:
             _fail(batch, e)  # outcome unknown: the slots stay in flight until leadership changes
             return
+        finally:
+            self._deciding -= len(batch)
+            self._set_pending()
         requeue = False
+        commits = 0
         for w, r in zip(batch, applied.result.decisions.txns):
+            if r.code == 0 and r.message != DECIDED_EARLIER:
+                if r.aborted:
+                    self._aborts[r.reason].inc()
+                else:
+                    commits += 1
             if w.future.done():
                 continue
             if r.code == UNAVAILABLE and not w.retried:  # a batch out of slot order: once more
@@ -282,6 +305,7 @@ class Oracle:
                 self._queue.append(w)
             else:
                 w.future.set_result(r)
+        self.metrics.txn_commits.inc(commits)
         if requeue:
             self._wake.set()
 

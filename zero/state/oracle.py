@@ -40,7 +40,8 @@ from typing import cast
 
 from zero.pb import state_pb2, zero_pb2
 
-__all__ = ["OracleState", "Owner", "Ownership", "MAX_CONFLICT_KEYS", "REASON_NAMES", "check_request"]
+__all__ = ["OracleState", "Owner", "Ownership", "MAX_CONFLICT_KEYS", "REASON_NAMES", "DECIDED_EARLIER",
+           "check_request"]
 
 MAX_CONFLICT_KEYS = 100_000
 
@@ -50,6 +51,9 @@ FAILED_PRECONDITION = 9
 UNAVAILABLE = 14
 
 REASON_NAMES = {v: k for k, v in zero_pb2.AbortReason.items()}
+
+# The message of a decision answered again (a retry): the decision made earlier.
+DECIDED_EARLIER = "decided earlier"
 
 # A decision in the decisions map: a commit is its commit_ts shifted left 3 bits; an
 # abort is its AbortReason (1..5) — one int per decision, not an object.
@@ -170,7 +174,9 @@ class OracleState:
             return refused
         d = self._decisions.get(start_ts)
         if d is not None:
-            return _response(start_ts, d)
+            again = _response(start_ts, d)
+            again.message = DECIDED_EARLIER
+            return again
         if start_ts < self.purged_below:
             return _purged(start_ts)
         reason, message = self._abort_reason(txn, owner_of)
