@@ -219,7 +219,8 @@ class ZeroApp:
         holder["node"] = node
         leases = self.leases = Leases(node)
         node.on_leadership.append(leases.leadership_changed)
-        liveness = self.liveness = Liveness(node, window=cfg.liveness_window)
+        liveness = self.liveness = Liveness(node, window=cfg.liveness_window,
+                                            channel_factory=outbound.dial if outbound is not None else None)
         node.on_leadership.append(liveness.on_leadership)
         hub = self.hub = MembershipHub(node, overlay=liveness.overlay)
         node.on_applied.append(hub.on_applied)

@@ -65,11 +65,9 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
 
     async def Snapshot(self, request: zero_pb2.SnapshotRequest, context: Context) -> zero_pb2.SnapshotResponse:
         index = await self.node.take_snapshot()
-        # DiskStorage.snapshot() is Storage's public read; ZeroNode keeps the storage private.
-        storage = getattr(self.node, "_storage", None)
         term = size = 0
-        if storage is not None and index:
-            snap = storage.snapshot()
+        if index:
+            snap = self.node.stored_snapshot()
             term, size = snap.metadata.term, len(snap.data)
         return zero_pb2.SnapshotResponse(index=index, term=term, size_bytes=size)
 

@@ -33,7 +33,7 @@ from zero.frontdoor.wire import (
     identity,
 )
 
-__all__ = ["ChannelFactory", "Forwarder", "NodeSlot", "ServingNode", "DEFAULT_FORWARD_TIMEOUT"]
+__all__ = ["ChannelFactory", "Forwarder", "NodeSlot", "ServingNode", "DEFAULT_FORWARD_TIMEOUT", "dial"]
 
 DEFAULT_FORWARD_TIMEOUT = 30.0  # seconds for a forwarded unary call whose caller set no deadline
 LEADER_WAIT = 10.0  # seconds a followed membership stream waits for a leader to be known
@@ -213,9 +213,7 @@ class Forwarder:
             opts: list[tuple[str, object]] = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                               ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                               *RECONNECT_OPTIONS]
-            ch = (self._channel_factory(addr, opts) if self._channel_factory
-                  else grpc.aio.insecure_channel(addr, options=opts))
-            self._channels[addr] = ch
+            ch = self._channels[addr] = dial(addr, opts, self._channel_factory)
         return ch
 
     def _metadata(self, context: Context) -> list[tuple[str, str | bytes]]:
@@ -223,6 +221,11 @@ class Forwarder:
         md = [(k, v) for k, v in _metadata_of(context) if k in FORWARD_MD_KEYS]
         md.append((FORWARDED_MD, str(node.raft_id if node is not None else 0)))
         return md
+
+
+def dial(addr: str, options: list[tuple[str, object]], factory: ChannelFactory | None) -> grpc.aio.Channel:
+    """A channel to another zero: through `factory` (with TLS), else plaintext."""
+    return factory(addr, options) if factory is not None else grpc.aio.insecure_channel(addr, options=options)
 
 
 def forwarded_status(e: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str]:

@@ -24,7 +24,6 @@ from google.protobuf import json_format
 
 from raftcore import StateType
 
-from zero.config import election_timeout_seconds
 from zero.errors import ZeroError
 from zero.pb import state_pb2, zero_pb2
 from zero.replica.node import ZeroNode
@@ -35,16 +34,6 @@ __all__ = ["make_app", "health_report", "status_report", "APPLY_LAG_LIMIT"]
 
 APPLY_LAG_LIMIT = 1000  # committed-but-unapplied entries tolerated by /health
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _election_elapsed(node: ZeroNode) -> int | None:
-    """Ticks since this follower last heard from its leader. raftcore resets the
-    election timer on every message from the leader; ZeroNode does not expose it, so it
-    is read from the RawNode (inspection only)."""
-    raw = getattr(getattr(node, "_node", None), "rawnode", None)
-    raft = getattr(raw, "raft", None)
-    value = getattr(raft, "election_elapsed", None)
-    return value if isinstance(value, int) else None
 
 
 def health_report(node: ZeroNode) -> tuple[bool, dict[str, Any]]:
@@ -73,7 +62,9 @@ def health_report(node: ZeroNode) -> tuple[bool, dict[str, Any]]:
         if voters and active < len(voters) // 2 + 1:
             reasons.append(f"only {active} of {len(voters)} voters are active: no quorum")
     else:
-        elapsed = _election_elapsed(node)
+        # Ticks since this follower last heard from its leader (raftcore resets the
+        # election timer on every message from the leader).
+        elapsed = node.election_elapsed()
         if elapsed is not None and elapsed >= node.opts.election_ticks:
             reasons.append(f"the leader was not heard from for {elapsed} ticks")
     lag = st.commit - node.applied
@@ -181,7 +172,7 @@ def _static_text(name: str) -> str:
 def _peer_window(node: ZeroNode) -> float:
     """Seconds without a message from a peer after which the page calls it unhealthy:
     two election timeouts (CheckQuorum's period), at least one second."""
-    return max(1.0, 2 * election_timeout_seconds(node.opts.tick_seconds, node.opts.election_ticks))
+    return max(1.0, 2 * node.opts.election_timeout)
 
 
 def _zero_rows(node: ZeroNode, st: zero_pb2.MembershipState, ok: bool, h: dict[str, Any]) -> list[dict[str, Any]]:

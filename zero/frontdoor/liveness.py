@@ -13,9 +13,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from zero.config import election_timeout_seconds
 from zero.pb import zero_pb2
 from zero.replica.node import ZeroNode
+from zero.frontdoor.forwarding import ChannelFactory
 from zero.frontdoor.mirror import LeaderMirror, LeaderView
 
 __all__ = ["Liveness", "LIVENESS_WINDOW"]
@@ -42,11 +42,12 @@ class Liveness:
       previous mirror last said (unhealthy when nothing is known).
 
     zero/app.py registers `on_leadership` with the node, sets `on_flags_changed` and
-    starts the mirror (`start_mirror`).
+    starts the mirror (`start_mirror`); `channel_factory` dials the leader with TLS.
     """
 
     def __init__(self, node: ZeroNode, *, window: float = LIVENESS_WINDOW,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 channel_factory: ChannelFactory | None = None) -> None:
         self.node = node
         self.window = window
         self._clock = clock
@@ -59,7 +60,7 @@ class Liveness:
         # leadership change, the leader's view arriving on a follower).
         self.on_flags_changed: Callable[[], None] = lambda: None
         self._since = clock()  # when liveness was last cleared (a leadership change)
-        self._mirror = LeaderMirror(node, self._flags_changed)
+        self._mirror = LeaderMirror(node, self._flags_changed, channel_factory=channel_factory)
         self._mirror_task: asyncio.Task[None] | None = None
 
     def start_mirror(self) -> asyncio.Task[None]:
@@ -196,7 +197,7 @@ class Liveness:
         # No complete mirror of the current leader yet: what this zero knows itself.
         previous: LeaderView | None = self._mirror.view
         last = previous.zeros if previous is not None else {}
-        timeout = election_timeout_seconds(node.opts.tick_seconds, node.opts.election_ticks)
+        timeout = node.opts.election_timeout
         for zid in zeros:
             if zid == me:
                 out[zid] = (True, now_ms)

@@ -19,6 +19,7 @@ from zero.errors import ZeroError
 from zero.pb import zero_pb2
 from zero.replica.node import ZeroNode
 from zero.rpc import RECONNECT_OPTIONS
+from zero.frontdoor.forwarding import ChannelFactory, dial
 from zero.frontdoor.wire import FORWARDED_MD, MAX_MESSAGE_BYTES, MEMBERSHIP_STREAM, identity
 
 __all__ = ["LeaderMirror", "LeaderView", "MIRROR_PERIOD"]
@@ -44,12 +45,15 @@ class LeaderMirror:
 
     `view` is the mirror being filled (the previous leader's values stay in it until the
     new leader's full state is complete); `current()` is the complete mirror of the
-    current leader, or None. `on_change` is called whenever the mirrored flags change."""
+    current leader, or None. `on_change` is called whenever the mirrored flags change;
+    `channel_factory` dials the leader with TLS (None: plaintext)."""
 
-    def __init__(self, node: ZeroNode, on_change: Callable[[], None]) -> None:
+    def __init__(self, node: ZeroNode, on_change: Callable[[], None], *,
+                 channel_factory: ChannelFactory | None = None) -> None:
         self.node = node
         self.on_change = on_change
         self.view: LeaderView | None = None
+        self._channel_factory = channel_factory
 
     def current(self) -> LeaderView | None:
         """The complete mirror of the current leader's view, on a follower; else None."""
@@ -86,7 +90,8 @@ class LeaderMirror:
                     if channel is not None:
                         await channel.close()
                     channel_addr = z.addr
-                    channel = _dial(z.addr, node.transport.credentials)
+                    channel = dial(z.addr, [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                            *RECONNECT_OPTIONS], self._channel_factory)
                 try:
                     await self._follow(channel, lead)
                 except (grpc.aio.AioRpcError, ZeroError) as e:
@@ -159,9 +164,3 @@ def _take_liveness(view: LeaderView, st: zero_pb2.MembershipState) -> None:
         for mid, m in g.members.items():
             view.members[mid] = (m.healthy, m.last_heartbeat_ms, m.leader)
 
-
-def _dial(addr: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
-    opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), *RECONNECT_OPTIONS]
-    if credentials is not None:
-        return grpc.aio.secure_channel(addr, credentials, options=opts)
-    return grpc.aio.insecure_channel(addr, options=opts)

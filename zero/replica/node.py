@@ -287,6 +287,11 @@ class ZeroNode:
         snapshot's index (unchanged when nothing new was applied)."""
         return await self._snapshots.take()
 
+    def stored_snapshot(self) -> raftpb.Snapshot:
+        """The newest snapshot in storage (Storage.snapshot(), a read): its metadata and
+        data, as ZeroAdmin.Snapshot reports them."""
+        return self._wal.storage.snapshot()
+
     # -- the PeerHost the transport delivers to (event loop, never mid-Ready) ------------------------
     @property
     def join_peers(self) -> Mapping[int, str]:
