@@ -54,7 +54,9 @@ class SystemClock:
 class WalStorage(Storage, Protocol):
     """The node's durable log: raftcore's Storage read side, and the writes of the Ready
     loop. raftcore.wal.DiskStorage implements it. Writes run in the node's WAL thread,
-    one at a time; `repaired` says whether opening it cut off a damaged tail."""
+    one at a time; `repaired` says whether opening it cut off a damaged tail. The node
+    owns it once given: a failed start closes it, and stop() closes it (again: close is
+    idempotent)."""
 
     @property
     def repaired(self) -> str | None: ...
