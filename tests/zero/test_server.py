@@ -239,9 +239,14 @@ def test_admin_token_and_admin_rpcs(tmp_path) -> None:
         st = await z.GetState(zero_pb2.GetStateRequest())
         assert [x.id for x in st.removed] == [m.id]
 
-        # Moves (tests/zero/test_moves.py has the rest): no live source member, bad input.
-        # Within a liveness window of becoming leader that is "retry" (the data nodes
-        # may not have been heard yet); after it, a refusal.
+        # Moves (tests/zero/test_moves.py has the rest): a destination without voters is
+        # refused at once; one whose members are not live is "retry" within a liveness
+        # window of becoming leader (the data nodes may not have been heard yet), and a
+        # refusal after it.
+        await env.fails(SC.FAILED_PRECONDITION, a.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=1),
+                                                             metadata=ADMIN_MD))
+        dn9 = (await z.Connect(zero_pb2.ConnectRequest(addr="dn9:7080", group_id=1))).member
+        env.app.liveness.forget(dn9.id)  # connected, never heard from since
         await env.fails(SC.UNAVAILABLE, a.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=1),
                                                      metadata=ADMIN_MD))
         env.app.liveness._since -= env.app.liveness.window  # a full window has passed
