@@ -5,10 +5,17 @@ A tablet move (zero drives it, zero/leader/driver.py; every call carries the mov
 an id older than the newest this node saw for the tablet is refused):
 
   source  MoveTablet:    fence the tablet (new writes are refused from here on), wait
-                         for writes in flight, then stream a copy to the destination
-                         with ReceiveTablet; answer once the destination acknowledged
-                         the last chunk. A write either finished before the fence (it is
-                         in the copy) or is refused: none is lost.
+                         for writes in flight, settle the transactions holding writes to
+                         it (each aborted with TryAbort unless decided already; the
+                         commits applied), then stream a copy of every version kept to
+                         the destination with ReceiveTablet; answer once the destination
+                         acknowledged the last chunk. A write either finished before the
+                         fence (it is in the copy) or is refused, and no transaction can
+                         commit a write to the tablet here afterwards: none is lost.
+                         (A prewritten write is not carried over: zero fenced the tablet
+                         before the call, so its transaction could only have committed
+                         here before the fence — it is then applied — or, after a
+                         rollback, later; settling decides it now instead.)
   dest.   ReceiveTablet: stage the chunks; at the last one install the copy. It is
                          served only once the shard map says this group owns the tablet
                          (zero committed the move) and it is not read-only.
@@ -68,6 +75,7 @@ class MoveHost(Protocol):
     def log(self) -> Logger: ...
 
     def watched(self, name: str) -> zero_pb2.Tablet | None: ...
+    async def settle(self, name: str) -> None: ...
 
 
 class TabletMoves:
@@ -132,30 +140,33 @@ class TabletMoves:
         self.fences[name] = Fence(cmd.move_id, cmd.move_ts)
         async with self._idle:
             await self._idle.wait_for(lambda: self._writers.get(name, 0) == 0)
-        pairs = self._store.items(name)
-        size = sum(len(k) + len(v) for k, v in pairs)
+        await self._host.settle(name)
+        versions = self._store.versions(name)
+        size = sum(len(k) + len(v) for k, _, v in versions)
         self._host.log.info("move: tablet fenced, copying", tablet=name, move=cmd.move_id, dst_group=cmd.dst_group,
-                            keys=len(pairs), bytes=size)
-        ack = await self._send_copy(cmd, pairs)
-        if ack.keys != len(pairs):
-            raise UnavailableError(f"the destination acknowledged {ack.keys} keys of {len(pairs)}")
+                            versions=len(versions), bytes=size)
+        ack = await self._send_copy(cmd, versions)
+        if ack.keys != len(versions):
+            raise UnavailableError(f"the destination acknowledged {ack.keys} versions of {len(versions)}")
         self._host.log.info("move: copy acknowledged by the destination", tablet=name, move=cmd.move_id)
-        return datanode_pb2.MoveTabletResult(move_id=cmd.move_id, keys=len(pairs), size_bytes=size)
+        return datanode_pb2.MoveTabletResult(move_id=cmd.move_id, keys=len(versions), size_bytes=size)
 
     async def _send_copy(self, cmd: datanode_pb2.MoveTabletCommand,
-                         pairs: list[tuple[bytes, bytes]]) -> datanode_pb2.ReceiveTabletResponse:
+                         versions: list[tuple[bytes, int, bytes]]) -> datanode_pb2.ReceiveTabletResponse:
         """Stream the copy to the first destination address that takes it."""
+        floor = self._store.floor
+
         async def chunks() -> AsyncIterator[datanode_pb2.TabletChunk]:
             seq, batch, size = 0, [], 0
-            for i, (k, v) in enumerate(pairs):
-                batch.append(datanode_pb2.KeyValue(key=k, value=v))
+            for i, (k, ts, v) in enumerate(versions):
+                batch.append(datanode_pb2.KeyValue(key=k, value=v, commit_ts=ts))
                 size += len(k) + len(v)
-                if size >= self._chunk_bytes and i + 1 < len(pairs):
-                    yield self._chunk(cmd, seq, batch, last=False)
+                if size >= self._chunk_bytes and i + 1 < len(versions):
+                    yield self._chunk(cmd, seq, batch, last=False, floor=floor)
                     seq, batch, size = seq + 1, [], 0
                     if self._chunk_delay:
                         await asyncio.sleep(self._chunk_delay)
-            yield self._chunk(cmd, seq, batch, last=True)
+            yield self._chunk(cmd, seq, batch, last=True, floor=floor)
 
         last: grpc.aio.AioRpcError | None = None
         for addr in cmd.dst_addrs:
@@ -172,10 +183,10 @@ class TabletMoves:
 
     @staticmethod
     def _chunk(cmd: datanode_pb2.MoveTabletCommand, seq: int, pairs: list[datanode_pb2.KeyValue],
-               *, last: bool) -> datanode_pb2.TabletChunk:
+               *, last: bool, floor: int) -> datanode_pb2.TabletChunk:
         return datanode_pb2.TabletChunk(move_id=cmd.move_id, predicate=cmd.predicate, src_group=cmd.src_group,
                                         move_ts=cmd.move_ts, seq=seq, pairs=pairs, last=last,
-                                        cluster_id=cmd.cluster_id)
+                                        cluster_id=cmd.cluster_id, safe_ts=floor)
 
     def channel(self, addr: str) -> grpc.aio.Channel:
         """The channel to another data node (kept for the next copy to it)."""
@@ -191,7 +202,7 @@ class TabletMoves:
                              ) -> datanode_pb2.ReceiveTabletResponse:
         store, log = self._store, self._host.log
         first: datanode_pb2.TabletChunk | None = None
-        staged: dict[bytes, bytes] = {}
+        staged: list[tuple[bytes, int, bytes]] = []
         next_seq = 0
         async for chunk in chunks:
             if first is None:
@@ -212,16 +223,20 @@ class TabletMoves:
             next_seq += 1
             # A drop (or a newer move) while the copy streams in ends it here.
             self._check_move_id(first.predicate, first.move_id, "ReceiveTablet")
-            staged.update((kv.key, kv.value) for kv in chunk.pairs)
+            staged.extend((kv.key, kv.commit_ts, kv.value) for kv in chunk.pairs)
             if chunk.last:
                 name = first.predicate
                 async with self._lock(name):
                     self._check_move_id(name, first.move_id, "ReceiveTablet")
+                    # Reads below the source's floor are refused here too (versions
+                    # hidden there may be missing from the copy).
                     if store.data_dir:
-                        await asyncio.to_thread(store.install, name, staged.items())
+                        await asyncio.to_thread(store.raise_floor, chunk.safe_ts)
+                        await asyncio.to_thread(store.install_versions, name, staged)
                     else:
-                        store.install(name, staged.items())
-                size = sum(len(k) + len(v) for k, v in staged.items())
+                        store.raise_floor(chunk.safe_ts)
+                        store.install_versions(name, staged)
+                size = sum(len(k) + len(v) for k, _, v in staged)
                 log.info("move: copy installed, served once zero commits the move", tablet=name,
                          move=first.move_id, keys=len(staged), bytes=size)
                 return datanode_pb2.ReceiveTabletResponse(move_id=first.move_id, keys=len(staged), size_bytes=size)

@@ -12,7 +12,12 @@ zero.client, and serves the DataNode gRPC service (proto/zero/pb/datanode.proto)
 - Put/Get. A write goes through when the tablet is owned by this group, is not
   read-only, and is not fenced here; an unowned tablet is claimed on first write
   (ShouldServe for this group). Anything else is FAILED_PRECONDITION naming the owner.
-  Reads are served for tablets this group owns.
+  Reads are served for tablets this group owns. A Put is a transaction of one write
+  committed through zero's oracle; a Get reads the newest version applied here (no
+  timestamp: read-your-writes for Puts, not a snapshot).
+- Transactions (zero/datanode/transactions.py, txn_service.py): versions by commit_ts,
+  TxnGet at a timestamp, Prewrite; decisions applied from the Oracle stream; its
+  heartbeats carry min_active_ts. zero/datanode/txn.py is the client.
 - Sizes. Every --size-interval the leader reports the sizes of the tablets its group
   owns (UpdateTabletSizes); zero's rebalancer plans with them.
 
@@ -35,6 +40,8 @@ from zero import security
 from zero.client import RETRYABLE, ZeroClient
 from zero.datanode.moves import TabletMoves
 from zero.datanode.store import TabletStore
+from zero.datanode.transactions import PENDING_CHECK, PENDING_TIMEOUT, READ_HOLD, Transactions
+from zero.datanode.txn_service import TxnService
 from zero.errors import FailedPreconditionError, UnavailableError, ZeroError
 from zero.log import Logger
 from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2
@@ -60,6 +67,11 @@ class DataNodeConfig:
     chunk_delay: float = 0.0  # pause between chunks (slows a copy down for demos and tests)
     log_format: str | None = None
     tls_dir: str | None = None  # mutual TLS to zero and between data nodes (zero/security/)
+    read_wait: float = 10.0  # a transactional read waits this long for the oracle's watermark
+    read_hold: float = READ_HOLD  # a read's start_ts stays in min_active_ts this long (unless decided)
+    pending_check: float = PENDING_CHECK  # an undecided prewrite is looked up after this long
+    pending_timeout: float = PENDING_TIMEOUT  # and aborted after this long
+    txn_interval: float = 1.0  # how often those checks and garbage collection run
 
 
 # A servicer context (gRPC's are generic in the messages).
@@ -113,6 +125,9 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
         self._tasks: list[asyncio.Task[None]] = []
         self.moves = TabletMoves(self, self.store, self.zc, creds=self._creds, chunk_bytes=cfg.chunk_bytes,
                                  chunk_delay=cfg.chunk_delay)
+        self.txns = Transactions(self.store, self.zc, self.log, read_hold=cfg.read_hold,
+                                 pending_check=cfg.pending_check, pending_timeout=cfg.pending_timeout)
+        self.txn_service = TxnService(self, self.store, self.moves, self.txns, read_wait=cfg.read_wait)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,7 +153,8 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._every(self.cfg.heartbeat_interval, self._heartbeat), name="heartbeat"),
                        loop.create_task(self._every(self.cfg.size_interval, self._report_sizes), name="sizes"),
-                       loop.create_task(self._every(self.cfg.fence_poll, self._check_fences), name="fences")]
+                       loop.create_task(self._every(self.cfg.fence_poll, self._check_fences), name="fences"),
+                       loop.create_task(self._sync_txns(), name="txn-sync")]
         self.log.info("data node is running", addr=addr, member=self.member_id, group=self.group,
                       data_dir=self.cfg.data_dir, tablets=len(self.store.tablets()))
 
@@ -164,6 +180,7 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
         if self._server is not None:
             await self._server.stop(1.0)
         await self.moves.close()
+        await self.txns.close()
         await self.zc.close()
 
     async def _every(self, period: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -196,7 +213,7 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
             return None
         return st.groups[gid].tablets[name]
 
-    async def _owner(self, name: str, *, claim: bool) -> zero_pb2.Tablet:
+    async def tablet_owner(self, name: str, *, claim: bool) -> zero_pb2.Tablet:
         """The tablet as the watched shard map has it; when the map has no owner, ask
         zero (claiming it for this group when `claim`): the map may lag behind a claim."""
         t = self.watched(name)
@@ -204,7 +221,7 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
             return t
         return await self.zc.should_serve(name, self.group if claim else 0)
 
-    def _refuse_unless_ours(self, name: str, t: zero_pb2.Tablet, *, write: bool) -> None:
+    def refuse_unless_ours(self, name: str, t: zero_pb2.Tablet, *, write: bool) -> None:
         fence = self.moves.fences.get(name)
         if fence is not None and fence.owner_after and fence.owner_after != self.group:
             raise FailedPreconditionError(f"tablet {name!r} moved to group {fence.owner_after} "
@@ -220,30 +237,32 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
     # -- the key-value API ----------------------------------------------------------------------
     @_grpc_errors
     async def Put(self, request: datanode_pb2.PutRequest, context: Context) -> datanode_pb2.PutResponse:
-        name = validate.tablet_name(request.tablet)
-        t = await self._owner(name, claim=True)
-        # No await between this check and counting the write as in flight: a fence set
-        # after the check waits for this write, one set before it refuses it.
-        self._refuse_unless_ours(name, t, write=True)
-        self.moves.begin_write(name)
-        try:
-            if self.store.data_dir:
-                await asyncio.to_thread(self.store.put, name, request.key, request.value)
-            else:
-                self.store.put(name, request.key, request.value)
-        finally:
-            await self.moves.end_write(name)
+        await self.txn_service.put(validate.tablet_name(request.tablet), request.key, request.value)
         return datanode_pb2.PutResponse()
 
     @_grpc_errors
     async def Get(self, request: datanode_pb2.GetRequest, context: Context) -> datanode_pb2.GetResponse:
         name = validate.tablet_name(request.tablet)
-        t = await self._owner(name, claim=False)
+        t = await self.tablet_owner(name, claim=False)
         if not t.group_id:
             return datanode_pb2.GetResponse(found=False)
-        self._refuse_unless_ours(name, t, write=False)
+        self.refuse_unless_ours(name, t, write=False)
         value = self.store.get(name, request.key)
         return datanode_pb2.GetResponse(found=value is not None, value=value or b"")
+
+    # -- transactions (zero/datanode/txn_service.py) ----------------------------------------------
+    @_grpc_errors
+    async def TxnGet(self, request: datanode_pb2.TxnGetRequest, context: Context) -> datanode_pb2.TxnGetResponse:
+        return await self.txn_service.txn_get(request)
+
+    @_grpc_errors
+    async def Prewrite(self, request: datanode_pb2.PrewriteRequest,
+                       context: Context) -> datanode_pb2.PrewriteResponse:
+        return await self.txn_service.prewrite(request)
+
+    async def settle(self, name: str) -> None:
+        """Before a move copies `name`: no write to it left undecided here."""
+        await self.txns.settle(name)
 
     # -- tablet moves (zero/datanode/moves.py) ---------------------------------------------------
     @_grpc_errors
@@ -262,7 +281,20 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
 
     # -- background duties ------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
-        await self.zc.heartbeat(self.member_id, self.group, leader=self.leads_group())
+        await self.zc.heartbeat(self.member_id, self.group, leader=self.leads_group(),
+                                min_active_ts=self.txns.min_active_ts())
+
+    async def _sync_txns(self) -> None:
+        """Join the Oracle stream (resolving the prewrites kept across a restart), then
+        run the transactions' periodic duty."""
+        while not self.txns.ready.is_set():
+            try:
+                await self.txns.sync()
+            except (ZeroError, grpc.aio.AioRpcError, TimeoutError) as e:
+                self.log.warning("cannot join the oracle's stream yet; retrying",
+                                 error=str(e.details() if isinstance(e, grpc.aio.AioRpcError) else e))
+                await asyncio.sleep(self.cfg.heartbeat_interval)
+        await self._every(self.cfg.txn_interval, self.txns.check)
 
     async def _report_sizes(self) -> None:
         if not self.leads_group():

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16zero/pb/datanode.proto\x12\x07zero.v1\"\x95\x01\n\x11MoveTabletCommand\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x11\n\tsrc_group\x18\x03 \x01(\r\x12\x11\n\tdst_group\x18\x04 \x01(\r\x12\x11\n\tdst_addrs\x18\x05 \x03(\t\x12\x0f\n\x07move_ts\x18\x06 \x01(\x04\x12\x12\n\ncluster_id\x18\x07 \x01(\t\"E\n\x10MoveTabletResult\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x01(\x04\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xa6\x01\n\x0bTabletChunk\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x11\n\tsrc_group\x18\x03 \x01(\r\x12\x0f\n\x07move_ts\x18\x04 \x01(\x04\x12\x0b\n\x03seq\x18\x05 \x01(\x04\x12 \n\x05pairs\x18\x06 \x03(\x0b\x32\x11.zero.v1.KeyValue\x12\x0c\n\x04last\x18\x07 \x01(\x08\x12\x12\n\ncluster_id\x18\x08 \x01(\t\"J\n\x15ReceiveTabletResponse\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x01(\x04\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"K\n\x11\x44ropTabletRequest\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x12\n\ncluster_id\x18\x03 \x01(\t\"%\n\x12\x44ropTabletResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x08\"8\n\nPutRequest\x12\x0e\n\x06tablet\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\"\r\n\x0bPutResponse\")\n\nGetRequest\x12\x0e\n\x06tablet\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"+\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x32\xc3\x02\n\x08\x44\x61taNode\x12\x43\n\nMoveTablet\x12\x1a.zero.v1.MoveTabletCommand\x1a\x19.zero.v1.MoveTabletResult\x12G\n\rReceiveTablet\x12\x14.zero.v1.TabletChunk\x1a\x1e.zero.v1.ReceiveTabletResponse(\x01\x12\x45\n\nDropTablet\x12\x1a.zero.v1.DropTabletRequest\x1a\x1b.zero.v1.DropTabletResponse\x12\x30\n\x03Put\x12\x13.zero.v1.PutRequest\x1a\x14.zero.v1.PutResponse\x12\x30\n\x03Get\x12\x13.zero.v1.GetRequest\x1a\x14.zero.v1.GetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16zero/pb/datanode.proto\x12\x07zero.v1\"\x95\x01\n\x11MoveTabletCommand\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x11\n\tsrc_group\x18\x03 \x01(\r\x12\x11\n\tdst_group\x18\x04 \x01(\r\x12\x11\n\tdst_addrs\x18\x05 \x03(\t\x12\x0f\n\x07move_ts\x18\x06 \x01(\x04\x12\x12\n\ncluster_id\x18\x07 \x01(\t\"E\n\x10MoveTabletResult\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x01(\x04\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"9\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x11\n\tcommit_ts\x18\x03 \x01(\x04\"\xb7\x01\n\x0bTabletChunk\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x11\n\tsrc_group\x18\x03 \x01(\r\x12\x0f\n\x07move_ts\x18\x04 \x01(\x04\x12\x0b\n\x03seq\x18\x05 \x01(\x04\x12 \n\x05pairs\x18\x06 \x03(\x0b\x32\x11.zero.v1.KeyValue\x12\x0c\n\x04last\x18\x07 \x01(\x08\x12\x12\n\ncluster_id\x18\x08 \x01(\t\x12\x0f\n\x07safe_ts\x18\t \x01(\x04\"J\n\x15ReceiveTabletResponse\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x01(\x04\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"K\n\x11\x44ropTabletRequest\x12\x0f\n\x07move_id\x18\x01 \x01(\x04\x12\x11\n\tpredicate\x18\x02 \x01(\t\x12\x12\n\ncluster_id\x18\x03 \x01(\t\"%\n\x12\x44ropTabletResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x08\"8\n\nPutRequest\x12\x0e\n\x06tablet\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\"\r\n\x0bPutResponse\")\n\nGetRequest\x12\x0e\n\x06tablet\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"+\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\"%\n\x06TxnKey\x12\x0e\n\x06tablet\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"?\n\rTxnGetRequest\x12\x0f\n\x07read_ts\x18\x01 \x01(\x04\x12\x1d\n\x04keys\x18\x02 \x03(\x0b\x32\x0f.zero.v1.TxnKey\";\n\x08TxnValue\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x11\n\tcommit_ts\x18\x03 \x01(\x04\"3\n\x0eTxnGetResponse\x12!\n\x06values\x18\x01 \x03(\x0b\x32\x11.zero.v1.TxnValue\"9\n\x0bTxnMutation\x12\x0e\n\x06tablet\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\"I\n\x0fPrewriteRequest\x12\x10\n\x08start_ts\x18\x01 \x01(\x04\x12$\n\x06writes\x18\x02 \x03(\x0b\x32\x14.zero.v1.TxnMutation\"$\n\x10PrewriteResponse\x12\x10\n\x08group_id\x18\x01 \x01(\r2\xbf\x03\n\x08\x44\x61taNode\x12\x43\n\nMoveTablet\x12\x1a.zero.v1.MoveTabletCommand\x1a\x19.zero.v1.MoveTabletResult\x12G\n\rReceiveTablet\x12\x14.zero.v1.TabletChunk\x1a\x1e.zero.v1.ReceiveTabletResponse(\x01\x12\x45\n\nDropTablet\x12\x1a.zero.v1.DropTabletRequest\x1a\x1b.zero.v1.DropTabletResponse\x12\x30\n\x03Put\x12\x13.zero.v1.PutRequest\x1a\x14.zero.v1.PutResponse\x12\x30\n\x03Get\x12\x13.zero.v1.GetRequest\x1a\x14.zero.v1.GetResponse\x12\x39\n\x06TxnGet\x12\x16.zero.v1.TxnGetRequest\x1a\x17.zero.v1.TxnGetResponse\x12?\n\x08Prewrite\x12\x18.zero.v1.PrewriteRequest\x1a\x19.zero.v1.PrewriteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +36,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MOVETABLETRESULT']._serialized_start=187
   _globals['_MOVETABLETRESULT']._serialized_end=256
   _globals['_KEYVALUE']._serialized_start=258
-  _globals['_KEYVALUE']._serialized_end=296
-  _globals['_TABLETCHUNK']._serialized_start=299
-  _globals['_TABLETCHUNK']._serialized_end=465
-  _globals['_RECEIVETABLETRESPONSE']._serialized_start=467
-  _globals['_RECEIVETABLETRESPONSE']._serialized_end=541
-  _globals['_DROPTABLETREQUEST']._serialized_start=543
-  _globals['_DROPTABLETREQUEST']._serialized_end=618
-  _globals['_DROPTABLETRESPONSE']._serialized_start=620
-  _globals['_DROPTABLETRESPONSE']._serialized_end=657
-  _globals['_PUTREQUEST']._serialized_start=659
-  _globals['_PUTREQUEST']._serialized_end=715
-  _globals['_PUTRESPONSE']._serialized_start=717
-  _globals['_PUTRESPONSE']._serialized_end=730
-  _globals['_GETREQUEST']._serialized_start=732
-  _globals['_GETREQUEST']._serialized_end=773
-  _globals['_GETRESPONSE']._serialized_start=775
-  _globals['_GETRESPONSE']._serialized_end=818
-  _globals['_DATANODE']._serialized_start=821
-  _globals['_DATANODE']._serialized_end=1144
+  _globals['_KEYVALUE']._serialized_end=315
+  _globals['_TABLETCHUNK']._serialized_start=318
+  _globals['_TABLETCHUNK']._serialized_end=501
+  _globals['_RECEIVETABLETRESPONSE']._serialized_start=503
+  _globals['_RECEIVETABLETRESPONSE']._serialized_end=577
+  _globals['_DROPTABLETREQUEST']._serialized_start=579
+  _globals['_DROPTABLETREQUEST']._serialized_end=654
+  _globals['_DROPTABLETRESPONSE']._serialized_start=656
+  _globals['_DROPTABLETRESPONSE']._serialized_end=693
+  _globals['_PUTREQUEST']._serialized_start=695
+  _globals['_PUTREQUEST']._serialized_end=751
+  _globals['_PUTRESPONSE']._serialized_start=753
+  _globals['_PUTRESPONSE']._serialized_end=766
+  _globals['_GETREQUEST']._serialized_start=768
+  _globals['_GETREQUEST']._serialized_end=809
+  _globals['_GETRESPONSE']._serialized_start=811
+  _globals['_GETRESPONSE']._serialized_end=854
+  _globals['_TXNKEY']._serialized_start=856
+  _globals['_TXNKEY']._serialized_end=893
+  _globals['_TXNGETREQUEST']._serialized_start=895
+  _globals['_TXNGETREQUEST']._serialized_end=958
+  _globals['_TXNVALUE']._serialized_start=960
+  _globals['_TXNVALUE']._serialized_end=1019
+  _globals['_TXNGETRESPONSE']._serialized_start=1021
+  _globals['_TXNGETRESPONSE']._serialized_end=1072
+  _globals['_TXNMUTATION']._serialized_start=1074
+  _globals['_TXNMUTATION']._serialized_end=1131
+  _globals['_PREWRITEREQUEST']._serialized_start=1133
+  _globals['_PREWRITEREQUEST']._serialized_end=1206
+  _globals['_PREWRITERESPONSE']._serialized_start=1208
+  _globals['_PREWRITERESPONSE']._serialized_end=1244
+  _globals['_DATANODE']._serialized_start=1247
+  _globals['_DATANODE']._serialized_end=1694
 # @@protoc_insertion_point(module_scope)

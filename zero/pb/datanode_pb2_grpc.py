@@ -59,6 +59,16 @@ class DataNodeStub:
                 request_serializer=zero_dot_pb_dot_datanode__pb2.GetRequest.SerializeToString,
                 response_deserializer=zero_dot_pb_dot_datanode__pb2.GetResponse.FromString,
                 _registered_method=True)
+        self.TxnGet = channel.unary_unary(
+                '/zero.v1.DataNode/TxnGet',
+                request_serializer=zero_dot_pb_dot_datanode__pb2.TxnGetRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_datanode__pb2.TxnGetResponse.FromString,
+                _registered_method=True)
+        self.Prewrite = channel.unary_unary(
+                '/zero.v1.DataNode/Prewrite',
+                request_serializer=zero_dot_pb_dot_datanode__pb2.PrewriteRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_datanode__pb2.PrewriteResponse.FromString,
+                _registered_method=True)
 
 
 class DataNodeServicer:
@@ -94,6 +104,24 @@ class DataNodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TxnGet(self, request, context):
+        """Values as of read_ts: waits until every commit at or below it is known (the Oracle
+        stream's max_assigned); FAILED_PRECONDITION below safe_ts or for a tablet this
+        group does not serve (naming its owner).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Prewrite(self, request, context):
+        """Buffer a transaction's writes (durably with a data dir) until the oracle decides;
+        FAILED_PRECONDITION naming the owner when this group does not serve a tablet, or
+        while a tablet is fenced by a move.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataNodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +149,16 @@ def add_DataNodeServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=zero_dot_pb_dot_datanode__pb2.GetRequest.FromString,
                     response_serializer=zero_dot_pb_dot_datanode__pb2.GetResponse.SerializeToString,
+            ),
+            'TxnGet': grpc.unary_unary_rpc_method_handler(
+                    servicer.TxnGet,
+                    request_deserializer=zero_dot_pb_dot_datanode__pb2.TxnGetRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_datanode__pb2.TxnGetResponse.SerializeToString,
+            ),
+            'Prewrite': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prewrite,
+                    request_deserializer=zero_dot_pb_dot_datanode__pb2.PrewriteRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_datanode__pb2.PrewriteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +296,60 @@ class DataNode:
             '/zero.v1.DataNode/Get',
             zero_dot_pb_dot_datanode__pb2.GetRequest.SerializeToString,
             zero_dot_pb_dot_datanode__pb2.GetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TxnGet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.DataNode/TxnGet',
+            zero_dot_pb_dot_datanode__pb2.TxnGetRequest.SerializeToString,
+            zero_dot_pb_dot_datanode__pb2.TxnGetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prewrite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.DataNode/Prewrite',
+            zero_dot_pb_dot_datanode__pb2.PrewriteRequest.SerializeToString,
+            zero_dot_pb_dot_datanode__pb2.PrewriteResponse.FromString,
             options,
             channel_credentials,
             insecure,
