@@ -1,21 +1,17 @@
-"""Shared by the deploy tests: free ports, polling with a deadline, plain HTTP GETs,
-`zero` flags read from the live `--help`, and podman (the image the tests build once per
-session is conftest.py's `image` fixture)."""
+"""Shared by the deploy tests: plain HTTP GETs, `zero` flags read from the live `--help`,
+and podman (the image the tests build once per session is conftest.py's `image`
+fixture). Free ports and polling with a deadline: `support`."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -66,35 +62,6 @@ def build_image() -> str:
     # Earlier test builds, untagged now: drop them (the layer cache stays).
     podman("image", "prune", "--force", "--filter", "label=zero-test=1", check=False)
     return IMAGE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports (held open together so none repeats)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:

@@ -27,7 +27,8 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-from deploy_helpers import CONTAINERS_CONF, REPO, free_ports, http_get, image_skip_reason, podman, require_tools, wait_for
+from deploy_helpers import CONTAINERS_CONF, REPO, http_get, image_skip_reason, podman, require_tools
+from support import free_ports, until
 
 from zero.pb import zero_pb2, zero_pb2_grpc
 
@@ -194,7 +195,7 @@ def test_compose_cluster_serves_survives_a_killed_leader_and_comes_down(image: s
             return not pending
 
         try:
-            wait_for(all_healthy, 120, "every healthcheck to pass", interval=1.0)
+            until(all_healthy, 120, message="every healthcheck to pass", interval=1.0)
         except AssertionError as e:
             raise AssertionError(f"{e}; still failing: {pending}") from None
         timings["healthy"] = time.monotonic() - t0
@@ -207,7 +208,8 @@ def test_compose_cluster_serves_survives_a_killed_leader_and_comes_down(image: s
                        for m in g.get("members", {}).values() if m.get("healthy")}
             return zeros == {f"{z}:5080" for z in ZEROS} and members == {f"{d}:7080": g for d, g in GROUPS.items()}
 
-        wait_for(cluster_complete, 60, "/state on zero1: 3 healthy zeros, dn1-dn4 healthy in groups 1 and 2", interval=0.5)
+        until(cluster_complete, 60, message="/state on zero1: 3 healthy zeros, dn1-dn4 healthy in groups 1 and 2",
+              interval=0.5)
         timings["state"] = time.monotonic() - t0
 
         # The admin gRPC port wants the token the file requires.
@@ -232,11 +234,12 @@ def test_compose_cluster_serves_survives_a_killed_leader_and_comes_down(image: s
             hs = [proj.health(z) for z in survivors]
             return all(s == 200 and h.get("leader_id") not in (None, 0, leader_id) for s, h in hs)
 
-        wait_for(new_leader, 60, f"{survivors} serving under a new leader after killing {victim}", interval=0.2)
+        until(new_leader, 60, message=f"{survivors} serving under a new leader after killing {victim}", interval=0.2)
         timings["new leader after kill"] = time.monotonic() - t_kill
         for z in survivors:
             port = proj.grpc[z]
-            after = wait_for(lambda: _assign(port), 20, f"AssignIds through {z}'s published gRPC port", interval=0.5)
+            after = until(lambda: _assign(port), 20, message=f"AssignIds through {z}'s published gRPC port",
+                          interval=0.5)
             assert after.start_id > before.end_id
             assert podman("healthcheck", "run", proj.container(z), check=False, timeout=30).returncode == 0, z
 
@@ -246,7 +249,8 @@ def test_compose_cluster_serves_survives_a_killed_leader_and_comes_down(image: s
                        for m in g.get("members", {}).values() if m.get("healthy")}
             return members == {f"{d}:7080" for d in DATANODES}
 
-        wait_for(datanodes_back, 60, f"dn1-dn4 healthy in {survivors[0]}'s /state under the new leader", interval=0.5)
+        until(datanodes_back, 60, message=f"dn1-dn4 healthy in {survivors[0]}'s /state under the new leader",
+              interval=0.5)
         for d in DATANODES:
             assert podman("healthcheck", "run", proj.container(d), check=False, timeout=30).returncode == 0, d
         timings["survivors serve"] = time.monotonic() - t0

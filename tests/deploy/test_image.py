@@ -21,7 +21,8 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from deploy_helpers import free_ports, http_get, image_skip_reason, podman, wait_for
+from deploy_helpers import http_get, image_skip_reason, podman
+from support import free_ports, until
 
 from zero.pb import zero_pb2, zero_pb2_grpc
 
@@ -64,7 +65,7 @@ class Container:
         return self.health()[0] == 200
 
     def wait_serving(self, timeout: float = 30.0) -> None:
-        wait_for(self.serving, timeout, f"{self.name} /health 200")
+        until(self.serving, timeout, message=f"{self.name} /health 200", interval=0.1)
 
     def state(self) -> str:
         return podman("inspect", self.name, "--format", "{{.State.Status}}").stdout.strip()
@@ -180,7 +181,7 @@ def test_datanode_containers_join_groups(containers) -> None:
                 for m in g.get("members", {}).values()}
 
     want = {f"127.0.0.1:{dn_ports[0]}": (1, True), f"127.0.0.1:{dn_ports[1]}": (2, True)}
-    wait_for(lambda: members() == want, 30, f"data nodes in groups 1 and 2: {want}", interval=0.5)
+    until(lambda: members() == want, 30, message=f"data nodes in groups 1 and 2: {want}", interval=0.5)
 
 
 def test_healthcheck_fails_when_nothing_serves(containers) -> None:
@@ -210,7 +211,7 @@ def test_three_containers_form_a_cluster_and_survive_one_kill(containers) -> Non
                 return False
         return True
 
-    wait_for(three_zeros, 60, "3 zeros serving, each with 3 zeros in /state", interval=0.5)
+    until(three_zeros, 60, message="3 zeros serving, each with 3 zeros in /state", interval=0.5)
     ids = {z.health()[1]["raft_id"] for z in zs}
     assert len(ids) == 3, f"raft ids not distinct: {ids}"
     leaders = {z.health()[1]["leader_id"] for z in zs}
@@ -230,10 +231,10 @@ def test_three_containers_form_a_cluster_and_survive_one_kill(containers) -> Non
         hs = [z.health() for z in survivors]
         return all(s == 200 and h["leader_id"] not in (0, leader_id) for s, h in hs)
 
-    wait_for(new_leader, 30, "the two survivors serving under a new leader", interval=0.2)
+    until(new_leader, 30, message="the two survivors serving under a new leader", interval=0.2)
     for z in survivors:
         addr = z.grpc
-        after = wait_for(lambda: _try_assign(addr), 15, f"AssignIds through {z.name}")
+        after = until(lambda: _try_assign(addr), 15, message=f"AssignIds through {z.name}", interval=0.1)
         assert after.start_id > before.end_id
         hc = z.healthcheck()
         assert hc.returncode == 0, f"{z.name} healthcheck: {hc.stdout} {hc.stderr}"

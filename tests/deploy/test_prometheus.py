@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_helpers import REPO, free_ports, http_get, wait_for
+from deploy_helpers import REPO, http_get
+from support import free_ports, until
 from test_manifests import dashboard_exprs
 
 PROM = REPO / "deploy" / "prometheus"
@@ -85,7 +86,8 @@ def start_zeros(tmp_path: Path, procs: list[Proc], n: int) -> list[str]:
         z = Proc(args, tmp_path / f"zero{i}.log", env)
         procs.append(z)
         http = f"127.0.0.1:{http_port}"
-        wait_for(lambda: z.alive() and http_get(f"http://{http}/health")[0] == 200, 60, f"zero {i} /health 200")
+        until(lambda: z.alive() and http_get(f"http://{http}/health")[0] == 200, 60, message=f"zero {i} /health 200",
+              interval=0.1)
         https.append(http)
     return https
 
@@ -122,19 +124,19 @@ def test_prometheus_scrapes_live_zeros_and_sees_exactly_one_leader(tmp_path: Pat
                  f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
                 tmp_path / "prometheus.log")
     procs.append(prom)
-    wait_for(lambda: prom.alive() and http_get(f"{base}/-/ready")[0] == 200, 60, "prometheus ready")
+    until(lambda: prom.alive() and http_get(f"{base}/-/ready")[0] == 200, 60, message="prometheus ready", interval=0.1)
 
     def scraped_all() -> bool:
         r = query(base, 'count(up{job="zero"} == 1)')
         return r.get("status") == "success" and [float(x["value"][1]) for x in r["data"]["result"]] == [n]
 
-    wait_for(scraped_all, 30, f"prometheus scraping {n} zeros", interval=0.5)
+    until(scraped_all, 30, message=f"prometheus scraping {n} zeros", interval=0.5)
 
     def one_leader() -> bool:
         r = query(base, "zero:leaders:sum == 1")
         return r.get("status") == "success" and len(r["data"]["result"]) == 1
 
-    wait_for(one_leader, 30, "the rule zero:leaders:sum == 1", interval=0.5)
+    until(one_leader, 30, message="the rule zero:leaders:sum == 1", interval=0.5)
     r = query(base, 'sum(zero_is_leader{job="zero"}) == 1')
     assert len(r["data"]["result"]) == 1
 
@@ -150,7 +152,7 @@ def test_prometheus_scrapes_live_zeros_and_sees_exactly_one_leader(tmp_path: Pat
                    for r in rules)
         return rules if done else None
 
-    rules = wait_for(rules_now, 30, "every rule evaluated once", interval=0.5)
+    rules = until(rules_now, 30, message="every rule evaluated once", interval=0.5)
     assert len([r for r in rules if r["type"] == "alerting"]) >= 7
     for r in rules:
         assert r["health"] == "ok", f"rule {r['name']}: {r.get('lastError')}"
@@ -165,7 +167,7 @@ def test_prometheus_scrapes_live_zeros_and_sees_exactly_one_leader(tmp_path: Pat
         return bool(rules) and not latest["active"]
 
     try:
-        wait_for(all_inactive, 20, "every alert inactive", interval=0.5)
+        until(all_inactive, 20, message="every alert inactive", interval=0.5)
     except AssertionError:
         raise AssertionError(f"alerts still active on a healthy cluster: {latest.get('active')}") from None
 
@@ -193,4 +195,4 @@ def test_prometheus_scrapes_live_zeros_and_sees_exactly_one_leader(tmp_path: Pat
         return ([x["metric"]["instance"] for x in down] == [victim] and len(one) == 1
                 and [x["metric"]["instance"] for x in lead] not in ([], [victim]))
 
-    wait_for(failed_over, 30, "prometheus: the old leader down, exactly one new leader", interval=0.5)
+    until(failed_over, 30, message="prometheus: the old leader down, exactly one new leader", interval=0.5)

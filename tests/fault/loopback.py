@@ -22,7 +22,8 @@ from typing import Any
 
 import grpc
 
-from procs import FAST, ProcCluster, ZeroProc, wait_for, write_until_ok
+from procs import FAST, ProcCluster, ZeroProc, write_until_ok
+from support import until
 from zero.pb import zero_pb2
 
 from .nemesis import admin_cli
@@ -133,8 +134,8 @@ class LoopbackCluster:
         z.start("--peer", via.addr)
         try:
             z.wait_healthy(timeout)
-            wait_for(lambda: self._is_voter(z.raft_id), timeout, f"{name} (raft id {z.raft_id}) to become a voter",
-                     period=0.05)
+            until(lambda: self._is_voter(z.raft_id), timeout, message=f"{name} (raft id {z.raft_id}) to become a voter",
+                  interval=0.05)
         except BaseException:
             self._abandon(z)
             raise

@@ -34,7 +34,8 @@ from typing import Any
 
 import grpc
 
-from procs import FAST, ProcCluster, http_json, wait_for
+from procs import FAST, ProcCluster, http_json
+from support import until
 from zero.pb import datanode_pb2 as dn
 from zero.pb import zero_pb2, zero_pb2_grpc
 
@@ -89,7 +90,7 @@ class MovesRig:
             return all(any(m.addr == d.addr and m.healthy for m in st.groups[d.group].members.values())
                        for d in self.datanodes if d.group in st.groups) and \
                 all(d.group in st.groups for d in self.datanodes)
-        wait_for(up, timeout, "every data node heartbeating", period=0.1)
+        until(up, timeout, message="every data node heartbeating", interval=0.1)
 
     def logs(self) -> list[Path]:
         return [z.log for z in self.cluster.nodes] + [d.log for d in self.datanodes]
@@ -135,8 +136,8 @@ def _prefill(rig: MovesRig, h: History, tablets: Sequence[str], home: dict[str, 
         for i, t in enumerate(tablets):
             for j in range(2 + i % 3):
                 value = bytes([(7 * i + j) % 251]) * BULK
-                wait_for(lambda: put(h, "setup", stubs.stubs[home[t]], home[t], t, f"bulk{j}", value,
-                                     timeout=5)[0] == OK, 30, f"the bulk write {t}:bulk{j}", period=0.1)
+                until(lambda: put(h, "setup", stubs.stubs[home[t]], home[t], t, f"bulk{j}", value,
+                                  timeout=5)[0] == OK, 30, message=f"the bulk write {t}:bulk{j}", interval=0.1)
     finally:
         stubs.close()
 

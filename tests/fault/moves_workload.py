@@ -27,7 +27,8 @@ from typing import Any
 
 import grpc
 
-from procs import REPO, clean_env, free_port
+from procs import REPO, clean_env
+from support import free_port
 from zero.pb import datanode_pb2 as dn
 from zero.pb import datanode_pb2_grpc as dng
 from zero.pb import zero_pb2, zero_pb2_grpc

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from procs import FAST, ZeroProc, http_json, wait_for, write_until_ok
+from procs import FAST, ZeroProc, http_json, write_until_ok
+from support import until
 from raftcore.wal.record import FILE_HEADER_SIZE, RECORD_HEADER_SIZE, RecordType, scan_records
 from raftcore.wal.storage import SAVE_ENTRIES_TAG
 from zero.pb import zero_pb2
@@ -118,7 +119,7 @@ def test_corrupted_files_repaired_or_refused(golden, tmp_path, case) -> None:
             if z.proc is not None and z.proc.poll() is not None:
                 return "exited"
             return "serving" if http_json(z.http + "/health")[0] == 200 else None
-        how = wait_for(settled, 30, f"zero on a damaged {victim.name} to serve or exit")
+        how = until(settled, 30, message=f"zero on a damaged {victim.name} to serve or exit")
         if how == "exited":
             code = z.proc.returncode  # type: ignore[union-attr]
             log = z.log_tail(3000)
@@ -161,8 +162,8 @@ def test_wal_cut_below_its_snapshot_is_not_a_torn_tail(golden, tmp_path) -> None
     z = ZeroProc(d, "z1", flags=FLAGS)
     try:
         z.start()
-        how = wait_for(lambda: "exited" if z.proc.poll() is not None  # type: ignore[union-attr]
-                       else ("serving" if http_json(z.http + "/health")[0] == 200 else None), 30, "serve or exit")
+        how = until(lambda: "exited" if z.proc.poll() is not None  # type: ignore[union-attr]
+                    else ("serving" if http_json(z.http + "/health")[0] == 200 else None), 30, message="serve or exit")
         if how == "exited":
             log = z.log_tail(3000)
             assert z.proc.returncode == 1, log  # type: ignore[union-attr]

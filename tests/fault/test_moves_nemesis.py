@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 import pytest
 
-from procs import free_port
+from support import free_port
 from zero.leader import datanodes
 from zero.app import ZeroApp
 from zero.config import RunConfig
