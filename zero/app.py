@@ -250,7 +250,7 @@ class ZeroApp:
         zero_pb2_grpc.add_ZeroServicer_to_server(
             ZeroService(node, leases, liveness, hub, oracle, oracle_hub, admin_token=cfg.admin_token,
                         replicas=cfg.replicas), server)
-        zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, liveness, self.moves), server)
+        zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, liveness, self.moves, oracle), server)
         add_raft_service(server, node, transport)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -266,7 +266,7 @@ class ZeroApp:
         self._node_slot.node = node
 
         runner = web.AppRunner(make_app(node, self.liveness, admin_token=cfg.admin_token, grpc_addr=cfg.grpc_addr,
-                                        grpc_port=self.grpc_port, grpc_creds=creds),
+                                        grpc_port=self.grpc_port, grpc_creds=creds, oracle=self.oracle),
                                access_log=None, shutdown_timeout=HTTP_GRACE)
         await runner.setup()
         self._runner = runner

@@ -265,6 +265,10 @@ def test_status_page_of_a_live_cluster(tmp_path) -> None:
         wait.until(lambda d: int(d.find_element(By.ID, "max-ts").text.replace(",", "") or 0) >= 1)
         wait.until(lambda d: (lambda c: bool(c) and f"zero {lid}" in c[0].text)(
             d.find_elements(By.CSS_SELECTOR, "#leader-changes li[data-term]")))
+        # The oracle, as the leader serves it.
+        wait.until(lambda d: d.find_element(By.ID, "oracle-section").is_displayed()
+                   and d.find_element(By.CSS_SELECTOR, '#oracle [data-key="Serving"] .v').text.startswith("yes")
+                   and d.find_element(By.CSS_SELECTOR, '#oracle [data-key="Aborts"] .v').text == "none")
         driver.save_screenshot(str(tmp_path / "status-laptop.png"))
 
         # A phone: the page fits the width (tables scroll inside their own box).

@@ -264,3 +264,37 @@ def test_in_flight_transactions_survive_a_leadership_transfer(tmp_path) -> None:
                 await a.stop()
 
     asyncio.run(main())
+
+
+def test_operators_see_the_oracle(tmp_path, capsys) -> None:
+    """The status page's report, `zero admin status` and `zero admin state` show the
+    oracle: max_assigned, safe_ts, commits, aborts by reason, pending, table sizes."""
+    import json
+    import urllib.request
+
+    from zero import cli
+
+    async def main() -> None:
+        app = await one_zero(tmp_path)
+        try:
+            async with ZeroClient(f"127.0.0.1:{app.grpc_port}") as zc:
+                t1, t2 = await zc.timestamp(), await zc.timestamp()
+                await zc.commit(t1, [1])
+                await zc.commit(t2, [1])  # CONFLICT
+                last = await zc.timestamp()
+            body = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{app.http_port}/status.json", timeout=5).read())
+            o = json.loads(body)["oracle"]
+            assert o["serving"] and o["commits"] == 1 and o["aborts"] == {"CONFLICT": 1}
+            assert o["max_assigned"] >= last and o["conflict_keys"] == 1 and o["decisions"] == 2
+            addr = f"127.0.0.1:{app.grpc_port}"
+            assert await asyncio.to_thread(cli.main, ["admin", "status", "--addr", addr]) == 0
+            out = capsys.readouterr().out
+            assert "oracle: max_assigned" in out and "commits 1" in out and "conflict 1" in out, out
+            assert await asyncio.to_thread(cli.main, ["admin", "state", "--addr", addr, "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert doc["oracle"]["commits"] in (1, "1") and doc["oracle"]["aborts"] == {"CONFLICT": "1"}, doc
+        finally:
+            await app.stop()
+
+    asyncio.run(main())

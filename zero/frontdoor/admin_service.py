@@ -14,6 +14,7 @@ from typing import Protocol
 
 from zero.errors import InvalidArgumentError, UnavailableError, UnimplementedError
 from zero.ops import backup
+from zero.leader.oracle import Oracle
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
 from zero.replica.node import ZeroNode
 from zero.frontdoor.liveness import Liveness
@@ -33,10 +34,12 @@ class MoveRunner(Protocol):
 class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
     """Authorised by the Interceptor (admin token) before any method runs."""
 
-    def __init__(self, node: ZeroNode, liveness: Liveness, moves: MoveRunner | None = None) -> None:
+    def __init__(self, node: ZeroNode, liveness: Liveness, moves: MoveRunner | None = None,
+                 oracle: Oracle | None = None) -> None:
         self.node = node
         self.liveness = liveness
         self.moves = moves  # None: moves and the rebalancer are not offered
+        self.oracle = oracle
 
     async def RemoveNode(self, request: zero_pb2.RemoveNodeRequest, context: Context) -> zero_pb2.RemoveNodeResponse:
         if not request.node_id:
@@ -90,6 +93,8 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
                 match=pr.match, next=pr.next, state=str(pr.state),
                 recent_active=node.membership.is_live(pid, st.progress),
                 paused=pr.paused, inflight=pr.inflight, learner=pr.is_learner))
+        if self.oracle is not None:
+            resp.oracle.CopyFrom(self.oracle.report())
         return resp
 
     async def SetRebalance(self, request: zero_pb2.SetRebalanceRequest,

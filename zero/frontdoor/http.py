@@ -25,6 +25,7 @@ from google.protobuf import json_format
 from raftcore import StateType
 
 from zero.errors import ZeroError
+from zero.leader.oracle import Oracle
 from zero.pb import state_pb2, zero_pb2
 from zero.replica.node import ZeroNode
 from zero.frontdoor.dgraph_http import DgraphVerbs
@@ -76,7 +77,8 @@ def health_report(node: ZeroNode) -> tuple[bool, dict[str, Any]]:
 
 
 def make_app(node: ZeroNode, liveness: Liveness, *, admin_token: str | None = None, grpc_addr: str = "",
-             grpc_port: int = 0, grpc_creds: grpc.ChannelCredentials | None = None) -> web.Application:
+             grpc_port: int = 0, grpc_creds: grpc.ChannelCredentials | None = None,
+             oracle: Oracle | None = None) -> web.Application:
     """The HTTP app. With `grpc_port` (this zero's gRPC server, bound on `grpc_addr`;
     `grpc_creds` when it uses TLS) it also serves Dgraph's verbs, through that gRPC
     server (zero/frontdoor/dgraph_http.py); `admin_token` is --admin-token."""
@@ -114,13 +116,13 @@ def make_app(node: ZeroNode, liveness: Liveness, *, admin_token: str | None = No
         return web.Response(body=node.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def status_json(_request: web.Request) -> web.Response:
-        return web.json_response(status_report(node, liveness, started), headers=_NO_STORE)
+        return web.json_response(status_report(node, liveness, started, oracle), headers=_NO_STORE)
 
     async def index(_request: web.Request) -> web.Response:
         # The first report is embedded, so the page shows the cluster before the first
         # poll and reads (as text) without JavaScript. "<" is escaped: the JSON cannot
         # close its <script> element.
-        initial = json.dumps(status_report(node, liveness, started), separators=(",", ":")).replace("<", "\\u003c")
+        initial = json.dumps(status_report(node, liveness, started, oracle), separators=(",", ":")).replace("<", "\\u003c")
         page = _static_text("index.html").replace("{{title}}", html.escape(f"zero {node.raft_id}")) \
                                          .replace("{{initial}}", initial)
         return web.Response(text=page, content_type="text/html", headers={**_NO_STORE, **_PAGE_HEADERS})
@@ -234,7 +236,13 @@ def _leader_changes(node: ZeroNode, h: dict[str, Any]) -> list[dict[str, Any]]:
     return rows[::-1]
 
 
-def status_report(node: ZeroNode, liveness: Liveness, started: float) -> dict[str, Any]:
+def _oracle_dict(o: zero_pb2.OracleStatus) -> dict[str, Any]:
+    return {"serving": o.serving, "max_assigned": o.max_assigned, "safe_ts": o.safe_ts, "commits": o.commits,
+            "aborts": dict(sorted(o.aborts.items())), "pending": o.pending, "conflict_keys": o.conflict_keys,
+            "decisions": o.decisions}
+
+
+def status_report(node: ZeroNode, liveness: Liveness, started: float, oracle: Oracle | None = None) -> dict[str, Any]:
     """What the status page shows: this zero's applied view of the cluster (not a
     linearizable read, so it answers without a quorum too, and says whose view it is).
     Data-node liveness lives on the leader only; a follower reports it as unknown."""
@@ -267,6 +275,7 @@ def status_report(node: ZeroNode, liveness: Liveness, started: float) -> dict[st
         "groups": groups,
         "moves": {"active": _move_dict(active) if active is not None else None,
                   "recent": [_move_dict(m) for m in reversed(recent[-PAGE_MOVES:])]},
+        "oracle": _oracle_dict(oracle.report()) if oracle is not None else None,
         "leader_changes": _leader_changes(node, h),
         "removed": [{"id": m.id, "group_id": m.group_id, "addr": m.addr} for m in st.removed],
     }

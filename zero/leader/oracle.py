@@ -135,6 +135,8 @@ class Oracle:
         self._flush_scheduled = False
         self._pending_txns: list[zero_pb2.CommitResponse] = []
         self._deciding = 0  # requests in proposals not yet applied
+        self.commits = 0  # decided while this zero led (since it started); aborts by reason beside
+        self.aborts: dict[str, int] = {}
 
     # -- serving ------------------------------------------------------------------------------
     @property
@@ -191,6 +193,15 @@ class Oracle:
         await self.node.read_barrier()
         oracle = self.node.state.oracle
         return [oracle.status(ts) for ts in start_ts]
+
+    def report(self) -> zero_pb2.OracleStatus:
+        """What the status page and `zero admin status|state` show."""
+        o = self.node.state.oracle
+        wm = self._watermark
+        return zero_pb2.OracleStatus(
+            serving=wm is not None, max_assigned=wm.max_assigned() if wm is not None else 0, safe_ts=o.safe_ts,
+            commits=self.commits, aborts=self.aborts, pending=len(self._queue) + self._deciding,
+            conflict_keys=o.conflict_keys, decisions=o.decisions, purged_below=o.purged_below)
 
     # -- wiring --------------------------------------------------------------------------------
     def on_leadership(self, leader: bool, term: int) -> None:
@@ -296,6 +307,8 @@ class Oracle:
             if r.code == 0 and r.message != DECIDED_EARLIER:
                 if r.aborted:
                     self._aborts[r.reason].inc()
+                    name = REASON_NAMES[r.reason]
+                    self.aborts[name] = self.aborts.get(name, 0) + 1
                 else:
                     commits += 1
             if w.future.done():
@@ -306,6 +319,7 @@ class Oracle:
             else:
                 w.future.set_result(r)
         self.metrics.txn_commits.inc(commits)
+        self.commits += commits
         if requeue:
             self._wake.set()
 

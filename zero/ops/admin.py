@@ -194,7 +194,31 @@ def _status_text(s: zero_pb2.RaftStatusResponse, addr: str, leader: zero_pb2.Raf
         lines.append("peers: unknown (this zero knows no leader; ask another zero)")
     elif leader_error:
         lines.append(f"peers: the leader (zero {s.lead} at {s.leader_addr or '?'}) did not answer: {leader_error}")
+    lines.append(_oracle_text(s.oracle if s.oracle.serving or leader is None else leader.oracle))
     return "\n".join(lines)
+
+
+def _oracle_text(o: zero_pb2.OracleStatus) -> str:
+    """The oracle in one line (the leader's counters when it is the leader's answer)."""
+    aborts = ", ".join(f"{k.lower().replace('_', ' ')} {v}" for k, v in sorted(o.aborts.items())) or "none"
+    head = f"oracle: max_assigned {o.max_assigned}" if o.serving else "oracle (the leader serves it):"
+    return (f"{head}  safe_ts {o.safe_ts}  commits {o.commits}  aborts: {aborts}  pending {o.pending}  "
+            f"conflict keys {o.conflict_keys}  decisions kept {o.decisions}")
+
+
+def _leader_oracle(ns: argparse.Namespace, admin: zero_pb2_grpc.ZeroAdminStub, md: Metadata,
+                   make_channel: Callable[[str], grpc.Channel] | None) -> zero_pb2.OracleStatus | None:
+    """The oracle as the leader reports it (RaftStatus, an admin call); None when the
+    answer is not to be had (no token, no leader): `state` prints the shard map anyway."""
+    try:
+        s: zero_pb2.RaftStatusResponse = admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=ns.timeout,
+                                                          metadata=md)
+    except grpc.RpcError:
+        return None
+    if s.oracle.serving or make_channel is None:
+        return s.oracle
+    lead, _ = _leader_status(ns, s, md, make_channel)
+    return lead.oracle if lead is not None else s.oracle
 
 
 def _leader_status(ns: argparse.Namespace, s: zero_pb2.RaftStatusResponse, md: Metadata,
@@ -296,7 +320,12 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Metadata, out: TextI
         return EXIT_OK if ok else EXIT_REFUSED
     if v == "state":
         st = zero.GetState(zero_pb2.GetStateRequest(), timeout=t)
-        _print(out, ns.json, _msg_dict(st), lambda: _state_text(st))
+        oracle = _leader_oracle(ns, admin, md, make_channel)
+        doc = _msg_dict(st)
+        if oracle is not None:
+            doc["oracle"] = _msg_dict(oracle)
+        _print(out, ns.json, doc,
+               lambda: _state_text(st) + ("\n" + _oracle_text(oracle) if oracle is not None else ""))
         return EXIT_OK
     if v == "status":
         s = admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=t, metadata=md)

@@ -405,7 +405,7 @@ class RaftProgress(_message.Message):
     def __init__(self, match: _Optional[int] = ..., next: _Optional[int] = ..., state: _Optional[str] = ..., recent_active: _Optional[bool] = ..., paused: _Optional[bool] = ..., inflight: _Optional[int] = ..., learner: _Optional[bool] = ...) -> None: ...
 
 class RaftStatusResponse(_message.Message):
-    __slots__ = ("id", "term", "vote", "lead", "commit", "applied", "role", "progress", "cluster_id", "leader_addr")
+    __slots__ = ("id", "term", "vote", "lead", "commit", "applied", "role", "progress", "cluster_id", "leader_addr", "oracle")
     class ProgressEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -423,6 +423,7 @@ class RaftStatusResponse(_message.Message):
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    ORACLE_FIELD_NUMBER: _ClassVar[int]
     id: int
     term: int
     vote: int
@@ -433,7 +434,37 @@ class RaftStatusResponse(_message.Message):
     progress: _containers.MessageMap[int, RaftProgress]
     cluster_id: str
     leader_addr: str
-    def __init__(self, id: _Optional[int] = ..., term: _Optional[int] = ..., vote: _Optional[int] = ..., lead: _Optional[int] = ..., commit: _Optional[int] = ..., applied: _Optional[int] = ..., role: _Optional[str] = ..., progress: _Optional[_Mapping[int, RaftProgress]] = ..., cluster_id: _Optional[str] = ..., leader_addr: _Optional[str] = ...) -> None: ...
+    oracle: OracleStatus
+    def __init__(self, id: _Optional[int] = ..., term: _Optional[int] = ..., vote: _Optional[int] = ..., lead: _Optional[int] = ..., commit: _Optional[int] = ..., applied: _Optional[int] = ..., role: _Optional[str] = ..., progress: _Optional[_Mapping[int, RaftProgress]] = ..., cluster_id: _Optional[str] = ..., leader_addr: _Optional[str] = ..., oracle: _Optional[_Union[OracleStatus, _Mapping]] = ...) -> None: ...
+
+class OracleStatus(_message.Message):
+    __slots__ = ("serving", "max_assigned", "safe_ts", "commits", "aborts", "pending", "conflict_keys", "decisions", "purged_below")
+    class AbortsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    MAX_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    SAFE_TS_FIELD_NUMBER: _ClassVar[int]
+    COMMITS_FIELD_NUMBER: _ClassVar[int]
+    ABORTS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_KEYS_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    PURGED_BELOW_FIELD_NUMBER: _ClassVar[int]
+    serving: bool
+    max_assigned: int
+    safe_ts: int
+    commits: int
+    aborts: _containers.ScalarMap[str, int]
+    pending: int
+    conflict_keys: int
+    decisions: int
+    purged_below: int
+    def __init__(self, serving: _Optional[bool] = ..., max_assigned: _Optional[int] = ..., safe_ts: _Optional[int] = ..., commits: _Optional[int] = ..., aborts: _Optional[_Mapping[str, int]] = ..., pending: _Optional[int] = ..., conflict_keys: _Optional[int] = ..., decisions: _Optional[int] = ..., purged_below: _Optional[int] = ...) -> None: ...
 
 class SetRebalanceRequest(_message.Message):
     __slots__ = ("mode",)

@@ -111,6 +111,25 @@
     $("moves").replaceChildren(...parts);
   }
 
+  function renderOracle(r) {
+    const o = r.oracle;
+    $("oracle-section").hidden = !o;
+    if (!o) return;
+    const aborts = Object.entries(o.aborts).map(([k, v]) => k.toLowerCase().replace("_", " ") + " " + v).join(", ");
+    const rows = [
+      ["Serving", o.serving ? "yes (this zero leads)" : "no (the leader serves it)"],
+      ["max_assigned", o.serving ? String(o.max_assigned) : "—"],
+      ["safe_ts", String(o.safe_ts)],
+      ["Commits", String(o.commits)],
+      ["Aborts", aborts || "none"],
+      ["Pending", String(o.pending)],
+      ["Conflict keys", String(o.conflict_keys)],
+      ["Decisions kept", String(o.decisions)],
+    ];
+    $("oracle").replaceChildren(...rows.map(([k, v]) => el("div", { class: "kv", "data-key": k },
+      el("span", { class: "k", text: k }), el("span", { class: "v", text: v }))));
+  }
+
   function renderLeaders(r, now) {
     const items = r.leader_changes.map((c) => el("li", { "data-term": c.term },
       (c.leader ? "zero " + c.leader : "no leader") + (c.term ? " in term " + c.term : " (term not known)") + " · " +
@@ -124,6 +143,7 @@
     renderZeros(r);
     renderGroups(r, now);
     renderMoves(r);
+    renderOracle(r);
     renderLeaders(r, now);
     const removed = r.removed || [];
     $("removed-section").hidden = removed.length === 0;
