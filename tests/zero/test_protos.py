@@ -22,7 +22,8 @@ SERVICES = {
     (raft_transport_pb2, "Raft"): {"Stream": (True, False), "Send": (False, False),
                                    "JoinCluster": (False, False), "SendSnapshot": (True, False)},
     (datanode_pb2, "DataNode"): {"MoveTablet": (False, False), "ReceiveTablet": (True, False),
-                                 "DropTablet": (False, False), "Put": (False, False), "Get": (False, False)},
+                                 "DropTablet": (False, False), "Put": (False, False), "Get": (False, False),
+                                 "TxnGet": (False, False), "Prewrite": (False, False)},
 }
 
 
