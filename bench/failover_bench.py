@@ -38,9 +38,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # support, which procs imports
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
-from procs import ProcCluster, ZeroProc, wait_for  # noqa: E402
+from procs import ProcCluster, ZeroProc  # noqa: E402
+from support import until  # noqa: E402
+
 from zero.client import ZeroClient  # noqa: E402
 
 MEDIAN_GOAL, MAX_GOAL = 1.0, 2.0
@@ -100,8 +103,8 @@ def settle(c: ProcCluster) -> ZeroProc:
     assert st is not None
     target = st.commit
     for z in c.zeros:
-        wait_for(lambda z=z: (lambda s: s is not None and s.applied >= target)(z.status()), 30,
-                 f"{z.name} to catch up")
+        until(lambda z=z: (lambda s: s is not None and s.applied >= target)(z.status()), 30,
+              message=f"{z.name} to catch up")
     return lead
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # support, which procs imports
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
 from procs import ProcCluster  # noqa: E402

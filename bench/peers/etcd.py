@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.peers.failover import free_port, wait_for
+from bench.peers.failover import free_ports, until
 
 PACKAGES = ("etcd-server", "etcd-client")
 
@@ -46,7 +46,7 @@ class EtcdMember:
     def __init__(self, root: Path, name: str) -> None:
         self.name = name
         self.data_dir = root / name
-        self.client_port, self.peer_port = free_port(), free_port()
+        self.client_port, self.peer_port = free_ports(2)
         self.addr = f"127.0.0.1:{self.client_port}"
         self.client_url = f"http://{self.addr}"
         self.peer_url = f"http://127.0.0.1:{self.peer_port}"
@@ -130,8 +130,82 @@ class EtcdCluster:
         for m in self.members:
             if m.proc is not None and not m.running:
                 raise AssertionError(f"etcd {m.name} exited: {m.log.read_text(errors='replace')[-2000:]}")
-        return wait_for(self.leader, timeout, "an etcd leader known to every member", period=0.1)
+        return until(self.leader, timeout, message="an etcd leader known to every member", interval=0.1)
 
     def cleanup(self) -> None:
         for m in self.members:
             m.cleanup()
+
+
+# -- Txn: a compare-and-put, for the oracle's comparison (bench/oracle_bench.py) ---------------------
+# Raw protobuf bytes, as bench/peers/load.py sends KV/Put: no etcd Python package is needed.
+TXN_METHOD = "/etcdserverpb.KV/Txn"
+_LESS, _MOD = 2, 2  # Compare.CompareResult.LESS, Compare.CompareTarget.MOD
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(num: int, data: bytes) -> bytes:
+    return _varint(num << 3 | 2) + _varint(len(data)) + data
+
+
+def txn_request(keys: list[bytes], below_rev: int, value: bytes) -> bytes:
+    """A `KV/Txn` that puts `value` at every key if none of them was modified at or after
+    `below_rev` (compare mod_revision < below_rev for each; a missing key has
+    mod_revision 0): the compare-and-put of an optimistic transaction whose snapshot
+    was read at revision below_rev - 1. No failure branch."""
+    out = bytearray()
+    for k in keys:
+        cmp = (_varint(1 << 3) + _varint(_LESS) + _varint(2 << 3) + _varint(_MOD) + _field(3, k)
+               + _varint(6 << 3) + _varint(below_rev))
+        out += _field(1, cmp)
+    for k in keys:
+        out += _field(2, _field(2, _field(1, k) + _field(2, value)))  # RequestOp.request_put
+    return bytes(out)
+
+
+def _fields(data: bytes) -> dict[int, int | bytes]:
+    """The last value of each field of a protobuf message (varints and bytes only)."""
+    out: dict[int, int | bytes] = {}
+    i = 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            out[num], i = _read_varint(data, i)
+        elif wire == 2:
+            n, i = _read_varint(data, i)
+            out[num], i = data[i:i + n], i + n
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"wire type {wire} in an etcd response")
+    return out
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return n, i
+        shift += 7
+
+
+def txn_response(data: bytes) -> tuple[bool, int]:
+    """(succeeded, the header's revision) of a `KV/Txn` answer."""
+    f = _fields(data)
+    header = f.get(1, b"")
+    rev = _fields(header).get(3, 0) if isinstance(header, bytes) else 0
+    return bool(f.get(2, 0)), rev if isinstance(rev, int) else 0

@@ -19,14 +19,14 @@ from typing import Any
 
 import grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "cluster"))
-from procs import free_port, wait_for  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from support import free_ports, until  # noqa: E402
 
 from bench.peers.load import METHODS, request  # noqa: E402
 
 WRITERS = 4
 DEADLINE = 0.3
-__all__ = ["free_port", "wait_for", "Writers", "trials"]
+__all__ = ["free_ports", "until", "Writers", "trials"]
 
 
 class Writers:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.peers.failover import free_port, wait_for
+from bench.peers.failover import free_ports, until
 
 VERSION = "0.3.17"
 NODE = Path(__file__).with_name("pysyncobj_node.py")
@@ -49,7 +49,7 @@ class PySyncObjCluster:
     def __init__(self, python: str, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.python, self.root = python, root
-        self.addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+        self.addrs = [f"127.0.0.1:{port}" for port in free_ports(3)]
         self.procs: dict[str, subprocess.Popen[str]] = {}
 
     def start(self, timeout: float = 30.0) -> PySyncObjCluster:
@@ -58,7 +58,7 @@ class PySyncObjCluster:
                 self.procs[a] = subprocess.Popen(
                     [self.python, str(NODE), a, *[b for b in self.addrs if b != a]], cwd=self.root,
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
-        wait_for(self.leader, timeout, "a PySyncObj leader known to all three", period=0.2)
+        until(self.leader, timeout, message="a PySyncObj leader known to all three", interval=0.2)
         return self
 
     def ask(self, addr: str, cmd: str) -> dict[str, Any]:
@@ -81,7 +81,7 @@ class PySyncObjCluster:
         return None
 
     def bench(self, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
-        lead = wait_for(self.leader, 20, "a PySyncObj leader", period=0.2)
+        lead = until(self.leader, 20, message="a PySyncObj leader", interval=0.2)
         return self.ask(lead, f"bench {concurrency} {seconds} {warmup}")
 
     def cleanup(self) -> None:
