@@ -4,24 +4,15 @@ merged timestamps, UID blocks, the watched shard map."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
+from support import free_port
 from zero.app import ZeroApp
 from zero.client import ZeroClient
 from zero.pb import zero_pb2
 
 from zeroapps import one_zero
-
-def _dead_addr() -> str:
-    # A port the OS just handed out and nobody listens on.
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"127.0.0.1:{port}"
-
 
 async def _app(tmp_path) -> ZeroApp:  # type: ignore[no-untyped-def]
     return await one_zero(tmp_path)
@@ -33,7 +24,8 @@ def test_client_rpcs_timestamps_uids_and_failover_between_addresses(tmp_path):
         app = await _app(tmp_path)
         try:
             # The first address is dead: the client moves on to the live one.
-            async with ZeroClient([_dead_addr(), f"127.0.0.1:{app.grpc_port}"], retry_deadline=10) as zc:
+            dead = f"127.0.0.1:{free_port()}"  # a port the OS just handed out: nobody listens on it
+            async with ZeroClient([dead, f"127.0.0.1:{app.grpc_port}"], retry_deadline=10) as zc:
                 r = await zc.connect("dn1:7080")
                 assert r.member.id > 0 and r.member.group_id == 1
                 t = await zc.should_serve("name", r.member.group_id)

@@ -10,6 +10,7 @@ import pytest
 import structlog
 
 from raftcore.node import Node
+from support.aio import until
 from zero.replica.node import NodeOptions, ZeroNode
 
 from zeroapps import bare_node
@@ -24,10 +25,7 @@ def test_many_concurrent_readers_all_finish_quickly(tmp_path, monkeypatch):
                                      read_timeout=3.0), logger=structlog.wrap_logger(logging.getLogger("t")))
         await node.start()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not node.is_leader:
-            assert loop.time() < deadline
-            await asyncio.sleep(0.005)
+        await until(lambda: node.is_leader, 10, message="a leader")
         slowest = 0.0
 
         async def reader() -> None:
@@ -50,11 +48,7 @@ async def _single_leader(tmp_path, **opts) -> ZeroNode:  # type: ignore[no-untyp
     node = bare_node(NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01,
                                  election_ticks=5, **opts), logger=structlog.wrap_logger(logging.getLogger("t")))
     await node.start()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not (node.is_leader and node.applied > 0):
-        assert loop.time() < deadline
-        await asyncio.sleep(0.005)
+    await until(lambda: node.is_leader and node.applied > 0, 10, message="a leader that applied its first entry")
     await node.read_barrier()  # the path works before the fault below
     return node
 

@@ -16,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from support.aio import until
 from zero.ops import backup
 from zero import cli
 from zero.app import ZeroApp
@@ -273,11 +274,7 @@ def test_health_reflection_and_http(tmp_path) -> None:
             r = await hstub.Check(health_pb2.HealthCheckRequest(service="zero.v1.Zero"))
             return r.status == health_pb2.HealthCheckResponse.SERVING
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while not await serving():
-            assert loop.time() < deadline, "gRPC health never became SERVING"
-            await asyncio.sleep(0.05)
+        await until(serving, 5, message="gRPC health SERVING")
 
         watch = hstub.Watch(health_pb2.HealthCheckRequest(service=""))
         first = await watch.read()

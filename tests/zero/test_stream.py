@@ -9,6 +9,7 @@ import logging
 import pytest
 import structlog
 
+from support.aio import until
 from zero.errors import ResourceExhaustedError
 from zero.replica.duties import ensure_cluster_identity
 from zero.replica.node import NodeOptions, ZeroNode
@@ -23,11 +24,7 @@ async def _node(tmp_path) -> ZeroNode:
     node = bare_node(NodeOptions(data_dir=str(tmp_path / "zw"), my_addr="localhost:5080", tick_seconds=0.01),
                      logger=structlog.wrap_logger(logging.getLogger("test")))
     await node.start()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not node.is_leader:
-        assert loop.time() < deadline
-        await asyncio.sleep(0.005)
+    await until(lambda: node.is_leader, 10, message="a leader")
     await ensure_cluster_identity(node)
     return node
 
