@@ -52,6 +52,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # support, which procs imports
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
 import grpc  # noqa: E402
