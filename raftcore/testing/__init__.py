@@ -7,9 +7,14 @@ How the layers stack:
   app         RecordingStateMachine: the tiny application each node runs (the applied
               entries, in order; its snapshot is that sequence)
   invariants  InvariantChecker: Raft's safety properties, checked event by event
-  cluster     SimCluster: n RawNodes with their MemoryStorage, driven through the Ready
-              contract on a SimNetwork; crash/restart, membership changes, snapshots,
-              leader transfer, ReadIndex, and a trace of events for failure reports
+  simnode     SimNode: a RawNode, its MemoryStorage (its disk) and its state machine;
+              its lifecycle (start on a storage, crash, stop after removal)
+  trace       Trace: the events of a run, their digest, failure reports
+  driver      NodeDriver: each node's application by the Ready contract (persist,
+              send, apply, advance, snapshot + compact), deliveries and transport reports
+  cluster     SimCluster: n SimNodes on a SimNetwork, ticked and settled; client
+              actions (proposals, membership changes, leader transfer, ReadIndex) and
+              faults (crash/restart, partitions)
 
 Beside them, the scaffolding of etcd-io/raft's own tests, for the scenarios ported from
 them (tests/raftcore):
@@ -23,7 +28,7 @@ Nothing here uses threads, asyncio or clocks: a seed determines the whole run.
 """
 
 from .app import AppliedEntry, RecordingStateMachine
-from .cluster import LivenessError, NodeState, SimCluster, SimNode
+from .cluster import LivenessError, SimCluster
 from .etcd_network import BLACK_HOLE, Network, Node, PeerFactory, ents_node, new_node, voted_node
 from .etcd_raft import (
     NullLogger,
@@ -43,6 +48,7 @@ from .etcd_raft import (
 )
 from .invariants import InvariantChecker, InvariantViolation
 from .network import NetworkStats, SimNetwork
+from .simnode import NodeState, SimNode
 
 __all__ = [
     "SimNetwork",
