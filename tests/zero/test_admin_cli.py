@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 
 import pytest
 
+from support import free_port
 from zero import cli
 
 from zeroapps import one_zero
@@ -64,11 +64,7 @@ def test_admin_verbs_and_exit_codes(tmp_path):
 
 
 def test_admin_unreachable_exits_3():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    code, _, err = _run_cli(["admin", "state", "--addr", f"127.0.0.1:{port}", "--timeout", "1"])
+    code, _, err = _run_cli(["admin", "state", "--addr", f"127.0.0.1:{free_port()}", "--timeout", "1"])
     assert code == 3 and "unreachable" in err
 
 

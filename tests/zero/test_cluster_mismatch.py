@@ -15,6 +15,7 @@ import pytest
 import structlog
 
 from raftcore import SnapshotStatus, raftpb
+from support import free_port
 from zero.replica import transport as transport_mod
 from zero.metrics import Metrics
 from zero.pb import state_pb2
@@ -53,6 +54,9 @@ class Node:
 
     def step_peer(self, m: raftpb.Message) -> None:
         self.stepped.append(m)
+
+    def peer_lost(self, rid: int) -> None:
+        pass
 
     def report_unreachable(self, rid: int) -> None:
         pass
@@ -106,10 +110,7 @@ def run(body) -> None:  # type: ignore[no-untyped-def]
 
 
 def dead_addr() -> str:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"  # nobody listens there
 
 
 async def campaign(node: Node, peers: list[int], seconds: float) -> None:
