@@ -60,6 +60,9 @@ class FakeNode:
     def step_peer(self, m: raftpb.Message) -> None:
         self.stepped.append(m)
 
+    def peer_lost(self, rid: int) -> None:
+        pass
+
     def report_unreachable(self, rid: int) -> None:
         self.unreachable.append(rid)
 

@@ -6,15 +6,16 @@ status page), and the callbacks of the components that act on a change of leader
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from raftcore import SoftState, StateType
 
 from zero.log import Logger
+from zero.pb import zero_pb2
 from zero.metrics import Metrics
 from zero.replica.ports import Clock
 
-__all__ = ["Leadership", "LEADER_CHANGES_KEPT"]
+__all__ = ["Leadership", "LEADER_CHANGES_KEPT", "leader_hint"]
 
 LEADER_CHANGES_KEPT = 50
 
@@ -53,3 +54,16 @@ class Leadership:
                 self._on_lost()
             for cb in self.callbacks:
                 cb(now_leader, self.term)
+
+
+def leader_hint(lead: int, me: int, zeros: Mapping[int, zero_pb2.Member],
+                join_peers: Mapping[int, str]) -> list[tuple[str, str]]:
+    """Trailing metadata naming the leader, for replies from a zero that is not it."""
+    if not lead or lead == me:
+        return []
+    md = [("zero-leader-id", str(lead))]
+    z = zeros.get(lead)
+    addr = z.addr if z is not None else join_peers.get(lead, "")
+    if addr:
+        md.append(("zero-leader-addr", addr))
+    return md

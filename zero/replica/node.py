@@ -23,6 +23,7 @@ one place (zero/app.py; zero/replica/duties.py run_leader_task). Lifecycle:
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -38,7 +39,8 @@ from zero.replica.apply import Applier
 from zero.replica.boot import check_restorable, find_origin, raft_config, start_raft
 from zero.replica.confchange import CONF_CHANGE_TIMEOUT, check_conf_change
 from zero.replica.duties import LeaseRepair, keep_my_addr
-from zero.replica.leadership import Leadership
+from zero.replica.failover import CrashFailover
+from zero.replica.leadership import Leadership, leader_hint
 from zero.replica.membership import Membership
 from zero.replica.options import NodeOptions
 from zero.replica.ports import Clock, PeerTransport, WalStorage
@@ -59,7 +61,7 @@ class ZeroNode:
     """One zero's replica of the Raft group and of ZeroState."""
 
     def __init__(self, opts: NodeOptions, *, transport: PeerTransport, storage: WalStorage, clock: Clock,
-                 logger: Logger, metrics: Metrics | None = None) -> None:
+                 logger: Logger, metrics: Metrics | None = None, rng: random.Random | None = None) -> None:
         self.opts = opts
         self.log = logger
         self.metrics = metrics or Metrics()
@@ -99,6 +101,8 @@ class ZeroNode:
         self.removed_reason = ""
         self._join_cluster_id = ""  # from the join answer, until the state has caught up
         self._join_peers: dict[int, str] = {}
+        self.failover = CrashFailover(clock=clock, rng=rng or random.Random(), max_delay=opts.election_timeout / 5,
+                                      log=logger, lead=lambda: self.leadership.lead, leading=lambda: self.is_leader)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -156,6 +160,7 @@ class ZeroNode:
             await self._node.stop()
         for t in self._tasks:
             t.cancel()
+        self.failover.cancel()
         if self._loop is not None:
             await self._loop.stop()
         for t in self._tasks:
@@ -238,15 +243,7 @@ class ZeroNode:
 
     def leader_hint(self) -> list[tuple[str, str]]:
         """Trailing metadata naming the leader, for replies from a zero that is not it."""
-        lead = self.leadership.lead
-        if not lead or lead == self.raft_id:
-            return []
-        md = [("zero-leader-id", str(lead))]
-        z = self.state.zeros.get(lead)
-        addr = z.addr if z is not None else self._join_peers.get(lead, "")
-        if addr:
-            md.append(("zero-leader-addr", addr))
-        return md
+        return leader_hint(self.leadership.lead, self.raft_id, self.state.zeros, self._join_peers)
 
     # -- what the Ready loop calls back ------------------------------------------------------------
     def _send(self, msgs: list[raftpb.Message]) -> None:
@@ -283,13 +280,11 @@ class ZeroNode:
         self._fail_all(UnavailableError(f"zero stopped: {e}"))
 
     async def take_snapshot(self) -> int:
-        """Snapshot the applied state and compact the log behind it; returns the
-        snapshot's index (unchanged when nothing new was applied)."""
+        """Snapshot the applied state and compact the log behind it; returns its index."""
         return await self._snapshots.take()
 
     def stored_snapshot(self) -> raftpb.Snapshot:
-        """The newest snapshot in storage (Storage.snapshot(), a read): its metadata and
-        data, as ZeroAdmin.Snapshot reports them."""
+        """The newest snapshot in storage (what ZeroAdmin.Snapshot reports)."""
         return self._wal.storage.snapshot()
 
     # -- the PeerHost the transport delivers to (event loop, never mid-Ready) ------------------------
@@ -308,6 +303,11 @@ class ZeroNode:
     def report_unreachable(self, rid: int) -> None:
         if self._node is not None and not self._stopping:
             self._node.report_unreachable(rid)
+
+    def peer_lost(self, rid: int) -> None:
+        """The connection to zero `rid` was reset or refused (zero/replica/failover.py)."""
+        if self._node is not None and not self._stopping:
+            self.failover.peer_lost(rid, self._node)
 
     def report_snapshot(self, rid: int, status: SnapshotStatus) -> None:
         if self._node is not None and not self._stopping:

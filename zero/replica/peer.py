@@ -197,6 +197,11 @@ class Peer:
                 self.t.refused_by_peer(self.rid, r.refusal, r.message)
             except grpc.aio.AioRpcError as e:
                 reason = f"{e.code().name}: {e.details()}"
+                if e.code() == grpc.StatusCode.UNAVAILABLE and self._was_up:
+                    # Reset by the peer's kernel (its process is gone), not timed out
+                    # (paused or cut off): a follower need not wait out its election
+                    # timeout for a dead leader (zero/replica/failover.py).
+                    self.t.host.peer_lost(self.rid)
             except (TimeoutError, asyncio.TimeoutError):
                 reason = "timed out"
             except Exception as e:  # grpc raises assorted errors on a broken stream
