@@ -1,0 +1,239 @@
+"""N real zeros in one SimLoop: each built as zero/app.py builds it (build_node, Leases,
+Liveness, MembershipHub, the cluster-identity duty, the Oracle and its hub, the Zero
+servicer), on a SimTransport, a SimStorage and a SimClock.
+
+Not wired yet (see docs/RELIABILITY.md, "Simulation of the whole daemon"): the move
+driver and the rebalancer (they dial data nodes over gRPC), the liveness mirror (it
+dials the leader), the HTTP front and the interceptor/forwarding (clients call the
+servicer of the zero they chose, as if on the leader's address).
+
+Randomness that zero draws itself is seeded here, while a schedule runs, by replacing
+module globals (no seam for them yet): a zero's incarnation token (zero.replica.node's
+`secrets`), the cluster id the first leader mints (zero.replica.duties' `uuid`), and the
+unseeded `random.Random()` of raftcore's election timeouts (raftcore.raft: zero's
+raft_config passes no Config.rng) and of zero.replica.node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import random
+import uuid as _uuid
+from collections.abc import Iterator
+from typing import Any
+
+import raftcore.raft as _raft
+import zero.replica.duties as _duties
+import zero.replica.node as _node
+from zero.app import build_node
+from zero.frontdoor.liveness import Liveness
+from zero.frontdoor.oracle_service import OracleHub
+from zero.frontdoor.stream import MembershipHub
+from zero.frontdoor.zero_service import ZeroService
+from zero.leader.leases import Leases
+from zero.leader.oracle import Oracle
+from zero.metrics import Metrics
+from zero.replica.duties import ensure_cluster_identity, run_leader_task
+from zero.replica.node import NodeOptions, ZeroNode
+
+from .disk import SimDisk
+from .loop import OWNER, SimClock, SimLoop
+from .net import SimNetwork, SimTransport
+from .trace import Trace
+
+__all__ = ["SimZero", "SimCluster", "seeded_randomness", "SimLogger", "BUG_EVENTS"]
+
+# Log lines that are bugs wherever they appear (zero/replica/duties.py, ready_loop.py).
+BUG_EVENTS = ("leader duty crashed", "raft loop failed; this zero stops serving")
+
+
+class SimLogger:
+    """zero.log.Logger: drops debug and info; warnings and errors go to the trace."""
+
+    def __init__(self, name: str, trace: Trace, errors: list[str]) -> None:
+        self._name = name
+        self._trace = trace
+        self._errors = errors
+
+    def debug(self, event: str, *args: object, **kw: object) -> None:
+        pass
+
+    def info(self, event: str, *args: object, **kw: object) -> None:
+        pass
+
+    def warning(self, event: str, *args: object, **kw: object) -> None:
+        self._trace.add("warn", self._name, event, sorted(kw.items()))
+
+    def error(self, event: str, *args: object, **kw: object) -> None:
+        self._trace.add("error", self._name, event, sorted(kw.items()))
+        if event in BUG_EVENTS:
+            self._errors.append(f"{self._name}: {event}: {kw}")
+
+    def bind(self, **new_values: object) -> SimLogger:
+        return self
+
+
+class _Secrets:
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def token_hex(self, n: int = 32) -> str:
+        return self._rng.randbytes(n).hex()
+
+
+class _Random:
+    """A `random` module whose unseeded Random() is seeded from the schedule."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def Random(self, seed: object = None) -> random.Random:
+        return random.Random(self._rng.getrandbits(64) if seed is None else seed)
+
+
+class _Uuid:
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def uuid4(self) -> _uuid.UUID:
+        return _uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+
+@contextlib.contextmanager
+def seeded_randomness(rng: random.Random) -> Iterator[None]:
+    """zero's own draws (incarnation tokens, the cluster id) from `rng` while it runs."""
+    saved = _node.secrets, _duties.uuid, _raft.random, getattr(_node, "random", None)
+    _node.secrets, _duties.uuid, _raft.random = _Secrets(rng), _Uuid(rng), _Random(rng)  # type: ignore[assignment]
+    if saved[3] is not None:
+        _node.random = _Random(rng)  # type: ignore[assignment,attr-defined]
+    try:
+        yield
+    finally:
+        _node.secrets, _duties.uuid, _raft.random = saved[:3]
+        if saved[3] is not None:
+            _node.random = saved[3]  # type: ignore[attr-defined]
+
+
+class SimZero:
+    """One incarnation of one zero (a restart builds a new SimZero on the same disk)."""
+
+    def __init__(self, cluster: SimCluster, name: str, incarnation: int, *, peer: str) -> None:
+        self.name = name
+        self.owner = f"{name}#{incarnation}"
+        self.context = contextvars.copy_context()
+        self.context.run(OWNER.set, self.owner)
+        c = cluster
+        self.clock = SimClock(c.loop, offset=c.rng.uniform(0, 1000))
+        log = SimLogger(name, c.trace, c.errors)
+        metrics = Metrics()
+        self.transport = SimTransport(c.network, name, self.context, log=log, metrics=metrics, clock=self.clock,
+                                      rng=random.Random(c.rng.getrandbits(64)))
+        self.storage = c.disks[name].open()
+        opts = NodeOptions(data_dir=os.path.join(c.data_root, name.split(":")[0]), my_addr=name, tick_seconds=c.tick,
+                           election_ticks=c.election_ticks, snapshot_every=c.snapshot_every, peer=peer,
+                           join_timeout=30.0, transfer_on_stop=0.0)
+        node = self.node = build_node(opts, transport=self.transport, logger=log, metrics=metrics,
+                                      storage=self.storage, clock=self.clock)
+        self.transport.join_handler = node.handle_join
+        leases = self.leases = Leases(node)
+        node.on_leadership.append(leases.leadership_changed)
+        liveness = Liveness(node, window=10.0, clock=self.clock.monotonic, wall=self.clock.wall)
+        node.on_leadership.append(liveness.on_leadership)
+        hub = MembershipHub(node, overlay=liveness.overlay)
+        node.on_applied.append(hub.on_applied)
+        node.on_state_reset.append(hub.on_state_reset)
+        liveness.on_flags_changed = hub.bump
+        node.on_leadership.append(run_leader_task(node, lambda: ensure_cluster_identity(node), "cluster-identity"))
+        oracle = self.oracle = Oracle(node, leases, liveness, liveness_window=10.0, retention=30.0, log=log,
+                                      metrics=metrics, clock=self.clock.monotonic)
+        oracle_hub = OracleHub(oracle)
+        oracle.sinks.append(oracle_hub.publish)
+        node.on_leadership.append(oracle.on_leadership)
+        node.on_leadership.append(oracle_hub.on_leadership)
+        node.on_applied.append(oracle.on_applied)
+        leases.on_handed_out.append(oracle.handed_out)
+        node.on_leadership.append(run_leader_task(node, oracle.leader_duty, "oracle"))
+        self.service = ZeroService(node, leases, liveness, hub, oracle, oracle_hub, admin_token=None, replicas=1)
+        self.started = False
+        self.failed: BaseException | None = None
+
+    async def start(self) -> None:
+        try:
+            await self.node.start()
+            self.started = True
+        except Exception as e:  # e.g. a join that timed out: the harness restarts it later
+            self.failed = e
+
+    @property
+    def up(self) -> bool:
+        n = self.node
+        return self.started and n.raft_started and n.fatal is None and not n.removed.is_set()
+
+
+class SimCluster:
+    """The zeros z1..zN of one schedule; z1 bootstraps, the others join through it."""
+
+    def __init__(self, loop: SimLoop, rng: random.Random, trace: Trace, data_root: str, n: int, *,
+                 tick: float = 0.1, election_ticks: int = 5, snapshot_every: int = 200) -> None:
+        self.loop = loop
+        self.rng = rng
+        self.trace = trace
+        self.data_root = data_root
+        self.tick = tick
+        self.election_ticks = election_ticks
+        self.snapshot_every = snapshot_every
+        self.errors: list[str] = []
+        self.network = SimNetwork(loop, rng, trace)
+        self.names = [f"z{i}:5080" for i in range(1, n + 1)]  # names are the zeros' addresses
+        self.disks = {name: SimDisk(random.Random(rng.getrandbits(64))) for name in self.names}
+        self.zeros: dict[str, SimZero | None] = {name: None for name in self.names}
+        self._incarnations = {name: 0 for name in self.names}
+        self.crashes = self.restarts = 0
+
+    def boot(self, name: str) -> SimZero:
+        """Start (or restart) zero `name`: a new incarnation on its disk and data dir."""
+        assert self.zeros[name] is None
+        self._incarnations[name] += 1
+        z = SimZero(self, name, self._incarnations[name], peer="" if name == self.names[0] else self.names[0])
+        self.zeros[name] = z
+        self.loop.create_task(z.start(), context=z.context)
+        self.trace.add("boot", z.owner)
+        return z
+
+    def crash(self, name: str) -> None:
+        """kill -9: tasks gone, unsynced writes lost (a seeded part of them), links down."""
+        z = self.zeros[name]
+        if z is None:
+            return
+        self.zeros[name] = None
+        self.disks[name].crash()
+        self.network.detach(z.transport)
+        self.loop.cancel_owner(z.owner)
+        self.crashes += 1
+        self.trace.add("crash", z.owner)
+
+    def live(self) -> list[SimZero]:
+        return [z for name in self.names if (z := self.zeros[name]) is not None and z.up]
+
+    def down(self) -> list[str]:
+        return [name for name in self.names if self.zeros[name] is None]
+
+    def leader(self) -> SimZero | None:
+        leaders = [z for z in self.live() if z.node.is_leader]
+        return max(leaders, key=lambda z: z.node.term) if leaders else None
+
+    def by_raft_id(self, rid: int) -> SimZero | None:
+        for z in self.live():
+            if z.node.raft_id == rid:
+                return z
+        return None
+
+    def run_in(self, z: SimZero, coro: Any) -> Any:
+        """A task of zero `z` (cancelled with it on a crash)."""
+        return self.loop.create_task(coro, context=z.context)
+
+    def shutdown(self) -> None:
+        for owner in list(self.loop.owned):
+            self.loop.cancel_owner(owner)
