@@ -174,8 +174,12 @@ class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
     async def Timestamps(self, request: zero_pb2.TimestampsRequest, context: Context) -> zero_pb2.AssignedIds:
         if request.read_only:
             # The oracle's max_assigned: every commit at or below it is known (no lease).
+            # Read after a ReadIndex round begun after the request arrived: a leader
+            # deposed without knowing it would answer below a commit the new leader has
+            # acknowledged (tests/cluster/test_oracle_stale_leader.py).
             require_leader(self.node, "read-only timestamps")
             await self.oracle.wait_ready(READY_TIMEOUT)
+            await self.node.read_barrier()
             ts = self.oracle.max_assigned()
             return zero_pb2.AssignedIds(start_id=ts, end_id=ts)
         return await self.leases.assign(zero_pb2.TIMESTAMP, request.count)
