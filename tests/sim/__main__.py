@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 
+from .cluster import PLANTABLE
 from .schedule import replay_command, run_schedule
 
 
@@ -21,15 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=1)
     p.add_argument("--seconds", type=float, default=30.0, help="simulated seconds per schedule")
     p.add_argument("--zeros", type=int, default=3)
+    p.add_argument("--plant", action="append", default=[], choices=PLANTABLE,
+                   help="plant a known bug (the run should then find violations)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     # A crashed zero's tasks are abandoned by design; asyncio would report each one.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    bugs = frozenset(a.plant)
     began = time.perf_counter()
     bad: list[int] = []
     simulated = 0.0
     for seed in range(a.first_seed, a.first_seed + a.seeds):
-        r = run_schedule(seed, a.seconds, a.zeros)
+        r = run_schedule(seed, a.seconds, a.zeros, bugs)
         simulated += r.seconds
         if a.verbose:
             print(f"seed {seed}: digest {r.digest[:16]}, events {r.events}, ops {r.ops} ({r.ok_ops} ok), "
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {v}", file=sys.stderr)
             if a.verbose:
                 print(r.tail, file=sys.stderr)
-            print(f"  replay: {replay_command(seed, a.seconds)}", file=sys.stderr, flush=True)
+            print(f"  replay: {replay_command(seed, a.seconds, bugs)}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - began
     print(f"schedules: {a.seeds}, violations: {len(bad)}, simulated seconds: {simulated:.0f}, "
           f"wall seconds: {wall:.1f}")

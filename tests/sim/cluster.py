@@ -28,6 +28,7 @@ import raftcore.raft as _raft
 import zero.replica.duties as _duties
 import zero.replica.node as _node
 from zero.app import build_node
+from zero.errors import UnavailableError
 from zero.frontdoor.liveness import Liveness
 from zero.frontdoor.oracle_service import OracleHub
 from zero.frontdoor.stream import MembershipHub
@@ -43,7 +44,12 @@ from .loop import OWNER, SimClock, SimLoop
 from .net import SimNetwork, SimTransport
 from .trace import Trace
 
-__all__ = ["SimZero", "SimCluster", "seeded_randomness", "SimLogger", "BUG_EVENTS"]
+__all__ = ["SimZero", "SimCluster", "seeded_randomness", "SimLogger", "BUG_EVENTS", "PLANTABLE"]
+
+# Known bugs the simulation must catch, planted only when a schedule asks for them:
+# - ts-without-read-index: Leases hands out timestamps with no ReadIndex round, so a
+#   deposed leader that has not noticed yet answers from its block (real-time order).
+PLANTABLE = ("ts-without-read-index",)
 
 # Log lines that are bugs wherever they appear (zero/replica/duties.py, ready_loop.py).
 BUG_EVENTS = ("leader duty crashed", "raft loop failed; this zero stops serving")
@@ -139,6 +145,8 @@ class SimZero:
         self.transport.join_handler = node.handle_join
         leases = self.leases = Leases(node)
         node.on_leadership.append(leases.leadership_changed)
+        if "ts-without-read-index" in c.bugs:
+            _plant_ts_without_read_index(leases)
         liveness = Liveness(node, window=10.0, clock=self.clock.monotonic, wall=self.clock.wall)
         node.on_leadership.append(liveness.on_leadership)
         hub = MembershipHub(node, overlay=liveness.overlay)
@@ -176,7 +184,9 @@ class SimCluster:
     """The zeros z1..zN of one schedule; z1 bootstraps, the others join through it."""
 
     def __init__(self, loop: SimLoop, rng: random.Random, trace: Trace, data_root: str, n: int, *,
-                 tick: float = 0.1, election_ticks: int = 5, snapshot_every: int = 200) -> None:
+                 tick: float = 0.1, election_ticks: int = 5, snapshot_every: int = 200,
+                 bugs: frozenset[str] = frozenset()) -> None:
+        self.bugs = bugs
         self.loop = loop
         self.rng = rng
         self.trace = trace
@@ -237,3 +247,12 @@ class SimCluster:
     def shutdown(self) -> None:
         for owner in list(self.loop.owned):
             self.loop.cancel_owner(owner)
+
+
+def _plant_ts_without_read_index(leases: Leases) -> None:
+    async def assign(kind: Any, count: int) -> Any:
+        if not leases.node.is_leader:
+            raise UnavailableError("this zero is not the leader")
+        return await leases._hand_out(leases._pools[kind], count)
+
+    leases.assign = assign  # type: ignore[method-assign]

@@ -51,17 +51,19 @@ class Result:
     tail: str = ""
 
 
-def replay_command(seed: int, seconds: float) -> str:
-    return f"PYTHONHASHSEED=0 .venv/bin/python -m tests.sim --first-seed {seed} --seeds 1 --seconds {seconds:g} -v"
+def replay_command(seed: int, seconds: float, bugs: frozenset[str] = frozenset()) -> str:
+    plant = "".join(f" --plant {b}" for b in sorted(bugs))
+    return f".venv/bin/python -m tests.sim --first-seed {seed} --seeds 1 --seconds {seconds:g}{plant} -v"
 
 
 class _Run:
-    def __init__(self, seed: int, seconds: float, loop: SimLoop, data_root: str, zeros: int) -> None:
+    def __init__(self, seed: int, seconds: float, loop: SimLoop, data_root: str, zeros: int,
+                 bugs: frozenset[str]) -> None:
         self.rng = random.Random(seed)
         self.seconds = seconds
         self.loop = loop
         self.trace = Trace(loop.time)
-        self.c = SimCluster(loop, self.rng, self.trace, data_root, zeros)
+        self.c = SimCluster(loop, self.rng, self.trace, data_root, zeros, bugs=bugs)
         self.ops: list[Op] = []
         self.guess: dict[str, str] = {}  # client -> the zero it believes leads
 
@@ -218,12 +220,13 @@ class _Run:
         return out
 
 
-def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3) -> Result:
-    """Run one schedule on a fresh SimLoop; the result names every violation."""
+def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3, bugs: frozenset[str] = frozenset()) -> Result:
+    """Run one schedule on a fresh SimLoop; the result names every violation. `bugs`
+    plants known bugs (cluster.PLANTABLE) to show the checks catch them."""
     rng = random.Random(seed ^ 0x5EED)
     loop = SimLoop(random.Random(rng.getrandbits(64)))
     data_root = tempfile.mkdtemp(prefix=f"zero-sim-{seed}-", dir="/dev/shm" if _shm() else None)
-    run = _Run(seed, seconds, loop, data_root, zeros)
+    run = _Run(seed, seconds, loop, data_root, zeros, bugs)
     res = Result(seed=seed, seconds=seconds)
     errors: list[str] = []
     loop.set_exception_handler(lambda _l, ctx: errors.append(f"unhandled: {ctx.get('message')} "
