@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
 from typing import Protocol
+
+from raftcore import StateType
 
 from zero.log import Logger
 from zero.replica.ports import Clock
 
-__all__ = ["CrashFailover", "FailoverRaft"]
+__all__ = ["CrashFailover", "FailoverRaft", "Known"]
 
 
 class FailoverRaft(Protocol):
@@ -32,34 +33,45 @@ class FailoverRaft(Protocol):
     async def campaign(self) -> None: ...
 
 
+class Known(Protocol):
+    """What this zero knows of the leadership (zero/replica/leadership.py's Leadership)."""
+
+    lead: int  # 0: none
+    term: int
+    role: StateType
+
+
 class CrashFailover:
-    """Forget a leader whose connection was reset or refused, then campaign soon.
-    `lead()` is the leader this zero knows now (0: none), `leading()` whether it leads."""
+    """Forget a leader whose connection was reset or refused, then campaign soon."""
 
     def __init__(self, *, clock: Clock, rng: random.Random, max_delay: float, log: Logger,
-                 lead: Callable[[], int], leading: Callable[[], bool]) -> None:
+                 leadership: Known) -> None:
         self.clock = clock
         self.rng = rng
         self.max_delay = max_delay
         self.log = log
-        self._lead = lead
-        self._leading = leading
+        self.known = leadership
         self._task: asyncio.Task[None] | None = None
         self.campaigns = 0  # started because of a crash (tests and metrics read it)
 
     def peer_lost(self, peer: int, raft: FailoverRaft) -> None:
         """The connection to zero `peer` was reset or refused."""
-        if self._leading() or peer != self._lead():
+        known = self.known
+        if known.role == StateType.LEADER or peer != known.lead:
             return
         raft.forget_leader()
         self.log.info("the leader's connection was reset or refused; forgetting it and campaigning soon",
                       leader=peer)
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._campaign(raft), name="zero-crash-failover")
+            self._task = asyncio.get_running_loop().create_task(self._campaign(raft, known.term),
+                                                                name="zero-crash-failover")
 
-    async def _campaign(self, raft: FailoverRaft) -> None:
+    async def _campaign(self, raft: FailoverRaft, term: int) -> None:
         await self.clock.sleep(self.rng.uniform(0, self.max_delay))
-        if self._lead() == 0 and not self._leading():  # nobody took over meanwhile
+        # Nobody took over meanwhile, and nobody is campaigning: a vote we granted moved
+        # our term (campaigning too would split the vote and cost an election timeout).
+        known = self.known
+        if known.lead == 0 and known.role != StateType.LEADER and known.term == term:
             self.campaigns += 1
             await raft.campaign()
 

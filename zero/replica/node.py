@@ -102,7 +102,7 @@ class ZeroNode:
         self._join_cluster_id = ""  # from the join answer, until the state has caught up
         self._join_peers: dict[int, str] = {}
         self.failover = CrashFailover(clock=clock, rng=rng or random.Random(), max_delay=opts.election_timeout / 5,
-                                      log=logger, lead=lambda: self.leadership.lead, leading=lambda: self.is_leader)
+                                      log=logger, leadership=self.leadership)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
