@@ -122,6 +122,8 @@ class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
             security.require_roles(context, security.FORCE_ROLES, "a forced tablet assignment")
             check_admin(self.admin_token, context.invocation_metadata())
         node = self.node
+        if not forced:
+            return await self._claim_or_look_up(tablets)
         await node.read_barrier()
         state = node.state
         groups = state.groups
@@ -140,6 +142,28 @@ class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
         for t in tablets:
             owned = node.state.tablet(t.predicate)
             out.append(owned if owned is not None else zero_pb2.Tablet(predicate=t.predicate))
+        return out
+
+    async def _claim_or_look_up(self, tablets: list[zero_pb2.Tablet]) -> list[zero_pb2.Tablet]:
+        """One round per request: tablets this zero's state does not know as owned and
+        that name a group are claimed by one proposal, whose apply decides (it claims the
+        unowned, answers the owner of one claimed meanwhile, refuses an unknown group);
+        lookups (group 0, or an owned tablet) are linearizable reads. Both run at once."""
+        node = self.node
+        claims = [zero_pb2.Tablet(predicate=t.predicate, group_id=t.group_id)
+                  for t in tablets if t.group_id and not node.state.group_of(t.predicate)]
+        answers: dict[str, zero_pb2.Tablet] = {}
+
+        async def claim() -> None:
+            applied = await node.propose(state_pb2.Proposal(claim_tablets=state_pb2.ClaimTablets(tablets=claims)))
+            answers.update((a.predicate, a) for a in applied.result.tablets.tablets)
+
+        reads = len(claims) < len(tablets)
+        await asyncio.gather(*((claim(),) if claims else ()), *((node.read_barrier(),) if reads else ()))
+        out = []
+        for t in tablets:
+            got = answers.get(t.predicate) or node.state.tablet(t.predicate)
+            out.append(got if got is not None else zero_pb2.Tablet(predicate=t.predicate))
         return out
 
     async def UpdateTabletSizes(self, request: zero_pb2.TabletSizes,
