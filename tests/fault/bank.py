@@ -1,6 +1,7 @@
 """The Jepsen bank workload over reference data nodes: ACCOUNTS accounts, each holding
-INITIAL, spread over one tablet per group ("bank1" at group 1, ...). Clients transfer a
-random amount between two random accounts in a transaction (read both at start_ts, write
+INITIAL, spread over one tablet per group ("bank1" at group 1, ...), plus a reserve
+account no transfer touches (written once: once safe_ts passes that write, garbage
+collection must keep it). Clients transfer a random amount between two random accounts in a transaction (read both at start_ts, write
 both if the source can pay: a read-write transaction on two keys, across groups when the
 accounts are) and read every account at once, half of the time in a transaction (its
 start_ts from zero; it then commits, read-only) and half in a snapshot at the oracle's
@@ -33,11 +34,13 @@ from .txn_workload import TxnWorkload, run_txn
 __all__ = ["ACCOUNTS", "INITIAL", "accounts", "setup", "step", "total", "minimums"]
 
 ACCOUNTS = 8
+RESERVE = 1  # accounts after the ACCOUNTS that transfers never touch
 INITIAL = 100
 
 
-def accounts(groups: Sequence[int], n: int = ACCOUNTS) -> list[tuple[str, bytes]]:
-    """(tablet, key) of each account: account i in group groups[i % len(groups)]'s tablet."""
+def accounts(groups: Sequence[int], n: int = ACCOUNTS + RESERVE) -> list[tuple[str, bytes]]:
+    """(tablet, key) of each account: account i in group groups[i % len(groups)]'s
+    tablet; the last RESERVE of them are the reserve."""
     return [(f"bank{groups[i % len(groups)]}", b"a%d" % i) for i in range(n)]
 
 
@@ -84,7 +87,7 @@ async def step(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str)
     if rng.random() < 0.3:
         await _read(wl, tc, rng, process, accts)
         return
-    a, b = rng.sample(accts, 2)
+    a, b = rng.sample(accts[:ACCOUNTS], 2)
     amount = rng.randint(1, 5)
     try:
         txn = await tc.begin()
@@ -126,7 +129,7 @@ async def _read(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str
     wl.h.end(op, OK, rec)
 
 
-def total(ops: Iterable[Op], n: int = ACCOUNTS, initial: int = INITIAL) -> list[str]:
+def total(ops: Iterable[Op], n: int = ACCOUNTS + RESERVE, initial: int = INITIAL) -> list[str]:
     """Every ok full read finds all `n` accounts, none below zero, summing to n * initial."""
     out = []
     for o in ops:

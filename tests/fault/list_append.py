@@ -1,7 +1,9 @@
 """A list-append workload, as Jepsen's Elle uses, over reference data nodes: KEYS keys,
-each a list of integers (JSON), spread over one tablet per group ("la1" at group 1, ...).
-A transaction picks 1-4 keys and reads each; for about half of them it also appends a
-value no other append carries (the list read plus the value, written back: the write
+each a list of integers (JSON), spread over one tablet per group ("la1" at group 1, ...),
+and a cold key per group, written once at the start ([-group]) and then only read (once
+safe_ts passes that write, garbage collection must keep it). A transaction picks 1-4
+keys and reads each; for about half of the keys other than the cold ones it also
+appends a value no other append carries (the list read plus the value, written back: the write
 conflicts with any concurrent append to the key, first committer wins).
 
 Records (txn_workload): `reads` {key: list read at read_ts}, `appends` {key: value},
@@ -26,6 +28,7 @@ watermark), these read only what clients saw, as Elle does:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,7 +42,7 @@ from .history import OK, Op
 from .txn_checks import decision
 from .txn_workload import TxnWorkload, run_txn
 
-__all__ = ["KEYS", "keys", "claim", "step", "final_read", "final_lists", "prefixes", "aborted_reads", "lost_updates", "fractured",
+__all__ = ["KEYS", "keys", "setup", "step", "final_read", "final_lists", "prefixes", "aborted_reads", "lost_updates", "fractured",
            "minimums"]
 
 KEYS = 8
@@ -59,17 +62,38 @@ def _list(v: bytes | None) -> list[int]:
     return list(json.loads(v)) if v else []
 
 
-async def claim(wl: TxnWorkload, groups: Sequence[int]) -> None:
-    assert wl.zc is not None
+async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
+    """Claim each group's tablet for it, then write the cold keys in one transaction."""
+    assert wl.zc is not None and wl.tc is not None
+    cold = [f"la{g}/cold" for g in groups]
     wl.state["keys"] = keys(groups)
+    wl.state["cold"] = cold
     wl.state["next"] = 0
     for g in groups:
         await wl.zc.should_serve(f"la{g}", g)
+    for _ in range(200):
+        if all(wl.zc.group_for(f"la{g}") == g for g in groups):
+            break
+        await asyncio.sleep(0.05)
+    for _ in range(50):
+        txn = await wl.tc.begin()
+
+        async def body(t: Txn) -> dict[str, Any]:
+            appends = {k: -g for k, g in zip(cold, groups)}
+            for k, v in appends.items():
+                t.put(*_addr(k), json.dumps([v]).encode())
+            return {"read_ts": t.start_ts, "reads": {k: [] for k in cold}, "appends": appends,
+                    "writes": {k: [v] for k, v in appends.items()}}
+        op = await run_txn(wl.h, "setup", "open", txn, body)
+        wl.track(op)
+        if op.type == OK:
+            return op
+    raise AssertionError(f"the cold keys could not be written: {op.error}")
 
 
 async def step(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str) -> None:
-    names: list[str] = rng.sample(wl.state["keys"], rng.randint(1, 4))
-    appending = [k for k in names if rng.random() < 0.5]
+    names: list[str] = rng.sample(wl.state["keys"] + wl.state["cold"], rng.randint(1, 4))
+    appending = [k for k in names if rng.random() < 0.5 and k not in wl.state["cold"]]
     try:
         txn = await tc.begin()
     except grpc.aio.AioRpcError:
@@ -91,7 +115,7 @@ async def step(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str)
 async def final_read(wl: TxnWorkload) -> Op:
     """Every key, in one transaction (recorded as f="final")."""
     assert wl.tc is not None
-    names: list[str] = wl.state["keys"]
+    names: list[str] = wl.state["keys"] + wl.state["cold"]
     txn = await wl.tc.begin()
 
     async def body(t: Txn) -> dict[str, Any]:

@@ -93,13 +93,14 @@ def test_first_committer_wins() -> None:
 
 def test_watermark() -> None:
     c = [txn(0, 1, OK, 5, commit=10), txn(0, 1, OK, 6, commit=11), txn(0, 1, OK, 7, commit=20)]
-    good = stream(0, ["c", 5, 10], ["c", 6, 11], ["m", 15], ["c", 7, 20], ["m", 20])
+    good = stream(0, ["s", 3], ["c", 5, 10], ["c", 6, 11], ["m", 15], ["s", 9], ["c", 7, 20], ["m", 20])
     assert txn_checks.watermark([*c, good]) == []
     assert txn_checks.watermark([*c, stream(11, ["m", 15], ["c", 7, 20], ["m", 21])]) == []  # resumed at 11
     planted = {
         "before the commit at 11": stream(0, ["c", 5, 10], ["m", 15], ["c", 6, 11]),
         "after 11": stream(0, ["c", 6, 11], ["c", 5, 10], ["m", 11]),
-        "down to": stream(0, ["c", 5, 10], ["c", 6, 11], ["m", 15], ["m", 12]),
+        "max_assigned went from 15 down to 12": stream(0, ["c", 5, 10], ["c", 6, 11], ["m", 15], ["m", 12]),
+        "safe_ts went from 9 down to 8": stream(0, ["s", 9], ["c", 5, 10], ["c", 6, 11], ["s", 8], ["m", 11]),
     }
     for what, s in planted.items():
         got = txn_checks.watermark([*c, s])

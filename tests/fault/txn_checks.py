@@ -17,8 +17,8 @@ later answer); per Oracle-stream subscription its `events`.
                   of two committed transactions that wrote a key, the later one started
                   after the earlier one committed (SI's write rule, on timestamps)
     watermark     per subscription: commits arrive in commit_ts order, max_assigned
-                  never goes down, and when max_assigned M arrives every commit with
-                  since < commit_ts <= M has arrived before it
+                  and safe_ts never go down, and when max_assigned M arrives every
+                  commit with since < commit_ts <= M has arrived before it
 
 A transaction whose decision stayed unknown (zero purged it) is reported by `decisions`
 and its keys are not replayed above its start_ts.
@@ -194,7 +194,7 @@ def watermark(ops: Iterable[Op]) -> list[str]:
     for sub in (o for o in ops if o.f == "oracle"):
         since = sub.value["since"]
         got: set[int] = set()
-        last_c, last_m = 0, 0
+        last_c, last_m, last_s = 0, 0, 0
         i = bisect.bisect_right(known, since)
         where = f"{sub.process}'s Oracle stream (since {since}, zero {sub.args.get('zero')})"
         for e in sub.value.get("events", ()):
@@ -203,6 +203,10 @@ def watermark(ops: Iterable[Op]) -> list[str]:
                     out.append(f"watermark: {where} carried commit_ts {e[2]} after {last_c}")
                 last_c = max(last_c, e[2])
                 got.add(e[2])
+            elif e[0] == "s":
+                if e[1] < last_s:
+                    out.append(f"watermark: {where}: safe_ts went from {last_s} down to {e[1]}")
+                last_s = max(last_s, e[1])
             elif e[0] == "m":
                 m = e[1]
                 if m < last_m:

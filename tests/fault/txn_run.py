@@ -4,11 +4,14 @@ the nemesis: three `zero run` on 127.0.0.1 and one durable `zero datanode` per g
 subscribers, optionally a mover moving the workload's tablets between groups; the
 nemesis of the move runs (zero faults plus kill -9 and SIGSTOP of data nodes). Then:
 
-    1. the clients finish their transaction and stop; heal; every zero and data node is
+    1. QUIET seconds without faults, longer than zero's liveness window, so that safe_ts
+       moves past the setup's writes under load and versions are collected (liveness
+       fails a run where it did not);
+    2. the clients finish their transaction and stop; heal; every zero and data node is
        killed -9 and restarted (SPEC semantics 3: decisions and versions survive);
-    2. a final read of every key in a transaction, retried until the cluster serves it;
-    3. every transaction left undecided is decided (TryAbort) and recorded;
-    4. the checkers: txn_checks.py's, the workload's own, data nodes' exits nobody asked
+    3. a final read of every key in a transaction, retried until the cluster serves it;
+    4. every transaction left undecided is decided (TryAbort) and recorded;
+    5. the checkers: txn_checks.py's, the workload's own, data nodes' exits nobody asked
        for, a workload that crashed, and liveness (enough commits and reads, not mostly
        indeterminate while no fault was active, every subscriber heard the stream).
 
@@ -29,10 +32,11 @@ from .moves_run import MovesRig, MovesRun, _copy_logs
 from .moves_workload import Monitor, Mover, MovesNemesis
 from .txn_workload import TxnWorkload
 
-__all__ = ["run_txn_workload", "WORKLOADS", "MIN_STREAM_EVENTS"]
+__all__ = ["run_txn_workload", "WORKLOADS", "MIN_STREAM_EVENTS", "QUIET"]
 
 WORKLOADS = ("bank", "list_append")
 MIN_STREAM_EVENTS = 20  # per subscriber over a run (healthy: thousands)
+QUIET = 15.0  # seconds without faults after the nemesis (zero's liveness window is 10 s)
 
 
 def run_txn_workload(rig: MovesRig, *, workload: str, name: str, seed: int, duration: float,
@@ -79,7 +83,7 @@ def _final(wl: TxnWorkload, workload: str, h: History, timeout: float) -> Op | N
 
 
 def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: Sequence[str], clients: int = 4,
-         subscribers: int = 2, mover: bool = False) -> MovesRun:
+         subscribers: int = 2, mover: bool = False, quiet: float = QUIET) -> MovesRun:
     t_start = time.monotonic()
     seed = h.seed
     groups = rig.groups
@@ -90,10 +94,10 @@ def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: S
     wl.start()
     wl.wait_ready(30)
     if workload == "bank":
-        wl.call(lambda: bank.setup(wl, groups), 60)
+        opened: Op = wl.call(lambda: bank.setup(wl, groups), 60)
         tablets = [f"bank{g}" for g in groups]
     else:
-        wl.call(lambda: list_append.claim(wl, groups), 60)
+        opened = wl.call(lambda: list_append.setup(wl, groups), 60)
         tablets = [f"la{g}" for g in groups]
     wl.start_clients()
 
@@ -108,6 +112,11 @@ def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: S
         t.start()
     nem.start()
     nem.join(duration + 120)
+    # A quiet tail: no faults for longer than zero's liveness window, so safe_ts moves
+    # past the setup's writes under load and the data nodes collect versions.
+    op = h.begin("schedule", "quiet")
+    time.sleep(quiet)
+    h.end(op, OK, {"seconds": quiet})
     stop.set()
     for t in movers:
         t.join(15)
@@ -140,6 +149,9 @@ def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: S
     subs = [f"s{i}" for i in range(subscribers)]
     events = {s: sum(len(o.value.get("events", ())) for o in ops if o.process == s and o.f == "oracle")
               for s in subs}
+    safe_ts = max((e[1] for o in ops if o.f == "oracle" for e in o.value.get("events", ()) if e[0] == "s"),
+                  default=0)
+    collected = safe_ts > opened.value.get("commit_ts", 0)
     res.violations.update(
         decisions=txn_checks.decisions(ops),
         realtime=txn_checks.realtime(ops),
@@ -154,7 +166,9 @@ def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: S
                                    bank.minimums(clients) if workload == "bank" else list_append.minimums(clients),
                                    faults=checkers.fault_windows(ops))
         + [f"subscriber {s} heard {n} stream events, fewer than {MIN_STREAM_EVENTS}" for s, n in events.items()
-           if n < MIN_STREAM_EVENTS],
+           if n < MIN_STREAM_EVENTS]
+        + ([] if collected else [f"safe_ts ({safe_ts}) never passed the setup's commit at "
+                                 f"{opened.value.get('commit_ts')}: garbage collection was not exercised"]),
     )
     if workload == "bank":
         res.violations["total"] = bank.total(ops)
@@ -178,6 +192,7 @@ def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: S
         "unknown": len(txn_checks.unknown(ops)),
         "stream_sessions": sum(1 for o in ops if o.f == "oracle"),
         "stream_events": events,
+        "safe_ts": safe_ts,
         "moves_committed": sum(1 for o in ops if o.f == "move" and o.type == OK and o.value.get("committed")),
         "datanode_faults": sum(1 for o in ops if o.f.endswith("_datanode") and o.type == OK),
     }

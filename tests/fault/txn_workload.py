@@ -16,8 +16,8 @@ zero's (txn_checks.decisions).
 A subscriber follows the Oracle stream on a random zero (a follower relays the
 leader's), resuming from the last max_assigned it saw on another zero after any error.
 Each stream is one op, f="oracle", value {"since": s, "events": [...]} with events
-["c", start_ts, commit_ts], ["a", start_ts] and ["m", max_assigned] in arrival order
-(txn_checks.watermark).
+["c", start_ts, commit_ts], ["a", start_ts], ["m", max_assigned] and ["s", safe_ts] (when
+it changed) in arrival order (txn_checks.watermark).
 """
 
 from __future__ import annotations
@@ -250,6 +250,7 @@ class TxnWorkload(threading.Thread):
                 i = rng.randrange(len(chans))
                 op = self.h.begin(name, "oracle", zero=i, since=since)
                 events: list[list[int | str]] = []
+                safe = 0
                 err = "CANCELLED: the run ended"
                 try:
                     async for delta in zero_pb2_grpc.ZeroStub(chans[i]).Oracle(zero_pb2.OracleRequest(since_ts=since)):
@@ -258,6 +259,9 @@ class TxnWorkload(threading.Thread):
                         if delta.max_assigned:
                             events.append(["m", delta.max_assigned])
                             since = max(since, delta.max_assigned)
+                        if delta.safe_ts != safe:
+                            safe = delta.safe_ts
+                            events.append(["s", safe])
                     err = "the stream ended"
                 except grpc.aio.AioRpcError as e:
                     err = _err(e)
