@@ -17,6 +17,7 @@ reloads the certificates for new connections (zero/security/reload.py, outbound.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 import sys
@@ -76,15 +77,17 @@ class StartupError(Exception):
 
 
 def build_node(opts: NodeOptions, *, transport: PeerTransport, logger: Logger, metrics: Metrics,
-               storage: WalStorage | None = None, clock: Clock | None = None) -> ZeroNode:
+               storage: WalStorage | None = None, clock: Clock | None = None,
+               rng: random.Random | None = None) -> ZeroNode:
     """A ZeroNode on `transport` and `storage` (default: its WAL opened, and locked, in
     opts.data_dir) and `clock` (default: the system clock), with the replica's own leader
     duties: promoting caught-up learners, raising the leases after a WAL repair (a no-op
     without one). ZeroApp and the tests that run bare nodes build them here; the
     cluster-identity duty is added by the caller. The node owns the storage from now on:
-    stop() closes it."""
+    stop() closes it. `rng` (a simulation's seeded one; None: OS entropy) draws the
+    node's incarnation, election timeouts, failover delays and the cluster id it mints."""
     node = ZeroNode(opts, transport=transport, storage=storage or open_wal(opts.data_dir, logger),
-                    clock=clock or SystemClock(), logger=logger, metrics=metrics)
+                    clock=clock or SystemClock(), logger=logger, metrics=metrics, rng=rng)
     node.on_leadership.append(run_leader_task(node, node.membership.promote_learners, "promote-learners"))
     node.on_leadership.append(run_leader_task(node, node.raise_leases_after_repair, "leases-after-repair"))
     return node
@@ -166,6 +169,8 @@ class ZeroApp:
             self._node_slot, metrics=metrics, admin_token=cfg.admin_token, logger=self.log,
             channel_factory=outbound.dial if outbound is not None else None,
             authorize=security.authorize if tls is not None else None)
+        if outbound is not None:
+            outbound.on_reload.append(self._interceptor.forwarder.renew)
         # The peer transport's options (message sizes for snapshot chunks and batches),
         # and no SO_REUSEPORT: a second zero must not share the port silently.
         options = dict(GRPC_OPTIONS)
@@ -227,6 +232,8 @@ class ZeroApp:
         node.on_state_reset.append(hub.on_state_reset)
         liveness.on_flags_changed = hub.bump
         liveness.start_mirror()
+        if outbound is not None:
+            outbound.on_reload.append(liveness.renew_channels)
         node.on_leadership.append(run_leader_task(node, lambda: ensure_cluster_identity(node), "cluster-identity"))
         self.moves = MoveDriver(node, leases, liveness, options=MoveOptions(
             rebalance_interval=cfg.rebalance_interval, move_timeout=cfg.move_timeout,
@@ -266,7 +273,7 @@ class ZeroApp:
         self._node_slot.node = node
 
         runner = web.AppRunner(make_app(node, self.liveness, admin_token=cfg.admin_token, grpc_addr=cfg.grpc_addr,
-                                        grpc_port=self.grpc_port, grpc_creds=creds, oracle=self.oracle),
+                                        grpc_port=self.grpc_port, grpc_creds=self._outbound, oracle=self.oracle),
                                access_log=None, shutdown_timeout=HTTP_GRACE)
         await runner.setup()
         self._runner = runner

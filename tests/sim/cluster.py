@@ -7,26 +7,18 @@ driver and the rebalancer (they dial data nodes over gRPC), the liveness mirror 
 dials the leader), the HTTP front and the interceptor/forwarding (clients call the
 servicer of the zero they chose, as if on the leader's address).
 
-Randomness that zero draws itself is seeded here, while a schedule runs, by replacing
-module globals (no seam for them yet): a zero's incarnation token (zero.replica.node's
-`secrets`), the cluster id the first leader mints (zero.replica.duties' `uuid`), and the
-unseeded `random.Random()` of raftcore's election timeouts (raftcore.raft: zero's
-raft_config passes no Config.rng) and of zero.replica.node.
+Randomness that zero draws itself comes from the seeded `rng` each incarnation is built
+with (build_node's seam): its incarnation token, raftcore's election timeouts, the
+failover delay and the cluster id the first leader mints; the transport gets its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import os
 import random
-import uuid as _uuid
-from collections.abc import Iterator
 from typing import Any
 
-import raftcore.raft as _raft
-import zero.replica.duties as _duties
-import zero.replica.node as _node
 from zero.app import build_node
 from zero.errors import UnavailableError
 from zero.frontdoor.liveness import Liveness
@@ -44,7 +36,7 @@ from .loop import OWNER, SimClock, SimLoop
 from .net import SimNetwork, SimTransport
 from .trace import Trace
 
-__all__ = ["SimZero", "SimCluster", "seeded_randomness", "SimLogger", "BUG_EVENTS", "PLANTABLE"]
+__all__ = ["SimZero", "SimCluster", "SimLogger", "BUG_EVENTS", "PLANTABLE"]
 
 # Known bugs the simulation must catch, planted only when a schedule asks for them:
 # - ts-without-read-index: Leases hands out timestamps with no ReadIndex round, so a
@@ -81,47 +73,6 @@ class SimLogger:
         return self
 
 
-class _Secrets:
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-
-    def token_hex(self, n: int = 32) -> str:
-        return self._rng.randbytes(n).hex()
-
-
-class _Random:
-    """A `random` module whose unseeded Random() is seeded from the schedule."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-
-    def Random(self, seed: object = None) -> random.Random:
-        return random.Random(self._rng.getrandbits(64) if seed is None else seed)
-
-
-class _Uuid:
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-
-    def uuid4(self) -> _uuid.UUID:
-        return _uuid.UUID(int=self._rng.getrandbits(128), version=4)
-
-
-@contextlib.contextmanager
-def seeded_randomness(rng: random.Random) -> Iterator[None]:
-    """zero's own draws (incarnation tokens, the cluster id) from `rng` while it runs."""
-    saved = _node.secrets, _duties.uuid, _raft.random, getattr(_node, "random", None)
-    _node.secrets, _duties.uuid, _raft.random = _Secrets(rng), _Uuid(rng), _Random(rng)  # type: ignore[assignment]
-    if saved[3] is not None:
-        _node.random = _Random(rng)  # type: ignore[assignment,attr-defined]
-    try:
-        yield
-    finally:
-        _node.secrets, _duties.uuid, _raft.random = saved[:3]
-        if saved[3] is not None:
-            _node.random = saved[3]  # type: ignore[attr-defined]
-
-
 class SimZero:
     """One incarnation of one zero (a restart builds a new SimZero on the same disk)."""
 
@@ -141,7 +92,8 @@ class SimZero:
                            election_ticks=c.election_ticks, snapshot_every=c.snapshot_every, peer=peer,
                            join_timeout=30.0, transfer_on_stop=0.0)
         node = self.node = build_node(opts, transport=self.transport, logger=log, metrics=metrics,
-                                      storage=self.storage, clock=self.clock)
+                                      storage=self.storage, clock=self.clock,
+                                      rng=random.Random(c.rng.getrandbits(64)))
         self.transport.join_handler = node.handle_join
         leases = self.leases = Leases(node)
         node.on_leadership.append(leases.leadership_changed)

@@ -13,6 +13,7 @@ configuration it runs with.
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 
 from raftcore import Config, Node
@@ -65,11 +66,15 @@ async def find_origin(opts: NodeOptions, transport: PeerTransport, log: Logger) 
     return Origin(rid, False, None)
 
 
-def raft_config(opts: NodeOptions, raft_id: int, storage: WalStorage, applied: int, log: Logger) -> Config:
+def raft_config(opts: NodeOptions, raft_id: int, storage: WalStorage, applied: int, log: Logger, *,
+                rng: random.Random | None = None) -> Config:
+    """raftcore's Config for this zero; `rng` (None: an unseeded one) draws the election
+    timeouts, so a simulation passes a seeded one."""
     return Config(
         id=raft_id, storage=storage, election_tick=opts.election_ticks, heartbeat_tick=opts.heartbeat_ticks,
         applied=applied, max_size_per_msg=1 << 20, max_inflight_msgs=256,
-        max_uncommitted_entries_size=64 << 20, check_quorum=True, pre_vote=True, logger=log)
+        max_uncommitted_entries_size=64 << 20, check_quorum=True, pre_vote=True, logger=log,
+        rng=random.Random(rng.getrandbits(64)) if rng is not None else None)
 
 
 def check_restorable(state: ZeroState, raft_id: int) -> None:

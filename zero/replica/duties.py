@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -64,6 +65,8 @@ class DutyHost(Protocol):
     def raft_started(self) -> bool: ...
     @property
     def removed(self) -> asyncio.Event: ...
+    @property
+    def rng(self) -> random.Random | None: ...
     def new_key(self) -> str: ...
     async def read_barrier(self, *, timeout: float | None = None) -> None: ...
     async def propose(self, proposal: state_pb2.Proposal, *, timeout: float | None = None) -> Applied: ...
@@ -111,7 +114,9 @@ async def ensure_cluster_identity(node: DutyHost) -> None:
     inside the proposal) and register this zero in the membership (or publish its new
     address)."""
     if not node.state.cluster_id:
-        await node.propose(state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id=str(uuid.uuid4()))))
+        rng = node.rng  # seeded in a simulation; None: uuid4 from OS entropy
+        minted = uuid.UUID(int=rng.getrandbits(128), version=4) if rng is not None else uuid.uuid4()
+        await node.propose(state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id=str(minted))))
     z = node.state.zeros.get(node.raft_id)
     if z is None or _announce_needed(node, z):  # new, restarted with another --my, or upgraded
         await node.propose(_add_me(node))

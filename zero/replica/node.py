@@ -72,7 +72,8 @@ class ZeroNode:
         self._wal = WalWriter(storage)
         self._stopping = False
         self._fatal: BaseException | None = None
-        incarnation = secrets.token_hex(4)  # keys and read contexts unique across restarts
+        self.rng = rng  # seeded in a simulation: incarnation, election timeouts, failover, cluster id; None: OS entropy
+        incarnation = rng.randbytes(4).hex() if rng is not None else secrets.token_hex(4)  # unique across restarts
         self._proposals = Proposals(incarnation=incarnation, clock=clock, metrics=self.metrics,
                                     timeout=opts.proposal_timeout)
         self._applier = Applier(self._proposals, clock=clock, metrics=self.metrics)
@@ -121,7 +122,7 @@ class ZeroNode:
             self.metrics.raft_id.set(rid)
             self._applier.restore(storage.snapshot())
             self.leadership.term = storage.initial_state()[0].term
-            config = raft_config(opts, rid, storage, self._applier.applied, self.log)
+            config = raft_config(opts, rid, storage, self._applier.applied, self.log, rng=self.rng)
             check_restorable(self.state, rid)
         except BaseException:
             self._wal.close_now()
@@ -237,8 +238,7 @@ class ZeroNode:
 
     @property
     def lease_bump_pending(self) -> bool:
-        """True from a WAL repair until the lease ceilings were raised by the margin:
-        no ids or timestamps may be handed out meanwhile (zero/replica/duties.py)."""
+        """True from a WAL repair until the lease ceilings were raised (no ids meanwhile: duties.py)."""
         return self.lease_repair.pending
 
     def leader_hint(self) -> list[tuple[str, str]]:
