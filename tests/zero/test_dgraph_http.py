@@ -130,7 +130,7 @@ def test_with_tls_and_no_token_the_mutating_verbs_are_refused() -> None:
     async def main() -> None:
         app = web.Application()
         DgraphVerbs(FakeNode(), admin_token=None, grpc_addr="127.0.0.1:1", grpc_port=1,  # type: ignore[arg-type]
-                    creds=grpc.ssl_channel_credentials()).register(app)
+                    creds=type("Tls", (), {"credentials": grpc.ssl_channel_credentials()})()).register(app)
         async with TestClient(TestServer(app)) as client:
             for path in (DOC_ASSIGN_UIDS, DOC_MOVE_TABLET, DOC_REMOVE_NODE):
                 r = await client.get(path, headers=H)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from aiohttp import web
@@ -147,6 +147,13 @@ def dgraph_state(st: zero_pb2.MembershipState) -> dict[str, Any]:
 
 
 # -- the verbs ------------------------------------------------------------------------------------
+class CredentialsSource(Protocol):
+    """Where the current client credentials are (zero/security/outbound.py's OutboundTls)."""
+
+    @property
+    def credentials(self) -> grpc.ChannelCredentials | None: ...
+
+
 class DgraphVerbs:
     """The handlers; `register` adds /assign, /moveTablet and /removeNode to an app, and
     zero/frontdoor/http.py's /state calls `state` for `?format=dgraph`.
@@ -157,18 +164,24 @@ class DgraphVerbs:
     bound address (loopback for a wildcard)."""
 
     def __init__(self, node: ZeroNode, *, admin_token: str | None, grpc_addr: str, grpc_port: int,
-                 creds: grpc.ChannelCredentials | None = None) -> None:
+                 creds: CredentialsSource | None = None) -> None:
         self.node = node
         self.admin_token = admin_token
-        self.creds = creds
+        self._tls = creds
         host = grpc_addr.rpartition(":")[0].strip("[]")
         if host in ("", "0.0.0.0"):
             host = "127.0.0.1"
         elif host == "::":
             host = "::1"
         self._local = f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}"
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels: dict[tuple[str, int], grpc.aio.Channel] = {}  # (target, id of the credentials)
         self._logged: dict[tuple[str, str], float] = {}
+
+    @property
+    def creds(self) -> grpc.ChannelCredentials | None:
+        """The credentials current now (reloaded certificates give new ones: a channel
+        keeps those it was made with, so a new one is dialled; the old close at cleanup)."""
+        return self._tls.credentials if self._tls is not None else None
 
     def register(self, app: web.Application) -> None:
         for path, handler in zip(PATHS, (self.assign, self.move_tablet, self.remove_node)):
@@ -185,13 +198,14 @@ class DgraphVerbs:
 
     def _channel(self) -> grpc.aio.Channel:
         target = self._target()
-        ch = self._channels.get(target)
+        key = (target, id(self.creds))
+        ch = self._channels.get(key)
         if ch is None:
             opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES), *RECONNECT_OPTIONS]
             ch = (grpc.aio.secure_channel(target, self.creds, options=opts) if self.creds is not None
                   else grpc.aio.insecure_channel(target, options=opts))
-            self._channels[target] = ch
+            self._channels[key] = ch
         return ch
 
     async def _close(self, _app: web.Application) -> None:

@@ -92,7 +92,15 @@ class Forwarder:
     def __init__(self, slot: NodeSlot, channel_factory: ChannelFactory | None = None) -> None:
         self.slot = slot
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._retired: list[grpc.aio.Channel] = []
         self._channel_factory = channel_factory
+
+    def renew(self) -> None:
+        """The certificates were reloaded: the next forwarded call dials a new channel
+        (a channel keeps its credentials, also when it reconnects); calls open on the old
+        ones finish there, and they close with the forwarder."""
+        self._retired.extend(self._channels.values())
+        self._channels.clear()
 
     def target(self, context: Context) -> str | None:
         """The leader's address when this call must be forwarded there; None to serve it
@@ -203,9 +211,10 @@ class Forwarder:
             await asyncio.sleep(FOLLOW_POLL)
 
     async def close(self) -> None:
-        for ch in self._channels.values():
+        for ch in [*self._channels.values(), *self._retired]:
             await ch.close()
         self._channels.clear()
+        self._retired.clear()
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)

@@ -18,7 +18,6 @@ import time
 from importlib import resources
 from typing import Any
 
-import grpc
 from aiohttp import web
 from google.protobuf import json_format
 
@@ -28,7 +27,7 @@ from zero.errors import ZeroError
 from zero.leader.oracle import Oracle
 from zero.pb import state_pb2, zero_pb2
 from zero.replica.node import ZeroNode
-from zero.frontdoor.dgraph_http import DgraphVerbs
+from zero.frontdoor.dgraph_http import CredentialsSource, DgraphVerbs
 from zero.frontdoor.liveness import Liveness
 
 __all__ = ["make_app", "health_report", "status_report", "APPLY_LAG_LIMIT"]
@@ -77,7 +76,7 @@ def health_report(node: ZeroNode) -> tuple[bool, dict[str, Any]]:
 
 
 def make_app(node: ZeroNode, liveness: Liveness, *, admin_token: str | None = None, grpc_addr: str = "",
-             grpc_port: int = 0, grpc_creds: grpc.ChannelCredentials | None = None,
+             grpc_port: int = 0, grpc_creds: CredentialsSource | None = None,
              oracle: Oracle | None = None) -> web.Application:
     """The HTTP app. With `grpc_port` (this zero's gRPC server, bound on `grpc_addr`;
     `grpc_creds` when it uses TLS) it also serves Dgraph's verbs, through that gRPC

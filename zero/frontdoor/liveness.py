@@ -71,6 +71,10 @@ class Liveness:
                                                                        name="zero-liveness-mirror")
         return self._mirror_task
 
+    def renew_channels(self) -> None:
+        """Reloaded certificates: the mirror dials the leader anew (zero/security/outbound.py)."""
+        self._mirror.renew()
+
     def _flags_changed(self) -> None:
         self.on_flags_changed()
 

@@ -54,6 +54,7 @@ class LeaderMirror:
         self.on_change = on_change
         self.view: LeaderView | None = None
         self._channel_factory = channel_factory
+        self._renew = False
 
     def current(self) -> LeaderView | None:
         """The complete mirror of the current leader's view, on a follower; else None."""
@@ -62,6 +63,11 @@ class LeaderMirror:
         if view is None or not view.ready or node.is_leader or view.leader != node.leader_id:
             return None
         return view
+
+    def renew(self) -> None:
+        """The certificates were reloaded: dial the leader anew when its stream next ends
+        (a channel keeps the credentials it was made with, also when it reconnects)."""
+        self._renew = True
 
     async def run(self) -> None:
         """While this zero follows a known leader, keep a mirror of its liveness view:
@@ -86,7 +92,8 @@ class LeaderMirror:
                 if node.is_leader or not lead or lead == node.raft_id or z is None or not z.addr:
                     await asyncio.sleep(MIRROR_PERIOD)
                     continue
-                if channel is None or channel_addr != z.addr:
+                if channel is None or channel_addr != z.addr or self._renew:
+                    self._renew = False
                     if channel is not None:
                         await channel.close()
                     channel_addr = z.addr

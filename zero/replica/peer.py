@@ -139,6 +139,8 @@ class Peer:
         self._closed = False
         self._snap_task: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._channel_creds: grpc.ChannelCredentials | None = None  # what _channel was made with
+        self._retired: list[grpc.aio.Channel] = []  # made with credentials replaced since
         self._down_reason = ""
         self._was_up = False  # the current attempt got a batch through (resets the backoff)
         t.metrics.peer_up.labels(self.label).set(0)
@@ -177,9 +179,18 @@ class Peer:
 
     # -- connection ------------------------------------------------------------------------------
     def _get_channel(self) -> grpc.aio.Channel:
+        creds = self.t.credentials
+        if self._channel is not None and creds is not self._channel_creds:
+            # Reloaded certificates (zero/security/outbound.py): a gRPC channel keeps the
+            # credentials it was made with, also when it reconnects, so the next
+            # attempt (or snapshot) goes over a new channel; calls open on the old one
+            # finish there, and it is closed with the peer.
+            self._retired.append(self._channel)
+            self._channel = None
         if self._channel is None:
-            if self.t.credentials is not None:
-                self._channel = grpc.aio.secure_channel(self.addr, self.t.credentials, options=_CHANNEL_OPTIONS)
+            self._channel_creds = creds
+            if creds is not None:
+                self._channel = grpc.aio.secure_channel(self.addr, creds, options=_CHANNEL_OPTIONS)
             else:
                 self._channel = grpc.aio.insecure_channel(self.addr, options=_CHANNEL_OPTIONS)
         return self._channel
@@ -364,5 +375,5 @@ class Peer:
                     await task
                 except BaseException:
                     pass
-        if self._channel is not None:
-            await self._channel.close()
+        for ch in [*self._retired, *([self._channel] if self._channel is not None else [])]:
+            await ch.close()

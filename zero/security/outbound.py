@@ -2,25 +2,26 @@
 for forwarded calls, the join call, data nodes during moves), and what a reload of the
 served certificates changes for them (reload.py says what it changes on the ports).
 
-Channels created after a reload present the new node.crt and trust the new ca.crt; the
-channels zero dials data nodes with are all replaced (the old ones close at stop: a move
-may be using one). A channel already open keeps the credentials it was created with,
-also when it reconnects, until the process restarts: gRPC cannot change a channel's
-credentials. Hence the warning each reload logs, with the earliest notAfter such a
-channel may still present.
+Channels created after a reload present the new node.crt and trust the new ca.crt. gRPC
+cannot change a channel's credentials (a channel keeps them, also when it reconnects),
+so every channel cache is replaced instead: the peer transport dials a new channel at
+its next connection attempt (it follows `credentials`), and the forwarder's, the
+liveness mirror's, the Dgraph verbs' and the data-node dials are renewed (`on_reload`).
+Calls already open finish on their old channels, which close when zero stops; a TLS
+connection that stays up is not checked again, so nothing breaks when the old
+certificate expires under it, and the next reconnect presents the new one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import grpc
 
 from zero.log import Logger
-from zero.security.certs import TlsError, format_utc
+from zero.security.certs import TlsError
 from zero.security.reload import ServerTls
 
 __all__ = ["CredentialsUser", "OutboundTls"]
@@ -42,9 +43,10 @@ class OutboundTls:
         self._log = log
         self._datanode_options = list(datanode_options)
         self.credentials = tls.channel_credentials()
-        # The earliest notAfter a channel that is open (or was opened) may present.
-        self._expiry: datetime.datetime | None = tls.config.expires
         self._users: list[CredentialsUser] = []
+        # Called after a reload: caches of channels to other zeros dial anew (the app
+        # registers the forwarder's, the liveness mirror's and the Dgraph verbs').
+        self.on_reload: list[Callable[[], None]] = []
         self._datanode_channels: dict[str, grpc.aio.Channel] = {}  # dials of data nodes (moves)
         self._retired: list[grpc.aio.Channel] = []  # data-node dials from before a reload
 
@@ -79,20 +81,15 @@ class OutboundTls:
             log.info("TLS files unchanged; nothing reloaded", reason=reason)
             return False
         creds = self.credentials = tls.channel_credentials()
-        expiries = [t for t in (self._expiry, tls.config.expires) if t is not None]
-        self._expiry = min(expiries) if expiries else None
         for user in self._users:
             user.credentials = creds  # e.g. peer channels created from now on
-        if self._expiry is not None:
-            log.warning("gRPC channels already open (to peer zeros, the leader, this zero's own port) keep "
-                        "presenting the certificate they started with until this zero restarts; restart it "
-                        "(one zero at a time) before that certificate expires", reason=reason,
-                        expires=format_utc(self._expiry))
+        for renew in self.on_reload:
+            renew()
         # Data-node dials are replaced: the next move dials again with the new
         # certificates; the old channels close when zero stops (a move may be using one).
         self._retired.extend(self._datanode_channels.values())
         self._datanode_channels = {}
-        log.info("TLS certificates reloaded: new connections use them (open ones keep theirs)",
+        log.info("TLS certificates reloaded: new connections and every reconnect use them",
                  reason=reason, tls_serial=f"{tls.config.serial:x}", tls_not_after=tls.config.not_after,
                  reloads=tls.reloads)
         return True
