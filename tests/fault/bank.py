@@ -53,7 +53,8 @@ def _int(v: bytes | None) -> int | None:
 
 
 async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
-    """Claim each group's tablet for it, then one transaction opens every account."""
+    """Claim each group's tablet for it, then one transaction opens every account and
+    another writes the reserve again; the last of them."""
     assert wl.zc is not None and wl.tc is not None
     accts = accounts(groups)
     wl.state["accounts"] = accts
@@ -70,8 +71,23 @@ async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
         op = await run_txn(wl.h, "setup", "open", txn, body)
         wl.track(op)
         if op.type == OK:
-            return op
-    raise AssertionError(f"the accounts could not be opened: {op.error}")
+            break
+    else:
+        raise AssertionError(f"the accounts could not be opened: {op.error}")
+    # The reserve written again: a key of two versions, both of which safe_ts passes,
+    # is one garbage collection works on (it must keep the newer).
+    for _ in range(50):
+        txn = await wl.tc.begin()
+
+        async def again(t: Txn) -> dict[str, Any]:
+            for a in accts[ACCOUNTS:]:
+                t.put(*a, b"%d" % INITIAL)
+            return {"read_ts": t.start_ts, "reads": {}, "writes": {_name(a): INITIAL for a in accts[ACCOUNTS:]}}
+        second = await run_txn(wl.h, "setup", "open", txn, again)
+        wl.track(second)
+        if second.type == OK:
+            return second
+    raise AssertionError(f"the reserve could not be written again: {second.error}")
 
 
 async def _synced(wl: TxnWorkload, groups: Sequence[int]) -> None:

@@ -63,7 +63,8 @@ def _list(v: bytes | None) -> list[int]:
 
 
 async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
-    """Claim each group's tablet for it, then write the cold keys in one transaction."""
+    """Claim each group's tablet for it, then write the cold keys in one transaction,
+    and again in another; the last of them."""
     assert wl.zc is not None and wl.tc is not None
     cold = [f"la{g}/cold" for g in groups]
     wl.state["keys"] = keys(groups)
@@ -87,8 +88,23 @@ async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
         op = await run_txn(wl.h, "setup", "open", txn, body)
         wl.track(op)
         if op.type == OK:
-            return op
-    raise AssertionError(f"the cold keys could not be written: {op.error}")
+            break
+    else:
+        raise AssertionError(f"the cold keys could not be written: {op.error}")
+    # Written again, the same lists: two versions, both of which safe_ts passes, for
+    # garbage collection to work on (it must keep the newer).
+    for _ in range(50):
+        txn = await wl.tc.begin()
+
+        async def again(t: Txn) -> dict[str, Any]:
+            for k, g in zip(cold, groups):
+                t.put(*_addr(k), json.dumps([-g]).encode())
+            return {"read_ts": t.start_ts, "reads": {}, "writes": {k: [-g] for k, g in zip(cold, groups)}}
+        second = await run_txn(wl.h, "setup", "open", txn, again)
+        wl.track(second)
+        if second.type == OK:
+            return second
+    raise AssertionError(f"the cold keys could not be written again: {second.error}")
 
 
 async def step(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str) -> None:

@@ -1,12 +1,15 @@
 """One seeded, bounded run of a transactional workload (bank.py or list_append.py) under
 the nemesis: three `zero run` on 127.0.0.1 and one durable `zero datanode` per group
-(moves_run.MovesRig), clients through zero.client and the Txn client, Oracle-stream
-subscribers, optionally a mover moving the workload's tablets between groups; the
-nemesis of the move runs (zero faults plus kill -9 and SIGSTOP of data nodes). Then:
+(moves_run.MovesRig; `txn_rig` can put the zeros' peer links behind the proxy),
+clients through zero.client and the Txn client, Oracle-stream subscribers, optionally a
+mover moving the workload's tablets between groups; the nemesis of the move runs (zero
+faults, the proxy's faults, kill -9 and SIGSTOP of data nodes). Then:
 
-    1. QUIET seconds without faults, longer than zero's liveness window, so that safe_ts
-       moves past the setup's writes under load and versions are collected (liveness
-       fails a run where it did not);
+    1. a quiet tail without faults, until safe_ts has moved past the setup's writes
+       (zero's liveness window after the last leader change at the least) and for
+       COLLECTED seconds more, under load: the data nodes collect versions, and clients
+       read what collection must keep (liveness fails a run where safe_ts never moved
+       within QUIET_MAX seconds);
     2. the clients finish their transaction and stop; heal; every zero and data node is
        killed -9 and restarted (SPEC semantics 3: decisions and versions survive);
     3. a final read of every key in a transaction, retried until the cluster serves it;
@@ -24,19 +27,31 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import bank, checkers, list_append, txn_checks
 from .history import FAIL, INFO, OK, History, Op
+from .loopback import LoopbackCluster
 from .moves_run import MovesRig, MovesRun, _copy_logs
 from .moves_workload import Monitor, Mover, MovesNemesis
 from .txn_workload import TxnWorkload
 
-__all__ = ["run_txn_workload", "WORKLOADS", "MIN_STREAM_EVENTS", "QUIET"]
+__all__ = ["run_txn_workload", "txn_rig", "WORKLOADS", "MIN_STREAM_EVENTS", "QUIET_MAX", "COLLECTED"]
 
 WORKLOADS = ("bank", "list_append")
 MIN_STREAM_EVENTS = 20  # per subscriber over a run (healthy: thousands)
-QUIET = 15.0  # seconds without faults after the nemesis (zero's liveness window is 10 s)
+QUIET_MAX = 45.0  # seconds the quiet tail waits for safe_ts (zero's liveness window is 10 s)
+COLLECTED = 4.0  # seconds of load after safe_ts passed the setup (the nodes collect every 1 s)
+
+
+def txn_rig(root: Path, *, proxies: bool = False) -> MovesRig:
+    """moves_run.MovesRig (not started) with the rebalancer off; with `proxies`, the
+    zeros' peer traffic goes through the proxy of proxy.py, for nemesis.PROXY_FAULTS."""
+    rig = MovesRig(root, rebalance="0", chunk_delay="0")
+    if proxies:
+        rig.cluster = LoopbackCluster(root / "zeros", 3, pc=rig.cluster.pc, proxies=True)
+    return rig
 
 
 def run_txn_workload(rig: MovesRig, *, workload: str, name: str, seed: int, duration: float,
@@ -83,7 +98,7 @@ def _final(wl: TxnWorkload, workload: str, h: History, timeout: float) -> Op | N
 
 
 def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: Sequence[str], clients: int = 4,
-         subscribers: int = 2, mover: bool = False, quiet: float = QUIET) -> MovesRun:
+         subscribers: int = 2, mover: bool = False, quiet: float = QUIET_MAX) -> MovesRun:
     t_start = time.monotonic()
     seed = h.seed
     groups = rig.groups
@@ -112,11 +127,14 @@ def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: S
         t.start()
     nem.start()
     nem.join(duration + 120)
-    # A quiet tail: no faults for longer than zero's liveness window, so safe_ts moves
-    # past the setup's writes under load and the data nodes collect versions.
+    # A quiet tail (see the module doc).
     op = h.begin("schedule", "quiet")
-    time.sleep(quiet)
-    h.end(op, OK, {"seconds": quiet})
+    t0, end = time.monotonic(), time.monotonic() + quiet
+    while wl.safe_ts <= opened.value["commit_ts"] and time.monotonic() < end:
+        time.sleep(0.2)
+    passed = time.monotonic() - t0
+    time.sleep(COLLECTED)
+    h.end(op, OK, {"seconds": round(time.monotonic() - t0, 1), "safe_ts_passed_after": round(passed, 1)})
     stop.set()
     for t in movers:
         t.join(15)

@@ -107,6 +107,7 @@ class TxnWorkload(threading.Thread):
         self.tracked: list[Op] = []  # every transaction op the resolver follows
         self._resolver_task: asyncio.Task[None] | None = None
         self.client_tasks: list[asyncio.Task[None]] = []
+        self.safe_ts = 0  # the highest safe_ts a subscriber heard
 
     # -- lifetime -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -262,6 +263,7 @@ class TxnWorkload(threading.Thread):
                         if delta.safe_ts != safe:
                             safe = delta.safe_ts
                             events.append(["s", safe])
+                            self.safe_ts = max(self.safe_ts, safe)
                     err = "the stream ended"
                 except grpc.aio.AioRpcError as e:
                     err = _err(e)
