@@ -19,15 +19,19 @@ import os
 import random
 from typing import Any
 
+from raftcore import raftpb
+
 from zero.app import build_node
 from zero.errors import UnavailableError
 from zero.frontdoor.liveness import Liveness
 from zero.frontdoor.oracle_service import OracleHub
 from zero.frontdoor.stream import MembershipHub
 from zero.frontdoor.zero_service import ZeroService
-from zero.leader.leases import Leases
+from zero.leader.leases import Leases, _Pool
 from zero.leader.oracle import Oracle
 from zero.metrics import Metrics
+from zero.pb import raft_transport_pb2 as tpb
+from zero.pb import state_pb2
 from zero.replica.duties import ensure_cluster_identity, run_leader_task
 from zero.replica.node import NodeOptions, ZeroNode
 
@@ -38,10 +42,21 @@ from .trace import Trace
 
 __all__ = ["SimZero", "SimCluster", "SimLogger", "BUG_EVENTS", "PLANTABLE"]
 
-# Known bugs the simulation must catch, planted only when a schedule asks for them:
+# Known bugs the simulation must catch, planted only when a schedule asks for them
+# (each the code as it was before its fix, or the fix left out):
 # - ts-without-read-index: Leases hands out timestamps with no ReadIndex round, so a
-#   deposed leader that has not noticed yet answers from its block (real-time order).
-PLANTABLE = ("ts-without-read-index",)
+#   deposed leader that has not noticed yet answers from its block (real-time order;
+#   commit 7ae2814).
+# - blocks-outlive-term: lease blocks are not dropped on a change of leadership and are
+#   used in any term, so a zero leading again hands out timestamps from a block leased
+#   before its successor's (real-time order; zero/leader/leases.py).
+# - raft-id-before-registered: JoinCluster answered by a new cluster's first leader
+#   after its cluster id was applied but before its own AddZero hands out next_raft_id —
+#   its own id 1 — and AddLearner(1) demotes the only voter (the Ready loop fails;
+#   tests/zero/test_zero_node.py test_join_before_the_first_leader_registered_itself).
+# Not plantable here: a WAL cut below its snapshot repaired as a torn tail (the
+# simulated disk is a MemoryStorage, not raftcore.wal's files).
+PLANTABLE = ("ts-without-read-index", "blocks-outlive-term", "raft-id-before-registered")
 
 # Log lines that are bugs wherever they appear (zero/replica/duties.py, ready_loop.py).
 BUG_EVENTS = ("leader duty crashed", "raft loop failed; this zero stops serving")
@@ -95,8 +110,13 @@ class SimZero:
                                       storage=self.storage, clock=self.clock,
                                       rng=random.Random(c.rng.getrandbits(64)))
         self.transport.join_handler = node.handle_join
+        if "raft-id-before-registered" in c.bugs:
+            self.transport.join_handler = _plant_join_before_registered(node)
         leases = self.leases = Leases(node)
-        node.on_leadership.append(leases.leadership_changed)
+        if "blocks-outlive-term" in c.bugs:
+            _plant_blocks_outlive_term(leases)
+        else:
+            node.on_leadership.append(leases.leadership_changed)
         if "ts-without-read-index" in c.bugs:
             _plant_ts_without_read_index(leases)
         liveness = Liveness(node, window=10.0, clock=self.clock.monotonic, wall=self.clock.wall)
@@ -152,7 +172,7 @@ class SimCluster:
         self.disks = {name: SimDisk(random.Random(rng.getrandbits(64))) for name in self.names}
         self.zeros: dict[str, SimZero | None] = {name: None for name in self.names}
         self._incarnations = {name: 0 for name in self.names}
-        self.crashes = self.restarts = 0
+        self.crashes = self.restarts = self.pauses = 0
 
     def boot(self, name: str) -> SimZero:
         """Start (or restart) zero `name`: a new incarnation on its disk and data dir."""
@@ -175,6 +195,21 @@ class SimCluster:
         self.loop.cancel_owner(z.owner)
         self.crashes += 1
         self.trace.add("crash", z.owner)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: zero `name` runs nothing (no tick, no message, no answer) until resumed;
+        what others send it waits for it, as in its sockets' buffers."""
+        z = self.zeros[name]
+        if z is not None and z.owner not in self.loop.paused:
+            self.loop.pause(z.owner)
+            self.pauses += 1
+            self.trace.add("pause", z.owner)
+
+    def resume(self, name: str) -> None:
+        z = self.zeros[name]
+        if z is not None and z.owner in self.loop.paused:
+            self.loop.resume(z.owner)
+            self.trace.add("resume", z.owner)
 
     def live(self) -> list[SimZero]:
         return [z for name in self.names if (z := self.zeros[name]) is not None and z.up]
@@ -208,3 +243,42 @@ def _plant_ts_without_read_index(leases: Leases) -> None:
         return await leases._hand_out(leases._pools[kind], count)
 
     leases.assign = assign  # type: ignore[method-assign]
+
+
+class _AnyTermPool(_Pool):
+    """A lease pool that takes from blocks of any term (blocks-outlive-term)."""
+
+    __slots__ = ()
+
+    def take(self, term: int, count: int) -> tuple[int, int] | None:
+        while self.blocks:
+            b = self.blocks[0]
+            if b.remaining >= count:
+                start = b.next
+                b.next += count
+                if b.remaining == 0:
+                    self.blocks.pop(0)
+                return start, start + count - 1
+            self.blocks.pop(0)
+        return None
+
+
+def _plant_blocks_outlive_term(leases: Leases) -> None:
+    for pool in leases._pools.values():
+        pool.__class__ = _AnyTermPool
+
+
+def _plant_join_before_registered(node: ZeroNode) -> Any:
+    async def handle_join(req: tpb.JoinClusterRequest) -> tpb.JoinClusterResponse:
+        if node.is_leader:
+            await node.read_barrier()
+            st = node.state
+            if st.cluster_id and node.raft_id not in st.zeros and not req.raft_id:
+                rid = st.next_raft_id  # the code before the fix: still this zero's own id
+                cc = raftpb.ConfChange(type=raftpb.ConfChangeAddLearnerNode, node_id=rid)
+                await node.propose_conf_change(cc, state_pb2.Proposal(
+                    add_zero=state_pb2.AddZero(raft_id=rid, addr=req.addr, version=req.version)))
+                return node.membership._join_answer(rid)
+        return await node.handle_join(req)
+
+    return handle_join

@@ -10,13 +10,18 @@ with two things replaced:
   the WAL's single worker thread would. No thread is ever started.
 
 Tasks are attributed to an owner (a zero incarnation, a client) through a context
-variable, so a crash can cancel every task of one zero and nothing else.
+variable, so a crash can cancel every task of one zero and nothing else, and a pause
+(SIGSTOP) can hold back every callback of one zero while virtual time goes on: its
+ready handles and timers are taken out of the loop, whatever it schedules meanwhile
+(task steps, timers, messages delivered to it, WAL jobs) is held too, and `resume`
+(SIGCONT) puts them back — timers that came due meanwhile fire at once, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
 import random
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
@@ -60,6 +65,7 @@ class SimLoop(asyncio.BaseEventLoop):
         self.disk_latency = disk_latency
         self._busy_until: dict[int, float] = {}  # id(executor) -> when its queue is empty
         self.owned: dict[str, dict[asyncio.Task[Any], None]] = {}  # owner -> its live tasks, in creation order
+        self.paused: dict[str, list[asyncio.Handle]] = {}  # owner -> its held handles, in scheduling order
 
     def time(self) -> float:
         return self.now
@@ -82,10 +88,66 @@ class SimLoop(asyncio.BaseEventLoop):
 
     def cancel_owner(self, owner: str) -> int:
         """Cancel every live task of `owner` (a crash); returns how many."""
+        self.resume(owner)  # a paused zero killed: its held steps run only to unwind
         tasks = self.owned.pop(owner, {})
         for t in list(tasks):
             t.cancel()
         return len(tasks)
+
+    # -- pause (SIGSTOP) and resume ---------------------------------------------------------------
+    def pause(self, owner: str) -> None:
+        """Hold back every callback of `owner` until `resume(owner)`."""
+        if owner in self.paused:
+            return
+        held = self.paused[owner] = []
+        ready: Any = self._ready  # type: ignore[attr-defined]
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        keep = [h for h in ready if _owner(h) != owner or held.append(h)]
+        ready.clear()
+        ready.extend(keep)
+        timers = [h for h in scheduled if _owner(h) != owner or held.append(h)]
+        if len(timers) != len(scheduled):
+            scheduled[:] = timers
+            heapq.heapify(scheduled)
+        # Instance attributes: the fast path of a loop with nothing paused stays asyncio's own.
+        self.call_soon = self._held_call_soon  # type: ignore[method-assign]
+        self.call_at = self._held_call_at  # type: ignore[method-assign]
+
+    def resume(self, owner: str) -> None:
+        held = self.paused.pop(owner, None)
+        if held is None:
+            return
+        ready: Any = self._ready  # type: ignore[attr-defined]
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        for h in held:
+            if h.cancelled():
+                continue
+            if isinstance(h, asyncio.TimerHandle):
+                heapq.heappush(scheduled, h)
+            else:
+                ready.append(h)
+        if not self.paused:
+            del self.call_soon, self.call_at
+
+    def _held_call_soon(self, callback: Callable[..., Any], *args: Any,
+                        context: contextvars.Context | None = None) -> asyncio.Handle:
+        h = asyncio.BaseEventLoop.call_soon(self, callback, *args, context=context)
+        held = self.paused.get(_owner(h))
+        if held is not None:
+            self._ready.pop()  # type: ignore[attr-defined]  # the handle just appended
+            held.append(h)
+        return h
+
+    def _held_call_at(self, when: float, callback: Callable[..., Any], *args: Any,
+                      context: contextvars.Context | None = None) -> asyncio.TimerHandle:
+        ctx = context if context is not None else contextvars.copy_context()
+        held = self.paused.get(ctx.get(OWNER, ""))
+        if held is None:
+            return asyncio.BaseEventLoop.call_at(self, when, callback, *args, context=ctx)
+        h = asyncio.TimerHandle(when, callback, args, self, ctx)
+        h._scheduled = True  # type: ignore[attr-defined]  # as call_at leaves it (cancel() accounts for it)
+        held.append(h)
+        return h
 
     def run_in_executor(self, executor: Executor | None, func: Callable[..., T],  # type: ignore[override]
                         *args: Any) -> asyncio.Future[T]:
@@ -106,6 +168,10 @@ class SimLoop(asyncio.BaseEventLoop):
 
         self.call_at(done_at, run)
         return fut
+
+
+def _owner(h: asyncio.Handle) -> str:
+    return h._context.get(OWNER, "")  # type: ignore[attr-defined, no-any-return]
 
 
 class SimClock:

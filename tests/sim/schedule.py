@@ -6,7 +6,7 @@ first leader has minted the cluster id); clients connect as data nodes and loop 
 timestamps, UIDs, tablet claims and oracle commits; the nemesis acts from STORM_FROM
 until `seconds - CALM` (partitions of any shape, one-way cuts, isolating the leader,
 drop/duplicate/delay/reorder rates, crashes with restarts after a while, leadership
-transfers); then everything heals, the crashed zeros restart, and within the calm tail a
+transfers, pauses — SIGSTOP, mostly of the leader — resumed after a while); then everything heals, the crashed zeros restart, and within the calm tail a
 leader must hand out a timestamp. The history is checked with tests/fault's checkers
 (unique ids, real-time timestamp order, one owner per tablet) and ours (a decision per
 start_ts never changes; commit timestamps never collide with handed-out ones).
@@ -36,6 +36,7 @@ __all__ = ["Result", "run_schedule", "replay_command", "CALM"]
 CALM = 8.0  # seconds of healed network at the end
 STORM_FROM = 3.0
 CALL_TIMEOUT = 3.0
+EXPLORE = 0.15  # a client calls a random zero instead of the one it believes leads (stale membership)
 TABLETS = [f"pred{i}" for i in range(6)]
 
 
@@ -72,9 +73,10 @@ class _Run:
         live = self.c.live()
         if not live:
             return None
-        for z in live:
-            if z.name == self.guess.get(client):
-                return z
+        if self.rng.random() >= EXPLORE:
+            for z in live:
+                if z.name == self.guess.get(client):
+                    return z
         return self.rng.choice(live)
 
     async def call(self, client: str, f: str, args: dict[str, object], fn: object) -> Op:
@@ -91,6 +93,7 @@ class _Run:
         if not task.done():
             task.cancel()
             op.error = "timeout"
+            self.guess.pop(client, None)  # try another zero next (it may be paused, or cut off)
         elif task.cancelled():
             op.error = "zero crashed"
         elif isinstance(task.exception(), ZeroError):
@@ -146,38 +149,49 @@ class _Run:
             await asyncio.sleep(rng.uniform(0.3, 2.5))
             r = rng.random()
             names = list(c.names)
-            if r < 0.15:
+            if r < 0.12:
                 rng.shuffle(names)
                 k = rng.randint(1, len(names) - 1)
                 net.partition(names[:k], names[k:])
                 self.trace.add("nemesis partition", names[:k], names[k:])
-            elif r < 0.25:
+            elif r < 0.2:
                 a, b = rng.sample(names, 2)
                 net.cut.add((a, b))
                 self.trace.add("nemesis cut", a, b)
-            elif r < 0.35:
+            elif r < 0.28:
                 lead = c.leader()
                 if lead is not None:
                     net.partition([lead.name], [n for n in names if n != lead.name])
                     self.trace.add("nemesis isolate", lead.name)
-            elif r < 0.5:
+            elif r < 0.4:
                 net.heal()
                 self.trace.add("nemesis heal")
-            elif r < 0.6:
+            elif r < 0.48:
                 net.drop, net.duplicate, net.reorder = rng.uniform(0, 0.2), rng.uniform(0, 0.1), rng.uniform(0, 0.3)
                 net.delay = (0.0005, rng.choice([0.003, 0.02, 0.1]))
                 self.trace.add("nemesis rates", net.drop, net.duplicate, net.reorder, net.delay)
-            elif r < 0.8:
+            elif r < 0.63:
                 up = [n for n in names if c.zeros[n] is not None]
                 if len(up) > 1:
                     victim = rng.choice(up)
                     c.crash(victim)
                     self.loop.call_later(rng.uniform(0.3, 4.0), self._restart, victim)
-            else:
+            elif r < 0.73:
                 lead = c.leader()
                 if lead is not None:
                     self.trace.add("nemesis transfer", lead.name)
                     c.run_in(lead, _transfer(lead))
+            else:
+                # SIGSTOP, mostly of the leader: the others elect a successor while it
+                # sleeps, and it wakes up still believing it leads, with requests waiting.
+                # Half of them on a healed network, so that the others can elect.
+                lead = c.leader()
+                victim = lead.name if lead is not None and r < 0.9 else rng.choice(names)
+                if rng.random() < 0.5:
+                    net.heal()
+                c.pause(victim)
+                self.trace.add("nemesis pause", victim)
+                self.loop.call_later(rng.uniform(0.5, 5.0), c.resume, victim)
 
     def _restart(self, name: str) -> None:
         if self.c.zeros[name] is None and self.loop.time() < self.seconds - CALM:
@@ -189,10 +203,12 @@ class _Run:
         for name in c.names:
             c.boot(name)
         calm_at = self.seconds - CALM
-        workers = [self.loop.create_task(self.client(f"dn{i}", 1 + i % 2)) for i in range(3)]
+        workers = [self.loop.create_task(self.client(f"dn{i}", 1 + i)) for i in range(3)]
         await self.nemesis(calm_at)
         await asyncio.sleep(max(0.0, calm_at - self.loop.time()))
         c.network.heal()
+        for name in c.names:
+            c.resume(name)
         for name in c.down():
             c.boot(name)
         self.trace.add("calm")
@@ -224,7 +240,10 @@ def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3, bugs: frozens
     """Run one schedule on a fresh SimLoop; the result names every violation. `bugs`
     plants known bugs (cluster.PLANTABLE) to show the checks catch them."""
     rng = random.Random(seed ^ 0x5EED)
-    loop = SimLoop(random.Random(rng.getrandbits(64)))
+    # A third of the schedules run on slow disks (fsync 2-30 ms): windows that last one
+    # commit (a first leader's cluster id before its own registration) stay open longer.
+    slow = rng.random() < 0.35
+    loop = SimLoop(random.Random(rng.getrandbits(64)), disk_latency=(0.002, 0.03) if slow else (0.0005, 0.004))
     data_root = tempfile.mkdtemp(prefix=f"zero-sim-{seed}-", dir="/dev/shm" if _shm() else None)
     run = _Run(seed, seconds, loop, data_root, zeros, bugs)
     res = Result(seed=seed, seconds=seconds)
