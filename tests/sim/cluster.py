@@ -58,6 +58,11 @@ __all__ = ["SimZero", "SimCluster", "SimLogger", "BUG_EVENTS", "PLANTABLE"]
 # simulated disk is a MemoryStorage, not raftcore.wal's files).
 PLANTABLE = ("ts-without-read-index", "blocks-outlive-term", "raft-id-before-registered")
 
+# The zeros' tick: twice production's 0.1 s (election timeout 1 s), which halves the
+# heartbeats and Ready rounds a simulated second costs; the faults' durations are set
+# against it (pauses and crashes of 0.3-5 s outlast an election or not).
+TICK = 0.2
+
 # Log lines that are bugs wherever they appear (zero/replica/duties.py, ready_loop.py).
 BUG_EVENTS = ("leader duty crashed", "raft loop failed; this zero stops serving")
 
@@ -99,7 +104,9 @@ class SimZero:
         c = cluster
         self.clock = SimClock(c.loop, offset=c.rng.uniform(0, 1000))
         log = SimLogger(name, c.trace, c.errors)
-        metrics = Metrics()
+        if name not in c.metrics:  # observational only: kept across restarts (a registry costs)
+            c.metrics[name] = Metrics()
+        metrics = c.metrics[name]
         self.transport = SimTransport(c.network, name, self.context, log=log, metrics=metrics, clock=self.clock,
                                       rng=random.Random(c.rng.getrandbits(64)))
         self.storage = c.disks[name].open()
@@ -156,7 +163,7 @@ class SimCluster:
     """The zeros z1..zN of one schedule; z1 bootstraps, the others join through it."""
 
     def __init__(self, loop: SimLoop, rng: random.Random, trace: Trace, data_root: str, n: int, *,
-                 tick: float = 0.1, election_ticks: int = 5, snapshot_every: int = 200,
+                 tick: float = TICK, election_ticks: int = 5, snapshot_every: int = 200,
                  bugs: frozenset[str] = frozenset()) -> None:
         self.bugs = bugs
         self.loop = loop
@@ -167,6 +174,7 @@ class SimCluster:
         self.election_ticks = election_ticks
         self.snapshot_every = snapshot_every
         self.errors: list[str] = []
+        self.metrics: dict[str, Metrics] = {}
         self.network = SimNetwork(loop, rng, trace)
         self.names = [f"z{i}:5080" for i in range(1, n + 1)]  # names are the zeros' addresses
         self.disks = {name: SimDisk(random.Random(rng.getrandbits(64))) for name in self.names}

@@ -10,6 +10,7 @@ replay, and a fixed band of seeds plus a rotating band derived from the commit.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import random
 import subprocess
@@ -87,6 +88,44 @@ def test_a_crash_loses_only_unsynced_writes() -> None:
         assert again.last_index() == 1 and hs.term == 1
         kept.add(hs.commit)
     assert kept == {0, 1}  # the unsynced commit index survives some crashes, not others
+
+
+def test_a_paused_owner_runs_nothing_until_resumed() -> None:
+    from .loop import OWNER
+    loop = SimLoop(random.Random(3))
+    seen: list[tuple[str, float]] = []
+
+    async def ticker(name: str) -> None:
+        OWNER.set(name)
+        for _ in range(5):
+            await asyncio.sleep(1.0)
+            seen.append((name, loop.time()))
+
+    async def main() -> None:
+        a = loop.create_task(ticker("a"), context=contextvars.Context())
+        b = loop.create_task(ticker("b"), context=contextvars.Context())
+        await asyncio.sleep(1.5)
+        loop.pause("a")
+        await asyncio.sleep(2.0)  # "a" misses its timers at 2 and 3; "b" goes on
+        assert [t for n, t in seen if n == "a"] == [1.0]
+        loop.resume("a")
+        await asyncio.gather(a, b)
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert [t for n, t in seen if n == "b"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [t for n, t in seen if n == "a"] == [1.0, 3.5, 4.5, 5.5, 6.5]  # the held timer fires on resume
+
+
+# Each planted bug (cluster.PLANTABLE) with the first of seeds 1..30 that catches it
+# (docs/RELIABILITY.md lists how many of the 30 do).
+PLANTED = {"ts-without-read-index": 2, "blocks-outlive-term": 1, "raft-id-before-registered": 12}
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_a_planted_bug_is_caught(bug: str) -> None:
+    r = run_schedule(PLANTED[bug], 30.0, bugs=frozenset([bug]))
+    assert r.violations, f"{bug} was not caught by seed {PLANTED[bug]}"
 
 
 def test_replay_is_bit_identical() -> None:

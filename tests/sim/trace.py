@@ -19,9 +19,8 @@ class Trace:
         self.events = 0
 
     def add(self, *parts: object) -> None:
-        line = f"{self._now():.6f} " + " ".join(map(str, parts))
-        self._hash.update(line.encode())
-        self._hash.update(b"\n")
+        line = f"{self._now():.6f} {' '.join(map(str, parts))}"
+        self._hash.update(f"{line}\n".encode())
         self.tail.append(line)
         self.events += 1
 
