@@ -24,14 +24,12 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import grpc
-
 from zero.datanode.txn import Txn, TxnClient
 
 from .history import FAIL, OK, Op
 from .txn_workload import TxnWorkload, run_txn
 
-__all__ = ["ACCOUNTS", "INITIAL", "accounts", "setup", "step", "total", "minimums"]
+__all__ = ["ACCOUNTS", "RESERVE", "INITIAL", "accounts", "setup", "step", "final_read", "total", "minimums"]
 
 ACCOUNTS = 8
 RESERVE = 1  # accounts after the ACCOUNTS that transfers never touch
@@ -62,13 +60,12 @@ async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
         await wl.zc.should_serve(f"bank{g}", g)
     for _ in range(50):
         await _synced(wl, groups)
-        txn = await wl.tc.begin()
 
         async def body(t: Txn) -> dict[str, Any]:
             for a in accts:
                 t.put(*a, b"%d" % INITIAL)
             return {"read_ts": t.start_ts, "reads": {}, "writes": {_name(a): INITIAL for a in accts}}
-        op = await run_txn(wl.h, "setup", "open", txn, body)
+        op = await run_txn(wl.h, "setup", "open", wl.tc.begin, body)
         wl.track(op)
         if op.type == OK:
             break
@@ -77,13 +74,11 @@ async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
     # The reserve written again: a key of two versions, both of which safe_ts passes,
     # is one garbage collection works on (it must keep the newer).
     for _ in range(50):
-        txn = await wl.tc.begin()
-
         async def again(t: Txn) -> dict[str, Any]:
             for a in accts[ACCOUNTS:]:
                 t.put(*a, b"%d" % INITIAL)
             return {"read_ts": t.start_ts, "reads": {}, "writes": {_name(a): INITIAL for a in accts[ACCOUNTS:]}}
-        second = await run_txn(wl.h, "setup", "open", txn, again)
+        second = await run_txn(wl.h, "setup", "open", wl.tc.begin, again)
         wl.track(second)
         if second.type == OK:
             return second
@@ -105,10 +100,6 @@ async def step(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str)
         return
     a, b = rng.sample(accts[:ACCOUNTS], 2)
     amount = rng.randint(1, 5)
-    try:
-        txn = await tc.begin()
-    except grpc.aio.AioRpcError:
-        return
 
     async def body(t: Txn) -> dict[str, Any]:
         got = [_int(v) for v in await t.get_many([a, b])]
@@ -118,31 +109,31 @@ async def step(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str)
             t.put(*b, b"%d" % (got[1] + amount))
             rec["writes"] = {_name(a): got[0] - amount, _name(b): got[1] + amount}
         return rec
-    op = await run_txn(wl.h, process, "transfer", txn, body, src=_name(a), dst=_name(b), amount=amount)
+    op = await run_txn(wl.h, process, "transfer", tc.begin, body, src=_name(a), dst=_name(b), amount=amount)
     wl.track(op)
 
 
 async def _read(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str,
-                accts: list[tuple[str, bytes]]) -> None:
-    kind = "txn" if rng.random() < 0.5 else "snapshot"
-    try:
-        txn = await (tc.begin() if kind == "txn" else tc.snapshot())
-    except grpc.aio.AioRpcError:
-        return
+                accts: list[tuple[str, bytes]], kind: str = "") -> Op:
+    """Every account at once: in a transaction (it then commits, read-only) or in a
+    snapshot at max_assigned."""
+    kind = kind or ("txn" if rng.random() < 0.5 else "snapshot")
 
     async def body(t: Txn) -> dict[str, Any]:
         got = await t.get_many(accts)
         return {"read_ts": t.start_ts, "reads": {_name(a): _int(v) for a, v in zip(accts, got)}}
-    if kind == "txn":
-        wl.track(await run_txn(wl.h, process, "read", txn, body, kind=kind))
-        return
-    op = wl.h.begin(process, "read", kind=kind)
-    try:
-        rec = await body(txn)
-    except grpc.aio.AioRpcError as e:
-        wl.h.end(op, FAIL, {"read_ts": txn.start_ts}, error=f"{e.code().name}: {e.details()}")
-        return
-    wl.h.end(op, OK, rec)
+    op = await run_txn(wl.h, process, "read", tc.snapshot if kind == "snapshot" else tc.begin, body, kind=kind)
+    if kind != "snapshot":
+        wl.track(op)
+    elif "start_ts" in op.value:
+        op.value["snapshot_ts"] = op.value.pop("start_ts")  # not a transaction: nothing to decide
+    return op
+
+
+async def final_read(wl: TxnWorkload) -> Op:
+    """Every account, in a transaction (process "final")."""
+    assert wl.tc is not None
+    return await _read(wl, wl.tc, random.Random(), "final", wl.state["accounts"], kind="txn")
 
 
 def total(ops: Iterable[Op], n: int = ACCOUNTS + RESERVE, initial: int = INITIAL) -> list[str]:

@@ -34,8 +34,6 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import grpc
-
 from zero.datanode.txn import Txn, TxnClient
 
 from .history import OK, Op
@@ -77,15 +75,13 @@ async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
             break
         await asyncio.sleep(0.05)
     for _ in range(50):
-        txn = await wl.tc.begin()
-
         async def body(t: Txn) -> dict[str, Any]:
             appends = {k: -g for k, g in zip(cold, groups)}
             for k, v in appends.items():
                 t.put(*_addr(k), json.dumps([v]).encode())
             return {"read_ts": t.start_ts, "reads": {k: [] for k in cold}, "appends": appends,
                     "writes": {k: [v] for k, v in appends.items()}}
-        op = await run_txn(wl.h, "setup", "open", txn, body)
+        op = await run_txn(wl.h, "setup", "open", wl.tc.begin, body)
         wl.track(op)
         if op.type == OK:
             break
@@ -94,13 +90,11 @@ async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
     # Written again, the same lists: two versions, both of which safe_ts passes, for
     # garbage collection to work on (it must keep the newer).
     for _ in range(50):
-        txn = await wl.tc.begin()
-
         async def again(t: Txn) -> dict[str, Any]:
             for k, g in zip(cold, groups):
                 t.put(*_addr(k), json.dumps([-g]).encode())
             return {"read_ts": t.start_ts, "reads": {}, "writes": {k: [-g] for k, g in zip(cold, groups)}}
-        second = await run_txn(wl.h, "setup", "open", txn, again)
+        second = await run_txn(wl.h, "setup", "open", wl.tc.begin, again)
         wl.track(second)
         if second.type == OK:
             return second
@@ -110,10 +104,6 @@ async def setup(wl: TxnWorkload, groups: Sequence[int]) -> Op:
 async def step(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str) -> None:
     names: list[str] = rng.sample(wl.state["keys"] + wl.state["cold"], rng.randint(1, 4))
     appending = [k for k in names if rng.random() < 0.5 and k not in wl.state["cold"]]
-    try:
-        txn = await tc.begin()
-    except grpc.aio.AioRpcError:
-        return
 
     async def body(t: Txn) -> dict[str, Any]:
         got = await t.get_many([_addr(k) for k in names])
@@ -125,19 +115,18 @@ async def step(wl: TxnWorkload, tc: TxnClient, rng: random.Random, process: str)
             writes[k] = lists[k] + [v]
             t.put(*_addr(k), json.dumps(writes[k]).encode())
         return {"read_ts": t.start_ts, "reads": lists, "appends": appends, "writes": writes}
-    wl.track(await run_txn(wl.h, process, "txn", txn, body))
+    wl.track(await run_txn(wl.h, process, "txn", tc.begin, body))
 
 
 async def final_read(wl: TxnWorkload) -> Op:
     """Every key, in one transaction (recorded as f="final")."""
     assert wl.tc is not None
     names: list[str] = wl.state["keys"] + wl.state["cold"]
-    txn = await wl.tc.begin()
 
     async def body(t: Txn) -> dict[str, Any]:
         got = await t.get_many([_addr(k) for k in names])
         return {"read_ts": t.start_ts, "reads": {k: _list(v) for k, v in zip(names, got)}}
-    op = await run_txn(wl.h, "final", "final", txn, body)
+    op = await run_txn(wl.h, "final", "final", wl.tc.begin, body)
     wl.track(op)
     return op
 

@@ -2,8 +2,7 @@
 and a list-append workload (as Elle uses) on three `zero run` and one durable `zero
 datanode` per group on 127.0.0.1, while the nemesis kills -9, pauses and restarts zeros,
 storms leadership transfers and kills -9 or pauses data nodes (tests/fault/txn_run.py);
-in the bank run the zeros' peer links also go through the proxy (delays, stalled links,
-dropped connections); the list-append run moves its tablets between groups all along. `--soak SECONDS` /
+the list-append run also moves its tablets between groups all along. `--soak SECONDS` /
 `ZERO_FAULT_SOAK` lengthens the schedules; `ZERO_FAULT_SEED` replays one.
 
 The checkers are tested on planted violations in test_txn_checkers.py."""
@@ -12,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from .nemesis import FAULTS, PROXY_FAULTS
+from .nemesis import FAULTS
 from .runner import pytest_timeout
 from .txn_run import run_txn_workload, txn_rig
 
@@ -29,19 +28,9 @@ def rig(tmp_path):
         r.close()
 
 
-@pytest.fixture
-def proxied_rig(tmp_path):
-    r = txn_rig(tmp_path / "t", proxies=True)
-    try:
-        yield r.start()
-    finally:
-        r.close()
-
-
 @pytest.mark.timeout(pytest_timeout(SHORT, overhead=240.0))
-def test_bank_under_the_nemesis(proxied_rig, seed, soak_seconds) -> None:
-    r = run_txn_workload(proxied_rig, workload="bank", name="bank", seed=seed, duration=soak_seconds or SHORT,
-                         faults=(*ALL, *PROXY_FAULTS))
+def test_bank_under_the_nemesis(rig, seed, soak_seconds) -> None:
+    r = run_txn_workload(rig, workload="bank", name="bank", seed=seed, duration=soak_seconds or SHORT, faults=ALL)
     r.check()
     assert r.faults >= 3 and r.figures["committed"] > 0, r.summary()
 

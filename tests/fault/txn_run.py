@@ -1,9 +1,8 @@
 """One seeded, bounded run of a transactional workload (bank.py or list_append.py) under
 the nemesis: three `zero run` on 127.0.0.1 and one durable `zero datanode` per group
-(moves_run.MovesRig; `txn_rig` can put the zeros' peer links behind the proxy),
-clients through zero.client and the Txn client, Oracle-stream subscribers, optionally a
-mover moving the workload's tablets between groups; the nemesis of the move runs (zero
-faults, the proxy's faults, kill -9 and SIGSTOP of data nodes). Then:
+(moves_run.MovesRig), clients through zero.client and the Txn client, Oracle-stream
+subscribers, optionally a mover moving the workload's tablets between groups; the
+nemesis of the move runs (zero faults plus kill -9 and SIGSTOP of data nodes). Then:
 
     1. a quiet tail without faults, until safe_ts has moved past the setup's writes
        (zero's liveness window after the last leader change at the least) and for
@@ -32,7 +31,6 @@ from typing import Any
 
 from . import bank, checkers, list_append, txn_checks
 from .history import FAIL, INFO, OK, History, Op
-from .loopback import LoopbackCluster
 from .moves_run import MovesRig, MovesRun, _copy_logs
 from .moves_workload import Monitor, Mover, MovesNemesis
 from .txn_workload import TxnWorkload
@@ -45,13 +43,9 @@ QUIET_MAX = 45.0  # seconds the quiet tail waits for safe_ts (zero's liveness wi
 COLLECTED = 4.0  # seconds of load after safe_ts passed the setup (the nodes collect every 1 s)
 
 
-def txn_rig(root: Path, *, proxies: bool = False) -> MovesRig:
-    """moves_run.MovesRig (not started) with the rebalancer off; with `proxies`, the
-    zeros' peer traffic goes through the proxy of proxy.py, for nemesis.PROXY_FAULTS."""
-    rig = MovesRig(root, rebalance="0", chunk_delay="0")
-    if proxies:
-        rig.cluster = LoopbackCluster(root / "zeros", 3, pc=rig.cluster.pc, proxies=True)
-    return rig
+def txn_rig(root: Path) -> MovesRig:
+    """moves_run.MovesRig (not started) with the rebalancer off and no copy delay."""
+    return MovesRig(root, rebalance="0", chunk_delay="0")
 
 
 def run_txn_workload(rig: MovesRig, *, workload: str, name: str, seed: int, duration: float,
@@ -71,24 +65,11 @@ def run_txn_workload(rig: MovesRig, *, workload: str, name: str, seed: int, dura
 def _final(wl: TxnWorkload, workload: str, h: History, timeout: float) -> Op | None:
     """The final read, retried until it is answered."""
     deadline = time.monotonic() + timeout
+    async def read() -> Op:
+        return await (bank.final_read(wl) if workload == "bank" else list_append.final_read(wl))
     while time.monotonic() < deadline:
-        if workload == "bank":
-            async def read() -> Op:
-                assert wl.tc is not None
-                accts = wl.state["accounts"]
-                txn = await wl.tc.begin()
-                got = await txn.get_many(accts)
-                await txn.commit()
-                return h.end(h.begin("final", "read", kind="final"), OK, {
-                    "read_ts": txn.start_ts, "reads": {f"{t}/{k.decode()}": int(v) if v is not None else None
-                                                       for (t, k), v in zip(accts, got)}})
-            fn = read
-        else:
-            async def la() -> Op:
-                return await list_append.final_read(wl)
-            fn = la
         try:
-            op: Op = wl.call(fn, 30)
+            op: Op = wl.call(read, 30)
             if op.type == OK:
                 return op
         except Exception:  # noqa: BLE001 - the cluster is still settling: retry

@@ -3,9 +3,11 @@ a thread runs the clients through zero.client and zero/datanode/txn.py, as an
 application would, plus subscribers of the Oracle stream and a resolver that asks zero
 for the decision of every transaction recorded. Every transaction is one history op.
 
-A transaction op records `start_ts` (its read timestamp) and ends
-    ok    committed: `commit_ts`
-    fail  aborted (`reason`), or it failed before its commit was asked (`phase`: "read")
+A transaction op is invoked before its timestamp is asked for, records `start_ts` (its
+read timestamp) and ends
+    ok    committed: `commit_ts` (a snapshot: read, nothing to commit)
+    fail  aborted (`reason`), or it failed before its commit was asked (`phase`: "begin"
+          or "read")
     info  the commit's outcome is unknown (an error or a timeout while committing)
 and the resolver adds `status`: zero's TxnStatus answer about a second after the op
 ended, asked again while undecided, and forced with TryAbort at the end (`finish`):
@@ -26,7 +28,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -55,16 +57,25 @@ def _err(e: BaseException) -> str:
     return repr(e)
 
 
-async def run_txn(h: History, process: str, f: str, txn: Txn, body: Callable[[Txn], Awaitable[dict[str, Any]]],
-                  **args: Any) -> Op:
-    """Run `body(txn)` (reads and buffered writes; returns what to record) then commit,
-    as one op: see the module doc for the outcomes."""
+async def run_txn(h: History, process: str, f: str, begin: Callable[[], Awaitable[Txn]],
+                  body: Callable[[Txn], Awaitable[dict[str, Any]]], **args: Any) -> Op:
+    """One op: `begin()` (the transaction's timestamp: the op is invoked before it is
+    asked for, so real-time order is judged from the request), `body(txn)` (reads and
+    buffered writes; returns what to record), then the commit. See the module doc for
+    the outcomes; a begin that failed is `fail` with phase "begin" (no start_ts)."""
     op = h.begin(process, f, **args)
+    try:
+        async with asyncio.timeout(TXN_TIMEOUT):
+            txn = await begin()
+    except (grpc.aio.AioRpcError, TimeoutError) as e:
+        return h.end(op, FAIL, {"phase": "begin"}, error=_err(e))
     op.value = {"start_ts": txn.start_ts}
     committing = False
     try:
         async with asyncio.timeout(TXN_TIMEOUT):
             op.value.update(await body(txn))
+            if txn.read_only:
+                return h.end(op, OK, op.value)  # a snapshot: nothing to commit
             committing = True
             d = await txn.commit()
     except (grpc.aio.AioRpcError, CommitRefused, TimeoutError) as e:
@@ -122,7 +133,7 @@ class TxnWorkload(threading.Thread):
         if not self._up.wait(timeout) or self.error is not None:
             raise AssertionError(f"the transactional workload did not start: {self.error!r}")
 
-    def call(self, fn: Callable[[], Awaitable[Any]], timeout: float) -> Any:
+    def call(self, fn: Callable[[], Coroutine[Any, Any, Any]], timeout: float) -> Any:
         """Run `fn()` on the workload's loop from another thread."""
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(timeout)
