@@ -8,6 +8,7 @@ from hypothesis import strategies as hs
 from zero.errors import ZeroError
 from zero.pb import state_pb2, zero_pb2
 from zero.state.machine import ZeroState
+from zero.state.tables import RoomIndex
 
 P = state_pb2.Proposal
 ADDRS = [f"n{i}:7080" for i in range(6)]
@@ -100,6 +101,23 @@ def owners(s: zero_pb2.MembershipState) -> dict[str, list[int]]:
     return out
 
 
+def check_room_index(s: ZeroState) -> None:
+    """The derived index of groups by voter count (zero/state/tables.py RoomIndex) says
+    what a full scan of the groups says, for every ``replicas`` a proposer may send."""
+    room = s._t.room  # the derived index itself: no public reader exposes it
+    groups = s.groups
+    voters = {gid: sum(not m.learner for m in g.members.values()) for gid, g in groups.items()}
+    assert room.count == voters
+    assert room.top == max(groups, default=0)
+    assert room.live == {n: c for n in set(voters.values()) if (c := list(voters.values()).count(n))}
+    for n, heap in room.buckets.items():
+        assert {g for g in heap if voters[g] == n} == {g for g, v in voters.items() if v == n}
+        assert len(heap) <= 2 * room.live[n] + room.SLACK
+    for replicas in range(1, 6):
+        assert room.first_with_room(replicas) == min((g for g in sorted(groups) if voters[g] < replicas),
+                                                     default=None)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hs.lists(proposals(), max_size=60))
 def test_random_sequences_keep_the_invariants(random_seq: list[P]) -> None:
@@ -150,6 +168,7 @@ def test_random_sequences_keep_the_invariants(random_seq: list[P]) -> None:
         for g in cur.groups.values():
             for name, t in g.tablets.items():
                 assert t.read_only == (active is not None and active.predicate == name)
+        check_room_index(s)
         prev = cur
     for ranges in (uid_ranges, ts_ranges):
         for (a0, a1), (b0, b1) in zip(ranges, ranges[1:]):
@@ -162,4 +181,57 @@ def test_random_sequences_keep_the_invariants(random_seq: list[P]) -> None:
         except ZeroError:
             pass
     assert again.snapshot() == s.snapshot()
-    assert ZeroState.restore(s.snapshot()).snapshot() == s.snapshot()
+    restored = ZeroState.restore(s.snapshot())
+    assert restored.snapshot() == s.snapshot()
+    check_room_index(restored)  # reindex() rebuilds what the handlers kept in step
+
+
+# Churn of data nodes: many addresses, every --replicas a proposer may send, explicit
+# groups and learners, removals of any member. Each step is (connect?, replicas, group,
+# learner, k): a connect, or the removal of the k-th present member (mod their number).
+churn = hs.lists(hs.tuples(hs.sampled_from([True, False]), hs.integers(1, 4),
+                           hs.sampled_from([0, 0, 0, 0, 1, 2, 5, 9]), hs.booleans(), hs.integers(0, 50)),
+                 max_size=150)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(churn)
+def test_room_index_equals_a_full_scan_under_churn(steps: list[tuple[bool, int, int, bool, int]]) -> None:
+    saved = RoomIndex.SLACK
+    RoomIndex.SLACK = 0  # compact the buckets' stale entries as early as the rule allows
+    try:
+        s = ZeroState()
+        for index, (join, replicas, gid, learner, k) in enumerate(steps, start=1):
+            if join:
+                p = P(connect=state_pb2.ConnectMember(addr=f"n{index}:7080", replicas=replicas,
+                                                      group_id=gid, learner=learner))
+            else:
+                present = sorted((mid, g) for g, group in s.groups.items() for mid in group.members)
+                if not present:
+                    continue
+                mid, g = present[k % len(present)]
+                p = P(remove_member=state_pb2.RemoveMember(node_id=mid, group_id=g))
+            try:
+                s.apply(index, p)
+            except ZeroError:
+                pass
+            check_room_index(s)
+        check_room_index(ZeroState.restore(s.snapshot()))
+    finally:
+        RoomIndex.SLACK = saved
+
+
+def test_room_index_compacts_stale_entries() -> None:
+    """Groups leaving a bucket leave stale heap entries behind; the bucket is rebuilt
+    before they outnumber its live groups twice over (plus SLACK), and the answer holds."""
+    room = RoomIndex()
+    for gid in range(1, 201):
+        room.set(gid, 1)
+    for gid in range(1, 200):  # all but group 200 fill up
+        room.set(gid, 2)
+        assert len(room.buckets[1]) <= 2 * room.live[1] + room.SLACK
+        assert room.first_with_room(2) == gid + 1
+    assert room.live == {1: 1, 2: 199} and room.buckets[1] == [200]
+    room.set(7, 0)
+    assert room.first_with_room(1) == 7 and room.first_with_room(2) == 7 and room.first_with_room(3) == 1
+    assert room.top == 200

@@ -52,6 +52,7 @@ def connect(t: Tables, c: state_pb2.ConnectMember, index: int, ch: Changes) -> s
     group.members[mid].CopyFrom(zero_pb2.Member(id=mid, group_id=gid, addr=addr, learner=c.learner))
     t.member_group[mid] = gid
     t.addr_member[addr] = mid
+    t.room.set(gid, t.voters(gid) + (not c.learner))  # also enters a new group
     ch.members.add(mid)
     return state_pb2.ProposalResult(member=group.members[mid])
 
@@ -74,10 +75,10 @@ def _choose_group(t: Tables, c: state_pb2.ConnectMember) -> int:
             raise FailedPreconditionError(
                 f"group {c.group_id} already has {voters} voting members (replicas={c.replicas})")
         return c.group_id
-    for gid in sorted(groups):
-        if t.voters(gid) < c.replicas:
-            return int(gid)
-    new = max(groups, default=0) + 1
+    room = t.room.first_with_room(c.replicas)  # the lowest id with room, without a scan
+    if room is not None:
+        return room
+    new = t.room.top + 1  # groups are never deleted: the highest ever, plus one
     if new > UINT32_MAX:
         raise FailedPreconditionError("group ids are exhausted")
     return new
@@ -112,5 +113,7 @@ def remove_member(t: Tables, r: state_pb2.RemoveMember, index: int, ch: Changes)
     del t.addr_member[removed.addr]
     t.state.removed.append(removed)
     t.removed_members.add(r.node_id)
+    if not removed.learner:
+        t.room.set(gid, t.voters(gid) - 1)
     ch.removed_members.add(r.node_id)
     return state_pb2.ProposalResult(member=removed)

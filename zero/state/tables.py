@@ -9,6 +9,7 @@ handler that changes the snapshot keeps them in step, so they are never serializ
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -18,7 +19,7 @@ from zero.errors import CorruptStateError, FailedPreconditionError
 from zero.pb import state_pb2, zero_pb2
 from zero.state.oracle import OracleState
 
-__all__ = ["Tables", "copy", "UINT64_MAX", "UINT32_MAX"]
+__all__ = ["Tables", "RoomIndex", "copy", "UINT64_MAX", "UINT32_MAX"]
 
 UINT64_MAX = (1 << 64) - 1
 UINT32_MAX = (1 << 32) - 1
@@ -31,6 +32,68 @@ def copy(msg: M) -> M:
     out = type(msg)()
     out.CopyFrom(msg)
     return out
+
+
+class RoomIndex:
+    """Data-node groups by their number of voting members, so Connect picks "the lowest
+    group id with fewer than ``replicas`` voters" without scanning every group (issue 23).
+
+    ``replicas`` travels in each ConnectMember (the proposer's --replicas), so "room" is
+    a question asked with a bound, not a fixed set: groups are bucketed by voter count,
+    and the answer is the smallest id among the buckets below the bound. Each bucket is
+    a min-heap of group ids with lazy deletion: an entry is live while ``count[gid]``
+    still equals the bucket's count. A Connect costs O(distinct voter counts + log
+    groups) amortized; with uniform --replicas R there are at most R + 1 counts.
+
+    Invariants: ``count`` has every group (groups are never deleted); ``live[n]`` is the
+    number of groups with n voters and has no zero entries; ``buckets[n]`` holds every
+    group with n voters (and maybe stale entries, at most 2 * live[n] + SLACK of them);
+    ``top`` is the highest group id, 0 with none.
+    """
+
+    SLACK = 16
+
+    def __init__(self) -> None:
+        self.count: dict[int, int] = {}
+        self.live: dict[int, int] = {}
+        self.buckets: dict[int, list[int]] = {}
+        self.top = 0
+
+    def set(self, gid: int, voters: int) -> None:
+        """Group ``gid`` (new or not) now has ``voters`` voting members."""
+        old = self.count.get(gid)
+        if old == voters:
+            return
+        self.count[gid] = voters
+        self.top = max(self.top, gid)
+        if old is not None:
+            self.live[old] -= 1
+            if not self.live[old]:
+                del self.live[old], self.buckets[old]
+            else:
+                self._compact(old)
+        self.live[voters] = self.live.get(voters, 0) + 1
+        heapq.heappush(self.buckets.setdefault(voters, []), gid)
+        self._compact(voters)
+
+    def _compact(self, n: int) -> None:
+        heap = self.buckets[n]
+        if len(heap) > 2 * self.live[n] + self.SLACK:
+            count = self.count
+            heap[:] = sorted({g for g in heap if count[g] == n})
+
+    def first_with_room(self, replicas: int) -> int | None:
+        """The lowest group id with fewer than ``replicas`` voters; None if there is none."""
+        best: int | None = None
+        count = self.count
+        for n, heap in self.buckets.items():
+            if n >= replicas:
+                continue
+            while count[heap[0]] != n:  # a live entry exists (live[n] > 0): this ends
+                heapq.heappop(heap)
+            if best is None or heap[0] < best:
+                best = heap[0]
+        return best
 
 
 class Tables:
@@ -58,6 +121,7 @@ class Tables:
         self.addr_zero: dict[str, int] = {}
         self.removed_members: set[int] = set()
         self.removed_zeros: set[int] = set()
+        self.room = RoomIndex()  # groups by voter count
         self.reindex()
 
     @property
@@ -82,8 +146,8 @@ class Tables:
         return member
 
     def voters(self, gid: int) -> int:
-        group = self.state.groups.get(gid)
-        return 0 if group is None else sum(not m.learner for m in group.members.values())
+        """Voting members of group ``gid`` (0 for a group that does not exist)."""
+        return self.room.count.get(gid, 0)
 
     def check_addr_free_of_zeros(self, addr: str) -> None:
         if addr in self.addr_zero:
@@ -96,7 +160,9 @@ class Tables:
         self.member_group = {}
         self.addr_member = {}
         self.addr_zero = {z.addr: rid for rid, z in st.zeros.items()}
+        self.room = RoomIndex()
         for gid, group in st.groups.items():
+            self.room.set(gid, sum(not m.learner for m in group.members.values()))
             for name in group.tablets:
                 if name in self.owner:
                     raise CorruptStateError(f"tablet {name!r} is owned by groups {self.owner[name]} and {gid}")
