@@ -17,6 +17,10 @@
    is measured separately. All three clusters run at once and the runs are interleaved
    (system by system within each run), so background load hits all of them alike;
    medians of --runs runs are reported with min–max.
+   In each run, on the same zero and etcd clusters, the oracle (bench/oracle_bench.py's
+   one_run): a lone caller's `ZeroClient.commit` p50 beside a `ShouldServe` claim, and 64
+   concurrent transactions (timestamp() + commit of 2 keys) against etcd's `KV/Txn`, a
+   compare-and-put of 2 keys, at 64 callers.
 2. Failover after kill -9 of the leader (bench/peers/failover.py, the same writer loop
    for both): zero at its default election settings (tick 100 ms x 5 ticks) and at
    etcd's (tick 100 ms x 10 ticks = 1 s), etcd at its defaults (heartbeat 100 ms,
@@ -58,6 +62,7 @@ sys.path.insert(0, str(REPO / "tests" / "cluster"))
 import grpc  # noqa: E402
 from procs import ProcCluster  # noqa: E402
 
+from bench import oracle_bench  # noqa: E402
 from bench.peers import etcd, failover, pysyncobj_cluster  # noqa: E402
 from zero.pb import zero_pb2  # noqa: E402
 
@@ -65,6 +70,8 @@ START, END = "<!-- bench/run.py: start -->", "<!-- bench/run.py: end -->"
 ZERO_DEFAULT: tuple[str, ...] = ()
 ZERO_1S = ("--tick", "100ms", "--election-ticks", "10")
 ETCD_1S = ["--heartbeat-interval", "100", "--election-timeout", "1000"]  # etcd's defaults, spelled out
+# The oracle's part of a run: lone-caller commits, seconds and warm-up per rate (--quick: a few seconds in all).
+ORACLE = {False: (300, None, None), True: (10, 0.5, 0.2)}  # None: --seconds / --warmup
 
 
 def log(msg: str) -> None:
@@ -120,8 +127,10 @@ def load(addr: str, op: str, conc: int, seconds: float, warmup: float) -> dict[s
     return json.loads(r.stdout.splitlines()[-1])
 
 
-def writes(ns: argparse.Namespace, root: Path, peers: dict[str, Any]) -> dict[tuple[str, int], list[dict[str, Any]]]:
-    """{(measure, concurrency): [result per run]}; measures: zero, zero no-op, etcd, etcd no-op, pysyncobj."""
+def writes(ns: argparse.Namespace, root: Path, peers: dict[str, Any],
+           oracle: oracle_bench.Results) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """{(measure, concurrency): [result per run]}; measures: zero, zero no-op, etcd, etcd no-op, pysyncobj.
+    The oracle's figures of each run (zero's commits and etcd's Txn, on the same clusters) go into `oracle`."""
     res: dict[tuple[str, int], list[dict[str, Any]]] = {}
     zc = ProcCluster(root / "zero-writes", 3, flags=ZERO_DEFAULT)
     ec = pc = None
@@ -130,6 +139,8 @@ def writes(ns: argparse.Namespace, root: Path, peers: dict[str, Any]) -> dict[tu
         zc.start()
         # One data node, so group 1 exists and ShouldServe can claim tablets for it.
         zc.wait_leader().stub.Connect(zero_pb2.ConnectRequest(addr="127.0.0.1:1"), timeout=10)
+        group = oracle_bench.prepare(zc)  # the oracle's tablet, claimed for that data node's group
+        oracle_failed = False
         if "etcd" in peers:
             log("starting 3 etcd members")
             ec = etcd.EtcdCluster(root / "etcd-writes").start()
@@ -152,6 +163,26 @@ def writes(ns: argparse.Namespace, root: Path, peers: dict[str, Any]) -> dict[tu
                     res.setdefault((name, conc), []).append(r)
                     log(f"  run {run + 1} {name:<10} c={conc:<2} {r['rate']:>9,.0f}/s  p50 {r['p50_ms']:7.2f} ms"
                         f"  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{'  ' + r['first_error'] if r['errors'] else ''}")
+            # The oracle: lone commits and 64 concurrent transactions, zero's and etcd's Txn (bench/oracle_bench.py).
+            # A failure there is logged and ends the oracle's part only: the write figures are kept.
+            if oracle_failed:
+                continue
+            t = time.monotonic()
+            commits, seconds, warmup = ORACLE[ns.quick]
+            try:
+                o = oracle_bench.one_run(zc, group, ec.wait_leader() if ec is not None else None,
+                                         seconds=seconds or ns.seconds, warmup=warmup or ns.warmup, commits=commits,
+                                         rates="commit")
+            except Exception as e:  # noqa: BLE001 - reported; main() fails the run without oracle figures
+                log(f"FAILED: the oracle: {type(e).__name__}: {e}")
+                oracle_failed = True
+                continue
+            for k, v in o.items():
+                oracle.setdefault(k, []).append(v)
+            log(f"  run {run + 1} oracle     commit p50 {o['commit_p50']:.2f} ms (write {o['claim_p50']:.2f} ms), "
+                f"c={oracle_bench.CALLERS} {o['commit_rate']:,.0f} commits/s"
+                + (f"; etcd Txn p50 {o['etcd_txn_p50']:.2f} ms, {o['etcd_txn_rate']:,.0f}/s" if ec is not None else "")
+                + f"  ({time.monotonic() - t:.1f} s)")
     finally:
         zc.cleanup()
         if ec is not None:
@@ -263,7 +294,8 @@ def own(ns: argparse.Namespace, root: Path) -> list[tuple[str, str, int]]:
 
 # -- the report --------------------------------------------------------------------------------------
 def report(ns: argparse.Namespace, mach: list[str], versions: dict[str, str], skipped: dict[str, str],
-           res: dict[tuple[str, int], list[dict[str, Any]]], fo: list[tuple[str, str, list[float]]]) -> str:
+           res: dict[tuple[str, int], list[dict[str, Any]]], fo: list[tuple[str, str, list[float]]],
+           oracle: oracle_bench.Results) -> str:
     mode = "quick (--quick: a smoke test, too short to judge speed)" if ns.quick else "full"
     L = [START, "## Side by side with PySyncObj and etcd", "",
          f"`python -m bench{' --quick' if ns.quick else ''}` (bench/run.py), mode: {mode}; "
@@ -297,6 +329,16 @@ def report(ns: argparse.Namespace, mach: list[str], versions: dict[str, str], sk
           "mode (thousands of calls outstanding) is not measured by this closed loop of 1 or 64 "
           "callers. The no-op rate caps what the single Python client process can measure: where "
           "writes come near it, the client is the limit."]
+    L += ["", "### The oracle: transactions, 3 nodes on loopback", "",
+          "On the same clusters, in the same runs (bench/oracle_bench.py's `one_run`; its own section below "
+          "has the bench's full figures). zero: `ZeroClient.commit` of 2 random conflict keys on a claimed tablet, "
+          "start_ts from `ZeroClient.timestamp()`; a lone caller (start_ts taken before the timer starts, the "
+          f"write a `ShouldServe` claim interleaved with the commits) and {oracle_bench.CALLERS} asyncio tasks in "
+          "one client process, each looping timestamp() + commit (merged into CommitBatches on one CommitStream). "
+          f"etcd: `KV/Txn` from one grpcio channel (raw bytes), {oracle_bench.CALLERS} callers, each a "
+          "compare-and-put of 2 new keys (mod_revision at most the newest revision seen, then a put of both): "
+          "one RPC per transaction where zero's loop makes two.", ""]
+    L += oracle_bench.rows(oracle) if oracle.get("commit_rate") else ["not measured"]
     L += ["", "### Failover: kill -9 of the leader → first acknowledged write sent after the kill", "",
           f"Same driver for both (bench/peers/failover.py): {failover.WRITERS} writer threads, {failover.DEADLINE:g} s "
           "deadline per call, on error the next member after 20 ms; after each trial the killed member "
@@ -361,10 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         for k, w in skipped.items():
             log(f"SKIPPING {k}: {w}")
         res: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        oracle: oracle_bench.Results = {}
         fo: list[tuple[str, str, list[float]]] = []
         own_out: list[tuple[str, str, int]] = []
         try:
-            res = writes(ns, root, peers)
+            res = writes(ns, root, peers, oracle)
             fo = failovers(ns, root, peers)
         except Exception as e:  # report what was measured, then fail
             ok = False
@@ -372,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         if not ns.skip_own:
             own_out = own(ns, root)
             # A goal missed by an own bench is a figure (its exit status is shown), not a runner failure.
-        section = report(ns, mach, versions, skipped, res, fo)
+        section = report(ns, mach, versions, skipped, res, fo, oracle)
         print("\n" + section)
         write_out(Path(ns.out), section)
         log(f"wrote {ns.out}")
@@ -380,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             log("zero's own benches (output above; not written to the file):")
             for title, _, rc in own_out:
                 log(f"  {title}: exit status {rc}")
-        zero_rows = ("zero", 1) in res and ("zero", 64) in res and any(label.startswith("zero") for label, _, _ in fo)
+        zero_rows = ("zero", 1) in res and ("zero", 64) in res and any(label.startswith("zero") for label, _, _ in fo) \
+            and bool(oracle.get("commit_rate"))
         return 0 if ok and zero_rows else 1
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -25,6 +25,9 @@ def test_bench_quick(tmp_path: Path) -> None:
         assert row in text, row
     for peer, row in (("etcd", "| etcd | 64 |"), ("PySyncObj", "| pysyncobj | 64 |")):
         assert row in text or f"**{peer} skipped:**" in text, peer
+    # The oracle's rows, beside etcd's Txn from the same run (bench/oracle_bench.py).
+    assert "### The oracle" in text and "| commits/s, 64 callers, `timestamp()` + `commit` each |" in text
+    assert "zero/etcd" in text or "**etcd skipped:**" in text
     # Every peer figure in the file comes from this run: no constant peer rates.
     for constant in ("18,400", "1,320 ms", "1,680 ms", "~2,300"):
         assert constant not in text, constant
