@@ -317,7 +317,7 @@ def report(ns: argparse.Namespace, mach: list[str], versions: dict[str, str], sk
           "the ceiling the client and gRPC allow, writes/no-op the share the system keeps. "
           "PySyncObj has no client protocol: its callers are threads in the leader's own process, "
           "so its rows pay no client hop. zero's write is a `ShouldServe` claim of a new tablet "
-          "(a ReadIndex barrier plus one proposal, one new tablet per call); etcd's a `KV/Put`; "
+          "(one proposal whose apply decides, one new tablet per call); etcd's a `KV/Put`; "
           "PySyncObj's a `@replicated` dict set, `sync=True`; each with a new key and a 64-byte "
           "payload. The three clusters run at the same time and each run measures every system "
           "in turn, so background load falls on all; nothing is pinned to a core. All on "
