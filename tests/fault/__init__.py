@@ -14,4 +14,7 @@ How the pieces stack:
                    vacuous run (a kind of call starved, a silent watcher, no committed move)
     runner.py    - one seeded, bounded run: start, workload + nemesis, heal, final checks
     moves_*.py   - the move workload with durable data nodes, its run and its checkers
+    txn_*.py     - transactions through the oracle: the client loop and Oracle-stream subscribers
+                   (txn_workload), the run (txn_run), the shared checkers (txn_checks);
+                   bank.py and list_append.py are the two workloads and their own checkers
 """
