@@ -343,7 +343,7 @@ def exported_metric_names() -> set[str]:
 _PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "by", "without", "on", "ignoring", "group_left", "group_right",
                  "rate", "increase", "irate", "deriv", "histogram_quantile", "and", "or", "unless", "vector",
                  "label_values", "offset", "bool", "le", "instance", "job", "result", "method", "code", "peer",
-                 "topk", "bottomk", "abs", "absent", "clamp_min", "time", "group"}
+                 "topk", "bottomk", "abs", "absent", "clamp_min", "time", "group", "changes"}
 
 
 def metric_names_in(expr: str) -> set[str]:
