@@ -131,7 +131,8 @@ def test_every_answer_shows_zero_health_as_the_leader_sees_it(tmp_path: Path) ->
         out = p.stdout
         assert f"zero {ids[asked.name]} at {asked.addr} answered" in out, out
         assert f"as the leader, zero {ids[leader.name]} at {leader.addr}, sees them" in out, out
-        peers = {int(ln.split()[0]): ln for ln in out.split("sees them")[1].splitlines()[1:] if ln.strip()}
+        # The peers are the indented lines under the header (the oracle's line follows them).
+        peers = {int(ln.split()[0]): ln for ln in out.split("sees them")[1].splitlines()[1:] if ln.startswith("  ")}
         assert set(peers) == set(ids.values()), out
         assert "UNHEALTHY" in peers[ids[dead.name]], out
         assert "UNHEALTHY" not in peers[ids[asked.name]] and "UNHEALTHY" not in peers[ids[leader.name]], out
