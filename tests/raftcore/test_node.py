@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+from support.aio import until
 
 from raftcore import Config, MemoryStorage, Node, NodeStoppedError, ProposalDroppedError, StateType, raftpb
 
@@ -57,14 +58,6 @@ async def _ticker(apps: dict[int, App], stop: asyncio.Event) -> None:
         await asyncio.sleep(0.001)
 
 
-async def _until(pred, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.002)
-
-
 def _leader(apps: dict[int, App]) -> App | None:
     for a in apps.values():
         if not a.node.stopped and a.node.status().raft_state == StateType.LEADER:
@@ -81,23 +74,23 @@ def test_three_nodes_elect_replicate_and_stop():
         stop = asyncio.Event()
         tasks = [asyncio.create_task(a.run()) for a in apps.values()]
         tasks.append(asyncio.create_task(_ticker(apps, stop)))
-        await _until(lambda: _leader(apps) is not None)
+        await until(lambda: _leader(apps) is not None, 5.0)
         lead = _leader(apps)
         assert lead is not None
         for i in range(100):
             await lead.node.propose(b"v%d" % i)
-        await _until(lambda: all(len(a.applied) == 100 for a in apps.values()))
+        await until(lambda: all(len(a.applied) == 100 for a in apps.values()), 5.0)
         assert apps[1].applied == apps[2].applied == apps[3].applied == [b"v%d" % i for i in range(100)]
 
         # A follower forwards proposals to the leader.
         follower = next(a for a in apps.values() if a is not lead)
         await follower.node.propose(b"via-follower")
-        await _until(lambda: all(a.applied[-1:] == [b"via-follower"] for a in apps.values()))
+        await until(lambda: all(a.applied[-1:] == [b"via-follower"] for a in apps.values()), 5.0)
 
         # ReadIndex through a follower returns a read point covering every write.
         commit_before = lead.node.status().commit
         await follower.node.read_index(b"r1")
-        await _until(lambda: any(rs.request_ctx == b"r1" for rs in follower.read_states))
+        await until(lambda: any(rs.request_ctx == b"r1" for rs in follower.read_states), 5.0)
         rs = next(rs for rs in follower.read_states if rs.request_ctx == b"r1")
         assert rs.index >= commit_before
 
@@ -108,7 +101,7 @@ def test_three_nodes_elect_replicate_and_stop():
         # The remaining two still make progress.
         await lead.node.propose(b"after-stop")
         others = [a for a in apps.values() if a is not follower]
-        await _until(lambda: all(a.applied[-1:] == [b"after-stop"] for a in others))
+        await until(lambda: all(a.applied[-1:] == [b"after-stop"] for a in others), 5.0)
 
         stop.set()
         for a in apps.values():
@@ -127,15 +120,15 @@ def test_leader_crash_new_leader_and_restart():
         stop = asyncio.Event()
         tasks = {i: asyncio.create_task(a.run()) for i, a in apps.items()}
         ticker = asyncio.create_task(_ticker(apps, stop))
-        await _until(lambda: _leader(apps) is not None)
+        await until(lambda: _leader(apps) is not None, 5.0)
         old = _leader(apps)
         assert old is not None
         await old.node.propose(b"before")
-        await _until(lambda: all(a.applied[-1:] == [b"before"] for a in apps.values()))
+        await until(lambda: all(a.applied[-1:] == [b"before"] for a in apps.values()), 5.0)
         await old.node.stop()
         await tasks[old.id]
 
-        await _until(lambda: _leader(apps) is not None and _leader(apps) is not old)
+        await until(lambda: _leader(apps) is not None and _leader(apps) is not old, 5.0)
         new = _leader(apps)
         assert new is not None and new.node.status().term > 1
         with pytest.raises(NodeStoppedError):
@@ -149,7 +142,7 @@ def test_leader_crash_new_leader_and_restart():
         apps[old.id] = restarted
         tasks[old.id] = asyncio.create_task(restarted.run())
         await new.node.propose(b"after")
-        await _until(lambda: all(a.applied[-1:] == [b"after"] for a in apps.values()), timeout=10)
+        await until(lambda: all(a.applied[-1:] == [b"after"] for a in apps.values()), timeout=10)
         assert b"before" in restarted.applied  # re-applied from its own log
 
         stop.set()
