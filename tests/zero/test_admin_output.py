@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 import urllib.request
-from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -18,7 +17,6 @@ import pytest
 
 from zero.ops import backup
 from zero import cli
-from zero.frontdoor import http as zhttp
 from zero.app import ZeroApp
 from zero.pb import zero_pb2, zero_pb2_grpc
 
@@ -210,19 +208,3 @@ def test_live_zero_json_conventions_bad_names_and_http(tmp_path, monkeypatch, ca
             assert b'rel="icon" href="/static/favicon.svg"' in r.read()
 
     asyncio.run(scenario())
-
-
-def test_leader_changes_never_say_term_0() -> None:
-    """A joiner records its first leader before it knows the term (the change is stored
-    with the term it knew: 0). The page then shows the current term while that leader
-    still leads, and "term unknown" (null) otherwise, never "in term 0"."""
-    node = SimpleNamespace(leader_changes=[(100.0, 0, 1)])
-    assert zhttp._leader_changes(node, {"leader_id": 1, "term": 2}) == [
-        {"time_ms": 100000, "term": 2, "leader": 1}]
-    node.leader_changes.append((101.0, 2, 0))
-    node.leader_changes.append((102.0, 3, 3))
-    assert zhttp._leader_changes(node, {"leader_id": 3, "term": 3}) == [
-        {"time_ms": 102000, "term": 3, "leader": 3}, {"time_ms": 101000, "term": 2, "leader": 0},
-        {"time_ms": 100000, "term": None, "leader": 1}]
-    js = (zhttp.resources.files("zero") / "static" / "app.js").read_text()
-    assert '(c.term ? " in term " + c.term : " (term not known)")' in js

@@ -221,18 +221,11 @@ def _move_dict(m: state_pb2.MoveRecord) -> dict[str, Any]:
             "abort_reason": m.abort_reason}
 
 
-def _leader_changes(node: ZeroNode, h: dict[str, Any]) -> list[dict[str, Any]]:
-    """The leader changes this zero saw, newest first. A change is recorded with the term
-    this zero knew just before it, so a joiner's first leader comes with term 0 (it had no
-    term yet): when that leader is still the leader, its term is the current one;
-    otherwise the term is reported as unknown (null), never as term 0."""
-    changes = node.leader_changes[-PAGE_LEADER_CHANGES:]
-    rows = []
-    for i, (t, term, lead) in enumerate(changes):
-        if not term and lead and i == len(changes) - 1 and lead == h["leader_id"]:
-            term = h["term"]
-        rows.append({"time_ms": int(t * 1000), "term": term or None, "leader": lead})
-    return rows[::-1]
+def _leader_changes(node: ZeroNode) -> list[dict[str, Any]]:
+    """The leader changes this zero saw, newest first, each with the term the new leader
+    leads in (zero/replica/leadership.py; a lost leader, 0, with the term it was lost in)."""
+    return [{"time_ms": int(t * 1000), "term": term, "leader": lead}
+            for t, term, lead in reversed(node.leader_changes[-PAGE_LEADER_CHANGES:])]
 
 
 def _oracle_dict(o: zero_pb2.OracleStatus) -> dict[str, Any]:
@@ -275,6 +268,6 @@ def status_report(node: ZeroNode, liveness: Liveness, started: float, oracle: Or
         "moves": {"active": _move_dict(active) if active is not None else None,
                   "recent": [_move_dict(m) for m in reversed(recent[-PAGE_MOVES:])]},
         "oracle": _oracle_dict(oracle.report()) if oracle is not None else None,
-        "leader_changes": _leader_changes(node, h),
+        "leader_changes": _leader_changes(node),
         "removed": [{"id": m.id, "group_id": m.group_id, "addr": m.addr} for m in st.removed],
     }

@@ -25,7 +25,10 @@ class Leadership:
         self.lead = 0
         self.role = StateType.FOLLOWER
         self.term = 0
-        self.changes: list[tuple[float, int, int]] = []  # (wall time, term before the change, leader)
+        # (wall time, term, leader): the term is the one the new leader leads in (0 for
+        # "no leader": the term in which the old one was lost). ReadyLoop sets `term` from
+        # a Ready's hard state before it hands that Ready's soft state to update().
+        self.changes: list[tuple[float, int, int]] = []
         self.callbacks: list[Callable[[bool, int], None]] = []  # (leading now, term)
         self._clock = clock
         self._metrics = metrics
@@ -36,14 +39,14 @@ class Leadership:
     def is_leader(self) -> bool:
         return self.role == StateType.LEADER
 
-    def update(self, ss: SoftState, raft_term: Callable[[], int]) -> None:
-        """A new SoftState from Raft; `raft_term` reads Raft's current term (for the log)."""
+    def update(self, ss: SoftState) -> None:
+        """A new SoftState from Raft, after `term` was set from the same Ready."""
         was_leader = self.role == StateType.LEADER
         if ss.lead != self.lead:
             self._metrics.leader_changes.inc()
             self.changes.append((self._clock.wall(), self.term, ss.lead))
             del self.changes[:-LEADER_CHANGES_KEPT]
-            self._log.info("leader changed", leader=ss.lead, term=raft_term())
+            self._log.info("leader changed", leader=ss.lead, term=self.term)
         self.lead = ss.lead
         self.role = ss.raft_state
         self._metrics.has_leader.set(1 if ss.lead else 0)

@@ -100,12 +100,15 @@ class ReadyLoop:
             while True:
                 rd = await raft.ready()
                 t0 = clock.monotonic()
-                if rd.soft_state is not None:
-                    self._leadership.update(rd.soft_state, lambda: raft.status().term)
+                # The term first: a Ready that names a new leader carries that leader's
+                # term in its hard state (a follower meets a leader of a higher term), so
+                # the leader change is recorded, logged and announced with its own term.
                 if rd.hard_state is not None:
                     self._leadership.term = rd.hard_state.term
                     m.term.set(rd.hard_state.term)
                     m.commit_index.set(rd.hard_state.commit)
+                if rd.soft_state is not None:
+                    self._leadership.update(rd.soft_state)
                 self._send(rd.messages)
                 # A Ready that only moves the commit index applies first: everything it
                 # commits was made durable here by earlier Readys (the commit index
