@@ -19,6 +19,7 @@ import random
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from typing import Any
 
 from fault.checkers import claims, timestamps_realtime, unique_ids
 from fault.history import FAIL, INFO, OK, Op
@@ -31,7 +32,7 @@ from .cluster import SimCluster, SimZero
 from .loop import Deadlock, SimLoop
 from .trace import Trace
 
-__all__ = ["Result", "run_schedule", "replay_command", "CALM"]
+__all__ = ["Result", "run_schedule", "replay_command", "wait_for_answer", "abandon", "CALM"]
 
 CALM = 8.0  # seconds of healed network at the end
 STORM_FROM = 3.0
@@ -88,10 +89,9 @@ class _Run:
             op.complete, op.type, op.error = self.loop.time(), FAIL, "no zero is up"
             return op
         task = self.c.run_in(z, fn(z))  # type: ignore[operator]
-        await asyncio.wait([task], timeout=CALL_TIMEOUT)
+        await wait_for_answer(task, CALL_TIMEOUT)
         op.complete = self.loop.time()
         if not task.done():
-            task.cancel()
             op.error = "timeout"
             self.guess.pop(client, None)  # try another zero next (it may be paused, or cut off)
         elif task.cancelled():
@@ -265,6 +265,39 @@ def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3, bugs: frozens
     res.ops = len(run.ops)
     res.ok_ops = sum(o.type == OK for o in run.ops)
     return res
+
+
+async def wait_for_answer(task: asyncio.Task[Any], timeout: float) -> None:
+    """Wait up to `timeout` for a call's task (a task of the zero called). A caller that
+    stops waiting — its deadline passed, or it was cancelled itself (the clients are
+    cancelled when a schedule ends, maybe in the instant they made a call) — abandons
+    the task: nobody else would ever retrieve its outcome."""
+    try:
+        await asyncio.wait([task], timeout=timeout)
+    except asyncio.CancelledError:
+        abandon(task)
+        raise
+    if not task.done():
+        abandon(task)
+
+
+def abandon(task: asyncio.Task[Any]) -> None:
+    """Cancel a call nobody waits for and retrieve its outcome when it ends (it may end
+    with an answer or an error anyway: it may have finished in the same instant, or
+    run its first step before the cancellation reaches it). A ZeroError is an answer
+    nobody wants any more; any other exception is a bug in zero and goes to the loop's
+    exception handler, which makes it a violation."""
+    task.cancel()
+    task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    e = task.exception()
+    if e is not None and not isinstance(e, ZeroError):
+        task.get_loop().call_exception_handler({"message": "an abandoned call failed", "exception": e,
+                                                "future": task})
 
 
 def _shm() -> bool:

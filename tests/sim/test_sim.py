@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import os
 import random
 import subprocess
@@ -21,9 +22,11 @@ import pytest
 
 from raftcore import raftpb
 
+from zero.errors import UnavailableError
+
 from .disk import SimDisk
-from .loop import Deadlock, SimLoop
-from .schedule import replay_command, run_schedule
+from .loop import OWNER, Deadlock, SimLoop
+from .schedule import replay_command, run_schedule, wait_for_answer
 
 SECONDS = float(os.environ.get("ZERO_SIM_SECONDS", "30"))
 
@@ -91,7 +94,6 @@ def test_a_crash_loses_only_unsynced_writes() -> None:
 
 
 def test_a_paused_owner_runs_nothing_until_resumed() -> None:
-    from .loop import OWNER
     loop = SimLoop(random.Random(3))
     seen: list[tuple[str, float]] = []
 
@@ -115,6 +117,50 @@ def test_a_paused_owner_runs_nothing_until_resumed() -> None:
     loop.close()
     assert [t for n, t in seen if n == "b"] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert [t for n, t in seen if n == "a"] == [1.0, 3.5, 4.5, 5.5, 6.5]  # the held timer fires on resume
+
+
+@pytest.mark.parametrize("how", ["client cancelled", "zero paused past the deadline"])
+@pytest.mark.parametrize("error, reported", [(UnavailableError("not the leader"), []),
+                                             (RuntimeError("a bug in zero"), ["an abandoned call failed"])])
+def test_an_abandoned_call_is_retrieved(how: str, error: Exception, reported: list[str]) -> None:
+    """Seed 1629495 ended with "Task exception was never retrieved": a client made a call
+    in the instant the schedule ended and was cancelled; the call's task ran its first
+    step (UNAVAILABLE: not the leader) and nobody ever looked at it. An abandoned call's
+    outcome is retrieved: a ZeroError is an answer nobody wants, anything else a bug."""
+    loop = SimLoop(random.Random(4))
+    handled: list[str] = []
+    loop.set_exception_handler(lambda _l, ctx: handled.append(ctx["message"]))
+    zero = contextvars.Context()
+    zero.run(OWNER.set, "z1")
+
+    async def answer() -> None:
+        raise error
+
+    async def client() -> None:
+        await wait_for_answer(loop.create_task(answer(), context=zero), 3.0)
+
+    async def main() -> None:
+        if how == "client cancelled":
+            c = loop.create_task(client())
+            await asyncio.sleep(0)  # the client made its call ...
+            c.cancel()  # ... and is cancelled in the same instant: the call's first step runs first
+        else:
+            loop.pause("z1")
+            c = loop.create_task(client())
+            await asyncio.sleep(5.0)  # the client gave up at 3 s
+            loop.resume("z1")
+        await asyncio.sleep(1.0)
+        assert c.done()
+
+    loop.run_until_complete(main())
+    loop.close()
+    gc.collect()  # "never retrieved" is reported when the task is collected
+    assert handled == (reported if how == "client cancelled" else [])
+
+
+def test_seed_1629495_ends_clean() -> None:
+    r = run_schedule(1629495, 30.0)
+    assert not r.violations, r.violations
 
 
 # Each planted bug (cluster.PLANTABLE) with the first of seeds 1..30 that catches it
