@@ -20,7 +20,7 @@ MOVE_COMMITTED: MovePhase
 MOVE_ABORTED: MovePhase
 
 class Proposal(_message.Message):
-    __slots__ = ("key", "connect", "remove_member", "claim_tablets", "force_tablet", "tablet_sizes", "start_move", "commit_move", "abort_move", "lease_ids", "add_zero", "remove_zero", "set_cluster_id", "set_rebalance", "decide_txns", "advance_safe_ts")
+    __slots__ = ("key", "connect", "remove_member", "claim_tablets", "force_tablet", "tablet_sizes", "start_move", "commit_move", "abort_move", "lease_ids", "add_zero", "remove_zero", "set_cluster_id", "set_rebalance", "decide_txns", "advance_safe_ts", "set_placement", "set_group_replicas", "drain_group", "delete_tablet", "bump_lease")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CONNECT_FIELD_NUMBER: _ClassVar[int]
     REMOVE_MEMBER_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,11 @@ class Proposal(_message.Message):
     SET_REBALANCE_FIELD_NUMBER: _ClassVar[int]
     DECIDE_TXNS_FIELD_NUMBER: _ClassVar[int]
     ADVANCE_SAFE_TS_FIELD_NUMBER: _ClassVar[int]
+    SET_PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    SET_GROUP_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_GROUP_FIELD_NUMBER: _ClassVar[int]
+    DELETE_TABLET_FIELD_NUMBER: _ClassVar[int]
+    BUMP_LEASE_FIELD_NUMBER: _ClassVar[int]
     key: str
     connect: ConnectMember
     remove_member: RemoveMember
@@ -53,7 +58,12 @@ class Proposal(_message.Message):
     set_rebalance: SetRebalanceEnabled
     decide_txns: DecideTxns
     advance_safe_ts: AdvanceSafeTs
-    def __init__(self, key: _Optional[str] = ..., connect: _Optional[_Union[ConnectMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., claim_tablets: _Optional[_Union[ClaimTablets, _Mapping]] = ..., force_tablet: _Optional[_Union[ForceTablet, _Mapping]] = ..., tablet_sizes: _Optional[_Union[_zero_pb2.TabletSizes, _Mapping]] = ..., start_move: _Optional[_Union[StartMove, _Mapping]] = ..., commit_move: _Optional[_Union[CommitMove, _Mapping]] = ..., abort_move: _Optional[_Union[AbortMove, _Mapping]] = ..., lease_ids: _Optional[_Union[LeaseIds, _Mapping]] = ..., add_zero: _Optional[_Union[AddZero, _Mapping]] = ..., remove_zero: _Optional[_Union[RemoveZero, _Mapping]] = ..., set_cluster_id: _Optional[_Union[SetClusterId, _Mapping]] = ..., set_rebalance: _Optional[_Union[SetRebalanceEnabled, _Mapping]] = ..., decide_txns: _Optional[_Union[DecideTxns, _Mapping]] = ..., advance_safe_ts: _Optional[_Union[AdvanceSafeTs, _Mapping]] = ...) -> None: ...
+    set_placement: SetPlacement
+    set_group_replicas: SetGroupReplicas
+    drain_group: DrainGroup
+    delete_tablet: DeleteTablet
+    bump_lease: _zero_pb2.BumpLeaseRequest
+    def __init__(self, key: _Optional[str] = ..., connect: _Optional[_Union[ConnectMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., claim_tablets: _Optional[_Union[ClaimTablets, _Mapping]] = ..., force_tablet: _Optional[_Union[ForceTablet, _Mapping]] = ..., tablet_sizes: _Optional[_Union[_zero_pb2.TabletSizes, _Mapping]] = ..., start_move: _Optional[_Union[StartMove, _Mapping]] = ..., commit_move: _Optional[_Union[CommitMove, _Mapping]] = ..., abort_move: _Optional[_Union[AbortMove, _Mapping]] = ..., lease_ids: _Optional[_Union[LeaseIds, _Mapping]] = ..., add_zero: _Optional[_Union[AddZero, _Mapping]] = ..., remove_zero: _Optional[_Union[RemoveZero, _Mapping]] = ..., set_cluster_id: _Optional[_Union[SetClusterId, _Mapping]] = ..., set_rebalance: _Optional[_Union[SetRebalanceEnabled, _Mapping]] = ..., decide_txns: _Optional[_Union[DecideTxns, _Mapping]] = ..., advance_safe_ts: _Optional[_Union[AdvanceSafeTs, _Mapping]] = ..., set_placement: _Optional[_Union[SetPlacement, _Mapping]] = ..., set_group_replicas: _Optional[_Union[SetGroupReplicas, _Mapping]] = ..., drain_group: _Optional[_Union[DrainGroup, _Mapping]] = ..., delete_tablet: _Optional[_Union[DeleteTablet, _Mapping]] = ..., bump_lease: _Optional[_Union[_zero_pb2.BumpLeaseRequest, _Mapping]] = ...) -> None: ...
 
 class DecideTxns(_message.Message):
     __slots__ = ("txns", "first_commit_ts")
@@ -102,18 +112,63 @@ class TxnDecisions(_message.Message):
     def __init__(self, txns: _Optional[_Iterable[_Union[_zero_pb2.CommitResponse, _Mapping]]] = ..., first_slot: _Optional[int] = ...) -> None: ...
 
 class ConnectMember(_message.Message):
-    __slots__ = ("id", "addr", "group_id", "learner", "replicas")
+    __slots__ = ("id", "addr", "group_id", "learner", "replicas", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     LEARNER_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: int
     addr: str
     group_id: int
     learner: bool
     replicas: int
-    def __init__(self, id: _Optional[int] = ..., addr: _Optional[str] = ..., group_id: _Optional[int] = ..., learner: _Optional[bool] = ..., replicas: _Optional[int] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[int] = ..., addr: _Optional[str] = ..., group_id: _Optional[int] = ..., learner: _Optional[bool] = ..., replicas: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SetPlacement(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: _zero_pb2.PlacementPolicy
+    def __init__(self, policy: _Optional[_Union[_zero_pb2.PlacementPolicy, _Mapping]] = ...) -> None: ...
+
+class SetGroupReplicas(_message.Message):
+    __slots__ = ("group_id", "replicas")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    replicas: int
+    def __init__(self, group_id: _Optional[int] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class DrainGroup(_message.Message):
+    __slots__ = ("group_id", "undrain")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    UNDRAIN_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    undrain: bool
+    def __init__(self, group_id: _Optional[int] = ..., undrain: _Optional[bool] = ...) -> None: ...
+
+class DeleteTablet(_message.Message):
+    __slots__ = ("predicate",)
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    predicate: str
+    def __init__(self, predicate: _Optional[str] = ...) -> None: ...
+
+class GroupSettings(_message.Message):
+    __slots__ = ("replicas", "draining")
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    replicas: int
+    draining: bool
+    def __init__(self, replicas: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class RemoveMember(_message.Message):
     __slots__ = ("node_id", "group_id")
@@ -228,20 +283,24 @@ class TabletList(_message.Message):
     def __init__(self, tablets: _Optional[_Iterable[_Union[_zero_pb2.Tablet, _Mapping]]] = ...) -> None: ...
 
 class ProposalResult(_message.Message):
-    __slots__ = ("member", "tablets", "ids", "move", "ok", "decisions")
+    __slots__ = ("member", "tablets", "ids", "move", "ok", "decisions", "policy", "group")
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     TABLETS_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     MOVE_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     member: _zero_pb2.Member
     tablets: TabletList
     ids: _zero_pb2.AssignedIds
     move: MoveRecord
     ok: bool
     decisions: TxnDecisions
-    def __init__(self, member: _Optional[_Union[_zero_pb2.Member, _Mapping]] = ..., tablets: _Optional[_Union[TabletList, _Mapping]] = ..., ids: _Optional[_Union[_zero_pb2.AssignedIds, _Mapping]] = ..., move: _Optional[_Union[MoveRecord, _Mapping]] = ..., ok: _Optional[bool] = ..., decisions: _Optional[_Union[TxnDecisions, _Mapping]] = ...) -> None: ...
+    policy: _zero_pb2.PlacementPolicy
+    group: GroupSettings
+    def __init__(self, member: _Optional[_Union[_zero_pb2.Member, _Mapping]] = ..., tablets: _Optional[_Union[TabletList, _Mapping]] = ..., ids: _Optional[_Union[_zero_pb2.AssignedIds, _Mapping]] = ..., move: _Optional[_Union[MoveRecord, _Mapping]] = ..., ok: _Optional[bool] = ..., decisions: _Optional[_Union[TxnDecisions, _Mapping]] = ..., policy: _Optional[_Union[_zero_pb2.PlacementPolicy, _Mapping]] = ..., group: _Optional[_Union[GroupSettings, _Mapping]] = ...) -> None: ...
 
 class DedupRecord(_message.Message):
     __slots__ = ("key", "index", "result")
@@ -254,7 +313,7 @@ class DedupRecord(_message.Message):
     def __init__(self, key: _Optional[str] = ..., index: _Optional[int] = ..., result: _Optional[_Union[ProposalResult, _Mapping]] = ...) -> None: ...
 
 class ZeroStateSnapshot(_message.Message):
-    __slots__ = ("format", "state", "next_member_id", "next_raft_id", "next_move_id", "active_move_id", "moves", "dedup", "rebalance_disabled", "zero_versions", "oracle")
+    __slots__ = ("format", "state", "next_member_id", "next_raft_id", "next_move_id", "active_move_id", "moves", "dedup", "rebalance_disabled", "zero_versions", "oracle", "placement", "group_settings")
     class ZeroVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +321,13 @@ class ZeroStateSnapshot(_message.Message):
         key: int
         value: int
         def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
+    class GroupSettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: GroupSettings
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[GroupSettings, _Mapping]] = ...) -> None: ...
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     NEXT_MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +339,8 @@ class ZeroStateSnapshot(_message.Message):
     REBALANCE_DISABLED_FIELD_NUMBER: _ClassVar[int]
     ZERO_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     ORACLE_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     format: int
     state: _zero_pb2.MembershipState
     next_member_id: int
@@ -284,7 +352,9 @@ class ZeroStateSnapshot(_message.Message):
     rebalance_disabled: bool
     zero_versions: _containers.ScalarMap[int, int]
     oracle: OracleSnapshot
-    def __init__(self, format: _Optional[int] = ..., state: _Optional[_Union[_zero_pb2.MembershipState, _Mapping]] = ..., next_member_id: _Optional[int] = ..., next_raft_id: _Optional[int] = ..., next_move_id: _Optional[int] = ..., active_move_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[MoveRecord, _Mapping]]] = ..., dedup: _Optional[_Iterable[_Union[DedupRecord, _Mapping]]] = ..., rebalance_disabled: _Optional[bool] = ..., zero_versions: _Optional[_Mapping[int, int]] = ..., oracle: _Optional[_Union[OracleSnapshot, _Mapping]] = ...) -> None: ...
+    placement: _zero_pb2.PlacementPolicy
+    group_settings: _containers.MessageMap[int, GroupSettings]
+    def __init__(self, format: _Optional[int] = ..., state: _Optional[_Union[_zero_pb2.MembershipState, _Mapping]] = ..., next_member_id: _Optional[int] = ..., next_raft_id: _Optional[int] = ..., next_move_id: _Optional[int] = ..., active_move_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[MoveRecord, _Mapping]]] = ..., dedup: _Optional[_Iterable[_Union[DedupRecord, _Mapping]]] = ..., rebalance_disabled: _Optional[bool] = ..., zero_versions: _Optional[_Mapping[int, int]] = ..., oracle: _Optional[_Union[OracleSnapshot, _Mapping]] = ..., placement: _Optional[_Union[_zero_pb2.PlacementPolicy, _Mapping]] = ..., group_settings: _Optional[_Mapping[int, GroupSettings]] = ...) -> None: ...
 
 class BackupHeader(_message.Message):
     __slots__ = ("format", "cluster_id", "raft_index", "raft_term", "created_unix_ms", "state_version", "max_uid", "max_txn_ts", "leader_id", "cluster_version")

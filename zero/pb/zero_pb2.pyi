@@ -30,7 +30,14 @@ TOO_OLD: AbortReason
 CLIENT_ABORT: AbortReason
 
 class Member(_message.Message):
-    __slots__ = ("id", "group_id", "addr", "leader", "learner", "healthy", "last_heartbeat_ms")
+    __slots__ = ("id", "group_id", "addr", "leader", "learner", "healthy", "last_heartbeat_ms", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +45,7 @@ class Member(_message.Message):
     LEARNER_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: int
     group_id: int
     addr: str
@@ -45,23 +53,28 @@ class Member(_message.Message):
     learner: bool
     healthy: bool
     last_heartbeat_ms: int
-    def __init__(self, id: _Optional[int] = ..., group_id: _Optional[int] = ..., addr: _Optional[str] = ..., leader: _Optional[bool] = ..., learner: _Optional[bool] = ..., healthy: _Optional[bool] = ..., last_heartbeat_ms: _Optional[int] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[int] = ..., group_id: _Optional[int] = ..., addr: _Optional[str] = ..., leader: _Optional[bool] = ..., learner: _Optional[bool] = ..., healthy: _Optional[bool] = ..., last_heartbeat_ms: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Tablet(_message.Message):
-    __slots__ = ("predicate", "group_id", "force", "size_bytes", "read_only", "move_ts")
+    __slots__ = ("predicate", "group_id", "force", "size_bytes", "read_only", "move_ts", "read_rate", "write_rate")
     PREDICATE_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     MOVE_TS_FIELD_NUMBER: _ClassVar[int]
+    READ_RATE_FIELD_NUMBER: _ClassVar[int]
+    WRITE_RATE_FIELD_NUMBER: _ClassVar[int]
     predicate: str
     group_id: int
     force: bool
     size_bytes: int
     read_only: bool
     move_ts: int
-    def __init__(self, predicate: _Optional[str] = ..., group_id: _Optional[int] = ..., force: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., move_ts: _Optional[int] = ...) -> None: ...
+    read_rate: float
+    write_rate: float
+    def __init__(self, predicate: _Optional[str] = ..., group_id: _Optional[int] = ..., force: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., read_only: _Optional[bool] = ..., move_ts: _Optional[int] = ..., read_rate: _Optional[float] = ..., write_rate: _Optional[float] = ...) -> None: ...
 
 class Group(_message.Message):
     __slots__ = ("members", "tablets")
@@ -144,16 +157,25 @@ class AssignedIds(_message.Message):
     def __init__(self, start_id: _Optional[int] = ..., end_id: _Optional[int] = ...) -> None: ...
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("id", "addr", "group_id", "learner")
+    __slots__ = ("id", "addr", "group_id", "learner", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     LEARNER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: int
     addr: str
     group_id: int
     learner: bool
-    def __init__(self, id: _Optional[int] = ..., addr: _Optional[str] = ..., group_id: _Optional[int] = ..., learner: _Optional[bool] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[int] = ..., addr: _Optional[str] = ..., group_id: _Optional[int] = ..., learner: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
     __slots__ = ("member", "state")
@@ -182,7 +204,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class TabletSizes(_message.Message):
-    __slots__ = ("group_id", "sizes")
+    __slots__ = ("group_id", "sizes", "read_rates", "write_rates")
     class SizesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -190,11 +212,29 @@ class TabletSizes(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ReadRatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class WriteRatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     SIZES_FIELD_NUMBER: _ClassVar[int]
+    READ_RATES_FIELD_NUMBER: _ClassVar[int]
+    WRITE_RATES_FIELD_NUMBER: _ClassVar[int]
     group_id: int
     sizes: _containers.ScalarMap[str, int]
-    def __init__(self, group_id: _Optional[int] = ..., sizes: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    read_rates: _containers.ScalarMap[str, float]
+    write_rates: _containers.ScalarMap[str, float]
+    def __init__(self, group_id: _Optional[int] = ..., sizes: _Optional[_Mapping[str, int]] = ..., read_rates: _Optional[_Mapping[str, float]] = ..., write_rates: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class UpdateTabletSizesResponse(_message.Message):
     __slots__ = ()
@@ -509,3 +549,97 @@ class BackupChunk(_message.Message):
     version: int
     cluster_id: str
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., last: _Optional[bool] = ..., version: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...
+
+class PlacementRule(_message.Message):
+    __slots__ = ("tablet_glob", "pin_group", "constraints")
+    TABLET_GLOB_FIELD_NUMBER: _ClassVar[int]
+    PIN_GROUP_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    tablet_glob: str
+    pin_group: int
+    constraints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tablet_glob: _Optional[str] = ..., pin_group: _Optional[int] = ..., constraints: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PlacementPolicy(_message.Message):
+    __slots__ = ("rules", "spread_label", "version", "dry_run", "status", "moves")
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[PlacementRule]
+    spread_label: str
+    version: int
+    dry_run: bool
+    status: _containers.RepeatedScalarFieldContainer[str]
+    moves: _containers.RepeatedCompositeFieldContainer[PlacementExplanation]
+    def __init__(self, rules: _Optional[_Iterable[_Union[PlacementRule, _Mapping]]] = ..., spread_label: _Optional[str] = ..., version: _Optional[int] = ..., dry_run: _Optional[bool] = ..., status: _Optional[_Iterable[str]] = ..., moves: _Optional[_Iterable[_Union[PlacementExplanation, _Mapping]]] = ...) -> None: ...
+
+class GetPlacementRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetGroupReplicasRequest(_message.Message):
+    __slots__ = ("group_id", "replicas")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    replicas: int
+    def __init__(self, group_id: _Optional[int] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class SetGroupReplicasResponse(_message.Message):
+    __slots__ = ("group_id", "replicas", "surplus")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SURPLUS_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    replicas: int
+    surplus: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, group_id: _Optional[int] = ..., replicas: _Optional[int] = ..., surplus: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DrainGroupRequest(_message.Message):
+    __slots__ = ("group_id", "undrain")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    UNDRAIN_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    undrain: bool
+    def __init__(self, group_id: _Optional[int] = ..., undrain: _Optional[bool] = ...) -> None: ...
+
+class DrainGroupResponse(_message.Message):
+    __slots__ = ("group_id", "draining", "tablets_left")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    TABLETS_LEFT_FIELD_NUMBER: _ClassVar[int]
+    group_id: int
+    draining: bool
+    tablets_left: int
+    def __init__(self, group_id: _Optional[int] = ..., draining: _Optional[bool] = ..., tablets_left: _Optional[int] = ...) -> None: ...
+
+class PlacementExplanation(_message.Message):
+    __slots__ = ("tablet", "reasons", "satisfied", "target_group")
+    TABLET_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    SATISFIED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_GROUP_FIELD_NUMBER: _ClassVar[int]
+    tablet: Tablet
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    satisfied: bool
+    target_group: int
+    def __init__(self, tablet: _Optional[_Union[Tablet, _Mapping]] = ..., reasons: _Optional[_Iterable[str]] = ..., satisfied: _Optional[bool] = ..., target_group: _Optional[int] = ...) -> None: ...
+
+class DeleteTabletResponse(_message.Message):
+    __slots__ = ("deleted", "version")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    deleted: Tablet
+    version: int
+    def __init__(self, deleted: _Optional[_Union[Tablet, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class BumpLeaseRequest(_message.Message):
+    __slots__ = ("kind", "floor")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_FIELD_NUMBER: _ClassVar[int]
+    kind: IdKind
+    floor: int
+    def __init__(self, kind: _Optional[_Union[IdKind, str]] = ..., floor: _Optional[int] = ...) -> None: ...

@@ -756,6 +756,41 @@ class ZeroAdminStub:
                 request_serializer=zero_dot_pb_dot_zero__pb2.BackupRequest.SerializeToString,
                 response_deserializer=zero_dot_pb_dot_zero__pb2.BackupChunk.FromString,
                 _registered_method=True)
+        self.SetPlacement = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/SetPlacement',
+                request_serializer=zero_dot_pb_dot_zero__pb2.PlacementPolicy.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.PlacementPolicy.FromString,
+                _registered_method=True)
+        self.GetPlacement = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/GetPlacement',
+                request_serializer=zero_dot_pb_dot_zero__pb2.GetPlacementRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.PlacementPolicy.FromString,
+                _registered_method=True)
+        self.SetGroupReplicas = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/SetGroupReplicas',
+                request_serializer=zero_dot_pb_dot_zero__pb2.SetGroupReplicasRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.SetGroupReplicasResponse.FromString,
+                _registered_method=True)
+        self.DrainGroup = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/DrainGroup',
+                request_serializer=zero_dot_pb_dot_zero__pb2.DrainGroupRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.DrainGroupResponse.FromString,
+                _registered_method=True)
+        self.ExplainPlacement = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/ExplainPlacement',
+                request_serializer=zero_dot_pb_dot_zero__pb2.Tablet.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.PlacementExplanation.FromString,
+                _registered_method=True)
+        self.DeleteTablet = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/DeleteTablet',
+                request_serializer=zero_dot_pb_dot_zero__pb2.Tablet.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.DeleteTabletResponse.FromString,
+                _registered_method=True)
+        self.BumpLease = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/BumpLease',
+                request_serializer=zero_dot_pb_dot_zero__pb2.BumpLeaseRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.AssignedIds.FromString,
+                _registered_method=True)
 
 
 class ZeroAdminServicer:
@@ -803,6 +838,48 @@ class ZeroAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPlacement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlacement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetGroupReplicas(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainPlacement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTablet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BumpLease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ZeroAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -840,6 +917,41 @@ def add_ZeroAdminServicer_to_server(servicer, server):
                     servicer.Backup,
                     request_deserializer=zero_dot_pb_dot_zero__pb2.BackupRequest.FromString,
                     response_serializer=zero_dot_pb_dot_zero__pb2.BackupChunk.SerializeToString,
+            ),
+            'SetPlacement': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPlacement,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.PlacementPolicy.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.PlacementPolicy.SerializeToString,
+            ),
+            'GetPlacement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlacement,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.GetPlacementRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.PlacementPolicy.SerializeToString,
+            ),
+            'SetGroupReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetGroupReplicas,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.SetGroupReplicasRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.SetGroupReplicasResponse.SerializeToString,
+            ),
+            'DrainGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainGroup,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.DrainGroupRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.DrainGroupResponse.SerializeToString,
+            ),
+            'ExplainPlacement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainPlacement,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.Tablet.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.PlacementExplanation.SerializeToString,
+            ),
+            'DeleteTablet': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTablet,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.Tablet.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.DeleteTabletResponse.SerializeToString,
+            ),
+            'BumpLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.BumpLease,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.BumpLeaseRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.AssignedIds.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1031,6 +1143,195 @@ class ZeroAdmin:
             '/zero.v1.ZeroAdmin/Backup',
             zero_dot_pb_dot_zero__pb2.BackupRequest.SerializeToString,
             zero_dot_pb_dot_zero__pb2.BackupChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPlacement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/SetPlacement',
+            zero_dot_pb_dot_zero__pb2.PlacementPolicy.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.PlacementPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlacement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/GetPlacement',
+            zero_dot_pb_dot_zero__pb2.GetPlacementRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.PlacementPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetGroupReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/SetGroupReplicas',
+            zero_dot_pb_dot_zero__pb2.SetGroupReplicasRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.SetGroupReplicasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/DrainGroup',
+            zero_dot_pb_dot_zero__pb2.DrainGroupRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.DrainGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainPlacement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/ExplainPlacement',
+            zero_dot_pb_dot_zero__pb2.Tablet.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.PlacementExplanation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTablet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/DeleteTablet',
+            zero_dot_pb_dot_zero__pb2.Tablet.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.DeleteTabletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BumpLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/BumpLease',
+            zero_dot_pb_dot_zero__pb2.BumpLeaseRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.AssignedIds.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,16 +65,18 @@ class Changes:
     zeros: set[int] = field(default_factory=set)
     removed_zeros: set[int] = field(default_factory=set)
     tablets: set[str] = field(default_factory=set)
+    removed_tablets: set[str] = field(default_factory=set)  # deleted (DeleteTablet)
     header: bool = False
     settings: bool = False
 
     def freeze(self) -> Delta:
-        if not (self.members or self.removed_members or self.zeros or self.removed_zeros or self.tablets):
+        if not (self.members or self.removed_members or self.zeros or self.removed_zeros or self.tablets
+                or self.removed_tablets):
             # The common case (leases: only the header moved) shares one immutable Delta.
             return _FLAG_DELTAS[self.header, self.settings]
         return Delta(frozenset(self.members), frozenset(self.removed_members),
                      frozenset(self.zeros), frozenset(self.removed_zeros),
-                     frozenset(self.tablets), frozenset(), self.header, self.settings)
+                     frozenset(self.tablets), frozenset(self.removed_tablets), self.header, self.settings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,11 @@ from typing import Any
 
 from zero.errors import ApplyOrderError, InvalidArgumentError, ZeroError
 from zero.pb import state_pb2, zero_pb2
-from zero.state import cluster, leases, members, moves, snapshot, tablets, txns, validate, zeros
+from zero.state import cluster, leases, members, moves, placement, snapshot, tablets, txns, validate, zeros
 from zero.state.dedup import Dedup
 from zero.state.oracle import OracleState
 from zero.state.delta import NO_DELTA, Applied, Changes, Delta
+from zero.state.rules import Rules
 from zero.state.tables import Tables, copy
 
 __all__ = ["ZeroState", "Applied", "Delta", "HANDLERS", "CHANGE_HISTORY", "replay"]
@@ -66,6 +67,11 @@ HANDLERS: Mapping[str, Handler] = {
     "set_rebalance": cluster.set_rebalance,
     "decide_txns": txns.decide_txns,
     "advance_safe_ts": txns.advance_safe_ts,
+    "set_placement": placement.set_placement,
+    "set_group_replicas": placement.set_group_replicas,
+    "drain_group": placement.drain_group,
+    "delete_tablet": tablets.delete_tablet,
+    "bump_lease": leases.bump_lease,
 }
 # Proposals that are idempotent by their content (zero/state/txns.py): not recorded for dedup.
 NOT_DEDUPED = frozenset({"decide_txns", "advance_safe_ts"})
@@ -177,6 +183,25 @@ class ZeroState:
     @property
     def rebalance_enabled(self) -> bool:
         return not self._t.snap.rebalance_disabled
+
+    @property
+    def rules(self) -> Rules:
+        """The placement policy, compiled (zero/state/rules.py): immutable."""
+        return self._t.rules
+
+    def placement(self) -> zero_pb2.PlacementPolicy:
+        """The placement policy as set (version = the index that set it; 0 = never)."""
+        return copy(self._t.snap.placement)
+
+    def draining(self, gid: int) -> bool:
+        return self._t.draining(gid)
+
+    def group_size(self, gid: int) -> int:
+        """Group `gid`'s own size (SetGroupReplicas); 0 = the zeros' --replicas."""
+        return self._t.settings(gid).replicas
+
+    def draining_groups(self) -> list[int]:
+        return sorted(g for g, s in self._t.snap.group_settings.items() if s.draining)
 
     @property
     def oracle(self) -> OracleState:

@@ -4,13 +4,18 @@ Member ids come from `next_member_id` and are never reused; a removed member sta
 `state.removed` and is refused forever, while its address becomes free for a newcomer.
 Groups are never deleted: a new group is max(existing) + 1. An address names one member
 or one zero, never both.
+
+A new member without a group joins the lowest group with room whose members lack its
+spread-label value (zero/state/spread.py; "room": fewer voters than the group's size,
+and not draining), else opens a new group. Labels are replaced by every Connect that
+carries them (a node restarted with new labels).
 """
 
 from __future__ import annotations
 
 from zero.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from zero.pb import state_pb2, zero_pb2
-from zero.state import validate
+from zero.state import rules, validate
 from zero.state.delta import Changes
 from zero.state.tables import UINT32_MAX, UINT64_MAX, Tables, copy
 
@@ -19,6 +24,7 @@ __all__ = ["connect", "remove_member"]
 
 def connect(t: Tables, c: state_pb2.ConnectMember, index: int, ch: Changes) -> state_pb2.ProposalResult:
     addr = validate.address(c.addr)
+    rules.check_labels(c.labels)
     holder = t.addr_member.get(addr)
     if c.id:
         if c.id in t.removed_members:
@@ -39,6 +45,11 @@ def connect(t: Tables, c: state_pb2.ConnectMember, index: int, ch: Changes) -> s
             member.addr = addr
             t.addr_member[addr] = c.id
             ch.members.add(c.id)
+        if c.labels and dict(c.labels) != dict(member.labels):
+            member.labels.clear()
+            member.labels.update(c.labels)
+            t.group_changed(gid)
+            ch.members.add(c.id)
         return state_pb2.ProposalResult(member=member)
     if holder is not None:  # idempotent, as Dgraph Zero: the address names the member
         return state_pb2.ProposalResult(member=t.member(holder))
@@ -49,17 +60,19 @@ def connect(t: Tables, c: state_pb2.ConnectMember, index: int, ch: Changes) -> s
     mid = t.snap.next_member_id
     t.snap.next_member_id += 1
     group = t.state.groups[gid]  # creates a requested group that did not exist yet
-    group.members[mid].CopyFrom(zero_pb2.Member(id=mid, group_id=gid, addr=addr, learner=c.learner))
+    group.members[mid].CopyFrom(zero_pb2.Member(id=mid, group_id=gid, addr=addr, learner=c.learner,
+                                                 labels=c.labels))
     t.member_group[mid] = gid
     t.addr_member[addr] = mid
     t.room.set(gid, t.voters(gid) + (not c.learner))  # also enters a new group
+    t.group_changed(gid)
     ch.members.add(mid)
     return state_pb2.ProposalResult(member=group.members[mid])
 
 
 def _choose_group(t: Tables, c: state_pb2.ConnectMember) -> int:
-    """The requested group, else the first (lowest id) with fewer than ``replicas``
-    voting members, else a new group. Learners replicate a group they must name."""
+    """The requested group, else the lowest with room lacking the member's spread
+    value, else a new group. Learners replicate a group they must name."""
     if c.replicas == 0:
         raise InvalidArgumentError("replicas must be at least 1")
     groups = t.state.groups
@@ -70,12 +83,16 @@ def _choose_group(t: Tables, c: state_pb2.ConnectMember) -> int:
             raise NotFoundError(f"group {c.group_id} does not exist")
         return c.group_id
     if c.group_id:
-        voters = t.voters(c.group_id)
-        if voters >= c.replicas:
+        if t.draining(c.group_id):
+            raise FailedPreconditionError(f"group {c.group_id} is draining; it takes no new members")
+        voters, size = t.voters(c.group_id), t.size(c.group_id, c.replicas)
+        if voters >= size:
             raise FailedPreconditionError(
-                f"group {c.group_id} already has {voters} voting members (replicas={c.replicas})")
+                f"group {c.group_id} already has {voters} voting members (replicas={size})")
         return c.group_id
-    room = t.room.first_with_room(c.replicas)  # the lowest id with room, without a scan
+    label = t.rules.spread_label
+    value = c.labels.get(label) if label is not None else None
+    room = t.spread(c.replicas).choose(value)  # without a scan (zero/state/spread.py)
     if room is not None:
         return room
     new = t.room.top + 1  # groups are never deleted: the highest ever, plus one
@@ -99,9 +116,11 @@ def remove_member(t: Tables, r: state_pb2.RemoveMember, index: int, ch: Changes)
     member = group.members[r.node_id]
     if not member.learner and t.voters(gid) == 1:
         if group.tablets:
+            how = ("its drain has not finished" if t.draining(gid)
+                   else f"drain it first (zero admin drain {gid})")
             raise FailedPreconditionError(
                 f"member {r.node_id} is the last voting member of group {gid}, which still "
-                f"serves {len(group.tablets)} tablets; move them away first")
+                f"serves {len(group.tablets)} tablets; {how}")
         active = t.active_move()
         if active is not None and active.dst_group == gid:
             raise FailedPreconditionError(
@@ -115,5 +134,6 @@ def remove_member(t: Tables, r: state_pb2.RemoveMember, index: int, ch: Changes)
     t.removed_members.add(r.node_id)
     if not removed.learner:
         t.room.set(gid, t.voters(gid) - 1)
+    t.group_changed(gid)
     ch.removed_members.add(r.node_id)
     return state_pb2.ProposalResult(member=removed)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from zero.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from zero.pb import state_pb2, zero_pb2
-from zero.state import validate
+from zero.state import placement, validate
 from zero.state.delta import Changes
 from zero.state.tables import Tables, copy
 
@@ -30,7 +30,7 @@ __all__ = ["MOVE_HISTORY", "MoveView", "MoveStart", "check_target", "check_start
 MOVE_HISTORY = 32  # finished move records kept (for "stale move id" messages and operators)
 
 
-class MoveView(Protocol):
+class MoveView(placement.PlacementView, Protocol):
     """What `check_start` reads: ZeroState's readers, and the Tables apply mutates."""
 
     @property
@@ -57,7 +57,8 @@ def check_target(predicate: str, dst_group: int) -> tuple[str, int]:
 def check_start(view: MoveView, predicate: str, dst_group: int) -> MoveStart:
     """Whether tablet `predicate` may start moving to group `dst_group` in `view`: no
     move in progress, an owned tablet, an existing destination with a voting member
-    that is not the owner. The ZeroError raised says which rule failed."""
+    that is not the owner, a destination the placement rules allow (not draining). The
+    ZeroError raised says which rule failed."""
     name, dst = check_target(predicate, dst_group)
     active = view.active_move()
     if active is not None:
@@ -73,6 +74,7 @@ def check_start(view: MoveView, predicate: str, dst_group: int) -> MoveStart:
         raise FailedPreconditionError(f"tablet {name!r} is already served by group {dst}")
     if all(m.learner for m in group.members.values()):
         raise FailedPreconditionError(f"destination group {dst} has no voting members")
+    placement.check_allowed(view, name, dst)
     return MoveStart(name, src, dst)
 
 

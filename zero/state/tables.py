@@ -10,6 +10,7 @@ handler that changes the snapshot keeps them in step, so they are never serializ
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -18,8 +19,12 @@ from google.protobuf.message import Message
 from zero.errors import CorruptStateError, FailedPreconditionError
 from zero.pb import state_pb2, zero_pb2
 from zero.state.oracle import OracleState
+from zero.state.rules import Rules
+from zero.state.spread import SpreadIndex
 
 __all__ = ["Tables", "RoomIndex", "copy", "UINT64_MAX", "UINT32_MAX"]
+
+_NO_SETTINGS = state_pb2.GroupSettings()
 
 UINT64_MAX = (1 << 64) - 1
 UINT32_MAX = (1 << 32) - 1
@@ -122,6 +127,8 @@ class Tables:
         self.removed_members: set[int] = set()
         self.removed_zeros: set[int] = set()
         self.room = RoomIndex()  # groups by voter count
+        self.rules = Rules(snap.placement)  # the placement policy, compiled
+        self._spread: SpreadIndex | None = None  # built when a Connect first asks
         self.reindex()
 
     @property
@@ -149,6 +156,45 @@ class Tables:
         """Voting members of group ``gid`` (0 for a group that does not exist)."""
         return self.room.count.get(gid, 0)
 
+    def settings(self, gid: int) -> state_pb2.GroupSettings:
+        """Group `gid`'s settings (a default message when it has none; do not mutate)."""
+        got = self.snap.group_settings.get(gid)
+        return got if got is not None else _NO_SETTINGS
+
+    def draining(self, gid: int) -> bool:
+        return self.settings(gid).draining
+
+    def size(self, gid: int, replicas: int) -> int:
+        """The voting members group `gid` should have: its own size, else `replicas`."""
+        return self.settings(gid).replicas or replicas
+
+    def spread(self, replicas: int) -> SpreadIndex:
+        """The index of groups with room for a new member, for this --replicas."""
+        label = self.rules.spread_label
+        idx = self._spread
+        if idx is None or idx.replicas != replicas or idx.label != label:
+            idx = self._spread = SpreadIndex(label, replicas, self._group_facts, list(self.state.groups))
+        return idx
+
+    def group_changed(self, gid: int) -> None:
+        """Keep the derived group indexes in step after group `gid`'s members or settings
+        changed (the RoomIndex's voter count is kept by the caller)."""
+        if self._spread is not None:
+            self._spread.update(gid)
+
+    def set_rules(self, rules: Rules) -> None:
+        self.rules = rules
+        self._spread = None  # the spread label may have changed
+
+    def _group_facts(self, gid: int) -> tuple[int, int, bool, Counter[str]]:
+        group = self.state.groups.get(gid)
+        label = self.rules.spread_label
+        vals: Counter[str] = Counter()
+        if group is not None and label is not None:
+            vals.update(m.labels[label] for m in group.members.values() if label in m.labels)
+        settings = self.settings(gid)
+        return self.voters(gid), settings.replicas, settings.draining, vals
+
     def check_addr_free_of_zeros(self, addr: str) -> None:
         if addr in self.addr_zero:
             raise FailedPreconditionError(f"address {addr} is held by zero {self.addr_zero[addr]}")
@@ -156,6 +202,7 @@ class Tables:
     def reindex(self) -> None:
         """Rebuild the lookup maps derived from the state."""
         st = self.state
+        self._spread = None
         self.owner = {}
         self.member_group = {}
         self.addr_member = {}

@@ -142,3 +142,13 @@ def tablet_size(name: str, size: int) -> int:
     if size < 0:
         raise InvalidArgumentError(f"tablet {name!r} has a negative size {size}")
     return size
+
+
+MAX_RATE = 1e12  # operations per second: anything above is a broken report
+
+
+def rate(name: str, value: float) -> float:
+    """A reported read or write rate (operations per second): finite, 0..1e12."""
+    if not 0.0 <= value <= MAX_RATE:  # also refuses NaN
+        raise InvalidArgumentError(f"tablet {name!r} has a rate {value} outside 0..{MAX_RATE:g} per second")
+    return value

@@ -20,7 +20,10 @@ Three kinds of version, each checked where the bytes are read:
 
 Version 1 is every proposal kind of state.proto as of the first release. A release that
 adds a kind maps it to the new ZERO_VERSION here and bumps ZERO_VERSION. Version 2 adds
-the transaction oracle's decisions (decide_txns, advance_safe_ts).
+the transaction oracle's decisions (decide_txns, advance_safe_ts). Version 3 adds
+placement (docs/DESIGN.md "Placement"): set_placement, set_group_replicas, drain_group,
+delete_tablet, bump_lease, and new fields of old kinds that an older zero would drop
+(so apply differently): a connect carrying labels, tablet sizes carrying rates.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from zero.pb import state_pb2
 
 __all__ = ["ZERO_VERSION", "PROPOSAL_MIN_VERSION", "required_version", "check_proposal", "effective"]
 
-ZERO_VERSION = 2
+ZERO_VERSION = 3
 
 # Proposal kinds added after the first release -> the cluster version that may carry them.
-_ADDED: dict[str, int] = {"decide_txns": 2, "advance_safe_ts": 2}
+_ADDED: dict[str, int] = {"decide_txns": 2, "advance_safe_ts": 2, "set_placement": 3,
+                          "set_group_replicas": 3, "drain_group": 3, "delete_tablet": 3, "bump_lease": 3}
 
 # Proposal kind (the `change` oneof's field name) -> the cluster version that may carry it.
 PROPOSAL_MIN_VERSION: dict[str, int] = {
@@ -49,7 +53,12 @@ def effective(cluster_version: int) -> int:
 
 def required_version(proposal: state_pb2.Proposal) -> int:
     kind = proposal.WhichOneof("change")
-    return PROPOSAL_MIN_VERSION.get(kind or "", ZERO_VERSION)
+    need = PROPOSAL_MIN_VERSION.get(kind or "", ZERO_VERSION)
+    if kind == "connect" and proposal.connect.labels:
+        need = max(need, 3)
+    elif kind == "tablet_sizes" and (proposal.tablet_sizes.read_rates or proposal.tablet_sizes.write_rates):
+        need = max(need, 3)
+    return need
 
 
 def check_proposal(proposal: state_pb2.Proposal, cluster_version: int) -> None:
@@ -57,6 +66,11 @@ def check_proposal(proposal: state_pb2.Proposal, cluster_version: int) -> None:
     need = required_version(proposal)
     have = effective(cluster_version)
     if need > have:
+        what = proposal.WhichOneof("change")
+        if what == "connect" and proposal.connect.labels:
+            what = "connect with labels"
+        elif what == "tablet_sizes" and need > PROPOSAL_MIN_VERSION["tablet_sizes"]:
+            what = "tablet_sizes with read/write rates"
         raise FailedPreconditionError(
-            f"{proposal.WhichOneof('change')} needs cluster version {need}, but the cluster runs {have}: "
+            f"{what} needs cluster version {need}, but the cluster runs {have}: "
             f"finish upgrading every zero (each announces its version when it starts)")
