@@ -56,9 +56,10 @@ class Liveness:
         self._active: dict[int, int] = {}  # member -> the min_active_ts of its last heartbeat (0: none)
         self._published: dict[int, tuple[bool, bool]] = {}
         self._published_zeros: dict[int, tuple[bool, bool]] = {}
-        # Called when liveness flags change (a heartbeat of a member, a zero's health, a
+        # Called when liveness flags change, with the members concerned when they are known
+        # (a heartbeat: that member; a zero's health: none), None when anyone's may have (a
         # leadership change, the leader's view arriving on a follower).
-        self.on_flags_changed: Callable[[], None] = lambda: None
+        self.on_flags_changed: Callable[[frozenset[int] | None], None] = lambda members: None
         self._since = clock()  # when liveness was last cleared (a leadership change)
         self._mirror = LeaderMirror(node, self._flags_changed, channel_factory=channel_factory)
         self._mirror_task: asyncio.Task[None] | None = None
@@ -76,7 +77,7 @@ class Liveness:
         self._mirror.renew()
 
     def _flags_changed(self) -> None:
-        self.on_flags_changed()
+        self.on_flags_changed(None)
 
     def on_leadership(self, leader: bool, term: int) -> None:
         """A leadership change (ZeroNode.on_leadership): liveness is learned afresh."""
@@ -84,7 +85,7 @@ class Liveness:
         self._active.clear()
         self._published_zeros = {}
         self._since = self._clock()
-        self.on_flags_changed()
+        self.on_flags_changed(None)
 
     @property
     def settled(self) -> bool:
@@ -102,7 +103,7 @@ class Liveness:
         self._seen[member_id] = (now, int(self._wall() * 1000), leader)
         if prev is None or now - prev[0] > self.window or prev[2] != leader:
             # Its healthy/leader flags change: cached renderings of the state are stale.
-            self.on_flags_changed()
+            self.on_flags_changed(frozenset((member_id,)))
 
     def forget(self, member_id: int) -> None:
         self._seen.pop(member_id, None)
@@ -150,7 +151,7 @@ class Liveness:
         zeros = {zid: (healthy, zid == lead) for zid, (healthy, _) in self.zero_health().items()}
         if zeros != self._published_zeros:
             self._published_zeros = zeros
-            self.on_flags_changed()
+            self.on_flags_changed(frozenset())
         return out
 
     def fill(self, m: zero_pb2.Member) -> None:

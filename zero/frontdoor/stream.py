@@ -23,7 +23,8 @@ from typing import Literal, overload
 from zero.errors import ResourceExhaustedError
 from zero.replica.node import ZeroNode
 from zero.pb import zero_pb2
-from zero.state.chunks import LIVENESS_SLACK, copy_header, copy_scalars, iter_full_state_chunks
+from zero.frontdoor.rendering import RenderedState
+from zero.state.chunks import LIVENESS_SLACK, copy_scalars, iter_full_state_chunks
 from zero.state.machine import Applied, Delta
 
 __all__ = ["MembershipHub"]
@@ -94,8 +95,8 @@ class MembershipHub:
         self._full_msgs: list[_Msg] = []
         self._epoch = 0  # bumped when liveness changes (the overlay's output)
         self._zeros_sent: dict[int, tuple[bool, bool]] = {}  # zero -> (healthy, leader) last sent by bump()
-        self._bytes_key: tuple[int, int, int] | None = None
-        self._bytes = b""
+        # GetState's and Connect's whole state, kept a group at a time (zero/frontdoor/rendering.py).
+        self.rendered = RenderedState(overlay)
 
     @property
     def watchers(self) -> int:
@@ -104,6 +105,9 @@ class MembershipHub:
     # -- producing updates (on the apply path: never blocks) -------------------------------------
     def on_applied(self, batch: list[Applied]) -> None:
         """An applied batch (ZeroNode.on_applied): its changes go to every watcher."""
+        st = self.node.state
+        for a in batch:
+            self.rendered.applied(st, a.delta)
         if not self._watchers:
             return
         delta = Delta()
@@ -116,6 +120,7 @@ class MembershipHub:
     def on_state_reset(self) -> None:
         """The state was replaced (ZeroNode.on_state_reset, a snapshot installed): every
         watcher gets the whole state again."""
+        self.rendered.forget()
         self._publish(_RESYNC)
 
     def notify_members(self, member_ids: Iterable[int]) -> None:
@@ -124,6 +129,7 @@ class MembershipHub:
         ids = frozenset(member_ids)
         if ids:
             self._epoch += 1
+            self.rendered.liveness_changed(self.node.state, ids)
             if self._watchers:
                 self._publish(_Msg(self.delta_update(Delta(members=ids))))
 
@@ -246,11 +252,14 @@ class MembershipHub:
                 return [_Msg(self.delta_update(delta))]
         return self._full()
 
-    def bump(self) -> None:
-        """Liveness changed: the next full state or state_bytes() is rendered anew, and
-        the zeros whose (healthy, leader) flags changed are sent to the watchers, at the
-        current version (data-node members are sent by notify_members)."""
+    def bump(self, members: Iterable[int] | None = None) -> None:
+        """Liveness changed (Liveness.on_flags_changed): of `members` and the zeros, or of
+        anyone (None). The next full state is rendered anew, state_bytes() renders the
+        groups concerned again, and the zeros whose (healthy, leader) flags changed are
+        sent to the watchers, at the current version (data-node members are sent by
+        notify_members)."""
         self._epoch += 1
+        self.rendered.liveness_changed(self.node.state, members)
         if self._overlay is None:
             return
         zs = zero_pb2.MembershipState()
@@ -265,31 +274,9 @@ class MembershipHub:
 
     def state_bytes(self) -> bytes:
         """The whole state (with liveness) serialized, shared by every GetState and
-        Connect reply at the same version and liveness epoch. The caller has done the
-        read barrier."""
-        st = self.node.state
-        key = (id(st), st.version, self._epoch)
-        if key != self._bytes_key:
-            # Serialized a group at a time and concatenated (a protobuf parser merges
-            # concatenated messages; each group is one map entry): the peak is one
-            # group's copy, not a copy of the whole state.
-            self._bytes = b""
-            live = st.view
-            head = zero_pb2.MembershipState()
-            copy_header(head, live)
-            parts = [self._rendered(head)]
-            for gid, group in live.groups.items():
-                one = zero_pb2.MembershipState()
-                one.groups[gid].CopyFrom(group)
-                parts.append(self._rendered(one))
-            self._bytes = b"".join(parts)
-            self._bytes_key = key
-        return self._bytes
-
-    def _rendered(self, part: zero_pb2.MembershipState) -> bytes:
-        if self._overlay is not None:
-            self._overlay(part)
-        return part.SerializeToString()
+        Connect reply until something changes; after a change only the groups it touched
+        are serialized again. The caller has done the read barrier."""
+        return self.rendered.render(self.node.state)
 
     def _full(self) -> list[_Msg]:
         st = self.node.state
