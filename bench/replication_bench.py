@@ -1,16 +1,21 @@
 """Replication benchmark (not a test): python bench/replication_bench.py [--dir DIR]
-[--seconds S] [--processes] [--profile]
+[--seconds S] [--processes] [--profile] [--links wire,grpc]
 
-Three zeros over the real peer transport (gRPC on loopback), fsync on, 64-byte proposals.
+Three zeros over the real peer transport on loopback, fsync on, 64-byte proposals.
 Measured in one run, on one filesystem (DIR, default: a temp dir under the cwd):
 
   1. throughput — proposals submitted inside the leader, as fast as Raft accepts them
      (`propose_batch` of serialized 64-byte zero proposals, bounded in flight), counted
-     when the leader applies them. Goal: >= 20,000 committed proposals/s.
+     when the leader applies them. Goal (issue 21): >= 80,000 committed proposals/s
+     across 3 processes.
   2. latency — one synchronous replicated write at a time (`ZeroNode.propose`: proposal,
-     replication to a quorum, fdatasync on each, apply, answer). Goal: p50 <= median
-     fdatasync + 1.5 ms, with the fdatasync of a 4 KiB append measured in the same run
-     on the same filesystem.
+     replication to a quorum, fdatasync on each, apply, answer). Goal (issue 21): p50 <=
+     median fdatasync + 0.7 ms, with the fdatasync of a 4 KiB append measured in the same
+     run on the same filesystem.
+
+--links says which peer links to measure, each in turn in the same run: `wire` (the
+framed TCP peer wire, what `zero run` uses; zero/replica/transport.py) and `grpc` (the
+gRPC stream it falls back to), default both, so the two compare under the same load.
 
 By default the three zeros share one process (and event loop) — on a 2-core machine this
 is pessimistic, as one interpreter does all three nodes' work. --processes runs each zero
@@ -51,8 +56,8 @@ from zero.replica.raft_service import add_raft_service  # noqa: E402
 from zero.replica.transport import GRPC_OPTIONS, Transport  # noqa: E402
 
 PAYLOAD = 64
-THROUGHPUT_GOAL = 20_000
-LATENCY_SLACK_MS = 1.5
+THROUGHPUT_GOAL = 80_000
+LATENCY_SLACK_MS = 0.7
 IN_FLIGHT = 4096  # proposals accepted by raft but not yet applied, at most
 BATCH = 256  # proposals per propose_batch call
 
@@ -89,7 +94,8 @@ def fdatasync_median(d: str, n: int = 200) -> float:
     return statistics.median(times)
 
 
-async def start_zero(d: str, name: str, peer: str = "", port: int = 0) -> tuple[ZeroNode, grpc.aio.Server]:
+async def start_zero(d: str, name: str, peer: str = "", port: int = 0,
+                     link: str = "wire") -> tuple[ZeroNode, grpc.aio.Server]:
     server = grpc.aio.server(options=GRPC_OPTIONS)
     port = server.add_insecure_port(f"127.0.0.1:{port}")
     log, metrics = _logger(name), Metrics()
@@ -100,6 +106,8 @@ async def start_zero(d: str, name: str, peer: str = "", port: int = 0) -> tuple[
                       transport=transport, logger=log, metrics=metrics)
     node.on_leadership.append(run_leader_task(node, lambda: ensure_cluster_identity(node), "identity"))
     add_raft_service(server, node, transport)
+    if link == "wire":
+        await transport.listen_wire(f"127.0.0.1:{port}", port, f"127.0.0.1:{port}", started=lambda: node.raft_started)
     await server.start()
     await node.start()
     return node, server
@@ -115,7 +123,7 @@ async def wait(pred, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-
 
 def proposal_pool(seconds: float) -> list[bytes]:
     """Unique dedup keys, as real proposals carry: made before the clock starts."""
-    return [payload(i) for i in range(int(seconds * 80_000) // BATCH * BATCH + BATCH)]
+    return [payload(i) for i in range(int(seconds * 160_000) // BATCH * BATCH + BATCH)]
 
 
 async def throughput(node: ZeroNode, seconds: float, pool: list[bytes]) -> float:
@@ -198,13 +206,13 @@ async def load(node: ZeroNode, args: argparse.Namespace, fsync_s: float) -> dict
     }
 
 
-async def in_process(d: str, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+async def in_process(d: str, args: argparse.Namespace, link: str) -> dict:  # type: ignore[type-arg]
     os.makedirs(d, exist_ok=True)
     fsync_s = fdatasync_median(d)
-    n1, s1 = await start_zero(d, "z1")
+    n1, s1 = await start_zero(d, "z1", link=link)
     await wait(lambda: n1.is_leader and 1 in n1.state._state.zeros)
-    n2, s2 = await start_zero(d, "z2", n1.opts.my_addr)
-    n3, s3 = await start_zero(d, "z3", n1.opts.my_addr)
+    n2, s2 = await start_zero(d, "z2", n1.opts.my_addr, link=link)
+    n3, s3 = await start_zero(d, "z3", n1.opts.my_addr, link=link)
     await wait(lambda: len(n1.raft_status().voters) == 3 and not n1.raft_status().learners)
     try:
         return await load(n1, args, fsync_s)
@@ -216,7 +224,7 @@ async def in_process(d: str, args: argparse.Namespace) -> dict:  # type: ignore[
 
 async def child(args: argparse.Namespace) -> None:
     """One zero of the --processes run; z1 runs the load and prints the figures."""
-    node, server = await start_zero(args.dir, args.child, args.peer)
+    node, server = await start_zero(args.dir, args.child, args.peer, link=args.links)
     print(json.dumps({"addr": node.opts.my_addr}), flush=True)
     if args.child == "z1":
         fsync_s = fdatasync_median(args.dir)
@@ -230,8 +238,8 @@ async def child(args: argparse.Namespace) -> None:
     await server.stop(0)
 
 
-def multi_process(d: str, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
-    base = [sys.executable, __file__, "--dir", d, "--seconds", str(args.seconds),
+def multi_process(d: str, args: argparse.Namespace, link: str) -> dict:  # type: ignore[type-arg]
+    base = [sys.executable, __file__, "--dir", d, "--seconds", str(args.seconds), "--links", link,
             "--latency-writes", str(args.latency_writes)] + (["--profile"] if args.profile else [])
     p1 = subprocess.Popen(base + ["--child", "z1"], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
     assert p1.stdout is not None
@@ -271,6 +279,7 @@ def main() -> None:
     ap.add_argument("--latency-writes", type=int, default=500)
     ap.add_argument("--processes", action="store_true", help="also run each zero in its own process")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--links", default="wire,grpc", help="peer links to measure, in turn: wire, grpc")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--peer", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -278,12 +287,16 @@ def main() -> None:
         asyncio.run(child(args))
         return
     d = tempfile.mkdtemp(prefix="replication-bench-", dir=args.dir or os.getcwd())
+    links = [x for x in args.links.split(",") if x]
+    if not links or set(links) - {"wire", "grpc"}:
+        ap.error("--links takes wire, grpc or both")
     try:
-        report("3 zeros in one process (one event loop does all three nodes' work)",
-               asyncio.run(in_process(os.path.join(d, "inproc"), args)))
-        if args.processes:
-            os.makedirs(os.path.join(d, "procs"))
-            report("3 zeros in 3 processes", multi_process(os.path.join(d, "procs"), args))
+        for link in links:
+            report(f"3 zeros in one process (one event loop does all three nodes' work), {link} links",
+                   asyncio.run(in_process(os.path.join(d, f"inproc-{link}"), args, link)))
+            if args.processes:
+                os.makedirs(os.path.join(d, f"procs-{link}"))
+                report(f"3 zeros in 3 processes, {link} links", multi_process(os.path.join(d, f"procs-{link}"), args, link))
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -211,7 +211,7 @@ class ZeroApp:
                 join_timeout = await await_zero(cfg.peer, timeout=cfg.join_timeout, credentials=creds, log=self.log)
             except NotAZeroError as e:
                 raise StartupError(str(e)) from None
-        transport = Transport(log=self.log, metrics=metrics)
+        transport = Transport(log=self.log, metrics=metrics, tls=tls)
         if outbound is not None:
             outbound.follow(transport)  # peer channels and the join call
         try:
@@ -259,6 +259,8 @@ class ZeroApp:
                         replicas=cfg.replicas), server)
         zero_pb2_grpc.add_ZeroAdminServicer_to_server(ZeroAdminService(node, liveness, self.moves, oracle), server)
         add_raft_service(server, node, transport)
+        # The peer wire: a free port of the gRPC host, named in the gRPC handshake (zero/replica/transport.py).
+        await transport.listen_wire(cfg.grpc_addr, self.grpc_port, my, started=lambda: node.raft_started)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         await self._set_health(False)

@@ -1,15 +1,25 @@
-"""One outbound peer of the transport: a bounded queue, a writer task on one long-lived
-client stream (`Raft.Stream`), and a snapshot sender (`Raft.SendSnapshot`).
+"""One outbound peer of the transport: a bounded queue, a link to the peer, and a snapshot
+sender (zero/replica/snapshot_send.py, `Raft.SendSnapshot` over gRPC).
 
-`Peer.enqueue()` is called from the Ready loop and never awaits: it appends to the
-bounded queue and wakes the writer task, which sends everything queued as one
-`RaftBatch` whenever the stream is writable. A full queue, or a peer that is down
-(between reconnect attempts), drops the message and reports the peer unreachable, so
-Raft falls back to probing it instead of assuming the message arrived. A broken stream
-reconnects after a jittered exponential backoff (on the injected clock and random
-source); a write that does not complete within WRITE_TIMEOUT (a paused or partitioned
-peer) breaks the stream. Peer up/down is logged once per change, never once per failed
-attempt. The rules around it are in zero/replica/transport.py.
+Each connection attempt starts with a gRPC handshake: a `Raft.Stream` of one empty
+RaftBatch, admitted by the peer like any batch (cluster id, membership, removal), whose
+answer names the peer's wire port in its trailing metadata (WIRE_PORT_KEY) when it
+offers one. Then the link is either
+- the peer wire (zero/replica/wire_link.py): framed RaftBatches over plain TCP (TLS with
+  --tls-dir) to that port, written without awaiting: `enqueue()` schedules one flush per
+  event-loop turn, which sends everything queued as one frame; or
+- when the peer names no wire port (it sits behind a proxy or a port mapping, or is an
+  older zero), one long-lived client stream (`Raft.Stream`), written by a task.
+
+`Peer.enqueue()` is called from the Ready loop and never awaits. A full queue, or a peer
+that is down (between reconnect attempts), drops the message and reports the peer
+unreachable, so Raft falls back to probing it instead of assuming the message arrived.
+A broken link reconnects after a jittered exponential backoff (on the injected clock and
+random source); a write that does not complete within WRITE_TIMEOUT (a paused or
+partitioned peer) breaks the link. A link that was up and is reset or closed by the peer
+(its process is likely gone) is reported as lost (PeerHost.peer_lost). Peer up/down is
+logged once per change, never once per failed attempt. The rules around it are in
+zero/replica/transport.py.
 """
 
 from __future__ import annotations
@@ -17,10 +27,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-from collections.abc import AsyncIterator
+import time
 from typing import Protocol
 
-import google_crc32c
 import grpc
 
 from raftcore import SnapshotStatus, raftpb
@@ -29,25 +38,29 @@ from zero.log import Logger
 from zero.metrics import Metrics
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import raft_transport_pb2_grpc as tgrpc
+from zero.net import split_addr
 from zero.replica.ports import Clock, PeerHost
+from zero.replica.snapshot_send import send_snapshot
+from zero.replica.wire_link import WireLink
+from zero.replica.wire_tls import WireTls
 from zero.rpc import RECONNECT_OPTIONS
 
 __all__ = ["Peer", "PeerOwner", "superseded_dropped", "refusal_name", "GRPC_OPTIONS", "PROTOCOL", "Refusal",
-           "COMMIT_HOLD", "QUEUE_BYTES", "BATCH_BYTES", "SNAPSHOT_CHUNK", "WRITE_TIMEOUT"]
+           "COMMIT_HOLD", "QUEUE_BYTES", "BATCH_BYTES", "WRITE_TIMEOUT", "WIRE_PORT_KEY"]
 
 PROTOCOL = tpb.RAFT_PROTOCOL_V1
 Refusal = tpb.RaftStreamResponse
 
 QUEUE_BYTES = 64 << 20  # per peer; beyond this new messages are dropped
 BATCH_BYTES = 3 << 20  # below gRPC's default 4 MiB message limit
-SNAPSHOT_CHUNK = 1 << 20
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 CONNECT_TIMEOUT = 1.0
 WRITE_TIMEOUT = 5.0
-SNAPSHOT_TIMEOUT = 120.0
+# The trailing metadata of an admitted Raft.Stream that names the answering zero's wire port.
+WIRE_PORT_KEY = "zero-peer-wire-port"
 # A write on a gRPC stream takes 0.2-0.3 ms to complete in Python, and the next one waits
-# for it. The commit-only append a leader sends after each commit would then delay the
+# for it (the wire does not wait: this applies to the gRPC stream only). The commit-only append a leader sends after each commit would then delay the
 # next write's append on a busy peer stream: it waits this long for a following append
 # (which carries the newer commit index) to supersede it (Peer._take_batch).
 COMMIT_HOLD = 0.001
@@ -95,6 +108,8 @@ class PeerOwner(Protocol):
     @property
     def credentials(self) -> grpc.ChannelCredentials | None: ...
     @property
+    def wire_tls(self) -> WireTls | None: ...
+    @property
     def queue_messages(self) -> int: ...
     def refused_by_peer(self, peer: int, refusal: int, message: str) -> None: ...
 
@@ -138,6 +153,8 @@ class Peer:
         self._wake = asyncio.Event()
         self._closed = False
         self._snap_task: asyncio.Task[None] | None = None
+        self._link: WireLink | None = None  # while the wire is the link
+        self._flush_pending = False
         self._channel: grpc.aio.Channel | None = None
         self._channel_creds: grpc.ChannelCredentials | None = None  # what _channel was made with
         self._retired: list[grpc.aio.Channel] = []  # made with credentials replaced since
@@ -155,7 +172,21 @@ class Peer:
             return
         self.queue.append(msg)
         self.queued_bytes += size
-        self._wake.set()
+        if self._link is None:
+            self._wake.set()
+        elif not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """The wire: send everything queued, one frame per batch (called once per loop turn)."""
+        self._flush_pending = False
+        link = self._link
+        if link is None or link.paused or link.closing:
+            return  # paused: resume_writing flushes again
+        while self.queue:
+            link.write(self._take_batch().SerializeToString())
+            self._sent_batches.inc()
 
     def _drop(self, n: int) -> None:
         self.t.metrics.peer_dropped.labels(self.label).inc(n)
@@ -199,7 +230,7 @@ class Peer:
         attempt = 0
         while not self._closed:
             try:
-                await self._stream()
+                await self._attempt()
                 reason = "stream closed"
             except asyncio.CancelledError:
                 raise
@@ -226,10 +257,62 @@ class Peer:
             await self.t.clock.sleep(delay)
             self.accepting = True
 
-    async def _stream(self) -> None:
+    async def _attempt(self) -> None:
+        """One connection: the gRPC handshake, then the wire or the gRPC stream."""
         ch = self._get_channel()
         self._was_up = False
         await asyncio.wait_for(ch.channel_ready(), CONNECT_TIMEOUT)
+        port = await self._handshake(ch)
+        if port:
+            await self._wire(port)
+        else:
+            await self._stream(ch)
+
+    async def _handshake(self, ch: grpc.aio.Channel) -> int:
+        """An empty batch over Raft.Stream: admitted, or the peer's refusal raised; the wire
+        port the answer names (0: none)."""
+        node = self.t.host
+        call = tgrpc.RaftStub(ch).Stream(timeout=WRITE_TIMEOUT)
+        await call.write(tpb.RaftBatch(protocol=PROTOCOL, cluster_id=node.cluster_id, from_id=node.raft_id,
+                                       to_id=self.rid))
+        await call.done_writing()
+        resp = await call
+        if resp.refusal != Refusal.ACCEPTED:
+            raise _Refused(resp.refusal, resp.message)
+        for key, value in await call.trailing_metadata() or ():
+            if key == WIRE_PORT_KEY:
+                return int(value)
+        return 0
+
+    async def _wire(self, port: int) -> None:
+        """Serve the queue over the peer wire until the connection ends."""
+        host = split_addr(self.addr)[0]
+        ctx = self.t.wire_tls.client_context() if self.t.wire_tls is not None else None
+        link = WireLink(self._flush)
+        await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+            lambda: link, host, port, ssl=ctx, server_hostname=host if ctx is not None else None), CONNECT_TIMEOUT)
+        self._link = link
+        try:
+            self._set_up()
+            self._flush()
+            while not self._closed and not link.ended.done():
+                await asyncio.wait({link.ended}, timeout=1.0)
+                if link.paused_since is not None and time.monotonic() - link.paused_since > WRITE_TIMEOUT:
+                    link.close("timed out", abort=True)
+                    raise TimeoutError
+        finally:
+            self._link = None
+            if not link.ended.done():
+                link.close("closing", abort=True)
+        if link.refusal is not None:
+            raise _Refused(link.refusal.refusal, link.refusal.message)
+        if link.lost and not self._closed:
+            # Reset or closed by the peer (its process is gone), not timed out
+            # (paused or cut off): see zero/replica/failover.py.
+            self.t.host.peer_lost(self.rid)
+        raise ConnectionError(link.error or "the wire connection ended")
+
+    async def _stream(self, ch: grpc.aio.Channel) -> None:
         stub = tgrpc.RaftStub(ch)
         call = stub.Stream()
         call.add_done_callback(lambda _c: self._wake.set())
@@ -284,7 +367,7 @@ class Peer:
         if self.up is not True:
             self.up = True
             self.t.metrics.peer_up.labels(self.label).set(1)
-            self.t.log.info("peer up", peer=self.rid, addr=self.addr)
+            self.t.log.info("peer up", peer=self.rid, addr=self.addr, link="wire" if self._link is not None else "grpc")
 
     def _set_down(self, reason: str) -> None:
         self.accepting = False
@@ -312,51 +395,8 @@ class Peer:
             # first is stale. Let the running transfer finish and report this one failed.
             self.t.host.report_snapshot(self.rid, SnapshotStatus.FAILURE)
             return
-        self._snap_task = asyncio.get_running_loop().create_task(self._send_snapshot(msg),
-                                                                 name=f"zero-snapshot-to-{self.rid}")
-
-    async def _send_snapshot(self, msg: raftpb.Message) -> None:
-        t = self.t
-        node = t.host
-        data = msg.snapshot.data
-        head = raftpb.Message()
-        head.CopyFrom(msg)
-        head.snapshot.data = b""
-        total = len(data)
-        crc = google_crc32c.value(data)
-
-        async def chunks() -> AsyncIterator[tpb.SnapshotChunk]:
-            off = 0
-            first = True
-            while first or off < total:
-                piece = data[off:off + SNAPSHOT_CHUNK]
-                last = off + len(piece) >= total
-                c = tpb.SnapshotChunk(protocol=PROTOCOL, cluster_id=node.cluster_id, from_id=node.raft_id,
-                                      to_id=self.rid, offset=off, data=piece, total_size=total, last=last)
-                if first:
-                    c.message.CopyFrom(head)
-                if last:
-                    c.crc32c = crc
-                yield c
-                off += len(piece)
-                first = False
-
-        ok = False
-        try:
-            stub = tgrpc.RaftStub(self._get_channel())
-            t.log.info("sending snapshot", peer=self.rid, index=msg.snapshot.metadata.index, bytes=total)
-            resp = await stub.SendSnapshot(chunks(), timeout=SNAPSHOT_TIMEOUT)
-            if resp.refusal != Refusal.ACCEPTED:
-                t.refused_by_peer(self.rid, resp.refusal, resp.message)
-                t.log.warning("peer refused snapshot", peer=self.rid, reason=resp.message)
-            ok = resp.applied
-        except asyncio.CancelledError:
-            node.report_snapshot(self.rid, SnapshotStatus.FAILURE)
-            raise
-        except Exception as e:
-            t.log.warning("snapshot transfer failed", peer=self.rid, error=repr(e))
-        t.metrics.snapshots_sent.labels("ok" if ok else "failed").inc()
-        node.report_snapshot(self.rid, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE)
+        self._snap_task = asyncio.get_running_loop().create_task(
+            send_snapshot(self.t, self.rid, self._get_channel(), msg, PROTOCOL), name=f"zero-snapshot-to-{self.rid}")
 
     # -- shutdown --------------------------------------------------------------------------------
     def close(self) -> None:

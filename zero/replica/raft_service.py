@@ -1,6 +1,7 @@
 """The inbound side of the peer transport: the `Raft` gRPC service of one zero.
 
-`Stream` and `Send` carry RaftBatches, `SendSnapshot` a snapshot in chunks (checked for
+`Stream` and `Send` carry RaftBatches (a `Stream` that ends admitted names the zero's wire
+port in its trailing metadata: the handshake of a peer's link, zero/replica/peer.py), `SendSnapshot` a snapshot in chunks (checked for
 order, size and CRC-32C before it is stepped), `JoinCluster` a new zero's request to
 join. Every batch and snapshot is admitted by the transport's rules first
 (Transport.admit); a refusal ends the call with its reason. Nothing is served before the
@@ -20,7 +21,7 @@ from raftcore import raftpb
 from zero.errors import ZeroError
 from zero.pb import raft_transport_pb2 as tpb
 from zero.pb import raft_transport_pb2_grpc as tgrpc
-from zero.replica.peer import Refusal
+from zero.replica.peer import WIRE_PORT_KEY, Refusal
 from zero.replica.transport import Transport
 
 __all__ = ["RaftService", "RaftHost", "add_raft_service", "MAX_SNAPSHOT"]
@@ -66,6 +67,8 @@ class RaftService(tgrpc.RaftServicer):
                 return tpb.RaftStreamResponse(refusal=refusal, message=why, batches=n)
             n += 1
             t.deliver(batch.from_id, batch.messages)
+        if t.wire_port:  # the handshake of a peer's link (zero/replica/peer.py): where the wire listens
+            context.set_trailing_metadata(((WIRE_PORT_KEY, str(t.wire_port)),))
         return tpb.RaftStreamResponse(batches=n)
 
     async def Send(self, request: tpb.RaftBatch,

@@ -1,8 +1,18 @@
-"""The peer transport between zeros: the `Raft` gRPC service (zero/pb/raft_transport.proto).
+"""The peer transport between zeros: the peer wire (framed RaftBatches over TCP,
+zero/replica/wire*.py) and the `Raft` gRPC service (zero/pb/raft_transport.proto).
 
-Outbound, one `Peer` (zero/replica/peer.py) per remote zero owns a channel and one
-long-lived client stream. `Transport.send()` is called from the Ready loop and never
-awaits. Rules:
+Outbound, one `Peer` (zero/replica/peer.py) per remote zero owns a gRPC channel (the
+handshake, snapshots) and one link: the wire when the peer offers it, else a long-lived
+gRPC client stream. `Transport.send()` is called from the Ready loop and never awaits.
+
+Where the wire listens: on a free port of the gRPC listener's host, chosen by the OS at
+start (`listen_wire`), not a port of its own in the SPEC's port set. Peers learn it from
+the gRPC handshake every connection begins with (peer.py): the gRPC port stays the only
+address a zero is known by (`--my`), and the wire needs no flag. A zero offers the wire
+only when `--my` names its gRPC port itself; behind a proxy or a port mapping (`--my`'s
+port differs) only the gRPC port is known to be forwarded, so its peers keep sending
+over gRPC (the fault proxy of tests/fault relies on that: every byte between zeros
+passes through it). Rules:
 
 - The Ready loop never blocks on a peer. A full queue, or a peer that is down (between
   reconnect attempts), drops the message and calls `report_unreachable`, so Raft falls
@@ -13,7 +23,8 @@ awaits. Rules:
 - MsgSnap goes over `SendSnapshot` in chunks (its own task per peer); the outcome is
   reported to Raft with `report_snapshot(FINISH|FAILURE)`.
 
-Inbound, the Raft service (zero/replica/raft_service.py) admits a batch only if it
+Inbound, the wire listener (zero/replica/wire_server.py) and the Raft service
+(zero/replica/raft_service.py) admit a batch only if it
 names this cluster, this node as the receiver, and a sender that is a member and was not
 removed (`Transport.admit`); every message of an admitted batch is stepped at once. A
 refusal ends the stream with its reason; a sender told REMOVED marks its node removed
@@ -39,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import grpc
 
@@ -49,8 +60,12 @@ from zero.log import Logger
 from zero.metrics import Metrics
 from zero.pb import raft_transport_pb2 as tpb
 from zero.replica.join import join_cluster
+from zero.net import split_addr
 from zero.replica.peer import GRPC_OPTIONS, PROTOCOL, Peer, Refusal, refusal_name
 from zero.replica.ports import Clock, PeerHost, SystemClock
+from zero.replica.wire_server import WireServer
+from zero.replica.wire_tls import WireTls
+from zero.security import ServerTls
 
 __all__ = ["Transport", "PeerHost", "GRPC_OPTIONS", "PROTOCOL", "Refusal", "QUEUE_MESSAGES", "MISMATCH_PERSIST",
            "MISMATCH_REFUSALS"]
@@ -82,13 +97,16 @@ class Transport:
 
     def __init__(self, *, log: Logger, metrics: Metrics, credentials: grpc.ChannelCredentials | None = None,
                  queue_messages: int = QUEUE_MESSAGES, clock: Clock | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, tls: ServerTls | None = None) -> None:
         self.log = log
         self.metrics = metrics
         self.credentials = credentials  # peer channels and the join call; the app swaps it on a TLS reload
         self.queue_messages = queue_messages
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
+        self.wire_tls = WireTls(tls) if tls is not None else None  # the wire's TLS, with --tls-dir
+        self.wire_port = 0  # the wire port this zero offers in handshakes (0: none)
+        self._wire: WireServer | None = None
         self._host: PeerHost | None = None
         self._peers: dict[int, Peer] = {}
         self._closed = False
@@ -149,8 +167,24 @@ class Transport:
         t = self.last_heard.get(rid)
         return t is not None and self.clock.monotonic() - t <= seconds
 
+    async def listen_wire(self, grpc_addr: str, grpc_port: int, my_addr: str, *, started: Callable[[], bool]) -> int:
+        """Serve the peer wire on a free port of `grpc_addr`'s host and offer it, unless
+        `my_addr` (what peers dial) names another port than `grpc_port` (see the module
+        doc): the port offered, or 0. `started` says when Raft runs (frames before are
+        refused)."""
+        if split_addr(my_addr)[1] != grpc_port:
+            self.log.info("peer wire not offered: --my names another port than gRPC's (a proxy or port mapping); "
+                          "peers send Raft messages to this zero over gRPC", my=my_addr, grpc_port=grpc_port)
+            return 0
+        server = self._wire = WireServer(self, started=started, tls=self.wire_tls)
+        self.wire_port = await server.listen(split_addr(grpc_addr)[0])
+        return self.wire_port
+
     async def stop(self) -> None:
         self._closed = True
+        if self._wire is not None:
+            self.wire_port = 0
+            await self._wire.close()
         peers = list(self._peers.values())
         self._peers.clear()
         for p in peers:
