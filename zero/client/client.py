@@ -106,9 +106,10 @@ class ZeroClient:
 
     # -- the Zero service -------------------------------------------------------------------------
     async def connect(self, addr: str, *, group_id: int = 0, learner: bool = False,
-                      member_id: int = 0) -> zero_pb2.ConnectResponse:
+                      member_id: int = 0, labels: dict[str, str] | None = None) -> zero_pb2.ConnectResponse:
         r: zero_pb2.ConnectResponse = await self.call(
-            "Connect", zero_pb2.ConnectRequest(id=member_id, addr=addr, group_id=group_id, learner=learner))
+            "Connect", zero_pb2.ConnectRequest(id=member_id, addr=addr, group_id=group_id, learner=learner,
+                                               labels=labels or {}))
         return r
 
     async def heartbeat(self, member_id: int, group_id: int, *, leader: bool = False,

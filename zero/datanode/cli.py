@@ -13,11 +13,11 @@ import sys
 
 from zero.config import parse_duration
 from zero.datanode.server import DataNodeConfig, run_datanode
-from zero.state import validate
+from zero.state import rules, validate
 from zero.errors import InvalidArgumentError
 from zero.security import check_tls_dir
 
-__all__ = ["add_datanode_parser", "config_from_args", "main"]
+__all__ = ["add_datanode_parser", "config_from_args", "main", "parse_labels"]
 
 
 def add_datanode_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +34,9 @@ def add_datanode_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="how often the group leader reports tablet sizes (default 2s)")
     p.add_argument("--chunk-delay", default="0", metavar="DURATION",
                    help="pause between the chunks of a tablet copy (slows moves down for demos and tests)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="where this node runs, e.g. zone=a, rack=r1, host=h1 (repeatable); zero spreads a "
+                        "group's members over the placement policy's spread label (default zone)")
     p.add_argument("--log-format", default=None, metavar="json|console", help="log rendering")
     p.add_argument("--tls-dir", default=os.environ.get("ZERO_TLS_DIR") or None, metavar="DIR",
                    help="mutual TLS to zero and other data nodes, and on this node's own port: DIR holds "
@@ -61,11 +64,28 @@ def config_from_args(ns: argparse.Namespace) -> DataNodeConfig:
         raise InvalidArgumentError(f"--group {group} is out of range")
     if ns.log_format not in (None, "json", "console"):
         raise InvalidArgumentError(f"--log-format: {ns.log_format!r} is not json or console")
+    labels = parse_labels(getattr(ns, "label", None) or [])
     tls_dir = getattr(ns, "tls_dir", None)
     if tls_dir and check_tls_dir(tls_dir):
         raise InvalidArgumentError("--tls-dir: " + "; ".join(check_tls_dir(tls_dir)))
     return DataNodeConfig(zero=zeros, addr=addr, group=group, data_dir=ns.data_dir, size_interval=size_interval,
-                          chunk_delay=chunk_delay, log_format=ns.log_format, tls_dir=tls_dir or None)
+                          chunk_delay=chunk_delay, log_format=ns.log_format, tls_dir=tls_dir or None,
+                          labels=labels)
+
+
+def parse_labels(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """--label KEY=VALUE flags, validated, sorted by key; a key given twice is an error."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise InvalidArgumentError(f"--label {item!r} is not KEY=VALUE")
+        if key in out:
+            raise InvalidArgumentError(f"--label: {key} is given twice")
+        rules.check_label(key, value, f"--label {item!r}")
+        out[key] = value
+    rules.check_labels(out, "--label")
+    return tuple(sorted(out.items()))
 
 
 def main(ns: argparse.Namespace) -> int:

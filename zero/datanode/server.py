@@ -67,6 +67,7 @@ class DataNodeConfig:
     chunk_delay: float = 0.0  # pause between chunks (slows a copy down for demos and tests)
     log_format: str | None = None
     tls_dir: str | None = None  # mutual TLS to zero and between data nodes (zero/security/)
+    labels: tuple[tuple[str, str], ...] = ()  # --label KEY=VALUE: where it runs (zone, rack, host)
     read_wait: float = 10.0  # a transactional read waits this long for the oracle's watermark
     read_hold: float = READ_HOLD  # a read's start_ts stays in min_active_ts this long (unless decided)
     pending_check: float = PENDING_CHECK  # an undecided prewrite is looked up after this long
@@ -165,7 +166,7 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
         taken by another member, say) is final."""
         while True:
             try:
-                return await self.zc.connect(addr, group_id=self.cfg.group)
+                return await self.zc.connect(addr, group_id=self.cfg.group, labels=dict(self.cfg.labels))
             except grpc.aio.AioRpcError as e:
                 if e.code() not in (*RETRYABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise

@@ -1,6 +1,7 @@
 """ZeroAdmin, the operator API (SPEC "gRPC"; `zero admin` calls it): removing members
 and zeros, tablet moves and the rebalancer, leadership transfer, snapshots, Raft status
-and backups.
+and backups; placement (the policy, group sizes, drains, explanations, DeleteTablet,
+BumpLease) in zero/frontdoor/placement_admin.py.
 
 The interceptor (zero/frontdoor/interceptor.py) has checked the admin token (and with
 TLS the caller's role) and forwarded the call to the leader, except RaftStatus, which
@@ -14,10 +15,14 @@ from typing import Protocol
 
 from zero.errors import InvalidArgumentError, UnavailableError, UnimplementedError
 from zero.ops import backup
+from zero.leader.backoff import Backoff
+from zero.leader.leases import Leases
 from zero.leader.oracle import Oracle
+from zero.leader.placement import PlacementDuty
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
 from zero.replica.node import ZeroNode
 from zero.frontdoor.liveness import Liveness
+from zero.frontdoor.placement_admin import PlacementAdmin
 from zero.frontdoor.wire import Context
 from zero.frontdoor.zero_service import require_leader
 
@@ -27,12 +32,16 @@ __all__ = ["ZeroAdminService", "MoveRunner"]
 class MoveRunner(Protocol):
     """What ZeroAdmin needs of the move driver (zero/leader's MoveDriver)."""
 
+    backoff: Backoff
+    leases: Leases
+
     async def move(self, predicate: str, dst_group: int) -> zero_pb2.MoveTabletResponse: ...
     async def rebalance_now(self) -> list[int]: ...
 
 
-class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
-    """Authorised by the Interceptor (admin token) before any method runs."""
+class ZeroAdminService(PlacementAdmin, zero_pb2_grpc.ZeroAdminServicer):
+    """Authorised by the Interceptor (admin token) before any method runs. The placement
+    methods are PlacementAdmin's (zero/frontdoor/placement_admin.py)."""
 
     def __init__(self, node: ZeroNode, liveness: Liveness, moves: MoveRunner | None = None,
                  oracle: Oracle | None = None) -> None:
@@ -40,6 +49,8 @@ class ZeroAdminService(zero_pb2_grpc.ZeroAdminServicer):
         self.liveness = liveness
         self.moves = moves  # None: moves and the rebalancer are not offered
         self.oracle = oracle
+        self.placement_mover = moves
+        self.placement_duty = PlacementDuty(node, moves, liveness) if moves is not None else None
 
     async def RemoveNode(self, request: zero_pb2.RemoveNodeRequest, context: Context) -> zero_pb2.RemoveNodeResponse:
         if not request.node_id:

@@ -10,7 +10,7 @@ to the leader when this zero is not the leader, before any method here runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from zero import security
 from zero.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError
@@ -18,7 +18,7 @@ from zero.leader.leases import Leases
 from zero.leader.oracle import Oracle
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
 from zero.replica.node import ZeroNode
-from zero.state import validate
+from zero.state import rules, validate
 from zero.frontdoor.auth import check_admin
 from zero.frontdoor.liveness import Liveness
 from zero.frontdoor.oracle_service import READY_TIMEOUT, OracleHub, OracleMethods
@@ -42,6 +42,20 @@ def require_leader(node: ZeroNode, what: str) -> None:
                                "retry on the leader (see trailing metadata zero-leader-addr)")
 
 
+def _changed_rates(group: zero_pb2.Group, rates: Mapping[str, float], field: str) -> dict[str, float]:
+    """The reported rates of this group's tablets that moved by more than SIZE_CHANGE_RATIO
+    (a rate that only wobbles is not worth a Raft entry)."""
+    out = {}
+    for name, rate in rates.items():
+        t = group.tablets.get(name)
+        if t is None:
+            continue
+        cur = getattr(t, field)
+        if (cur == 0) != (rate == 0) or abs(rate - cur) > SIZE_CHANGE_RATIO * cur:
+            out[name] = rate
+    return out
+
+
 class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
     """The data-node API. Connect, GetState and StreamMembership answer bytes, the
     serialized message their service declares (zero/frontdoor/wire.py: the state is
@@ -63,9 +77,10 @@ class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
         addr = validate.address(request.addr, "addr")
         if request.learner and not request.group_id:
             raise InvalidArgumentError("a learner must name the group it replicates (group_id)")
+        rules.check_labels(request.labels)
         applied = await self.node.propose(state_pb2.Proposal(connect=state_pb2.ConnectMember(
             id=request.id, addr=addr, group_id=request.group_id, learner=request.learner,
-            replicas=self.replicas)))
+            replicas=self.replicas, labels=request.labels)))
         member = applied.member
         assert member is not None
         if self.node.is_leader:
@@ -175,6 +190,13 @@ class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
         for name, size in request.sizes.items():
             validate.tablet_name(name)
             validate.tablet_size(name, size)
+        for rates in (request.read_rates, request.write_rates):
+            if len(rates) > MAX_TABLETS_PER_REQUEST:
+                raise InvalidArgumentError(f"{len(rates)} tablet rates in one request; "
+                                           f"at most {MAX_TABLETS_PER_REQUEST:,} are allowed")
+            for name, rate in rates.items():
+                validate.tablet_name(name)
+                validate.rate(name, rate)
         node = self.node
         await node.read_barrier()
         group = node.state.groups.get(gid)
@@ -188,8 +210,11 @@ class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
             cur = t.size_bytes
             if (cur == 0 and size != 0) or abs(size - cur) > SIZE_CHANGE_RATIO * cur:
                 changed[name] = size
-        if changed:
-            await node.propose(state_pb2.Proposal(tablet_sizes=zero_pb2.TabletSizes(group_id=gid, sizes=changed)))
+        reads = _changed_rates(group, request.read_rates, "read_rate")
+        writes = _changed_rates(group, request.write_rates, "write_rate")
+        if changed or reads or writes:
+            await node.propose(state_pb2.Proposal(tablet_sizes=zero_pb2.TabletSizes(
+                group_id=gid, sizes=changed, read_rates=reads, write_rates=writes)))
         return zero_pb2.UpdateTabletSizesResponse()
 
     async def AssignIds(self, request: zero_pb2.AssignIdsRequest, context: Context) -> zero_pb2.AssignedIds:

@@ -26,6 +26,13 @@ class Backoff:
     def succeeded(self, name: str) -> None:
         self._until.pop(name, None)
 
+    def failed_ago(self, name: str) -> float | None:
+        """Seconds since `name`'s last failed move while it still backs off; else None."""
+        got = self._until.get(name)
+        if got is None or self._clock() >= got[0]:
+            return None
+        return self._clock() - (got[0] - got[1])
+
     def blocked(self, name: str) -> bool:
         got = self._until.get(name)
         return got is not None and self._clock() < got[0]

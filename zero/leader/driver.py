@@ -40,7 +40,7 @@ from zero.leader.backoff import Backoff
 from zero.leader.datanodes import Channels, LivenessView, group_addrs
 from zero.leader.leases import Leases
 from zero.leader.move_metrics import MoveMetrics
-from zero.leader.planner import plan_rebalance
+from zero.leader.planner import placement_of, plan_rebalance
 from zero.log import Logger
 from zero.pb import datanode_pb2, datanode_pb2_grpc, state_pb2, zero_pb2
 from zero.state.delta import Applied
@@ -140,7 +140,7 @@ class MoveDriver:
         await self.node.read_barrier()
         state = self.node.state.state_copy()
         live = {gid for gid in state.groups if self._addrs(gid)}
-        plan = plan_rebalance(state, skip=self.backoff.blocked, groups=live)
+        plan = plan_rebalance(state, skip=self.backoff.blocked, groups=live, placement=placement_of(self.node.state))
         if plan is None:
             return []
         self.log.info("rebalance: planned a move", tablet=plan.predicate, src_group=plan.src_group,

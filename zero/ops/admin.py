@@ -31,7 +31,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
-from zero.ops import backup
+from zero.ops import backup, placement_verbs
 from zero.state import validate
 from zero.errors import InvalidArgumentError
 from zero.pb import zero_pb2, zero_pb2_grpc
@@ -91,6 +91,7 @@ def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], *
     bk = verbs.add_parser("backup", parents=[common], help="write a consistent backup of the state to a file")
     bk.add_argument("--out", required=False, help="file to write")
     bk.add_argument("--verify", metavar="FILE", help="check a backup file without a cluster")
+    placement_verbs.add_verbs(verbs, common)  # placement, replicas, drain, explain, delete-tablet, bump
     if json_errors:
         for parser in (p, *verbs.choices.values()):
             # argparse has no hook for usage errors: its documented way is to override error().
@@ -400,4 +401,9 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Metadata, out: TextI
         _print(out, ns.json, {"out": ns.out, "bytes": str(n), **_msg_dict(b.header)},
                lambda: f"backup written to {ns.out} ({n:,} bytes)\n{b.summary()}")
         return EXIT_OK
+    if v in placement_verbs.VERBS:
+        try:
+            return placement_verbs.run_verb(ns, admin, md, out, _print, _msg_dict)
+        except InvalidArgumentError as e:
+            return _fail(ns, err, str(e), "USAGE", EXIT_USAGE)
     return _fail(ns, err, f"unknown verb {v!r}", "USAGE", EXIT_USAGE)

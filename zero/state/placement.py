@@ -20,7 +20,7 @@ from zero.state.delta import Changes
 from zero.state.rules import Rule, Rules
 from zero.state.tables import Tables, copy
 
-__all__ = ["MAX_GROUP_REPLICAS", "PlacementView", "check_allowed", "place", "set_placement",
+__all__ = ["MAX_GROUP_REPLICAS", "PlacementView", "check_allowed", "place", "set_placement", "stale_version",
            "set_group_replicas", "drain_group", "surplus"]
 
 MAX_GROUP_REPLICAS = 7
@@ -71,13 +71,17 @@ def place(view: PlacementView, name: str, gid: int) -> int:
     return gid
 
 
+def stale_version(current: int, asked: int) -> FailedPreconditionError:
+    return FailedPreconditionError(
+        f"the placement policy is at version {current}, not {asked}: it changed meanwhile; "
+        f"get it again and reapply your change")
+
+
 def set_placement(t: Tables, s: state_pb2.SetPlacement, index: int, ch: Changes) -> state_pb2.ProposalResult:
     policy = s.policy
     current = t.snap.placement.version
     if policy.version and policy.version != current:
-        raise FailedPreconditionError(
-            f"the placement policy is at version {current}, not {policy.version}: it changed meanwhile; "
-            f"get it again and reapply your change")
+        raise stale_version(current, policy.version)
     if policy.dry_run or policy.status or policy.moves:
         raise InvalidArgumentError("a proposed policy carries only rules, spread_label and version")
     rules_mod.check_policy(policy, t.state.groups)
