@@ -15,7 +15,7 @@ from typing import Any
 
 from raftcore import Config, MemoryStorage, Node, Ready, raftpb
 
-from tests.support import aio
+from support import aio
 from zero.metrics import Metrics
 from zero.replica.leadership import Leadership
 from zero.replica.ready_loop import ReadyLoop
