@@ -13,7 +13,9 @@ import pytest
 
 from zero.app import ZeroApp
 from zero.client import ZeroClient
+from zero.frontdoor.forwarding import forwarded_status
 from zero.pb import zero_pb2, zero_pb2_grpc
+from zero.rpc import BROKEN_STREAM_DETAILS, code_of
 
 from support.aio import until
 from zeroapps import app_cluster
@@ -324,3 +326,55 @@ def test_stream_reads_ahead_a_bounded_number_of_requests(monkeypatch):
         await agen.aclose()
 
     asyncio.run(main())
+
+
+class _BrokenStreamZero(zero_pb2_grpc.ZeroServicer):
+    """Its first TimestampStream fails as grpc-python's client reports a stream that
+    ended under a request write (INTERNAL, zero.rpc.BROKEN_STREAM_DETAILS); later ones
+    answer."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+        self.next = 1
+
+    async def TimestampStream(self, requests, context):  # type: ignore[no-untyped-def]
+        self.streams += 1
+        if self.streams == 1:
+            await context.abort(SC.INTERNAL, BROKEN_STREAM_DETAILS)
+        async for req in requests:
+            start = self.next
+            self.next += req.count
+            yield zero_pb2.AssignedIds(start_id=start, end_id=self.next - 1)
+
+
+@pytest.mark.timeout(30)
+def test_client_retries_a_stream_that_broke_under_a_write() -> None:
+    """A leader stepping down ends its streams; a request written in that instant makes
+    grpc-python report INTERNAL "Internal error from Core" instead of the server's status
+    (found by the moves nemesis: data nodes passed it on to their writers). The call
+    broke, as with UNAVAILABLE: the callers are retried on a new stream."""
+    async def main() -> None:
+        server = grpc.aio.server()
+        broken = _BrokenStreamZero()
+        zero_pb2_grpc.add_ZeroServicer_to_server(broken, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with ZeroClient(f"127.0.0.1:{port}", rpc_timeout=2) as zc:
+                got = await asyncio.wait_for(asyncio.gather(*(zc.timestamp() for _ in range(10))), 15)
+                assert len(set(got)) == 10 and broken.streams >= 2
+        finally:
+            await server.stop(None)
+
+    asyncio.run(main())
+
+
+def test_code_of_reads_a_broken_stream_as_unavailable() -> None:
+    def err(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+    assert code_of(err(SC.INTERNAL, BROKEN_STREAM_DETAILS)) == SC.UNAVAILABLE
+    assert code_of(err(SC.INTERNAL, "internal error in zero: KeyError: 3")) == SC.INTERNAL
+    assert code_of(err(SC.FAILED_PRECONDITION, BROKEN_STREAM_DETAILS)) == SC.FAILED_PRECONDITION
+    code, message = forwarded_status(err(SC.INTERNAL, BROKEN_STREAM_DETAILS))
+    assert code == SC.UNAVAILABLE and "retry" in message

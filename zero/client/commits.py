@@ -22,6 +22,7 @@ import grpc
 
 from zero.client.router import RETRYABLE, Router
 from zero.pb import zero_pb2
+from zero.rpc import code_of
 
 __all__ = ["CommitBatcher", "OracleWatcher", "CommitRefused", "MAX_BATCH", "commit_request"]
 
@@ -106,7 +107,7 @@ class CommitBatcher:
             now = loop.time()
             if deadline is None:
                 deadline = now + router.retry_deadline
-            if (err.code() not in RETRYABLE and err.code() != grpc.StatusCode.DEADLINE_EXCEEDED) \
+            if (code_of(err) not in RETRYABLE and err.code() != grpc.StatusCode.DEADLINE_EXCEEDED) \
                     or router.closed or now >= deadline:
                 self._fail(err)
                 continue
@@ -229,7 +230,7 @@ class OracleWatcher:
                     details="the zero ended the Oracle stream")
             except grpc.aio.AioRpcError as e:
                 err = e
-            code = err.code()
+            code = code_of(err)
             if code not in RETRYABLE and code not in (grpc.StatusCode.DEADLINE_EXCEEDED,
                                                       grpc.StatusCode.RESOURCE_EXHAUSTED):
                 self.error = err

@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.message import Message
 
 from zero.pb import zero_pb2_grpc
-from zero.rpc import RECONNECT_OPTIONS
+from zero.rpc import RECONNECT_OPTIONS, code_of
 
 __all__ = ["Router", "RETRYABLE"]
 
@@ -110,7 +110,7 @@ class Router:
                 return await getattr(stub, method)(request, timeout=timeout or self.rpc_timeout,
                                                    metadata=self._metadata(admin))
             except grpc.aio.AioRpcError as e:
-                if e.code() not in RETRYABLE and e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                if code_of(e) not in RETRYABLE and e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise
                 if self.closed or loop.time() >= deadline:
                     raise

@@ -12,6 +12,7 @@ import grpc
 
 from zero.client.router import RETRYABLE, Router
 from zero.pb import zero_pb2
+from zero.rpc import code_of
 
 __all__ = ["TimestampBatcher", "MAX_COUNT"]
 
@@ -108,7 +109,7 @@ class TimestampBatcher:
                 return
             if self._answered:
                 self._answered, attempt, deadline = False, 0, None
-            code = err.code()
+            code = code_of(err)
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 self._use_stream = False  # an older zero: unary Timestamps from now on
                 self._pump()

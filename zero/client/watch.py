@@ -11,6 +11,7 @@ import grpc
 from zero.client.router import Router
 from zero.client.view import MembershipView
 from zero.pb import zero_pb2
+from zero.rpc import code_of
 
 __all__ = ["MembershipWatcher"]
 
@@ -64,7 +65,7 @@ class MembershipWatcher:
                         for cb in self._callbacks:
                             cb(self.view)
             except grpc.aio.AioRpcError as e:
-                if e.code() in RESUMABLE:
+                if code_of(e) in RESUMABLE:
                     router.redirect(e)
                 else:
                     # Not retryable from here (e.g. UNIMPLEMENTED): back off longer.

@@ -43,7 +43,7 @@ from zero.datanode.store import TabletStore
 from zero.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from zero.log import Logger
 from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2
-from zero.rpc import RECONNECT_OPTIONS
+from zero.rpc import RECONNECT_OPTIONS, code_of
 from zero.state import validate
 
 __all__ = ["Fence", "MoveHost", "TabletMoves", "CHANNEL_OPTIONS"]
@@ -175,7 +175,7 @@ class TabletMoves:
                 ack: datanode_pb2.ReceiveTabletResponse = await stub.ReceiveTablet(chunks())
                 return ack
             except grpc.aio.AioRpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                if code_of(e) != grpc.StatusCode.UNAVAILABLE:
                     raise
                 last = e
         assert last is not None

@@ -45,7 +45,7 @@ from zero.datanode.txn_service import TxnService
 from zero.errors import FailedPreconditionError, UnavailableError, ZeroError
 from zero.log import Logger
 from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2
-from zero.rpc import status_of
+from zero.rpc import code_of, status_of
 from zero.state import validate
 
 __all__ = ["DataNode", "DataNodeConfig", "run_datanode"]
@@ -103,7 +103,7 @@ def _grpc_errors(fn: Callable[[DataNode, Req, Context], Awaitable[Resp]]
         except ZeroError as e:
             await context.abort(*status_of(e))
         except grpc.aio.AioRpcError as e:  # a call this node made failed: pass its status on
-            await context.abort(e.code(), e.details() or "")
+            await context.abort(code_of(e), e.details() or "")
     call.__name__ = fn.__name__
     return call
 
@@ -168,7 +168,7 @@ class DataNode(datanode_pb2_grpc.DataNodeServicer):
             try:
                 return await self.zc.connect(addr, group_id=self.cfg.group, labels=dict(self.cfg.labels))
             except grpc.aio.AioRpcError as e:
-                if e.code() not in (*RETRYABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if code_of(e) not in (*RETRYABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise
                 self.log.warning("no zero answers yet; still trying to join", zero=list(self.cfg.zero),
                                  error=e.details())

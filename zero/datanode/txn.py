@@ -45,6 +45,7 @@ import grpc
 
 from zero.client import ZeroClient
 from zero.pb import datanode_pb2, datanode_pb2_grpc, zero_pb2
+from zero.rpc import code_of
 
 __all__ = ["TxnClient", "Txn", "conflict_key", "RETRY_CODES"]
 
@@ -147,7 +148,7 @@ class TxnClient:
             try:
                 return await call()
             except grpc.aio.AioRpcError as e:
-                if e.code() not in RETRY_CODES or loop.time() + delay > end:
+                if code_of(e) not in RETRY_CODES or loop.time() + delay > end:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from zero.errors import UnavailableError
 from zero.pb import zero_pb2
-from zero.rpc import RECONNECT_OPTIONS
+from zero.rpc import RECONNECT_OPTIONS, code_of
 from zero.frontdoor.wire import (
     FORWARD_MD_KEYS,
     FORWARDED_MD,
@@ -200,7 +200,7 @@ class Forwarder:
                         since, cid = u.version, u.cluster_id
                     yield item
             except grpc.aio.AioRpcError as e:
-                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                if code_of(e) not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                     await context.abort(*forwarded_status(e))
             finally:
                 call.cancel()
@@ -241,7 +241,7 @@ def forwarded_status(e: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str]:
     """The leader's answer to a forwarded call, for our caller. The leader cancelling
     the call (it is going away) or being unreachable is UNAVAILABLE here: the caller
     should retry, and will find the next leader."""
-    code = e.code()
+    code = code_of(e)
     if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE):
         return grpc.StatusCode.UNAVAILABLE, f"the leader could not answer ({code.name}: {e.details()}); retry"
     return code, e.details() or ""
