@@ -1,10 +1,12 @@
 """A deterministic asyncio event loop on virtual time, and the clock the zeros read.
 
-`SimLoop` is asyncio's own BaseEventLoop (the same ready queue, the same timer heap)
-with two things replaced:
+`SimLoop` is asyncio's own BaseEventLoop (its tasks, futures, handles and ready queue)
+with three things replaced:
 - time: `time()` is a virtual clock that jumps straight to the next timer whenever
-  nothing is ready (the "selector" never blocks, it advances the clock by the timeout
-  the loop asked for). A run with nothing ready and no timer is a deadlock: it raises.
+  nothing is ready. A run with nothing ready and no timer is a deadlock: it raises.
+- the scheduling core: `call_soon`/`call_at`/`_run_once` without I/O polling, debug
+  checks or thread safety, the timer heap keyed by (when, sequence) tuples (compared
+  in C; timers due at one instant fire in the order they were set).
 - threads: `run_in_executor` runs the function on the loop itself, after a seeded
   latency (a simulated fsync), one job at a time per executor in submission order — as
   the WAL's single worker thread would. No thread is ever started.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import heapq
+import itertools
 import random
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
@@ -38,33 +41,24 @@ class Deadlock(RuntimeError):
     """Nothing is ready and no timer is set: the run can never make progress."""
 
 
-class _Selector:
-    """asyncio's selector, reduced to advancing virtual time by the timeout asked for."""
-
-    def __init__(self, loop: SimLoop) -> None:
-        self._loop = loop
-
-    def select(self, timeout: float | None) -> list[Any]:
-        if timeout is None:
-            raise Deadlock("nothing is ready and no timer is set")
-        if timeout > 0:
-            self._loop.now += timeout
-        return []
-
-    def close(self) -> None:
-        pass
-
-
 class SimLoop(asyncio.BaseEventLoop):
+    """See the module doc. The scheduling core (`call_soon`, `call_at`, `_run_once`) is
+    asyncio's own cut down to what a loop without I/O, threads or debug mode needs, with
+    the timer heap keyed by (when, sequence) tuples: compared in C, and timers due at
+    the same instant fire in the order they were set."""
+
     def __init__(self, rng: random.Random, *, disk_latency: tuple[float, float] = (0.0005, 0.004)) -> None:
         super().__init__()
         self.now = 0.0
-        self._selector = _Selector(self)  # type: ignore[assignment]
         self._clock_resolution = 1e-9
         self.rng = rng
         self.disk_latency = disk_latency
         self._busy_until: dict[int, float] = {}  # id(executor) -> when its queue is empty
-        self.owned: dict[str, dict[asyncio.Task[Any], None]] = {}  # owner -> its live tasks, in creation order
+        self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []  # a heap
+        self._seq = itertools.count().__next__
+        self._cancelled_timers = 0
+        self.owned: dict[str, list[asyncio.Task[Any]]] = {}  # owner -> its tasks (and some done ones), in creation order
+        self._prune_at: dict[str, int] = {}
         self.paused: dict[str, list[asyncio.Handle]] = {}  # owner -> its held handles, in scheduling order
 
     def time(self) -> float:
@@ -76,21 +70,84 @@ class SimLoop(asyncio.BaseEventLoop):
     def _write_to_self(self) -> None:
         pass  # nothing runs in another thread
 
+    # -- the scheduling core ----------------------------------------------------------------------
+    def call_soon(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
+                  context: contextvars.Context | None = None) -> asyncio.Handle:
+        h = asyncio.Handle(callback, args, self, context)
+        self._ready.append(h)  # type: ignore[attr-defined]
+        return h
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
+                context: contextvars.Context | None = None) -> asyncio.TimerHandle:
+        h = asyncio.TimerHandle(when, callback, args, self, context)
+        heapq.heappush(self._timers, (when, self._seq(), h))
+        h._scheduled = True  # type: ignore[attr-defined]
+        return h
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
+                   context: contextvars.Context | None = None) -> asyncio.TimerHandle:
+        return self.call_at(self.now + delay, callback, *args, context=context)
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        if handle._scheduled:  # type: ignore[attr-defined]
+            self._cancelled_timers += 1
+
+    def _run_once(self) -> None:
+        """Run what is ready; with nothing ready, jump to the first timer (none: Deadlock)."""
+        timers = self._timers
+        ready: Any = self._ready  # type: ignore[attr-defined]
+        if self._cancelled_timers > 64 and 2 * self._cancelled_timers > len(timers):
+            timers = self._timers = [t for t in timers if not t[2].cancelled()]
+            heapq.heapify(timers)
+            self._cancelled_timers = 0
+        if not ready and not self._stopping:  # type: ignore[attr-defined]
+            while timers and timers[0][2].cancelled():
+                heapq.heappop(timers)[2]._scheduled = False  # type: ignore[attr-defined]
+                self._cancelled_timers -= 1
+            if not timers:
+                raise Deadlock("nothing is ready and no timer is set")
+            if timers[0][0] > self.now:
+                self.now = timers[0][0]
+        end = self.now + 1e-9
+        while timers and timers[0][0] < end:
+            h = heapq.heappop(timers)[2]
+            h._scheduled = False  # type: ignore[attr-defined]
+            if h.cancelled():
+                self._cancelled_timers -= 1
+            else:
+                ready.append(h)
+        for _ in range(len(ready)):
+            h = ready.popleft()
+            if not h._cancelled:
+                h._run()
+
+    def close(self) -> None:
+        self._timers.clear()
+        super().close()
+
     def create_task(self, coro: Coroutine[Any, Any, T], *, name: str | None = None,  # type: ignore[override]
                     context: contextvars.Context | None = None) -> asyncio.Task[T]:
         task = super().create_task(coro, name=name, context=context)
         owner = context.get(OWNER, "") if context is not None else OWNER.get()
         if owner:
-            tasks = self.owned.setdefault(owner, {})
-            tasks[task] = None
-            task.add_done_callback(lambda t: tasks.pop(t, None))
+            # No done callback (it would cost a handle per task): finished tasks are
+            # pruned when the list has doubled since the last prune.
+            tasks = self.owned.get(owner)
+            if tasks is None:
+                tasks = self.owned[owner] = []
+                self._prune_at[owner] = 64
+            tasks.append(task)
+            if len(tasks) >= self._prune_at[owner]:
+                tasks[:] = [t for t in tasks if not t.done()]
+                self._prune_at[owner] = max(64, 2 * len(tasks))
         return task
 
     def cancel_owner(self, owner: str) -> int:
         """Cancel every live task of `owner` (a crash); returns how many."""
         self.resume(owner)  # a paused zero killed: its held steps run only to unwind
-        tasks = self.owned.pop(owner, {})
-        for t in list(tasks):
+        tasks = [t for t in self.owned.pop(owner, []) if not t.done()]
+        self._prune_at.pop(owner, None)
+        for t in tasks:
             t.cancel()
         return len(tasks)
 
@@ -99,17 +156,24 @@ class SimLoop(asyncio.BaseEventLoop):
         """Hold back every callback of `owner` until `resume(owner)`."""
         if owner in self.paused:
             return
-        held = self.paused[owner] = []
+        held: list[asyncio.Handle] = []
+        self.paused[owner] = held
         ready: Any = self._ready  # type: ignore[attr-defined]
-        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        keep = [h for h in ready if _owner(h) != owner or held.append(h)]
+        keep: list[asyncio.Handle] = []
+        for h in ready:
+            (held if _owner(h) == owner else keep).append(h)
         ready.clear()
         ready.extend(keep)
-        timers = [h for h in scheduled if _owner(h) != owner or held.append(h)]
-        if len(timers) != len(scheduled):
-            scheduled[:] = timers
-            heapq.heapify(scheduled)
-        # Instance attributes: the fast path of a loop with nothing paused stays asyncio's own.
+        timers: list[tuple[float, int, asyncio.TimerHandle]] = []
+        for t in self._timers:
+            if _owner(t[2]) == owner:
+                held.append(t[2])
+            else:
+                timers.append(t)
+        if len(timers) != len(self._timers):
+            heapq.heapify(timers)
+            self._timers = timers
+        # Instance attributes: the fast path of a loop with nothing paused stays the class's.
         self.call_soon = self._held_call_soon  # type: ignore[method-assign]
         self.call_at = self._held_call_at  # type: ignore[method-assign]
 
@@ -118,12 +182,11 @@ class SimLoop(asyncio.BaseEventLoop):
         if held is None:
             return
         ready: Any = self._ready  # type: ignore[attr-defined]
-        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
         for h in held:
             if h.cancelled():
                 continue
             if isinstance(h, asyncio.TimerHandle):
-                heapq.heappush(scheduled, h)
+                heapq.heappush(self._timers, (h.when(), self._seq(), h))
             else:
                 ready.append(h)
         if not self.paused:
@@ -131,10 +194,11 @@ class SimLoop(asyncio.BaseEventLoop):
 
     def _held_call_soon(self, callback: Callable[..., Any], *args: Any,
                         context: contextvars.Context | None = None) -> asyncio.Handle:
-        h = asyncio.BaseEventLoop.call_soon(self, callback, *args, context=context)
+        h = asyncio.Handle(callback, args, self, context)
         held = self.paused.get(_owner(h))
-        if held is not None:
-            self._ready.pop()  # type: ignore[attr-defined]  # the handle just appended
+        if held is None:
+            self._ready.append(h)  # type: ignore[attr-defined]
+        else:
             held.append(h)
         return h
 
@@ -143,7 +207,7 @@ class SimLoop(asyncio.BaseEventLoop):
         ctx = context if context is not None else contextvars.copy_context()
         held = self.paused.get(ctx.get(OWNER, ""))
         if held is None:
-            return asyncio.BaseEventLoop.call_at(self, when, callback, *args, context=ctx)
+            return SimLoop.call_at(self, when, callback, *args, context=ctx)
         h = asyncio.TimerHandle(when, callback, args, self, ctx)
         h._scheduled = True  # type: ignore[attr-defined]  # as call_at leaves it (cancel() accounts for it)
         held.append(h)

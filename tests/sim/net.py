@@ -203,6 +203,7 @@ class SimTransport(Transport):
                     resp, err = task.result()
                     if resp is not None:
                         return resp
+                    assert err is not None
                     if not isinstance(err, UnavailableError):
                         raise err  # a refusal: final
                     redirect = dict(dst.hint).get("zero-leader-addr", "")

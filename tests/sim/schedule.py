@@ -105,8 +105,8 @@ class _Run:
                 self.guess[client] = lead.name
             else:
                 self.guess.pop(client, None)
-        elif task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]  # a bug in zero: the schedule fails
+        elif (bug := task.exception()) is not None:
+            raise bug  # a bug in zero: the schedule fails
         else:
             op.type, op.value = OK, task.result()
             self.guess[client] = z.name
@@ -261,7 +261,6 @@ def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3, bugs: frozens
         shutil.rmtree(data_root, ignore_errors=True)
     res.violations += [e for e in errors if "was destroyed but it is pending" not in e]
     res.digest, res.events, res.tail = run.trace.digest, run.trace.events, run.trace.format_tail()
-    res.trace = run.trace
     res.ops = len(run.ops)
     res.ok_ops = sum(o.type == OK for o in run.ops)
     return res
@@ -272,11 +271,23 @@ async def wait_for_answer(task: asyncio.Task[Any], timeout: float) -> None:
     stops waiting — its deadline passed, or it was cancelled itself (the clients are
     cancelled when a schedule ends, maybe in the instant they made a call) — abandons
     the task: nobody else would ever retrieve its outcome."""
+    loop = task.get_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(timeout, wake)
+    task.add_done_callback(wake)
     try:
-        await asyncio.wait([task], timeout=timeout)
+        await waiter
     except asyncio.CancelledError:
         abandon(task)
         raise
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
     if not task.done():
         abandon(task)
 
