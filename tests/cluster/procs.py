@@ -68,9 +68,13 @@ class ZeroProc:
         self.raft_id = 0
         # What --my says (peers dial it), when not the gRPC address itself: e.g. a proxy.
         self.advertise = advertise
+        self.exits: list[str] = []  # exits nobody asked for (note_exit)
+        self._asked: set[int] = set()  # pids this object signalled to stop
+        self._noted: set[int] = set()
 
     def start(self, *extra: str) -> ZeroProc:
         assert not self.running, f"{self.name} is already running"
+        self.note_exit()
         args = [sys.executable, "-m", "zero", "run", "--data-dir", str(self.data_dir),
                 "--grpc-addr", self.addr, "--http-addr", f"127.0.0.1:{self.http_port}",
                 "--my", self.advertise or self.addr,
@@ -143,8 +147,22 @@ class ZeroProc:
     # -- signals ---------------------------------------------------------------------------------
     def signal(self, sig: int) -> None:
         assert self.proc is not None
+        if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            self.note_exit()
+            self._asked.add(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+
+    def note_exit(self) -> None:
+        """Record in `exits` that the process ended though nobody signalled it to stop
+        (a crash, an exit of its own, or a kill -9 from outside the test): a fault run
+        reports it, where a restart would otherwise hide it."""
+        p = self.proc
+        if p is None or p.poll() is None or p.pid in self._asked or p.pid in self._noted:
+            return
+        self._noted.add(p.pid)
+        self.exits.append(f"{self.name} (pid {p.pid}) exited with {p.returncode}, asked by nobody: "
+                          f"...{self.log_tail(600)}")
 
     def wait_exit(self, timeout: float) -> int:
         assert self.proc is not None
@@ -171,6 +189,7 @@ class ZeroProc:
     def cleanup(self) -> None:
         self._close_channel()
         if self.proc is not None and self.proc.poll() is None:
+            self._asked.add(self.proc.pid)
             self.proc.kill()
             self.proc.wait(10)
         if self._out is not None:

@@ -203,6 +203,13 @@ class LoopbackCluster:
         self.removals.append(info)
         return info
 
+    def unasked_exits(self) -> list[str]:
+        """Members whose process ended with nobody asking (ZeroProc.note_exit): a crash,
+        an exit of its own, a kill from outside the run. Removed zeros exit by design."""
+        for z in self.nodes:
+            z.note_exit()
+        return [x for z in self.nodes for x in z.exits]
+
     def _retarget_fronts(self) -> None:
         if self.net is None or not self._fronts:
             return

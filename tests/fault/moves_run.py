@@ -61,10 +61,14 @@ BULK = 1 << 20  # a copy is one chunk per bulk value (and the rest), with --chun
 class MovesRig:
     """Three zeros and one data node per group (1..groups), started; `close()` stops all."""
 
-    def __init__(self, root: Path, *, groups: int = 3, rebalance: str = "0", chunk_delay: str = "150ms") -> None:
+    def __init__(self, root: Path, *, groups: int = 3, rebalance: str = "0", chunk_delay: str = "150ms",
+                 proxies: bool = False, seed: int = 0) -> None:
+        """proxies: the zeros' peer traffic goes through loopback.LoopbackCluster's proxy,
+        so the nemesis can delay, stall and reset it (nemesis.PROXY_FAULTS)."""
         flags = (*FAST, "--rebalance-interval", rebalance, "--move-timeout", f"{MOVE_TIMEOUT:g}s")
         self.root = root
-        self.cluster = LoopbackCluster(root / "zeros", 3, pc=ProcCluster(root / "zeros", 3, flags=flags))
+        self.cluster = LoopbackCluster(root / "zeros", 3, pc=ProcCluster(root / "zeros", 3, flags=flags),
+                                       proxies=proxies, seed=seed)
         self.datanodes: list[DataNodeProc] = []
         self.groups = list(range(1, groups + 1))
         self.chunk_delay = chunk_delay
@@ -356,6 +360,7 @@ def _run(rig: MovesRig, h: History, *, duration: float, faults: Sequence[str], w
     for d in rig.datanodes:
         d.note_exit()
     res.violations["datanodes"] = [x for d in rig.datanodes for x in d.exits]
+    res.violations["zeros"] = rig.cluster.unasked_exits()
     settled_in = max((s for _, s, _ in probes.values()), default=0.0)
     mon_stop.set()
     monitor.join(5)

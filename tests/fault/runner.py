@@ -48,6 +48,7 @@ class Cluster(Target, Protocol):
     def call(self, fn: Callable[[Any], Any], timeout: float) -> Any: ...   # fn(ZeroStub), retried
     def wait_ready(self, timeout: float) -> None: ...
     def restart_all(self) -> None: ...
+    def unasked_exits(self) -> list[str]: ...   # members that ended with nobody asking
 
 
 @dataclass
@@ -154,6 +155,7 @@ def run(c: Cluster, *, name: str, seed: int, duration: float, faults: Sequence[s
         + checkers.queued_answers(ops),
         errors=[f"unexpected definite error: {o.process}/{o.f} {o.args} -> {o.error}"
                 for o in ops if o.type == FAIL and o.process != "nemesis"],
+        zeros=c.unasked_exits(),
     )
     if state.max_txn_ts < max((o.value["end"] for o in ops if o.f == "ts" and o.type == OK), default=0):
         res.violations["timestamps"].append(f"final max_txn_ts {state.max_txn_ts} is below a handed-out timestamp")

@@ -4,9 +4,15 @@ each (a checker that never fails proves nothing)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+
+from procs import ProcCluster
+from support import until
 
 from . import checkers
 from .history import FAIL, INFO, OK, History, Op
+from .loopback import FLAGS, LoopbackCluster
 
 
 def op(f: str, t0: float, t1: float, typ: str = OK, process: str = "c0", args=None, **value) -> Op:
@@ -187,3 +193,30 @@ def test_queued_answers_catch_a_long_pause_that_checked_nothing() -> None:
     # The late answer is checked like any other: below a fence obtained before it was sent.
     queued[-1].invoke, queued[-1].value = 0.7, {"start": 4, "end": 4}
     assert checkers.timestamps_realtime([fence, queued[-1]])
+
+
+def test_unasked_zero_exits_are_caught_and_asked_ones_are_not(tmp_path) -> None:
+    """A member that ends by itself or is killed from outside the run is a violation of
+    the run (LoopbackCluster.unasked_exits); kill -9, SIGTERM and a restart by the
+    nemesis are not. Planted: a zero started with a flag it refuses (exits 2), and a
+    running zero killed -9 behind the cluster's back."""
+    c = LoopbackCluster(tmp_path, pc=ProcCluster(tmp_path, 3, flags=FLAGS))
+    try:
+        a, b, d = c.nodes
+        a.start("--no-such-flag")
+        a.wait_exit(30)
+        b.start()
+        b.kill9()  # asked: the nemesis's kill
+        b.start()
+        b.stop()  # asked: SIGTERM
+        d.start()
+        until(lambda: d.health()[0] != 0, 30, message="zero d serving HTTP")
+        os.kill(d.pid, signal.SIGKILL)  # nobody in the run asked
+        d.wait_exit(10)
+        got = c.unasked_exits()
+        assert len(got) == 2, got
+        assert got[0].startswith(f"{a.name} (pid ") and "exited with 2, asked by nobody" in got[0]
+        assert got[1].startswith(f"{d.name} (pid ") and "exited with -9" in got[1]
+        assert c.unasked_exits() == got  # each exit reported once
+    finally:
+        c.cleanup()

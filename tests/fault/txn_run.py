@@ -43,9 +43,10 @@ QUIET_MAX = 45.0  # seconds the quiet tail waits for safe_ts (zero's liveness wi
 COLLECTED = 4.0  # seconds of load after safe_ts passed the setup (the nodes collect every 1 s)
 
 
-def txn_rig(root: Path) -> MovesRig:
-    """moves_run.MovesRig (not started) with the rebalancer off and no copy delay."""
-    return MovesRig(root, rebalance="0", chunk_delay="0")
+def txn_rig(root: Path, *, proxies: bool = False, seed: int = 0) -> MovesRig:
+    """moves_run.MovesRig (not started) with the rebalancer off and no copy delay;
+    proxies: the zeros' peer links go through the fault proxy (nemesis.PROXY_FAULTS)."""
+    return MovesRig(root, rebalance="0", chunk_delay="0", proxies=proxies, seed=seed)
 
 
 def run_txn_workload(rig: MovesRig, *, workload: str, name: str, seed: int, duration: float,
@@ -159,6 +160,7 @@ def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: S
         watermark=txn_checks.watermark(ops),
         final=[] if final is not None else ["final: the final read was never answered"],
         datanodes=[x for d in rig.datanodes for x in d.exits],
+        zeros=rig.cluster.unasked_exits(),
         workload=([f"the workload thread failed: {wl.error!r}"] if wl.error else [])
         + [f"a client crashed: {o.error}" for o in ops if o.f == "crash"],
         liveness=checkers.liveness([o for o in ops if o.process in procs],
