@@ -3,7 +3,8 @@ Dgraph Zero's verbs (`/assign`, `/moveTablet`, `/removeNode`, `/state?format=dgr
 which live in zero/frontdoor/dgraph_http.py and are only registered here.
 
 The status page (zero/static/) is self-contained: `/` embeds the first report and the
-page polls `/status.json` (`status_report`) every second to stay live.
+page polls `/status.json` (zero/frontdoor/status.py) every second to stay live, with its
+paging and search in the query.
 
 `health_report` is the single definition of "this zero serves"; the gRPC health service
 (zero/app.py) publishes the same answer.
@@ -25,12 +26,13 @@ from raftcore import StateType
 
 from zero.errors import ZeroError
 from zero.leader.oracle import Oracle
-from zero.pb import state_pb2, zero_pb2
 from zero.replica.node import ZeroNode
 from zero.frontdoor.dgraph_http import CredentialsSource, DgraphVerbs
 from zero.frontdoor.liveness import Liveness
+from zero.frontdoor.status import StatusQuery, status_report
+from zero.ops.state_summary import Summaries
 
-__all__ = ["make_app", "health_report", "status_report", "APPLY_LAG_LIMIT"]
+__all__ = ["make_app", "health_report", "APPLY_LAG_LIMIT"]
 
 APPLY_LAG_LIMIT = 1000  # committed-but-unapplied entries tolerated by /health
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -114,14 +116,22 @@ def make_app(node: ZeroNode, liveness: Liveness, *, admin_token: str | None = No
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=node.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-    async def status_json(_request: web.Request) -> web.Response:
-        return web.json_response(status_report(node, liveness, started, oracle), headers=_NO_STORE)
+    summaries = Summaries(time.monotonic)  # per-group totals, reused between polls of a large state
+
+    async def status_json(request: web.Request) -> web.Response:
+        try:
+            q = StatusQuery.parse(request.query)
+        except ZeroError as e:
+            return web.json_response({"error": str(e), "code": e.code}, status=400, headers=_NO_STORE)
+        return web.json_response(status_report(node, liveness, started, health_report(node), oracle, q, summaries),
+                                 headers=_NO_STORE)
 
     async def index(_request: web.Request) -> web.Response:
         # The first report is embedded, so the page shows the cluster before the first
         # poll and reads (as text) without JavaScript. "<" is escaped: the JSON cannot
         # close its <script> element.
-        initial = json.dumps(status_report(node, liveness, started, oracle), separators=(",", ":")).replace("<", "\\u003c")
+        report = status_report(node, liveness, started, health_report(node), oracle, None, summaries)
+        initial = json.dumps(report, separators=(",", ":")).replace("<", "\\u003c")
         page = _static_text("index.html").replace("{{title}}", html.escape(f"zero {node.raft_id}")) \
                                          .replace("{{initial}}", initial)
         return web.Response(text=page, content_type="text/html", headers={**_NO_STORE, **_PAGE_HEADERS})
@@ -160,114 +170,8 @@ _NO_STORE = {"Cache-Control": "no-store"}
 _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
                                             "base-uri 'none'; frame-ancestors 'none'",
                  "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-PAGE_TABLETS = 200  # tablets listed per group (the largest); the rest are counted
-PAGE_MOVES = 8  # finished moves listed
-PAGE_LEADER_CHANGES = 12
 
 
 @functools.lru_cache(maxsize=None)
 def _static_text(name: str) -> str:
     return resources.files("zero").joinpath("static", name).read_text(encoding="utf-8")
-
-
-def _peer_window(node: ZeroNode) -> float:
-    """Seconds without a message from a peer after which the page calls it unhealthy:
-    two election timeouts (CheckQuorum's period), at least one second."""
-    return max(1.0, 2 * node.opts.election_timeout)
-
-
-def _zero_rows(node: ZeroNode, st: zero_pb2.MembershipState, ok: bool, h: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every zero with role, term, index and health, as far as this zero can know: the
-    leader hears from every peer (its transport's last admitted batch and Raft's
-    progress); a follower hears only from the leader, so other followers are "unknown"."""
-    try:
-        rs = node.raft_status()
-    except Exception:
-        rs = None
-    leading = rs is not None and rs.raft_state == StateType.LEADER
-    window = _peer_window(node)
-    transport = node.transport
-    learners = set(rs.learners) if rs is not None else set()
-    rows = []
-    for zid, z in sorted(st.zeros.items()):
-        row: dict[str, Any] = {"id": zid, "addr": z.addr, "leader": zid == h["leader_id"], "self": zid == node.raft_id,
-                               "learner": zid in learners, "term": None, "applied": None, "match": None,
-                               "health": "unknown", "role": "LEARNER" if zid in learners else "FOLLOWER"}
-        if zid == h["leader_id"]:
-            row["role"] = "LEADER"
-        if zid == node.raft_id:
-            row.update(role=h["role"], term=h["term"], applied=h["applied"], commit=h["commit"],
-                       health="healthy" if ok else "unhealthy")
-            if not ok:
-                row["reason"] = h.get("reason", "")
-        elif leading:
-            pr = rs.progress.get(zid) if rs is not None else None
-            alive = transport.heard_within(zid, window) and not transport.peer_down(zid)
-            row.update(health="healthy" if alive else "unhealthy", match=pr.match if pr is not None else None,
-                       term=h["term"] if alive else None)
-            if pr is not None:
-                row["recent_active"] = pr.recent_active
-        elif zid == h["leader_id"]:
-            alive = transport.heard_within(zid, window)
-            row.update(health="healthy" if alive else "unhealthy", term=h["term"] if alive else None)
-        rows.append(row)
-    return rows
-
-
-def _move_dict(m: state_pb2.MoveRecord) -> dict[str, Any]:
-    phase = state_pb2.MovePhase.Name(m.phase).removeprefix("MOVE_")
-    return {"move_id": m.move_id, "tablet": m.predicate, "src_group": m.src_group, "dst_group": m.dst_group,
-            "phase": phase, "started_index": m.started_index, "finished_index": m.finished_index,
-            "abort_reason": m.abort_reason}
-
-
-def _leader_changes(node: ZeroNode) -> list[dict[str, Any]]:
-    """The leader changes this zero saw, newest first, each with the term the new leader
-    leads in (zero/replica/leadership.py; a lost leader, 0, with the term it was lost in)."""
-    return [{"time_ms": int(t * 1000), "term": term, "leader": lead}
-            for t, term, lead in reversed(node.leader_changes[-PAGE_LEADER_CHANGES:])]
-
-
-def _oracle_dict(o: zero_pb2.OracleStatus) -> dict[str, Any]:
-    return {"serving": o.serving, "max_assigned": o.max_assigned, "safe_ts": o.safe_ts, "commits": o.commits,
-            "aborts": dict(sorted(o.aborts.items())), "pending": o.pending, "conflict_keys": o.conflict_keys,
-            "decisions": o.decisions}
-
-
-def status_report(node: ZeroNode, liveness: Liveness, started: float, oracle: Oracle | None = None) -> dict[str, Any]:
-    """What the status page shows: this zero's applied view of the cluster (not a
-    linearizable read, so it answers without a quorum too, and says whose view it is).
-    Data-node liveness lives on the leader only; a follower reports it as unknown."""
-    ok, h = health_report(node)
-    st = liveness.overlay(node.state.state_copy())
-    leading = h["role"] == StateType.LEADER.name
-    active = node.state.active_move()
-    groups = []
-    for gid, g in sorted(st.groups.items()):
-        members = [{"id": mid, "addr": m.addr, "leader": m.leader if leading else False, "learner": m.learner,
-                    "health": ("healthy" if m.healthy else "unhealthy") if leading else "unknown",
-                    "last_heartbeat_ms": m.last_heartbeat_ms if leading else 0}
-                   for mid, m in sorted(g.members.items())]
-        tablets = sorted(g.tablets.values(), key=lambda t: (-t.size_bytes, t.predicate))
-        groups.append({
-            "id": gid, "members": members, "tablet_count": len(tablets),
-            "size_bytes": sum(t.size_bytes for t in tablets),
-            "tablets": [{"name": t.predicate, "size_bytes": t.size_bytes, "read_only": t.read_only,
-                         "moving": active is not None and active.predicate == t.predicate}
-                        for t in tablets[:PAGE_TABLETS]]})
-    recent = [m for m in node.state.moves() if active is None or m.move_id != active.move_id]
-    return {
-        "generated_ms": int(time.time() * 1000),
-        "self": {**h, "serving": ok, "started_ms": int(started * 1000)},
-        "view": "leader" if leading else "follower",
-        "cluster": {"cluster_id": st.cluster_id, "version": st.version, "leader_id": h["leader_id"],
-                    "max_uid": st.max_uid, "max_txn_ts": st.max_txn_ts,
-                    "rebalance_enabled": node.state.rebalance_enabled},
-        "zeros": _zero_rows(node, st, ok, h),
-        "groups": groups,
-        "moves": {"active": _move_dict(active) if active is not None else None,
-                  "recent": [_move_dict(m) for m in reversed(recent[-PAGE_MOVES:])]},
-        "oracle": _oracle_dict(oracle.report()) if oracle is not None else None,
-        "leader_changes": _leader_changes(node),
-        "removed": [{"id": m.id, "group_id": m.group_id, "addr": m.addr} for m in st.removed],
-    }

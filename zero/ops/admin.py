@@ -31,7 +31,9 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
-from zero.ops import backup, placement_verbs
+from zero.ops import backup, placement_verbs, state_summary
+from zero.ops.state_text import StateView, state_text
+from zero.state.chunks import copy_header
 from zero.state import validate
 from zero.errors import InvalidArgumentError
 from zero.pb import zero_pb2, zero_pb2_grpc
@@ -73,7 +75,15 @@ def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], *
     common.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
-    verbs.add_parser("state", parents=[common], help="the membership state (linearizable)")
+    sv = verbs.add_parser("state", parents=[common], help="the membership state (linearizable): totals and the "
+                          "largest groups, one group, or tablets found by name")
+    sv.add_argument("--top", type=_count, default=20, help="how many of the largest groups to list (default 20)")
+    sv.add_argument("--group", type=_count, default=0, help="one group, its tablets a page at a time")
+    sv.add_argument("--tablet", default="", metavar="TEXT", help="the tablets whose names contain TEXT")
+    sv.add_argument("--offset", type=_count, default=0, help="skip this many groups (or tablets, with --group)")
+    sv.add_argument("--limit", type=_count, default=100, help="tablets listed with --group or --tablet (default 100)")
+    sv.add_argument("--all", action="store_true", help="every group and its largest tablets (small clusters get "
+                    "this by default); with --json the whole state is printed unless --group or --tablet is given")
     verbs.add_parser("status", parents=[common],
                      help="this zero's Raft status, and the zeros as the leader sees them (asked of the leader)")
     rn = verbs.add_parser("remove-node", parents=[common], help="remove a data node, or a zero with --group 0")
@@ -141,33 +151,30 @@ def _msg_dict(m: Message) -> dict[str, Any]:  # JSON values
     return MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
-def _state_text(st: zero_pb2.MembershipState) -> str:
-    lines = [f"cluster {st.cluster_id or '-'}  version {st.version}  max_uid {st.max_uid}  "
-             f"max_txn_ts {st.max_txn_ts}"]
-    lines.append(f"zeros ({len(st.zeros)}): health as the leader sees it")
-    for zid in sorted(st.zeros):
-        z = st.zeros[zid]
-        lines.append(f"  {zid:>4}  {z.addr:<28} {'healthy' if z.healthy else 'UNHEALTHY':<9}"
-                     f"{' leader' if z.leader else ''}")
-    lines.append(f"groups ({len(st.groups)}):")
-    for gid in sorted(st.groups):
-        g = st.groups[gid]
-        size = sum(t.size_bytes for t in g.tablets.values())
-        lines.append(f"  group {gid}: {len(g.members)} members, {len(g.tablets)} tablets, {size:,} bytes")
-        for mid in sorted(g.members):
-            m = g.members[mid]
-            flags = [f for f, on in (("leader", m.leader), ("learner", m.learner)) if on]
-            lines.append(f"    member {mid:>4}  {m.addr:<28} {'healthy' if m.healthy else 'UNHEALTHY'} "
-                         f"{' '.join(flags)}")
-        for name in sorted(g.tablets)[:20]:
-            t = g.tablets[name]
-            ro = " read-only" if t.read_only else ""
-            lines.append(f"    tablet {name}  {t.size_bytes:,} bytes{ro}")
-        if len(g.tablets) > 20:
-            lines.append(f"    ... and {len(g.tablets) - 20} more tablets")
-    if st.removed:
-        lines.append("removed: " + ", ".join(f"{'zero' if not m.group_id else 'member'} {m.id}" for m in st.removed))
-    return "\n".join(lines)
+def _count(raw: str) -> int:
+    try:
+        v = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw[:40]!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative")
+    return v
+
+
+def _selected(st: zero_pb2.MembershipState, view: StateView) -> dict[str, Any]:
+    """`state --json --group G` / `--tablet TEXT`: the state with only that group (its
+    tablets paged as the text is), or only the tablets found, in the state's own JSON."""
+    part = zero_pb2.MembershipState()
+    copy_header(part, st)
+    if view.group and view.group in st.groups:
+        g = st.groups[view.group]
+        part.groups[view.group].members.MergeFrom(g.members)
+        for t in state_summary.tablet_page(g, view.offset, view.limit):
+            part.groups[view.group].tablets[t.predicate].CopyFrom(t)
+    elif view.tablet:
+        for t in state_summary.find_tablets(st.groups, view.tablet, view.limit)[0]:
+            part.groups[t.group_id].tablets[t.predicate].CopyFrom(t)
+    return _msg_dict(part)
 
 
 def _status_text(s: zero_pb2.RaftStatusResponse, addr: str, leader: zero_pb2.RaftStatusResponse | None = None,
@@ -325,8 +332,12 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Metadata, out: TextI
         doc = _msg_dict(st)
         if oracle is not None:
             doc["oracle"] = _msg_dict(oracle)
+        view = StateView(top=ns.top, group=ns.group, tablet=ns.tablet, offset=ns.offset, limit=ns.limit,
+                         everything=ns.all)
+        if ns.json and (ns.group or ns.tablet):
+            doc = _selected(st, view)
         _print(out, ns.json, doc,
-               lambda: _state_text(st) + ("\n" + _oracle_text(oracle) if oracle is not None else ""))
+               lambda: state_text(st, view) + ("\n" + _oracle_text(oracle) if oracle is not None else ""))
         return EXIT_OK
     if v == "status":
         s = admin.RaftStatus(zero_pb2.RaftStatusRequest(), timeout=t, metadata=md)

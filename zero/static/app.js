@@ -65,31 +65,90 @@
     body.replaceChildren(...rows);
   }
 
+  // What the reader asked for: a page of groups, one group's tablets, a search. Sent
+  // with every poll; the server keeps each answer small whatever the cluster's size.
+  const view = { groups_offset: 0, groups_limit: 24, group: 0, tablet_offset: 0, tablet: "" };
+  function query() {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(view)) if (v) q.set(k, String(v));
+    const s = q.toString();
+    return s ? "?" + s : "";
+  }
+  function go(change) {
+    Object.assign(view, change);
+    poll(true);
+  }
+
+  function tabletList(tablets, maxSize) {
+    return el("ul", { class: "tablets" }, ...tablets.map((t) => {
+      const pct = Math.max(0.5, (100 * t.size_bytes) / maxSize);
+      const fill = el("div", { class: "fill" });
+      fill.style.width = pct.toFixed(2) + "%";
+      const cls = "tablet" + (t.read_only ? " read-only" : "") + (t.moving ? " moving" : "");
+      return el("li", { class: cls, "data-tablet": t.name, "data-size": t.size_bytes, title: t.name },
+        el("span", { class: "name", text: t.name }), el("div", { class: "bar" }, fill),
+        el("span", { class: "size", text: bytes(t.size_bytes) + (t.moving ? " moving" : t.read_only ? " read-only" : "") }));
+    }));
+  }
+
+  function groupCard(g, now, maxSize) {
+    const members = el("ul", { class: "members" }, ...g.members.map((m) => el("li",
+      { class: "member", "data-member-id": m.id, "data-health": m.health, "data-leader": m.leader ? "true" : "false" },
+      el("strong", { text: "#" + m.id }), el("span", { class: "addr", text: m.addr }),
+      m.leader ? badge("leader", "leader") : null, m.learner ? badge("phase", "learner") : null, health(m.health),
+      m.last_heartbeat_ms ? el("span", { class: "note", text: "heartbeat " + ago(m.last_heartbeat_ms, now) }) : null)));
+    const hidden = g.tablet_count - g.tablets.length;
+    const more = hidden > 0 && view.group !== g.id
+      ? el("button", { class: "more", type: "button", "data-open-group": g.id,
+                       text: "all " + num(g.tablet_count) + " tablets (" + num(hidden) + " smaller not shown)" }) : null;
+    if (more) more.addEventListener("click", () => go({ group: g.id, tablet_offset: 0 }));
+    return el("article", { class: "card group", "data-group-id": g.id },
+      el("header", {}, el("h3", { text: "Group " + g.id }),
+        el("span", { class: "meta", text: g.members.length + (g.members.length === 1 ? " member · " : " members · ") + num(g.tablet_count) + " tablets · " + bytes(g.size_bytes) })),
+      members, g.tablets.length ? tabletList(g.tablets, maxSize) : el("p", { class: "empty", text: "no tablets" }), more);
+  }
+
+  function pager(offset, limit, total, what, move) {
+    const prev = el("button", { type: "button", text: "◀ previous", disabled: offset <= 0 });
+    const next = el("button", { type: "button", text: "next ▶", disabled: offset + limit >= total });
+    prev.addEventListener("click", () => move(Math.max(0, offset - limit)));
+    next.addEventListener("click", () => move(offset + limit));
+    const shown = total ? num(offset + 1) + "–" + num(Math.min(total, offset + limit)) + " of " + num(total) : "none";
+    return el("div", { class: "pager" }, prev, el("span", { class: "note", text: what + " " + shown }), next);
+  }
+
   function renderGroups(r, now) {
-    const maxSize = Math.max(1, ...r.groups.flatMap((g) => g.tablets.map((t) => t.size_bytes)));
-    const cards = r.groups.map((g) => {
-      const members = el("ul", { class: "members" }, ...g.members.map((m) => el("li",
-        { class: "member", "data-member-id": m.id, "data-health": m.health, "data-leader": m.leader ? "true" : "false" },
-        el("strong", { text: "#" + m.id }), el("span", { class: "addr", text: m.addr }),
-        m.leader ? badge("leader", "leader") : null, m.learner ? badge("phase", "learner") : null, health(m.health),
-        m.last_heartbeat_ms ? el("span", { class: "note", text: "heartbeat " + ago(m.last_heartbeat_ms, now) }) : null)));
-      const tablets = el("ul", { class: "tablets" }, ...g.tablets.map((t) => {
-        const pct = Math.max(0.5, (100 * t.size_bytes) / maxSize);
-        const fill = el("div", { class: "fill" });
-        fill.style.width = pct.toFixed(2) + "%";
-        const cls = "tablet" + (t.read_only ? " read-only" : "") + (t.moving ? " moving" : "");
-        return el("li", { class: cls, "data-tablet": t.name, "data-size": t.size_bytes, title: t.name },
-          el("span", { class: "name", text: t.name }), el("div", { class: "bar" }, fill),
-          el("span", { class: "size", text: bytes(t.size_bytes) + (t.moving ? " moving" : t.read_only ? " read-only" : "") }));
-      }));
-      const more = g.tablet_count > g.tablets.length
-        ? el("p", { class: "more", text: "and " + num(g.tablet_count - g.tablets.length) + " smaller tablets" }) : null;
-      return el("article", { class: "card group", "data-group-id": g.id },
-        el("header", {}, el("h3", { text: "Group " + g.id }),
-          el("span", { class: "meta", text: g.members.length + (g.members.length === 1 ? " member · " : " members · ") + num(g.tablet_count) + " tablets · " + bytes(g.size_bytes) })),
-        members, g.tablets.length ? tablets : el("p", { class: "empty", text: "no tablets" }), more);
-    });
+    const t = r.totals;
+    $("totals").textContent = num(t.groups) + " groups · " + num(t.members) + " members · " + num(t.tablets) +
+      " tablets · " + bytes(t.size_bytes) + " (largest first)";
+    const maxSize = Math.max(1, ...r.groups.flatMap((g) => g.tablets.map((x) => x.size_bytes)));
+    const cards = r.groups.map((g) => groupCard(g, now, maxSize));
     $("groups").replaceChildren(...(cards.length ? cards : [el("p", { class: "empty", text: "No data nodes have connected yet." })]));
+    const p = r.groups_page;
+    $("groups-pager").replaceChildren(...(p.total > p.limit || p.offset
+      ? [pager(p.offset, p.limit, p.total, "groups", (o) => go({ groups_offset: o }))] : []));
+    const one = r.group;
+    const detail = $("group-detail");
+    detail.hidden = !view.group;
+    if (view.group) {
+      const close = el("button", { type: "button", text: "close" });
+      close.addEventListener("click", () => go({ group: 0, tablet_offset: 0 }));
+      if (!one) {
+        detail.replaceChildren(el("p", { class: "empty", text: "Group " + view.group + " does not exist (any more)." }), close);
+      } else {
+        const maxOne = Math.max(1, ...one.tablets.map((x) => x.size_bytes));
+        detail.replaceChildren(groupCard(one, now, maxOne),
+          pager(one.tablet_offset, one.tablet_limit, one.tablet_count, "tablets", (o) => go({ tablet_offset: o })), close);
+      }
+    }
+    const s = r.search;
+    const results = $("search-results");
+    if (!s) { results.replaceChildren(); return; }
+    const rows = s.tablets.map((x) => el("li", { class: "match", "data-tablet": x.name, "data-group-id": x.group_id },
+      el("span", { class: "name", text: x.name }), " group " + x.group_id + " · " + bytes(x.size_bytes)));
+    results.replaceChildren(el("p", { class: "note", text: num(s.count) + (s.count === 1 ? " tablet contains " : " tablets contain ") +
+      JSON.stringify(s.text) + (s.count > rows.length ? " (the first " + rows.length + " by name)" : "") }),
+      el("ul", { class: "changes" }, ...rows));
   }
 
   function moveItem(m) {
@@ -157,22 +216,35 @@
   }
 
   let lastOk = 0;
-  async function poll() {
+  let timerId = 0;
+  let asked = 0;
+  async function poll(now) {
+    clearTimeout(timerId);
+    const mine = ++asked;
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
     try {
-      const resp = await fetch("/status.json", { cache: "no-store", signal: ctl.signal });
+      const resp = await fetch("/status.json" + query(), { cache: "no-store", signal: ctl.signal });
       if (!resp.ok) throw new Error("HTTP " + resp.status);
-      render(await resp.json());
+      const r = await resp.json();
+      if (mine !== asked) return;  // a newer request (the reader moved on) answers instead
+      render(r);
       lastOk = Date.now();
       setLive("live", "live");
     } catch (e) {
       setLive("stale", lastOk ? "stale since " + new Date(lastOk).toLocaleTimeString() : "unreachable");
     } finally {
       clearTimeout(timer);
-      setTimeout(poll, POLL_MS);
+      if (mine === asked) timerId = setTimeout(poll, POLL_MS);
     }
   }
+
+  const search = $("tablet-search");
+  let typing = 0;
+  search.addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => go({ tablet: search.value.trim() }), 300);
+  });
 
   try {
     render(JSON.parse($("initial").textContent));
@@ -181,5 +253,5 @@
   } catch (e) {
     setLive("stale", "waiting for data");
   }
-  setTimeout(poll, POLL_MS);
+  timerId = setTimeout(poll, POLL_MS);
 })();
