@@ -186,14 +186,18 @@ async def latency(node: ZeroNode, n: int) -> list[float]:
 
 async def load(node: ZeroNode, args: argparse.Namespace, fsync_s: float) -> dict:  # type: ignore[type-arg]
     await latency(node, 50)  # warm up
+    c0 = time.process_time()
     lat = await latency(node, args.latency_writes)
+    cpu_write = (time.process_time() - c0) / args.latency_writes
     pool = proposal_pool(args.seconds)
     prof = None
     if args.profile:
         from pyinstrument import Profiler
         prof = Profiler(async_mode="enabled")
         prof.start()
+    c0, w0 = time.process_time(), time.monotonic()
     rate = await throughput(node, args.seconds, pool)
+    cpu_share = (time.process_time() - c0) / (time.monotonic() - w0)
     if prof is not None:
         prof.stop()
         print(prof.output_text(unicode=True, color=False, show_all=False))
@@ -203,6 +207,10 @@ async def load(node: ZeroNode, args: argparse.Namespace, fsync_s: float) -> dict
         "p50_ms": statistics.median(lat) * 1e3,
         "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1e3,
         "fsync_ms": fsync_s * 1e3,
+        # CPU of this process (all three zeros in one process; the leader's in --processes):
+        # robust to a loaded machine, where wall-clock figures are not.
+        "cpu_per_write_ms": cpu_write * 1e3,
+        "cpu_per_proposal_us": cpu_share / rate * 1e6 if rate else 0.0,
     }
 
 
@@ -270,6 +278,9 @@ def report(title: str, r: dict) -> None:  # type: ignore[type-arg]
           f"{LATENCY_SLACK_MS} = {r['fsync_ms'] + LATENCY_SLACK_MS:.2f}   {'PASS' if ok_l else 'FAIL'}")
     print(f"  {'sync replicated write p99 (ms)':34} {r['p99_ms']:>10.2f}")
     print(f"  {'median fdatasync, 4 KiB (ms)':34} {r['fsync_ms']:>10.2f}")
+    print(f"  {'CPU per sync write (ms)':34} {r['cpu_per_write_ms']:>10.3f}   (this process: all 3 zeros in-process, "
+          f"the leader's with --processes)")
+    print(f"  {'CPU per committed proposal (us)':34} {r['cpu_per_proposal_us']:>10.1f}")
 
 
 def main() -> None:

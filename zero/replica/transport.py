@@ -178,6 +178,7 @@ class Transport:
             return 0
         server = self._wire = WireServer(self, started=started, tls=self.wire_tls)
         self.wire_port = await server.listen(split_addr(grpc_addr)[0])
+        self.log.info("peer wire listening", port=self.wire_port, tls=self.wire_tls is not None)
         return self.wire_port
 
     async def stop(self) -> None:

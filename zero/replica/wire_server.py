@@ -8,9 +8,9 @@ as they arrive, each frame's RaftBatch is admitted by the transport's rules
 stream, frame by frame) and its messages are stepped at once. A refusal is answered
 with a RaftStreamResponse frame naming it, and the connection closed, as the gRPC
 stream ends with it. A corrupt stream (bad CRC, oversized frame, wrong magic, a payload
-that is no RaftBatch), a certificate without the zero role, or a frame before the
-node's Raft has started closes the connection; each is counted in
-zero_peer_wire_errors{reason} and logged.
+that is no RaftBatch) or a certificate without the zero role closes the connection,
+counted in zero_peer_wire_errors{reason} and logged; so does a frame while the node's
+Raft is not running (before it started, or stopping), quietly.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def wire_errors(metrics: Metrics) -> Counter:
     if c is None:
         c = _ERRORS[metrics.registry] = Counter(
             "zero_peer_wire_errors", "Peer wire connections dropped: corrupt stream (crc, oversize, magic, "
-            "decode), certificate role, raft not started", ["reason"], registry=metrics.registry)
+            "decode), certificate role", ["reason"], registry=metrics.registry)
     return c
 
 
@@ -87,8 +87,9 @@ class _Conn(asyncio.Protocol):
             return
         t = self.s.target
         for p in payloads:
-            if not self.s.started():
-                self._drop("not_started", "raft has not started yet")
+            if not self.s.started():  # not yet, or stopping: nothing to step into
+                t.log.debug("peer wire frame while raft is not running", remote=self.peer)
+                self._close(None)
                 return
             batch = tpb.RaftBatch()
             try:
@@ -98,7 +99,7 @@ class _Conn(asyncio.Protocol):
                 return
             refusal, why = t.admit(batch.protocol, batch.cluster_id, batch.from_id, batch.to_id)
             if refusal != tpb.RaftStreamResponse.ACCEPTED:
-                t.log.debug("refused peer wire", peer=batch.from_id, reason=why)
+                t.log.debug("refused peer stream", peer=batch.from_id, reason=why, link="wire")
                 self._close(tpb.RaftStreamResponse(refusal=refusal, message=why))  # type: ignore[arg-type]
                 return
             t.deliver(batch.from_id, batch.messages)
