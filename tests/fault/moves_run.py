@@ -58,25 +58,33 @@ READ_ONLY_LIMIT = 20.0  # one move's read-only span while faults go on: the move
 BULK = 1 << 20  # a copy is one chunk per bulk value (and the rest), with --chunk-delay between
 
 
+def rig_flags(rebalance: str = "0") -> tuple[str, ...]:
+    """The flags of a MovesRig's zeros."""
+    return (*FAST, "--rebalance-interval", rebalance, "--move-timeout", f"{MOVE_TIMEOUT:g}s")
+
+
 class MovesRig:
     """Three zeros and one data node per group (1..groups), started; `close()` stops all."""
 
     def __init__(self, root: Path, *, groups: int = 3, rebalance: str = "0", chunk_delay: str = "150ms",
-                 proxies: bool = False, seed: int = 0) -> None:
+                 proxies: bool = False, seed: int = 0, cluster: LoopbackCluster | None = None,
+                 host: str = "127.0.0.1") -> None:
         """proxies: the zeros' peer traffic goes through loopback.LoopbackCluster's proxy,
-        so the nemesis can delay, stall and reset it (nemesis.PROXY_FAULTS)."""
-        flags = (*FAST, "--rebalance-interval", rebalance, "--move-timeout", f"{MOVE_TIMEOUT:g}s")
+        so the nemesis can delay, stall and reset it (nemesis.PROXY_FAULTS). cluster: zeros
+        made elsewhere (ns_txn_run's, in network namespaces); host: the data nodes' address."""
         self.root = root
-        self.cluster = LoopbackCluster(root / "zeros", 3, pc=ProcCluster(root / "zeros", 3, flags=flags),
-                                       proxies=proxies, seed=seed)
+        self.cluster = cluster or LoopbackCluster(
+            root / "zeros", 3, pc=ProcCluster(root / "zeros", 3, flags=rig_flags(rebalance)), proxies=proxies,
+            seed=seed)
         self.datanodes: list[DataNodeProc] = []
         self.groups = list(range(1, groups + 1))
         self.chunk_delay = chunk_delay
+        self.host = host
 
     def start(self) -> MovesRig:
         self.cluster.start()
         addrs = self.cluster.addrs
-        self.datanodes = [DataNodeProc(self.root / "dn", g, addrs, chunk_delay=self.chunk_delay)
+        self.datanodes = [DataNodeProc(self.root / "dn", g, addrs, chunk_delay=self.chunk_delay, host=self.host)
                           for g in self.groups]
         for d in self.datanodes:
             d.start()

@@ -86,10 +86,11 @@ class DataNodeProc:
     """One `zero datanode` child with a data dir; its address and data dir survive
     restarts (so zero's Connect returns the same member), its log is appended to."""
 
-    def __init__(self, root: Path, group: int, zeros: Sequence[str], *, chunk_delay: str = "0") -> None:
+    def __init__(self, root: Path, group: int, zeros: Sequence[str], *, chunk_delay: str = "0",
+                 host: str = "127.0.0.1") -> None:
         self.group = group
         self.name = f"dn{group}"
-        self.addr = f"127.0.0.1:{free_port()}"
+        self.addr = f"{host}:{free_port()}"
         self.data_dir = root / self.name
         self.log = root / f"{self.name}.log"
         self.args = [sys.executable, "-m", "zero", "datanode", "--zero", ",".join(zeros), "--addr", self.addr,

@@ -1,6 +1,7 @@
 """Partitions with network namespaces (issue 11, item 2): the leader cut off from its
 peers while clients still reach it, one zero cut from the other two (minority /
-majority), a zero's link on the bridge down; with kill -9 and pauses mixed in. The zeros
+majority), a zero's link on the bridge down; with kill -9 and pauses mixed in; and the
+oracle's bank workload under them (data nodes and clients in the client namespace). The zeros
 AND the clients run inside namespaces; nothing connects to a namespace address from the
 root namespace. Skipped with the reason when not root or `ip netns` does not work - except
 when the environment variable CI is set (to anything but "", "0", "false" or "no"): there a
@@ -61,6 +62,18 @@ def test_refuses_outside_its_namespace_or_subnet() -> None:
     assert token not in _ns_list()
 
 
+def _run_in_client_ns(tmp_path: Path, ns: Namespaces, module: str, cfg: dict[str, object], timeout: float) -> None:
+    """`python -m fault.<module> CFG` inside the client namespace (cwd tests/)."""
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZERO_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), str(HERE.parent / "cluster")])
+    p = subprocess.run(["ip", "netns", "exec", ns.client, sys.executable, "-m", f"fault.{module}",
+                        str(tmp_path / "cfg.json")], cwd=HERE.parent, env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    assert p.returncode == 0 and Path(str(cfg["out"])).exists(), \
+        f"runner failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+
+
 def _ns_list() -> str:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
@@ -79,13 +92,7 @@ def test_partitions_in_namespaces(tmp_path, seed, soak_seconds, faults) -> None:
         cfg = {"ns": ns.as_dict(), "root_netns": netns.netns_inode(), "root": str(tmp_path / "c"), "seed": seed, "duration": duration,
                "faults": list(faults), "name": "netns-" + "-".join(faults), "out": str(out),
                "history_dir": os.environ.get("ZERO_FAULT_HISTORY_DIR") or str(tmp_path)}
-        (tmp_path / "cfg.json").write_text(json.dumps(cfg))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZERO_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), str(HERE.parent / "cluster")])
-        p = subprocess.run(["ip", "netns", "exec", ns.client, sys.executable, "-m", "fault.ns_run",
-                            str(tmp_path / "cfg.json")], cwd=HERE.parent, env=env, capture_output=True,
-                           text=True, timeout=duration + 240)
-        assert p.returncode == 0 and out.exists(), f"runner failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+        _run_in_client_ns(tmp_path, ns, "ns_run", cfg, duration + 240)
     assert token not in _ns_list(), "a namespace of this run was left behind"
     res = json.loads(out.read_text())
     assert "error" not in res, json.dumps(res, indent=1)
@@ -97,6 +104,34 @@ def test_partitions_in_namespaces(tmp_path, seed, soak_seconds, faults) -> None:
     assert not res["violations"], (f"violations; full history in {res.get('history')}:\n"
                                    + json.dumps(res["violations"], indent=1)[:6000])
     assert res["summary"]["faults"] >= 2 and res["summary"]["operations"] > 50, res["summary"]
+
+
+BANK_FAULTS = ("isolate_leader", "partition_one", "link_down", "isolate_leader", "partition_one",
+               "kill9_leader", "pause_random", "kill9_datanode", "transfer_storm")
+
+
+@needs_netns
+@pytest.mark.timeout(pytest_timeout(20.0, overhead=360.0))  # the runner's own timeout is the run + 300 s
+def test_bank_under_partitions_in_namespaces(tmp_path, seed, soak_seconds) -> None:
+    """The oracle's bank workload (tests/fault/txn_run.py: totals, decisions, real-time
+    order, snapshots, the stream's watermark) with zeros partitioned from each other
+    while clients and data nodes still reach them, links down, and the process faults."""
+    duration = soak_seconds or 20.0
+    out = tmp_path / "result.json"
+    with Namespaces(3) as ns:
+        token = ns.token
+        cfg = {"ns": ns.as_dict(), "root_netns": netns.netns_inode(), "root": str(tmp_path / "c"), "seed": seed,
+               "duration": duration, "faults": list(BANK_FAULTS), "name": "netns-bank", "out": str(out),
+               "history_dir": os.environ.get("ZERO_FAULT_HISTORY_DIR") or str(tmp_path)}
+        _run_in_client_ns(tmp_path, ns, "ns_txn_run", cfg, duration + 300)
+    assert token not in _ns_list(), "a namespace of this run was left behind"
+    res = json.loads(out.read_text())
+    assert "error" not in res, json.dumps(res, indent=1)[:8000]
+    print("fault run:", json.dumps(res["summary"]))
+    assert not res["violations"], (f"violations; full history in {res.get('history')}:\n"
+                                   + json.dumps(res["violations"], indent=1)[:6000])
+    assert res["summary"]["partitions"], f"no partition was made: {res['summary']}"
+    assert res["summary"]["committed"] > 0, res["summary"]
 
 
 @needs_netns

@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,9 @@ def _final(wl: TxnWorkload, workload: str, h: History, timeout: float) -> Op | N
 
 
 def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: Sequence[str], clients: int = 4,
-         subscribers: int = 2, mover: bool = False, quiet: float = QUIET_MAX) -> MovesRun:
+         subscribers: int = 2, mover: bool = False, quiet: float = QUIET_MAX,
+         nemesis: Callable[..., MovesNemesis] = MovesNemesis) -> MovesRun:
+    """nemesis: MovesNemesis or a subclass's factory (ns_txn_run's adds partitions)."""
     t_start = time.monotonic()
     seed = h.seed
     groups = rig.groups
@@ -103,8 +105,8 @@ def _run(rig: MovesRig, h: History, *, workload: str, duration: float, faults: S
     monitor = Monitor(rig.cluster.addrs, h, mon_stop, tablets=tablets)
     movers = [Mover(rig.cluster.addrs, groups, tablets, h, random.Random(seed + 3), stop, gap=(0.5, 1.5))] \
         if mover else []
-    nem = MovesNemesis(rig.cluster, h, seed + 1, duration=duration, faults=faults, datanodes=rig.datanodes,
-                       monitor=monitor)
+    nem = nemesis(rig.cluster, h, seed + 1, duration=duration, faults=faults, datanodes=rig.datanodes,
+                  monitor=monitor)
     for t in (monitor, *movers):
         t.start()
     nem.start()
