@@ -48,10 +48,12 @@ class RenderedState:
     def __init__(self, overlay: Overlay | None = None) -> None:
         self._overlay = overlay
         self._of: ZeroState | None = None  # the state object rendered (a restored state is another)
-        # Each group's bytes, in blocks of 2**BLOCK_BITS group ids joined once per change
-        # of the block: the whole is the header and the blocks, not thousands of parts.
-        self._blocks: dict[int, dict[int, bytes]] = {}  # block -> gid -> bytes
-        self._block_bytes: dict[int, bytes] = {}
+        # The groups' bytes in blocks of 2**BLOCK_BITS group ids, each block one bytes
+        # object and where each of its groups lies in it: a changed group is spliced into
+        # its block (the others are copied as they are), and the whole is the header and
+        # the blocks, not thousands of parts. One copy of the groups is kept, as bytes.
+        self._blocks: dict[int, bytes] = {}
+        self._spans: dict[int, dict[int, tuple[int, int]]] = {}  # block -> gid -> (start, end)
         self._sizes: dict[int, tuple[int, int]] = {}  # gid -> (members, tablets) when rendered
         self._dirty: set[int] = set()
         self._everything = True  # nothing kept yet, or all of it stale
@@ -113,7 +115,7 @@ class RenderedState:
             self._everything = True
         if self._everything:
             self._blocks.clear()
-            self._block_bytes.clear()
+            self._spans.clear()
             self._sizes.clear()
             self._dirty = set(groups.keys())
             self._everything = False
@@ -126,36 +128,54 @@ class RenderedState:
             if len(sizes) != len(groups):
                 self._dirty.update(gid for gid in sizes if gid not in groups)
             self._compare_sizes = False
-        stale_blocks = set()
+        stale: dict[int, dict[int, bytes | None]] = {}  # block -> gid -> new bytes (None: gone)
         for gid in self._dirty:
-            block = gid >> BLOCK_BITS
             if gid in groups:
                 g = groups[gid]
                 one = zero_pb2.MembershipState()
                 one.groups[gid].CopyFrom(g)
-                self._blocks.setdefault(block, {})[gid] = self._serialized(one)
+                stale.setdefault(gid >> BLOCK_BITS, {})[gid] = self._serialized(one)
                 self._sizes[gid] = (len(g.members), len(g.tablets))
                 self.rendered_groups += 1
             elif gid in self._sizes:
-                del self._blocks[block][gid], self._sizes[gid]
-            else:
-                continue
-            stale_blocks.add(block)
+                del self._sizes[gid]
+                stale.setdefault(gid >> BLOCK_BITS, {})[gid] = None
         self._dirty.clear()
-        for block in stale_blocks:
-            parts = self._blocks[block]
-            if parts:
-                self._block_bytes[block] = b"".join(parts.values())
-            else:
-                del self._blocks[block], self._block_bytes[block]
+        for block, new in stale.items():
+            self._splice(block, new)
         key = (live.version, id(state))
-        if stale_blocks or self._stale_header or key != self._header_key:
+        if stale or self._stale_header or key != self._header_key:
             head = zero_pb2.MembershipState()
             copy_header(head, live)
-            self._bytes = b"".join([self._serialized(head), *self._block_bytes.values()])
+            self._bytes = b"".join([self._serialized(head), *self._blocks.values()])
             self._header_key = key
             self._stale_header = False
         return self._bytes
+
+    def _splice(self, block: int, new: dict[int, bytes | None]) -> None:
+        """Block `block` again: its groups in `new` replaced (None: removed) or added."""
+        old = memoryview(self._blocks.get(block, b""))
+        spans = self._spans.get(block, {})
+        parts: list[bytes | memoryview] = []
+        out: dict[int, tuple[int, int]] = {}
+        at = 0
+        for gid, (start, end) in spans.items():
+            data: bytes | memoryview | None = new.pop(gid) if gid in new else old[start:end]
+            if data is not None:
+                parts.append(data)
+                out[gid] = (at, at + len(data))
+                at += len(data)
+        for gid, fresh in new.items():  # groups new to the block
+            if fresh is not None:
+                parts.append(fresh)
+                out[gid] = (at, at + len(fresh))
+                at += len(fresh)
+        if out:
+            self._blocks[block] = b"".join(parts)
+            self._spans[block] = out
+        else:
+            self._blocks.pop(block, None)
+            self._spans.pop(block, None)
 
     def _serialized(self, part: zero_pb2.MembershipState) -> bytes:
         if self._overlay is not None:
