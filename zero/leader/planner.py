@@ -18,7 +18,7 @@ drain. Ties break on the lower group id and the tablet name.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,6 +29,7 @@ __all__ = ["IMBALANCE", "MAX_ROUND_MOVES", "MovePlan", "Placement", "PlacementSo
            "placement_of", "plan_round", "plan_rebalance"]
 
 IMBALANCE = 0.10  # groups within this fraction of the most loaded are balanced
+IMBALANCE_DIVISOR = 10  # the same, for exact integer comparisons
 MAX_ROUND_MOVES = 100_000  # a bound on one round's balancing moves (each lowers the squared loads)
 
 
@@ -77,28 +78,66 @@ def group_sizes(state: zero_pb2.MembershipState) -> dict[int, int]:
 
 
 class _Loads:
-    """Tablet and group loads, and each group's tablets heaviest first (then by name),
-    as (-load, name)."""
+    """Tablet and group loads, and each group's tablets by placement class, heaviest
+    first (then by name), as (-load, name).
 
-    def __init__(self, state: zero_pb2.MembershipState) -> None:
-        tablets = [t for g in state.groups.values() for t in g.tablets.values()]
-        size = sum(t.size_bytes for t in tablets) or 1
-        rate = sum(t.read_rate + t.write_rate for t in tablets)
-        self.of: dict[str, float] = {
-            t.predicate: t.size_bytes / size + ((t.read_rate + t.write_rate) / rate if rate else 0.0)
-            for t in tablets}
-        self.group: dict[int, float] = {gid: 0.0 for gid in state.groups}
-        self.sorted: dict[int, list[tuple[float, str]]] = {gid: [] for gid in state.groups}
-        for gid, g in state.groups.items():
-            self.sorted[gid] = sorted((-self.of[n], n) for n in g.tablets)
-            self.group[gid] = -sum(w for w, _ in self.sorted[gid])
+    Loads are exact integers, so every zero and every round computes the same: a
+    tablet's share of the bytes plus its share of the operations, size/S + ops/R, scaled
+    by S * R to size * R + ops * S (ops in thousandths per second); with no rates
+    reported, the size alone. A placement class is the set of groups a tablet's rule
+    allows: balancing asks only the classes that allow the destination."""
+
+    def __init__(self, rows: list[tuple[str, int, int, int]], groups: Iterable[int], cls: dict[str, int]) -> None:
+        """rows: (name, group, size, operations in thousandths per second)."""
+        size, rate = sum(r[2] for r in rows), sum(r[3] for r in rows)
+        if rate and size:
+            self.of = {n: b * rate + o * size for n, _, b, o in rows}
+        else:
+            self.of = {n: b or o for n, _, b, o in rows}
+        self.total = sum(self.of.values()) or 1
+        self.cls = cls
+        self.rows = rows
+        self.group: dict[int, int] = dict.fromkeys(groups, 0)
+        of, group = self.of, self.group
+        for n, gid, _, _ in rows:
+            group[gid] += of[n]
+        # Built when balancing first needs them (a round that finds the load even never does).
+        self._lists: dict[tuple[int, int], list[tuple[int, str]]] | None = None
+        self._moved: list[tuple[str, int, int]] = []
+
+    @property
+    def lists(self) -> dict[tuple[int, int], list[tuple[int, str]]]:
+        if self._lists is None:
+            lists: dict[tuple[int, int], list[tuple[int, str]]] = {}
+            of, cls = self.of, self.cls
+            for n, gid, _, _ in self.rows:
+                key = (gid, cls[n])
+                lst = lists.get(key)
+                if lst is None:
+                    lst = lists[key] = []
+                lst.append((-of[n], n))
+            for lst in lists.values():
+                lst.sort()
+            self._lists = lists
+            for name, src, dst in self._moved:
+                self._relist(name, src, dst)
+        return self._lists
 
     def move(self, name: str, src: int, dst: int) -> None:
         w = self.of[name]
-        self.sorted[src].remove((-w, name))
-        bisect.insort(self.sorted[dst], (-w, name))
+        if self._lists is None:
+            self._moved.append((name, src, dst))
+        else:
+            self._relist(name, src, dst)
         self.group[src] -= w
         self.group[dst] += w
+
+    def _relist(self, name: str, src: int, dst: int) -> None:
+        assert self._lists is not None
+        w, c = self.of[name], self.cls[name]
+        lst = self._lists[(src, c)]
+        del lst[bisect.bisect_left(lst, (-w, name))]
+        bisect.insort(self._lists.setdefault((dst, c), []), (-w, name))
 
 
 def _allowed(rule: Rule | None, gid: int, state: zero_pb2.MembershipState, draining: Collection[int]) -> bool:
@@ -114,24 +153,50 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
     rules, draining = placement.rules, placement.draining
     live = {gid for gid, g in state.groups.items() if (groups is None or gid in groups)
             and any(not m.learner for m in g.members.values())}
-    loads = _Loads(state)
-    owner = {n: gid for gid, g in state.groups.items() for n in g.tablets}
+    # One pass over the tablets. Placement classes: the groups each rule allows (class
+    # 0: any tablet no binding rule matches), and those its rule alone allows (`meets`).
+    everyone = frozenset(g for g in state.groups if g not in draining)
+    allowed: list[frozenset[int]] = [everyone]
+    meets: list[frozenset[int]] = [frozenset(state.groups)]
+    class_rule: list[Rule | None] = [None]
+    class_of_rule: dict[int, int] = {}
+    cls: dict[str, int] = {}
+    owner: dict[str, int] = {}
+    moving: set[str] = set()
+    rows: list[tuple[str, int, int, int]] = []
+    rule_for = rules.rule_for
+    for gid, g in state.groups.items():
+        for t in g.tablets.values():
+            n = t.predicate
+            owner[n] = gid
+            rates = t.read_rate + t.write_rate
+            rows.append((n, gid, t.size_bytes, round(rates * 1000) if rates else 0))
+            if t.read_only:
+                moving.add(n)
+            rule = rule_for(n) if rules else None
+            if rule is None or not rule.binding:
+                cls[n] = 0
+                continue
+            c = class_of_rule.get(rule.index)
+            if c is None:
+                c = class_of_rule[rule.index] = len(allowed)
+                allowed.append(frozenset(x for x in state.groups if _allowed(rule, x, state, draining)))
+                meets.append(frozenset(x for x in state.groups if rule.group_ok(x, state.groups[x].members.values())))
+                class_rule.append(rule)
+            cls[n] = c
+    loads = _Loads(rows, state.groups, cls)
     start = dict(owner)
-    moving = {n for g in state.groups.values() for n, t in g.tablets.items() if t.read_only}
     out = Round()
     reasons: dict[str, str] = {}  # why each moved tablet moves
     fixes: set[str] = set()
     order: dict[str, int] = {}  # balancing moves in the order planned
     # 1. where the rules want it
-    for name in sorted(owner) if (rules or draining) else ():
+    misplaced = sorted(n for n, gid in owner.items() if gid not in allowed[cls[n]]) if (rules or draining) else []
+    for name in misplaced:
         gid = owner[name]
-        rule = rules.rule_for(name)
-        if _allowed(rule, gid, state, draining):
-            continue
-        why = f"{rule} is broken in group {gid}" if rule is not None and rule.binding and not \
-            rule.group_ok(gid, state.groups[gid].members.values()) else f"group {gid} is draining"
-        tablet = state.groups[gid].tablets[name]
-        if tablet.read_only:
+        c = cls[name]
+        why = f"{class_rule[c]} is broken in group {gid}" if gid not in meets[c] else f"group {gid} is draining"
+        if name in moving:
             out.blocked[name] = f"{why}, but it is moving now"
             continue
         if skip(name):
@@ -140,7 +205,7 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
         if gid not in live:
             out.blocked[name] = f"{why}, but group {gid} has no live member to copy from"
             continue
-        fits = [g for g in sorted(live) if g != gid and _allowed(rule, g, state, draining)]
+        fits = [g for g in allowed[c] if g in live and g != gid]
         if not fits:
             out.blocked[name] = f"{why}, and no live group meets it"
             continue
@@ -151,25 +216,26 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
         fixes.add(name)
     # 2. even out the load among the live, undrained groups
     eligible = sorted(g for g in live if g not in draining)
+    classes_for = {g: [c for c, a in enumerate(allowed) if g in a] for g in eligible}
+    blocked = lambda n: n in moving or skip(n)  # noqa: E731
     for _ in range(MAX_ROUND_MOVES):
         if len(eligible) < 2:
             break
         src = max(eligible, key=lambda g: (loads.group[g], -g))
         dst = min(eligible, key=lambda g: (loads.group[g], g))
         diff = loads.group[src] - loads.group[dst]
-        if diff <= IMBALANCE * loads.group[src]:
+        if diff * IMBALANCE_DIVISOR <= loads.group[src]:
             break
-        # Half the difference, with room for rounding (a share of a sum is not exact).
-        pick = _heaviest_fitting(loads.sorted[src], diff / 2 * (1 + 1e-9), dst, state, rules, draining,
-                                 lambda n: n in moving or skip(n))
+        pick = _heaviest_fitting(loads, src, classes_for[dst], diff // 2, blocked)
         if pick is None:
             break
         loads.move(pick, src, dst)
         owner[pick] = dst
         order.setdefault(pick, len(order))
         if pick not in fixes:
-            reasons[pick] = (f"to even out the load: group {src} carries {loads.group[src] + loads.of[pick]:.1%} "
-                         f"of it and group {dst} {loads.group[dst] - loads.of[pick]:.1%}")
+            reasons[pick] = (f"to even out the load: group {src} carries "
+                             f"{(loads.group[src] + loads.of[pick]) / loads.total:.1%} of it and group {dst} "
+                             f"{(loads.group[dst] - loads.of[pick]) / loads.total:.1%}")
     for name in sorted(n for n in owner if owner[n] != start[n]):
         tablet = state.groups[start[name]].tablets[name]
         out.moves.append(MovePlan(name, start[name], owner[name], tablet.size_bytes, reasons[name], name in fixes))
@@ -177,26 +243,29 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
     if eligible:
         hi = max(eligible, key=lambda g: (loads.group[g], -g))
         lo = min(eligible, key=lambda g: (loads.group[g], g))
-        out.balance = (f"group {hi} carries the most load ({loads.group[hi]:.1%}), group {lo} the least "
-                       f"({loads.group[lo]:.1%})")
+        out.balance = (f"group {hi} carries the most load ({loads.group[hi] / loads.total:.1%}), group {lo} "
+                       f"the least ({loads.group[lo] / loads.total:.1%})")
     return out
 
 
-def _heaviest_fitting(tablets: list[tuple[float, str]], limit: float, dst: int, state: zero_pb2.MembershipState,
-                      rules: Rules, draining: Collection[int], skip: Callable[[str], bool]) -> str | None:
-    """The heaviest tablet (then the first by name) weighing at most `limit`, and more than
-    nothing, that may go to `dst`."""
-    for i in range(bisect.bisect_left(tablets, (-limit, "")), len(tablets)):
-        neg, name = tablets[i]
-        if neg >= 0:
-            return None
-        rule = rules.rule_for(name)
-        if rule is not None and rule.pin_group:
-            continue  # pinned: never moved by balancing
-        if skip(name) or not _allowed(rule, dst, state, draining):
+def _heaviest_fitting(loads: _Loads, src: int, classes: list[int], limit: int,
+                      blocked: Callable[[str], bool]) -> str | None:
+    """The heaviest tablet of group `src` (then the first by name) weighing at most
+    `limit`, and more than nothing, among the placement classes that allow the
+    destination; not pinned where it is, moving or backed off."""
+    best: tuple[int, str] | None = None
+    for c in classes:
+        lst = loads.lists.get((src, c))
+        if not lst:
             continue
-        return name
-    return None
+        for i in range(bisect.bisect_left(lst, (-limit, "")), len(lst)):
+            entry = lst[i]
+            if entry[0] >= 0 or (best is not None and entry >= best):
+                break
+            if not blocked(entry[1]):
+                best = entry
+                break
+    return best[1] if best is not None else None
 
 
 def plan_rebalance(state: zero_pb2.MembershipState, *, skip: Callable[[str], bool] = lambda name: False,
