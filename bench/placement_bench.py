@@ -88,6 +88,13 @@ def bench_round(tablets: int, rules: int, groups: int, rounds: int) -> dict[str,
         out[label] = (times, len(moves))
         return moves
 
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for g in st.groups.values():
+            for t in g.tablets.values():
+                (t.size_bytes, t.read_rate, t.write_rate, t.read_only)
+    out["(reference: a pass reading 4 fields of each tablet)"] = (
+        [(time.perf_counter() - t0) / rounds], 0)
     apply(st, run("scattered tablets, cold", True))
     run("steady state, cold", True)
     run("steady state, warm", False)
@@ -116,14 +123,14 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=3000)
     a = ap.parse_args()
     print(f"{a.tablets:,} tablets, {a.rules} rules, {a.groups} groups of 3 in 3 zones, one draining")
-    print(f"{'one round':<44} {'median':>10} {'max':>10}  moves  goal")
+    print(f"{'one round':<52} {'median':>10} {'max':>10}  moves  goal")
     for label, (times, moves) in bench_round(a.tablets, a.rules, a.groups, a.rounds).items():
         med = statistics.median(times) * 1e3
-        print(f"{label:<44} {med:>8.1f}ms {max(times) * 1e3:>8.1f}ms {moves:>6,}  <= 200 ms "
-              f"{'ok' if med <= 200 else 'MISSED'}")
+        goal = "" if label.startswith("(") else f"  <= 200 ms {'ok' if med <= 200 else 'MISSED'}"
+        print(f"{label[:52]:<52} {med:>8.1f}ms {max(times) * 1e3:>8.1f}ms {moves:>6,}{goal}")
     first, last = bench_connects(a.members)
-    print(f"{f'labelled Connect, first {a.members // 10:,}':<44} {first * 1e6:>8.1f}us")
-    print(f"{f'labelled Connect, last {a.members // 10:,}':<44} {last * 1e6:>8.1f}us  flat = O(1) amortized")
+    print(f"{f'labelled Connect, first {a.members // 10:,}':<52} {first * 1e6:>8.1f}us")
+    print(f"{f'labelled Connect, last {a.members // 10:,}':<52} {last * 1e6:>8.1f}us  flat = O(1) amortized")
 
 
 if __name__ == "__main__":

@@ -96,48 +96,47 @@ class _Loads:
             self.of = {n: b or o for n, _, b, o in rows}
         self.total = sum(self.of.values()) or 1
         self.cls = cls
-        self.rows = rows
         self.group: dict[int, int] = dict.fromkeys(groups, 0)
         of, group = self.of, self.group
+        self.where: dict[str, int] = {}
+        self._initial: dict[int, list[str]] = {}
         for n, gid, _, _ in rows:
             group[gid] += of[n]
-        # Built when balancing first needs them (a round that finds the load even never does).
-        self._lists: dict[tuple[int, int], list[tuple[int, str]]] | None = None
-        self._moved: list[tuple[str, int, int]] = []
+            self.where[n] = gid
+            self._initial.setdefault(gid, []).append(n)
+        # A group's sorted lists are built when balancing first takes from it.
+        self._built: dict[int, dict[int, list[tuple[int, str]]]] = {}
+        self._moved_in: dict[int, set[str]] = {}
 
-    @property
-    def lists(self) -> dict[tuple[int, int], list[tuple[int, str]]]:
-        if self._lists is None:
-            lists: dict[tuple[int, int], list[tuple[int, str]]] = {}
-            of, cls = self.of, self.cls
-            for n, gid, _, _ in self.rows:
-                key = (gid, cls[n])
-                lst = lists.get(key)
-                if lst is None:
-                    lst = lists[key] = []
-                lst.append((-of[n], n))
-            for lst in lists.values():
+    def lists_of(self, gid: int) -> dict[int, list[tuple[int, str]]]:
+        """Group `gid`'s tablets by placement class, each list heaviest first."""
+        got = self._built.get(gid)
+        if got is None:
+            where, of, cls = self.where, self.of, self.cls
+            names = {n for n in self._initial.get(gid, ()) if where[n] == gid}
+            names.update(n for n in self._moved_in.pop(gid, ()) if where[n] == gid)
+            got = {}
+            for n in names:
+                got.setdefault(cls[n], []).append((-of[n], n))
+            for lst in got.values():
                 lst.sort()
-            self._lists = lists
-            for name, src, dst in self._moved:
-                self._relist(name, src, dst)
-        return self._lists
+            self._built[gid] = got
+        return got
 
     def move(self, name: str, src: int, dst: int) -> None:
-        w = self.of[name]
-        if self._lists is None:
-            self._moved.append((name, src, dst))
+        w, c = self.of[name], self.cls[name]
+        self.where[name] = dst
+        built = self._built.get(src)
+        if built is not None:
+            lst = built[c]
+            del lst[bisect.bisect_left(lst, (-w, name))]
+        built = self._built.get(dst)
+        if built is not None:
+            bisect.insort(built.setdefault(c, []), (-w, name))
         else:
-            self._relist(name, src, dst)
+            self._moved_in.setdefault(dst, set()).add(name)
         self.group[src] -= w
         self.group[dst] += w
-
-    def _relist(self, name: str, src: int, dst: int) -> None:
-        assert self._lists is not None
-        w, c = self.of[name], self.cls[name]
-        lst = self._lists[(src, c)]
-        del lst[bisect.bisect_left(lst, (-w, name))]
-        bisect.insort(self._lists.setdefault((dst, c), []), (-w, name))
 
 
 def _allowed(rule: Rule | None, gid: int, state: zero_pb2.MembershipState, draining: Collection[int]) -> bool:
@@ -254,8 +253,9 @@ def _heaviest_fitting(loads: _Loads, src: int, classes: list[int], limit: int,
     `limit`, and more than nothing, among the placement classes that allow the
     destination; not pinned where it is, moving or backed off."""
     best: tuple[int, str] | None = None
+    lists = loads.lists_of(src)
     for c in classes:
-        lst = loads.lists.get((src, c))
+        lst = lists.get(c)
         if not lst:
             continue
         for i in range(bisect.bisect_left(lst, (-limit, "")), len(lst)):
