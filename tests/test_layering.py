@@ -25,7 +25,7 @@ ALLOWED: Counter[tuple[str, str]] = Counter()
 # zero's layers, lowest first (docs/DESIGN.md "Layers"; zero/__init__.py). A module may
 # import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, ...]] = [
-    ("zero.pb", "zero.errors"),
+    ("zero.pb", "zero.errors", "zero.buggify"),
     ("zero.state", "zero.config", "zero.datadir", "zero.log", "zero.metrics", "zero.net", "zero.rpc",
      "zero.security"),
     ("zero.client",),

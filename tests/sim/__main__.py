@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         simulated += r.seconds
         if a.verbose:
             print(f"seed {seed}: digest {r.digest[:16]}, events {r.events}, ops {r.ops} ({r.ok_ops} ok), "
-                  f"violations {len(r.violations)}", flush=True)
+                  f"violations {len(r.violations)}, buggify {','.join(r.buggified) or '-'}, "
+                  f"faults {' '.join(f'{k}={v}' for k, v in r.faults.items() if v) or '-'}", flush=True)
         if r.violations:
             bad.append(seed)
             print(f"seed {seed} FAILED:", file=sys.stderr)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from fault.history import OK, Op
 
-__all__ = ["decisions"]
+__all__ = ["decisions", "ceilings"]
 
 
 def decisions(ops: Iterable[Op]) -> list[str]:
@@ -44,4 +44,23 @@ def decisions(ops: Iterable[Op]) -> list[str]:
         if lo and ranges[lo - 1][1] >= ts:
             out.append(f"commit: commit_ts {ts} (start_ts {start}) was also handed out as a timestamp "
                        f"in {ranges[lo - 1]}")
+    return out
+
+
+def ceilings(ops: Iterable[Op], max_uid: int, max_txn_ts: int) -> list[str]:
+    """Every id handed out (and every commit timestamp) lies below the ceiling the final
+    state leased through Raft: a new leader's blocks start above all of them."""
+    out: list[str] = []
+    top = {"uid": 0, "ts": 0}
+    for o in ops:
+        if o.type != OK:
+            continue
+        if o.f in top:
+            top[o.f] = max(top[o.f], o.value["end"])
+        elif o.f == "commit" and not o.value["aborted"]:
+            top["ts"] = max(top["ts"], o.value["commit_ts"])
+    if top["uid"] > max_uid:
+        out.append(f"lease: uid {top['uid']} was handed out above the final max_uid {max_uid}")
+    if top["ts"] > max_txn_ts:
+        out.append(f"lease: timestamp {top['ts']} was handed out above the final max_txn_ts {max_txn_ts}")
     return out

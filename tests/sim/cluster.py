@@ -102,7 +102,7 @@ class SimZero:
         self.context = contextvars.copy_context()
         self.context.run(OWNER.set, self.owner)
         c = cluster
-        self.clock = SimClock(c.loop, offset=c.rng.uniform(0, 1000))
+        self.clock = SimClock(c.loop, offset=c.rng.uniform(0, 1000), rate=c.rates[name])
         log = SimLogger(name, c.trace, c.errors)
         if name not in c.metrics:  # observational only: kept across restarts (a registry costs)
             c.metrics[name] = Metrics()
@@ -160,7 +160,12 @@ class SimZero:
 
 
 class SimCluster:
-    """The zeros z1..zN of one schedule; z1 bootstraps, the others join through it."""
+    """The zeros of one schedule: z1..zN at first (z1 bootstraps, the others join
+    through it), then whatever membership changes made of it. `names` are the members
+    (booted, not retired), `zeros` every address ever used. A zero added later joins
+    through a member (JoinCluster, the real path); a removal is the leader's
+    remove_zero (RemoveNode's path); once a live zero's state says a zero was removed,
+    `reap` retires it (stops it for good, as an operator would)."""
 
     def __init__(self, loop: SimLoop, rng: random.Random, trace: Trace, data_root: str, n: int, *,
                  tick: float = TICK, election_ticks: int = 5, snapshot_every: int = 200,
@@ -176,17 +181,38 @@ class SimCluster:
         self.errors: list[str] = []
         self.metrics: dict[str, Metrics] = {}
         self.network = SimNetwork(loop, rng, trace)
-        self.names = [f"z{i}:5080" for i in range(1, n + 1)]  # names are the zeros' addresses
-        self.disks = {name: SimDisk(random.Random(rng.getrandbits(64))) for name in self.names}
-        self.zeros: dict[str, SimZero | None] = {name: None for name in self.names}
-        self._incarnations = {name: 0 for name in self.names}
-        self.crashes = self.restarts = self.pauses = 0
+        self.names: list[str] = []  # the members; names are the zeros' addresses
+        self.first = "z1:5080"  # bootstraps the cluster
+        self.retired: list[str] = []
+        self.disks: dict[str, SimDisk] = {}
+        self.zeros: dict[str, SimZero | None] = {}
+        self.rates: dict[str, float] = {}  # each zero's clock rate (skew), kept across its restarts
+        self.rids: dict[str, int] = {}  # each zero's raft id, once it had one
+        self._incarnations: dict[str, int] = {}
+        self.crashes = self.restarts = self.pauses = self.skews = 0
+        for _ in range(n):
+            self.new_name()
 
-    def boot(self, name: str) -> SimZero:
-        """Start (or restart) zero `name`: a new incarnation on its disk and data dir."""
-        assert self.zeros[name] is None
+    def new_name(self) -> str:
+        """A fresh address (and disk) for a zero about to be added."""
+        name = f"z{len(self.zeros) + 1}:5080"
+        self.names.append(name)
+        self.disks[name] = SimDisk(random.Random(self.rng.getrandbits(64)))
+        self.zeros[name] = None
+        self.rates[name] = 1.0
+        self._incarnations[name] = 0
+        return name
+
+    def boot(self, name: str, peer: str = "") -> SimZero:
+        """Start (or restart) zero `name`: a new incarnation on its disk and data dir;
+        a new zero joins through `peer` (default: the first other member)."""
+        assert self.zeros[name] is None and name not in self.retired
         self._incarnations[name] += 1
-        z = SimZero(self, name, self._incarnations[name], peer="" if name == self.names[0] else self.names[0])
+        if name == self.first:
+            peer = ""
+        elif not peer:
+            peer = next(n for n in self.names if n != name)
+        z = SimZero(self, name, self._incarnations[name], peer=peer)
         self.zeros[name] = z
         self.loop.create_task(z.start(), context=z.context)
         self.trace.add("boot", z.owner)
@@ -198,6 +224,8 @@ class SimCluster:
         if z is None:
             return
         self.zeros[name] = None
+        if z.node.raft_id:
+            self.rids[name] = z.node.raft_id
         self.disks[name].crash()
         self.network.detach(z.transport)
         self.loop.cancel_owner(z.owner)
@@ -219,11 +247,46 @@ class SimCluster:
             self.loop.resume(z.owner)
             self.trace.add("resume", z.owner)
 
+    def skew(self, name: str, rate: float) -> None:
+        """Zero `name`'s monotonic clock runs at `rate` from now on (and after restarts)."""
+        self.rates[name] = rate
+        self.skews += 1
+        z = self.zeros[name]
+        if z is not None:
+            z.clock.set_rate(rate)
+        self.trace.add("skew", name, rate)
+
+    def raft_id(self, name: str) -> int:
+        z = self.zeros[name]
+        return z.node.raft_id if z is not None and z.node.raft_id else self.rids.get(name, 0)
+
+    def reap(self) -> list[str]:
+        """Retire every member a live zero's state says was removed; returns them."""
+        gone = []
+        for name in list(self.names):
+            rid = self.raft_id(name)
+            if rid and any(z.node.state.is_removed(rid, zero=True) for z in self.live()):
+                self.crash(name)
+                self.names.remove(name)
+                self.retired.append(name)
+                self.trace.add("retired", name, rid)
+                gone.append(name)
+        return gone
+
     def live(self) -> list[SimZero]:
-        return [z for name in self.names if (z := self.zeros[name]) is not None and z.up]
+        return [z for z in self.zeros.values() if z is not None and z.up]
 
     def down(self) -> list[str]:
-        return [name for name in self.names if self.zeros[name] is None]
+        """Members not running: crashed, or their start failed (a join that timed out)."""
+        out = []
+        for name in self.names:
+            z = self.zeros[name]
+            if z is not None and z.failed is not None:
+                self.crash(name)
+                z = None
+            if z is None:
+                out.append(name)
+        return out
 
     def leader(self) -> SimZero | None:
         leaders = [z for z in self.live() if z.node.is_leader]

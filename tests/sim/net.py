@@ -55,7 +55,7 @@ class SimNetwork:
         self.reorder = 0.0
         self.cut: set[tuple[str, str]] = set()  # one-way links that lose everything
         self._last_at: dict[tuple[str, str], float] = {}  # FIFO per link
-        self.sent = self.delivered = self.lost = 0
+        self.sent = self.delivered = self.lost = self.snapshots = 0
 
     # -- faults ----------------------------------------------------------------------------------
     def link_up(self, a: str, b: str) -> bool:
@@ -104,6 +104,8 @@ class SimNetwork:
             return
         data = msg.SerializeToString()
         cluster_id = host.cluster_id
+        if msg.type == raftpb.MsgSnap:
+            self.snapshots += 1
         copies = 2 if self.duplicate and self.rng.random() < self.duplicate else 1
         for _ in range(copies):
             if not self.link_up(src.addr, dst_addr) or (self.drop and self.rng.random() < self.drop):

@@ -21,13 +21,14 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from fault.checkers import claims, timestamps_realtime, unique_ids
+from fault.checkers import claims, membership, timestamps_realtime, unique_ids
 from fault.history import FAIL, INFO, OK, Op
 
+from zero import buggify
 from zero.errors import UnavailableError, ZeroError
 from zero.pb import zero_pb2
 
-from .checks import decisions
+from .checks import ceilings, decisions
 from .cluster import SimCluster, SimZero
 from .loop import Deadlock, SimLoop
 from .trace import Trace
@@ -51,6 +52,8 @@ class Result:
     ops: int = 0
     ok_ops: int = 0
     tail: str = ""
+    buggified: list[str] = field(default_factory=list)  # the BUGGIFY sites switched on
+    faults: dict[str, int] = field(default_factory=dict)  # how many of each fault the schedule injected
 
 
 def replay_command(seed: int, seconds: float, bugs: frozenset[str] = frozenset()) -> str:
@@ -117,7 +120,8 @@ class _Run:
         rng = random.Random(self.rng.getrandbits(64))
         connected = False
         while not connected:
-            op = await self.call(name, "connect", {"group": group}, lambda z: _connect(z, name, group))
+            op = await self.call(name, "connect", {"group": group, "addr": f"{name}:7080"},
+                                 lambda z: _connect(z, name, group))
             connected = op.type == OK
             if not connected:
                 await asyncio.sleep(0.3)
@@ -147,6 +151,10 @@ class _Run:
         await asyncio.sleep(STORM_FROM)
         while self.loop.time() < until:
             await asyncio.sleep(rng.uniform(0.3, 2.5))
+            c.reap()
+            if rng.random() < 0.2:
+                self._change(rng)
+                continue
             r = rng.random()
             names = list(c.names)
             if r < 0.12:
@@ -193,8 +201,29 @@ class _Run:
                 self.trace.add("nemesis pause", victim)
                 self.loop.call_later(rng.uniform(0.5, 5.0), c.resume, victim)
 
+    def _change(self, rng: random.Random) -> None:
+        """Membership changes through the real paths (JoinCluster, the leader's
+        remove_zero), between 3 and 5 members; or skew one zero's clock rate."""
+        c = self.c
+        lead = c.leader()
+        if rng.random() < 0.4:
+            name = rng.choice(c.names)
+            c.skew(name, rng.uniform(0.5, 2.0) if rng.random() < 0.3 else rng.uniform(0.9, 1.1))
+        elif lead is None:
+            return
+        elif len(c.names) < 5 and (len(c.names) <= 3 or rng.random() < 0.5):
+            name = c.new_name()
+            self.trace.add("nemesis add", name)
+            c.boot(name, peer=lead.name)
+        else:
+            victim = rng.choice(c.names)
+            rid = c.raft_id(victim)
+            if rid:
+                self.trace.add("nemesis remove", victim, rid)
+                c.run_in(lead, _remove(self, lead, rid))
+
     def _restart(self, name: str) -> None:
-        if self.c.zeros[name] is None and self.loop.time() < self.seconds - CALM:
+        if self.c.zeros[name] is None and name in self.c.names and self.loop.time() < self.seconds - CALM:
             self.c.boot(name)
 
     # -- the run -------------------------------------------------------------------------------
@@ -207,6 +236,7 @@ class _Run:
         await self.nemesis(calm_at)
         await asyncio.sleep(max(0.0, calm_at - self.loop.time()))
         c.network.heal()
+        c.reap()
         for name in c.names:
             c.resume(name)
         for name in c.down():
@@ -226,13 +256,16 @@ class _Run:
             return out
         lead = c.leader()
         assert lead is not None
+        state = lead.node.state  # everything acknowledged is applied here (the final ts's ReadIndex)
         owners = {}
         for t in TABLETS:
-            got = lead.node.state.tablet(t)
+            got = state.tablet(t)
             if got is not None:
                 owners[t] = got.group_id
+        members = {mid: (gid, m.addr) for gid, g in state.groups.items() for mid, m in g.members.items()}
         ops = [o for o in self.ops if o.complete]
-        out += unique_ids(ops) + timestamps_realtime(ops) + claims(ops, owners) + decisions(ops)
+        out += (unique_ids(ops) + timestamps_realtime(ops) + claims(ops, owners) + membership(ops, members)
+                + decisions(ops) + ceilings(ops, state.max_uid, state.max_txn_ts))
         return out
 
 
@@ -244,6 +277,11 @@ def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3, bugs: frozens
     # commit (a first leader's cluster id before its own registration) stay open longer.
     slow = rng.random() < 0.35
     loop = SimLoop(random.Random(rng.getrandbits(64)), disk_latency=(0.002, 0.03) if slow else (0.0005, 0.004))
+    # Half of the schedules turn BUGGIFY on (zero/buggify.py): short timeouts, tiny lease
+    # blocks and Raft messages, early snapshots that compact the whole log.
+    bug_rng = random.Random(rng.getrandbits(64))
+    if rng.random() < 0.5:
+        buggify.enable(bug_rng)
     data_root = tempfile.mkdtemp(prefix=f"zero-sim-{seed}-", dir="/dev/shm" if _shm() else None)
     run = _Run(seed, seconds, loop, data_root, zeros, bugs)
     res = Result(seed=seed, seconds=seconds)
@@ -255,12 +293,17 @@ def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3, bugs: frozens
     except (Deadlock, AssertionError, Exception) as e:  # a crash of the harness or of zero is a violation too
         res.violations = [f"schedule raised {type(e).__name__}: {e}"]
     finally:
+        res.buggified = sorted(site for site, on in buggify.sites().items() if on)
+        buggify.disable()
         run.c.shutdown()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
         shutil.rmtree(data_root, ignore_errors=True)
     res.violations += [e for e in errors if "was destroyed but it is pending" not in e]
     res.digest, res.events, res.tail = run.trace.digest, run.trace.events, run.trace.format_tail()
+    c = run.c
+    res.faults = {"crashes": c.crashes, "pauses": c.pauses, "added": len(c.zeros) - zeros, "retired": len(c.retired),
+                  "skews": c.skews, "snapshots sent": c.network.snapshots}
     res.ops = len(run.ops)
     res.ok_ops = sum(o.type == OK for o in run.ops)
     return res
@@ -317,8 +360,9 @@ def _shm() -> bool:
 
 
 async def _connect(z: SimZero, name: str, group: int) -> dict[str, object]:
-    await z.service.Connect(zero_pb2.ConnectRequest(addr=f"{name}:7080", group_id=group), None)  # type: ignore[arg-type]
-    return {"group": group}
+    raw = await z.service.Connect(zero_pb2.ConnectRequest(addr=f"{name}:7080", group_id=group), None)  # type: ignore[arg-type]
+    got = zero_pb2.ConnectResponse.FromString(raw)  # the bytes a data node would receive
+    return {"id": got.member.id, "group": got.member.group_id}
 
 
 async def _ids(z: SimZero, kind: int, n: int) -> dict[str, object]:
@@ -337,6 +381,14 @@ async def _commit(z: SimZero, start: int, keys: list[int]) -> dict[str, object]:
     if got.code:
         raise UnavailableError(f"refused ({got.code}): {got.message}")
     return {"commit_ts": got.commit_ts, "aborted": got.aborted}
+
+
+async def _remove(run: _Run, z: SimZero, rid: int) -> None:
+    try:
+        await z.node.remove_zero(rid, timeout=5.0)
+        run.trace.add("removed", rid)
+    except ZeroError as e:
+        run.trace.add("remove refused", rid, type(e).__name__, str(e)[:80])
 
 
 async def _transfer(z: SimZero) -> None:

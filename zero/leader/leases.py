@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from zero import buggify
 from zero.errors import InvalidArgumentError, UnavailableError
 from zero.pb import state_pb2, zero_pb2
 from zero.state import validate
@@ -161,7 +162,10 @@ class Leases:
                 for cb in self.on_handed_out:
                     cb(pool.kind, got[1])
                 return zero_pb2.AssignedIds(start_id=got[0], end_id=got[1])
-            await self._lease(pool, term, max(LEASE_AHEAD, count + LEASE_AHEAD), need=count)
+            size = max(LEASE_AHEAD, count + LEASE_AHEAD)
+            if buggify.ON and buggify.fire("leases.tiny-block"):
+                size = count  # a block just big enough: the next request leases again
+            await self._lease(pool, term, size, need=count)
 
     async def _lease(self, pool: _Pool, term: int, size: int, *, need: int) -> None:
         async with pool.lock:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from raftcore import Config, Node
 
+from zero import buggify
 from zero.errors import FailedPreconditionError, ZeroError
 from zero.log import Logger
 from zero.pb import raft_transport_pb2 as tpb
@@ -70,9 +71,12 @@ def raft_config(opts: NodeOptions, raft_id: int, storage: WalStorage, applied: i
                 rng: random.Random | None = None) -> Config:
     """raftcore's Config for this zero; `rng` (None: an unseeded one) draws the election
     timeouts, so a simulation passes a seeded one."""
+    max_size, inflight = 1 << 20, 256
+    if buggify.ON and buggify.fire("raft.tiny-messages"):
+        max_size, inflight = 1, 2  # one entry per append, two appends in flight per follower
     return Config(
         id=raft_id, storage=storage, election_tick=opts.election_ticks, heartbeat_tick=opts.heartbeat_ticks,
-        applied=applied, max_size_per_msg=1 << 20, max_inflight_msgs=256,
+        applied=applied, max_size_per_msg=max_size, max_inflight_msgs=inflight,
         max_uncommitted_entries_size=64 << 20, check_quorum=True, pre_vote=True, logger=log,
         rng=random.Random(rng.getrandbits(64)) if rng is not None else None)
 

@@ -19,6 +19,7 @@ import asyncio
 
 from raftcore import Node, ProposalDroppedError, StateType, raftpb
 
+from zero import buggify
 from zero.errors import UnavailableError, ZeroError
 from zero.metrics import Metrics
 from zero.pb import state_pb2
@@ -52,6 +53,8 @@ class Proposals:
         self._clock = clock
         self._metrics = metrics
         self._timeout = timeout
+        if buggify.ON and buggify.fire("proposals.short-timeout"):
+            self._timeout = 0.5  # outcomes unknown more often, under any fault
         self._seq = 0
         self._waiters: dict[str, Waiter] = {}
         self._cc_index: dict[int, str] = {}  # our conf change's log index -> its proposal key

@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+from zero import buggify
 from zero.errors import UnavailableError, ZeroError
 from zero.replica.ports import Clock
 
@@ -51,6 +52,8 @@ class ReadRounds:
         self._request = request
         self._round_timeout = round_timeout
         self._read_timeout = read_timeout
+        if buggify.ON and buggify.fire("reads.short-timeouts"):
+            self._round_timeout = self._read_timeout = 0.5  # reads fail (UNAVAILABLE) more often
         self._observe = observe
         self._clock = clock
         self._waiting: list[asyncio.Future[None]] = []

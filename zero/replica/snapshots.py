@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from raftcore import Node, RaftError, raftpb
 
+from zero import buggify
 from zero.log import Logger
 from zero.metrics import Metrics
 from zero.replica.apply import Applier
@@ -26,11 +27,15 @@ class Snapshots:
         self._applier = applier
         self._wal = wal
         self._every = every
+        self._keep = CATCHUP_ENTRIES  # entries of log the next snapshot keeps behind it
         self._metrics = metrics
         self._log = log
 
     def due(self) -> bool:
         a = self._applier
+        if buggify.ON and a.applied > a.snapshot_index and buggify.fire("snapshots.forced-installs"):
+            self._keep = 0  # snapshot now, keep no log: a follower that lags at all needs the snapshot
+            return True
         return a.applied - a.snapshot_index >= self._every
 
     async def take(self) -> int:
@@ -43,7 +48,8 @@ class Snapshots:
         data = a.state.snapshot()
         cs = raftpb.ConfState()
         cs.CopyFrom(a.conf_state)
-        compact_to = index - CATCHUP_ENTRIES
+        compact_to = index - self._keep
+        self._keep = CATCHUP_ENTRIES
         await self._wal.snapshot(index, cs, data, compact_to)
         a.snapshot_index = index
         self._metrics.snapshots.inc()
