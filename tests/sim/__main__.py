@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zeros", type=int, default=3)
     p.add_argument("--plant", action="append", default=[], choices=PLANTABLE,
                    help="plant a known bug (the run should then find violations)")
+    p.add_argument("--progress", type=int, default=0, metavar="K",
+                   help="a soak's running count every K schedules (it can be stopped at any time)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     # A crashed zero's tasks are abandoned by design; asyncio would report each one.
@@ -32,9 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     bad: list[int] = []
     simulated = 0.0
-    for seed in range(a.first_seed, a.first_seed + a.seeds):
+    for n, seed in enumerate(range(a.first_seed, a.first_seed + a.seeds), 1):
         r = run_schedule(seed, a.seconds, a.zeros, bugs)
         simulated += r.seconds
+        if a.progress and n % a.progress == 0:
+            print(f"progress: {n} schedules (to seed {seed}), violations: {len(bad) + bool(r.violations)}, "
+                  f"wall seconds: {time.perf_counter() - began:.0f}, cpu seconds: {time.process_time():.0f}",
+                  flush=True)
         if a.verbose:
             print(f"seed {seed}: digest {r.digest[:16]}, events {r.events}, ops {r.ops} ({r.ok_ops} ok), "
                   f"violations {len(r.violations)}, buggify {','.join(r.buggified) or '-'}, "
