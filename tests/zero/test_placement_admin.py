@@ -49,10 +49,16 @@ class Env:
         return SC.OK, ""
 
 
+def _datanode(app: ZeroApp, zone: str) -> DataNode:
+    return DataNode(DataNodeConfig(zero=(f"127.0.0.1:{app.grpc_port}",), addr="127.0.0.1:0", size_interval=0.1,
+                                   heartbeat_interval=0.1, fence_poll=0.05, chunk_bytes=4096,
+                                   labels=(("zone", zone),)), log_stream=io.StringIO())
+
+
 @asynccontextmanager
-async def cluster(tmp_path: Any, zones: str = "abc") -> AsyncIterator[Env]:
+async def cluster(tmp_path: Any, zones: str = "abc", **cfg: Any) -> AsyncIterator[Env]:
     app = ZeroApp(RunConfig(data_dir=str(tmp_path / "zw"), grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                            tick=0.01, log_format="json", rebalance_interval=0.0), log_stream=io.StringIO())
+                            tick=0.01, log_format="json", rebalance_interval=0.0, **cfg), log_stream=io.StringIO())
     await app.start()
     nodes: list[DataNode] = []
     channels: list[grpc.aio.Channel] = []
@@ -61,9 +67,7 @@ async def cluster(tmp_path: Any, zones: str = "abc") -> AsyncIterator[Env]:
         assert node is not None
         await until(lambda: node.is_leader and node.state.cluster_id, 10, message="a leader")
         for z in zones:
-            d = DataNode(DataNodeConfig(zero=(f"127.0.0.1:{app.grpc_port}",), addr="127.0.0.1:0",
-                                        size_interval=0.1, heartbeat_interval=0.1, fence_poll=0.05,
-                                        chunk_bytes=4096, labels=(("zone", z),)), log_stream=io.StringIO())
+            d = _datanode(app, z)
             await d.start()
             nodes.append(d)
         assert app.liveness is not None
@@ -151,6 +155,62 @@ def test_drain_then_remove_sizes_delete_and_bump(tmp_path: Any) -> None:
             same = await env.admin.BumpLease(zero_pb2.BumpLeaseRequest(kind=zero_pb2.UID, floor=5))
             assert same.start_id == 0 and same.end_id >= floor
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_group_sizes_fill_and_shrink(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, replicas=3) as env:
+            st = env.state
+            assert [sorted(m.labels["zone"] for m in g.members.values()) for g in st.groups.values()] == [
+                ["a", "b", "c"]]
+            await env.admin.SetGroupReplicas(zero_pb2.SetGroupReplicasRequest(group_id=1, replicas=5))
+            extra = [_datanode(env.app, z) for z in "de"]
+            try:
+                for d in extra:
+                    await d.start()
+                assert sorted(st.groups) == [1] and len(st.groups[1].members) == 5  # filled to its size
+                r = await env.admin.SetGroupReplicas(zero_pb2.SetGroupReplicasRequest(group_id=1, replicas=3))
+                newest = sorted((m.id for m in st.groups[1].members.values()), reverse=True)[:2]
+                assert list(r.surplus) == newest
+                for mid in r.surplus:
+                    await env.admin.RemoveNode(zero_pb2.RemoveNodeRequest(node_id=mid, group_id=1))
+                assert len(st.groups[1].members) == 3
+            finally:
+                for d in extra:
+                    await d.stop()
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_zone_is_reported_and_nothing_moves_onto_it(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, liveness_window=1.0) as env:
+            st = env.state
+            for k in range(10):
+                await env.dn[0].Put(dn.PutRequest(tablet="p", key=b"k%d" % k, value=b"v"))
+            await env.nodes[2].stop()  # zone c, group 3
+            await until(lambda: not _healthy(env, 3), 10, message="zone c dead")
+            pol = await env.admin.SetPlacement(zero_pb2.PlacementPolicy(rules=[rule("p", 0, "zone=c")]))
+            assert any("unsatisfied: no live group meets it" in line for line in pol.status), pol.status
+            assert list(pol.moves) == []
+            ex = await env.admin.ExplainPlacement(zero_pb2.Tablet(predicate="p"))
+            assert not ex.satisfied and any("blocked" in r and "no live group meets it" in r for r in ex.reasons), \
+                ex.reasons
+            await asyncio.sleep(1.0)  # the placement duty had its chance
+            assert st.group_of("p") == 1 and st.active_move() is None
+    asyncio.run(main())
+
+
+def _healthy(env: Env, gid: int) -> bool:
+    """Whether the leader's liveness counts a member of group `gid` as healthy."""
+    m = zero_pb2.Member()
+    for member in env.state.groups[gid].members.values():
+        m.CopyFrom(member)
+        env.app.liveness.fill(m)
+        if m.healthy:
+            return True
+    return False
 
 
 def _admin(argv: list[str]) -> tuple[int, str, str]:

@@ -18,7 +18,7 @@ from zero.leader.leases import Leases
 from zero.leader.oracle import Oracle
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
 from zero.replica.node import ZeroNode
-from zero.state import rules, validate
+from zero.state import rules, validate, versions
 from zero.frontdoor.auth import check_admin
 from zero.frontdoor.liveness import Liveness
 from zero.frontdoor.oracle_service import READY_TIMEOUT, OracleHub, OracleMethods
@@ -40,6 +40,11 @@ def require_leader(node: ZeroNode, what: str) -> None:
         hint = f"the leader is zero {lead}" if lead else "no leader is known"
         raise UnavailableError(f"{what} are served by the leader and this zero is not it ({hint}); "
                                "retry on the leader (see trailing metadata zero-leader-addr)")
+
+
+def _placement_ready(node: ZeroNode) -> bool:
+    """Whether the cluster runs placement's version (labels, rates) yet."""
+    return versions.effective(node.state.cluster_version) >= versions.PROPOSAL_MIN_VERSION["set_placement"]
 
 
 def _changed_rates(group: zero_pb2.Group, rates: Mapping[str, float], field: str) -> dict[str, float]:
@@ -78,9 +83,12 @@ class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
         if request.learner and not request.group_id:
             raise InvalidArgumentError("a learner must name the group it replicates (group_id)")
         rules.check_labels(request.labels)
+        # Labels need cluster version 3: during a rolling upgrade a labelled node still
+        # joins, unlabelled (its next Connect after the upgrade records them).
+        labels = request.labels if _placement_ready(self.node) else {}
         applied = await self.node.propose(state_pb2.Proposal(connect=state_pb2.ConnectMember(
             id=request.id, addr=addr, group_id=request.group_id, learner=request.learner,
-            replicas=self.replicas, labels=request.labels)))
+            replicas=self.replicas, labels=labels)))
         member = applied.member
         assert member is not None
         if self.node.is_leader:
@@ -210,8 +218,9 @@ class ZeroService(OracleMethods, zero_pb2_grpc.ZeroServicer):
             cur = t.size_bytes
             if (cur == 0 and size != 0) or abs(size - cur) > SIZE_CHANGE_RATIO * cur:
                 changed[name] = size
-        reads = _changed_rates(group, request.read_rates, "read_rate")
-        writes = _changed_rates(group, request.write_rates, "write_rate")
+        ready = _placement_ready(node)  # rates need cluster version 3; sizes do not
+        reads = _changed_rates(group, request.read_rates, "read_rate") if ready else {}
+        writes = _changed_rates(group, request.write_rates, "write_rate") if ready else {}
         if changed or reads or writes:
             await node.propose(state_pb2.Proposal(tablet_sizes=zero_pb2.TabletSizes(
                 group_id=gid, sizes=changed, read_rates=reads, write_rates=writes)))
