@@ -1,7 +1,7 @@
 """zero side by side with PySyncObj 0.3.17 and etcd 3.4, in one run on this machine.
 
     python -m bench [--quick] [--out docs/BENCHMARKS.md] [--runs N] [--seconds S] [--trials N]
-                    [--no-install] [--skip-own]
+                    [--callers 1,64] [--plot] [--no-install] [--skip-own]
 
 1. Replicated writes on 3-node loopback clusters, the same 64-byte payload, a new key per
    write, closed-loop clients at concurrency 1 and 64; throughput and p50/p99:
@@ -30,6 +30,11 @@
    status, not written to --out (each has its own section in docs/BENCHMARKS.md, with the
    command that produced its figures).
 
+--plot (matplotlib: `pip install -e '.[bench]'`) also draws the writes per second against
+the callers (1, 4, 16, 64 unless --callers says otherwise) and every failover trial
+(bench/plot.py), as PNGs beside --out (bench-throughput.png, bench-failover.png), linked
+from the section.
+
 Writes the side-by-side section (1 and 2, with the machine) between markers into --out
 (other sections are kept) and prints it. Every peer figure in it is measured in the same
 run as zero's; a peer that was not measured is named as skipped, never filled in.
@@ -46,6 +51,7 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,7 +68,7 @@ sys.path.insert(0, str(REPO / "tests" / "cluster"))
 import grpc  # noqa: E402
 from procs import ProcCluster  # noqa: E402
 
-from bench import oracle_bench  # noqa: E402
+from bench import oracle_bench, plot  # noqa: E402
 from bench.peers import etcd, failover, pysyncobj_cluster  # noqa: E402
 from zero.pb import zero_pb2  # noqa: E402
 
@@ -148,7 +154,7 @@ def writes(ns: argparse.Namespace, root: Path, peers: dict[str, Any],
             log("starting 3 PySyncObj nodes")
             pc = pysyncobj_cluster.PySyncObjCluster(peers["pysyncobj"], root / "pysyncobj").start()
         for run in range(ns.runs):
-            for conc in (1, 64):
+            for conc in ns.callers:
                 zl = zc.wait_leader().addr
                 plan: list[tuple[str, Any]] = [("zero no-op", lambda: load(zl, "health", conc, ns.seconds, ns.warmup)),
                                                ("zero", lambda: load(zl, "zero-claim", conc, ns.seconds, ns.warmup))]
@@ -192,14 +198,14 @@ def writes(ns: argparse.Namespace, root: Path, peers: dict[str, Any],
     return res
 
 
-def writes_table(res: dict[tuple[str, int], list[dict[str, Any]]]) -> list[str]:
+def writes_table(res: dict[tuple[str, int], list[dict[str, Any]]], callers: list[int]) -> list[str]:
     def med(name: str, conc: int, key: str) -> float | None:
         rs = res.get((name, conc))
         return statistics.median(r[key] for r in rs) if rs else None
 
     out = ["| system | callers | writes/s, median (min–max) | p50 ms | p99 ms | no-op/s (same client) | "
            "writes/no-op | zero/system |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for conc in (1, 64):
+    for conc in callers:
         zrate = med("zero", conc, "rate")
         for name in ("zero", "etcd", "pysyncobj"):
             rs = res.get((name, conc))
@@ -295,7 +301,7 @@ def own(ns: argparse.Namespace, root: Path) -> list[tuple[str, str, int]]:
 # -- the report --------------------------------------------------------------------------------------
 def report(ns: argparse.Namespace, mach: list[str], versions: dict[str, str], skipped: dict[str, str],
            res: dict[tuple[str, int], list[dict[str, Any]]], fo: list[tuple[str, str, list[float]]],
-           oracle: oracle_bench.Results) -> str:
+           oracle: oracle_bench.Results, plots: list[Path] | None = None) -> str:
     mode = "quick (--quick: a smoke test, too short to judge speed)" if ns.quick else "full"
     L = [START, "## Side by side with PySyncObj and etcd", "",
          f"`python -m bench{' --quick' if ns.quick else ''}` (bench/run.py), mode: {mode}; "
@@ -322,7 +328,7 @@ def report(ns: argparse.Namespace, mach: list[str], versions: dict[str, str], sk
           "payload. The three clusters run at the same time and each run measures every system "
           "in turn, so background load falls on all; nothing is pinned to a core. All on "
           "127.0.0.1.", "", "### Replicated writes, 3 nodes on loopback", ""]
-    L += writes_table(res) if res else ["not measured"]
+    L += writes_table(res, ns.callers) if res else ["not measured"]
     L += ["", "zero/system is zero's writes/s over the system's. PySyncObj at its default config "
           "answers a sync call on its append-entries timer, not on the network, so its p50 above "
           "hardly moves with the callers and its rate grows with them; its batched, asynchronous "
@@ -351,6 +357,10 @@ def report(ns: argparse.Namespace, mach: list[str], versions: dict[str, str], sk
         if zd and et:
             L += ["", f"At the same 1 s election timeout, zero/etcd median: "
                       f"{statistics.median(zd) / statistics.median(et):.2f}×."]
+    if plots:
+        L += ["", "Pictures of this run (`--plot`, bench/plot.py): "
+              + ", ".join(f"[{p.stem}]({p.name})" for p in plots) + "."]
+        L += [f"![{p.stem}]({p.name})" for p in plots]
     L += ["", END]
     return "\n".join(L) + "\n"
 
@@ -374,13 +384,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float)
     ap.add_argument("--warmup", type=float)
     ap.add_argument("--trials", type=int)
+    ap.add_argument("--callers", help="comma-separated closed-loop concurrencies (default 1,64; 1,4,16,64 with --plot)")
+    ap.add_argument("--plot", action="store_true", help="also draw PNGs beside --out (needs the bench extra)")
     ap.add_argument("--no-install", action="store_true", help="skip peers that are not installed")
     ap.add_argument("--skip-own", action="store_true", help="do not run zero's own benches")
     ns = ap.parse_args(argv)
     for k, quick, full in (("runs", 1, 3), ("seconds", 1.0, 5.0), ("warmup", 0.3, 1.0), ("trials", 1, 10)):
         if getattr(ns, k) is None:
             setattr(ns, k, quick if ns.quick else full)
+    try:
+        given = ns.callers if ns.callers is not None else ("1,4,16,64" if ns.plot else "1,64")
+        ns.callers = sorted({int(c) for c in given.split(",")})
+    except ValueError:
+        ap.error(f"--callers: comma-separated positive integers, not {ns.callers!r}")
+    if not ns.callers or ns.callers[0] < 1:
+        ap.error("--callers: comma-separated positive integers")
+    if ns.plot and (why := plot.available()) is not None:
+        ap.error(f"--plot: {why}")
 
+    # SIGTERM unwinds like Ctrl-C, so the `finally`s stop every cluster this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     root = Path(tempfile.mkdtemp(prefix="zero-bench-"))
     ok = True
     try:
@@ -415,7 +438,14 @@ def main(argv: list[str] | None = None) -> int:
         if not ns.skip_own:
             own_out = own(ns, root)
             # A goal missed by an own bench is a figure (its exit status is shown), not a runner failure.
-        section = report(ns, mach, versions, skipped, res, fo, oracle)
+        plots: list[Path] = []
+        if ns.plot and (res or fo):
+            out_dir = Path(ns.out).parent
+            plots = ([plot.throughput(res, out_dir / "bench-throughput.png")] if res else []) + \
+                ([plot.failover(fo, out_dir / "bench-failover.png")] if fo else [])
+            for p in plots:
+                log(f"wrote {p}")
+        section = report(ns, mach, versions, skipped, res, fo, oracle, plots)
         print("\n" + section)
         write_out(Path(ns.out), section)
         log(f"wrote {ns.out}")
