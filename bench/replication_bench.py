@@ -13,6 +13,10 @@ Measured in one run, on one filesystem (DIR, default: a temp dir under the cwd):
      median fdatasync + 0.7 ms, with the fdatasync of a 4 KiB append measured in the same
      run on the same filesystem.
 
+First, the peer hop alone (--hops round trips, 0 skips it): one 64-byte MsgApp and its
+MsgAppResp between two transports in this process, one at a time, CPU of both ends per
+round trip and the p50 — the transport's own cost, with no Raft, WAL or apply.
+
 --links says which peer links to measure, each in turn in the same run: `wire` (the
 framed TCP peer wire, what `zero run` uses; zero/replica/transport.py) and `grpc` (the
 gRPC stream it falls back to), default both, so the two compare under the same load.
@@ -54,6 +58,8 @@ from zero.replica.node import NodeOptions, ZeroNode  # noqa: E402
 from zero.pb import state_pb2, zero_pb2  # noqa: E402
 from zero.replica.raft_service import add_raft_service  # noqa: E402
 from zero.replica.transport import GRPC_OPTIONS, Transport  # noqa: E402
+from zero.state.machine import ZeroState  # noqa: E402
+from raftcore import SnapshotStatus, raftpb  # noqa: E402
 
 PAYLOAD = 64
 THROUGHPUT_GOAL = 80_000
@@ -268,7 +274,90 @@ def multi_process(d: str, args: argparse.Namespace, link: str) -> dict:  # type:
     return res
 
 
+class _Host:
+    """A stand-in zero for the hop figure: a member of one cluster that answers every
+    MsgApp it is given with a MsgAppResp (through its own transport), as a follower would."""
+
+    def __init__(self, rid: int, addrs: dict[int, str], cid: str, link: str) -> None:
+        self.raft_id, self.join_peers, self.cluster_id = rid, {}, cid
+        self.state = ZeroState()
+        self.state.apply(1, state_pb2.Proposal(set_cluster_id=state_pb2.SetClusterId(cluster_id=cid)))
+        for i, (r, a) in enumerate(sorted(addrs.items())):
+            self.state.apply(2 + i, state_pb2.Proposal(add_zero=state_pb2.AddZero(raft_id=r, addr=a)))
+        self.transport = Transport(log=_logger(f"hop{rid}"), metrics=Metrics())
+        self.transport.start(self)  # type: ignore[arg-type]
+        self.got = asyncio.Event()
+        self.link = link
+
+    def step_peer(self, m: raftpb.Message) -> None:
+        if m.type == raftpb.MsgApp:
+            self.transport.send(raftpb.Message(type=raftpb.MsgAppResp, to=m.from_, from_=self.raft_id, term=m.term,
+                                               index=m.index + len(m.entries)))
+        else:
+            self.got.set()
+
+    def report_unreachable(self, rid: int) -> None: ...
+    def peer_lost(self, rid: int) -> None: ...
+    def report_snapshot(self, rid: int, status: SnapshotStatus) -> None: ...
+    def mark_removed(self, reason: str) -> None: ...
+
+
+async def hop_cost(link: str, n: int) -> dict:  # type: ignore[type-arg]
+    """CPU (this process: both ends) per round trip of one 64-byte MsgApp and its
+    MsgAppResp between two transports on loopback, one at a time: what each peer hop of
+    a replicated write costs, without Raft, the WAL or a state machine."""
+    servers, hosts = [], []
+    ports = []
+    for _ in range(2):
+        srv = grpc.aio.server(options=GRPC_OPTIONS)
+        ports.append(srv.add_insecure_port("127.0.0.1:0"))
+        servers.append(srv)
+    addrs = {1: f"127.0.0.1:{ports[0]}", 2: f"127.0.0.1:{ports[1]}"}
+    for rid, srv in zip((1, 2), servers):
+        h = _Host(rid, addrs, "hop-bench", link)
+        add_raft_service(srv, type("Started", (), {"raft_id": rid, "raft_started": True})(), h.transport)  # type: ignore[arg-type]
+        if link == "wire":
+            await h.transport.listen_wire(addrs[rid], ports[rid - 1], addrs[rid], started=lambda: True)
+        await srv.start()
+        hosts.append(h)
+    a, b = hosts
+    a.transport.set_peers({2: addrs[2]})
+    b.transport.set_peers({1: addrs[1]})
+    entry = raftpb.Entry(index=1, term=1, data=payload(0))
+
+    async def once(i: int) -> None:
+        a.got.clear()
+        a.transport.send(raftpb.Message(type=raftpb.MsgApp, to=2, from_=1, term=1, index=i, commit=i,
+                                        entries=[entry]))
+        await asyncio.wait_for(a.got.wait(), 5)
+
+    try:
+        while not (a.transport.peer_up(2) and b.transport.peer_up(1)):  # both links up (and warm)
+            try:
+                await once(0)
+            except TimeoutError:
+                pass
+        for i in range(100):
+            await once(i)
+        lat = []
+        c0 = time.process_time()
+        for i in range(n):
+            t = time.perf_counter()
+            await once(i)
+            lat.append(time.perf_counter() - t)
+        cpu = (time.process_time() - c0) / n
+    finally:
+        for h in hosts:
+            await h.transport.stop()
+        for srv in servers:
+            await srv.stop(0)
+    return {"cpu_us": cpu * 1e6, "p50_us": statistics.median(lat) * 1e6}
+
+
 def report(title: str, r: dict) -> None:  # type: ignore[type-arg]
+    if not r:
+        print(f"\n{title}\n  no figures: the run failed (see above); run again")
+        return
     ok_t = r["throughput"] >= THROUGHPUT_GOAL
     ok_l = r["p50_ms"] <= r["fsync_ms"] + LATENCY_SLACK_MS
     print(f"\n{title}")
@@ -291,6 +380,7 @@ def main() -> None:
     ap.add_argument("--processes", action="store_true", help="also run each zero in its own process")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--links", default="wire,grpc", help="peer links to measure, in turn: wire, grpc")
+    ap.add_argument("--hops", type=int, default=2000, help="round trips of the peer-hop figure (0: skip it)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--peer", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -301,6 +391,12 @@ def main() -> None:
     links = [x for x in args.links.split(",") if x]
     if not links or set(links) - {"wire", "grpc"}:
         ap.error("--links takes wire, grpc or both")
+    if args.hops:
+        print(f"\npeer hop: one 64-byte MsgApp and its MsgAppResp between two transports in this process, "
+              f"{args.hops} round trips one at a time")
+        for link in links:
+            h = asyncio.run(hop_cost(link, args.hops))
+            print(f"  {link:5} links: CPU per round trip {h['cpu_us']:7.0f} us (both ends), p50 {h['p50_us']:7.0f} us")
     try:
         for link in links:
             report(f"3 zeros in one process (one event loop does all three nodes' work), {link} links",
