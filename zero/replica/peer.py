@@ -7,7 +7,8 @@ answer names the peer's wire port in its trailing metadata (WIRE_PORT_KEY) when 
 offers one. Then the link is either
 - the peer wire (zero/replica/wire_link.py): framed RaftBatches over plain TCP (TLS with
   --tls-dir) to that port, written without awaiting: `enqueue()` schedules one flush per
-  event-loop turn, which sends everything queued as one frame; or
+  event-loop turn, which sends everything queued as one frame (a lone commit-only append
+  waits up to COMMIT_HOLD for the append that supersedes it, as on the stream); or
 - when the peer names no wire port (it sits behind a proxy or a port mapping, or is an
   older zero), one long-lived client stream (`Raft.Stream`), written by a task.
 
@@ -60,7 +61,7 @@ WRITE_TIMEOUT = 5.0
 # The trailing metadata of an admitted Raft.Stream that names the answering zero's wire port.
 WIRE_PORT_KEY = "zero-peer-wire-port"
 # A write on a gRPC stream takes 0.2-0.3 ms to complete in Python, and the next one waits
-# for it (the wire does not wait: this applies to the gRPC stream only). The commit-only append a leader sends after each commit would then delay the
+# for it. The commit-only append a leader sends after each commit would then delay the
 # next write's append on a busy peer stream: it waits this long for a following append
 # (which carries the newer commit index) to supersede it (Peer._take_batch).
 COMMIT_HOLD = 0.001
@@ -155,6 +156,7 @@ class Peer:
         self._snap_task: asyncio.Task[None] | None = None
         self._link: WireLink | None = None  # while the wire is the link
         self._flush_pending = False
+        self._hold: asyncio.TimerHandle | None = None  # a flush held for a lone commit-only append
         self._channel: grpc.aio.Channel | None = None
         self._channel_creds: grpc.ChannelCredentials | None = None  # what _channel was made with
         self._retired: list[grpc.aio.Channel] = []  # made with credentials replaced since
@@ -174,13 +176,27 @@ class Peer:
         self.queued_bytes += size
         if self._link is None:
             self._wake.set()
-        elif not self._flush_pending:
+        elif self._flush_pending:
+            if self._hold is not None and not _commit_only(msg):  # the append a held commit waited for
+                self._hold.cancel()
+                self._hold = None
+                asyncio.get_running_loop().call_soon(self._flush)
+        else:
             self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            if _commit_only(msg) and all(_commit_only(m) for m in self.queue):
+                # As on the gRPC stream (COMMIT_HOLD): the next write's append, due
+                # within a loop turn or two, carries this commit index too and
+                # supersedes it; sent alone, it costs the follower a Ready of its own
+                # ahead of that append.
+                self._hold = loop.call_later(COMMIT_HOLD, self._flush)
+            else:
+                loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """The wire: send everything queued, one frame per batch (called once per loop turn)."""
         self._flush_pending = False
+        self._hold = None
         link = self._link
         if link is None or link.paused or link.closing:
             return  # paused: resume_writing flushes again
