@@ -126,3 +126,57 @@ def test_the_status_page_stays_small_at_size(tmp_path: Path) -> None:
                                                               "size_bytes": 0, "read_only": False, "moving": False}
     for bad in ("bad", "unknown", "control"):
         assert out[bad][0] == 400 and json.loads(out[bad][1])["code"] == "INVALID_ARGUMENT", out[bad]
+
+
+def _admin(argv: list[str]) -> tuple[int, str, str]:
+    import io
+
+    from zero import cli
+    from zero.ops.admin import run_admin
+    out, err = io.StringIO(), io.StringIO()
+    code = run_admin(cli.build_parser().parse_args(["admin", *argv]), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_zero_admin_state_views_on_a_live_zero(tmp_path: Path) -> None:
+    async def main() -> dict[str, tuple[int, str, str]]:
+        app = await one_zero(tmp_path)
+        try:
+            node = app.node
+            assert node is not None
+            for i in range(60):
+                await node.propose(state_pb2.Proposal(connect=state_pb2.ConnectMember(addr=f"dn{i}:7080", replicas=1)))
+            await node.propose(state_pb2.Proposal(claim_tablets=state_pb2.ClaimTablets(tablets=[
+                zero_pb2.Tablet(predicate=f"p{n}", group_id=1 + n % 60) for n in range(600)])))
+            addr = f"127.0.0.1:{app.grpc_port}"
+            runs = {"summary": ["state", "--addr", addr, "--top", "3"],
+                    "group": ["state", "--addr", addr, "--group", "5", "--limit", "4"],
+                    "group-json": ["state", "--addr", addr, "--group", "5", "--limit", "4", "--json"],
+                    "find-json": ["state", "--addr", addr, "--tablet", "p59", "--json"],
+                    "whole-json": ["state", "--addr", addr, "--json"],
+                    "bad": ["state", "--addr", addr, "--top", "-1"]}
+            out = {}
+            for name, argv in runs.items():
+                try:
+                    out[name] = await asyncio.to_thread(_admin, argv)
+                except SystemExit as e:  # argparse's usage error
+                    out[name] = (int(e.code or 0), "", "")
+            return out
+        finally:
+            await app.stop()
+
+    out = asyncio.run(main())
+    code, text, _ = out["summary"]
+    assert code == 0 and "groups (60): 60 members, 600 tablets" in text
+    assert len([x for x in text.splitlines() if x.startswith("  group ")]) == 3 and "... 57 more groups" in text
+    code, text, _ = out["group"]
+    assert code == 0 and [x.split()[1] for x in text.splitlines() if x.startswith("    tablet ")] == \
+        sorted(f"p{n}" for n in range(600) if 1 + n % 60 == 5)[:4]
+    doc = json.loads(out["group-json"][1])
+    assert list(doc["groups"]) == ["5"] and len(doc["groups"]["5"]["tablets"]) == 4 and doc["zeros"]
+    doc = json.loads(out["find-json"][1])
+    assert sorted(t for g in doc["groups"].values() for t in g["tablets"]) == ["p59", "p590", "p591", "p592", "p593",
+                                                                             "p594", "p595", "p596", "p597", "p598",
+                                                                             "p599"]
+    assert len(json.loads(out["whole-json"][1])["groups"]) == 60
+    assert out["bad"][0] == 2
