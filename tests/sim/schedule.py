@@ -280,8 +280,7 @@ def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3, bugs: frozens
     # Half of the schedules turn BUGGIFY on (zero/buggify.py): short timeouts, tiny lease
     # blocks and Raft messages, early snapshots that compact the whole log.
     bug_rng = random.Random(rng.getrandbits(64))
-    if rng.random() < 0.5:
-        buggify.enable(bug_rng)
+    buggified = rng.random() < 0.5
     data_root = tempfile.mkdtemp(prefix=f"zero-sim-{seed}-", dir="/dev/shm" if _shm() else None)
     run = _Run(seed, seconds, loop, data_root, zeros, bugs)
     res = Result(seed=seed, seconds=seconds)
@@ -289,6 +288,8 @@ def run_schedule(seed: int, seconds: float = 30.0, zeros: int = 3, bugs: frozens
     loop.set_exception_handler(lambda _l, ctx: errors.append(f"unhandled: {ctx.get('message')} "
                                                              f"{ctx.get('exception')!r}"))
     try:
+        if buggified:
+            buggify.enable(bug_rng)  # disabled in `finally`: other tests in this process run without
         res.violations = loop.run_until_complete(run.main())
     except (Deadlock, AssertionError, Exception) as e:  # a crash of the harness or of zero is a violation too
         res.violations = [f"schedule raised {type(e).__name__}: {e}"]
