@@ -70,9 +70,11 @@ def test_a_skewed_clock_runs_at_its_rate_without_jumps() -> None:
 MEMBERSHIP_SEED = 45
 
 
-def test_membership_changes_skew_and_buggify_end_clean() -> None:
+def test_membership_changes_skew_and_buggify_end_clean_and_replay() -> None:
     r = run_schedule(MEMBERSHIP_SEED, 30.0)
     assert not r.violations, r.violations
+    again = run_schedule(MEMBERSHIP_SEED, 30.0)
+    assert (again.digest, again.events, again.faults) == (r.digest, r.events, r.faults)
     f = r.faults
     assert f["added"] >= 1 and f["retired"] >= 1 and f["skews"] >= 1, f
     assert "snapshots.forced-installs" in r.buggified and f["snapshots sent"] >= 1, (r.buggified, f)
