@@ -18,7 +18,7 @@ drain. Ties break on the lower group id and the tablet name.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -87,23 +87,21 @@ class _Loads:
     reported, the size alone. A placement class is the set of groups a tablet's rule
     allows: balancing asks only the classes that allow the destination."""
 
-    def __init__(self, rows: list[tuple[str, int, int, int]], groups: Iterable[int], cls: dict[str, int]) -> None:
-        """rows: (name, group, size, operations in thousandths per second)."""
-        size, rate = sum(r[2] for r in rows), sum(r[3] for r in rows)
+    def __init__(self, names: list[str], gids: list[int], sizes: list[int], ops: list[int],
+                 spans: dict[int, tuple[int, int]], cls: dict[str, int]) -> None:
+        """Parallel lists: each tablet's name, group, bytes and operations (thousandths per
+        second), grouped: group g's tablets are at names[spans[g][0]:spans[g][1]]."""
+        size, rate = sum(sizes), sum(ops)
         if rate and size:
-            self.of = {n: b * rate + o * size for n, _, b, o in rows}
+            weights = [b * rate + o * size for b, o in zip(sizes, ops)]
         else:
-            self.of = {n: b or o for n, _, b, o in rows}
-        self.total = sum(self.of.values()) or 1
+            weights = [b or o for b, o in zip(sizes, ops)]
+        self.of = dict(zip(names, weights))
+        self.total = sum(weights) or 1
         self.cls = cls
-        self.group: dict[int, int] = dict.fromkeys(groups, 0)
-        of, group = self.of, self.group
-        self.where: dict[str, int] = {}
-        self._initial: dict[int, list[str]] = {}
-        for n, gid, _, _ in rows:
-            group[gid] += of[n]
-            self.where[n] = gid
-            self._initial.setdefault(gid, []).append(n)
+        self.group: dict[int, int] = {gid: sum(weights[a:b]) for gid, (a, b) in spans.items()}
+        self.where: dict[str, int] = dict(zip(names, gids))
+        self._names, self._spans = names, spans
         # A group's sorted lists are built when balancing first takes from it.
         self._built: dict[int, dict[int, list[tuple[int, str]]]] = {}
         self._moved_in: dict[int, set[str]] = {}
@@ -113,7 +111,8 @@ class _Loads:
         got = self._built.get(gid)
         if got is None:
             where, of, cls = self.where, self.of, self.cls
-            names = {n for n in self._initial.get(gid, ()) if where[n] == gid}
+            a, b = self._spans.get(gid, (0, 0))
+            names = {n for n in self._names[a:b] if where[n] == gid}
             names.update(n for n in self._moved_in.pop(gid, ()) if where[n] == gid)
             got = {}
             for n in names:
@@ -158,32 +157,38 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
     allowed: list[frozenset[int]] = [everyone]
     meets: list[frozenset[int]] = [frozenset(state.groups)]
     class_rule: list[Rule | None] = [None]
-    class_of_rule: dict[int, int] = {}
-    cls: dict[str, int] = {}
-    owner: dict[str, int] = {}
+    names: list[str] = []
+    gids: list[int] = []
+    sizes: list[int] = []
+    ops: list[int] = []
     moving: set[str] = set()
-    rows: list[tuple[str, int, int, int]] = []
-    rule_for = rules.rule_for
+    spans: dict[int, tuple[int, int]] = {}
     for gid, g in state.groups.items():
+        first = len(names)
         for t in g.tablets.values():
             n = t.predicate
-            owner[n] = gid
+            names.append(n)
+            gids.append(gid)
+            sizes.append(t.size_bytes)
             rates = t.read_rate + t.write_rate
-            rows.append((n, gid, t.size_bytes, round(rates * 1000) if rates else 0))
+            ops.append(round(rates * 1000) if rates else 0)
             if t.read_only:
                 moving.add(n)
-            rule = rule_for(n) if rules else None
-            if rule is None or not rule.binding:
-                cls[n] = 0
-                continue
-            c = class_of_rule.get(rule.index)
-            if c is None:
-                c = class_of_rule[rule.index] = len(allowed)
-                allowed.append(frozenset(x for x in state.groups if _allowed(rule, x, state, draining)))
-                meets.append(frozenset(x for x in state.groups if rule.group_ok(x, state.groups[x].members.values())))
-                class_rule.append(rule)
-            cls[n] = c
-    loads = _Loads(rows, state.groups, cls)
+        spans[gid] = (first, len(names))
+    class_of_index: dict[int, int] = {0: 0}  # rule index (0: none) -> class
+    indexes = [0 if r is None else r.index for r in rules.match_all(names)] if rules else [0] * len(names)
+    for i in set(indexes) - {0}:
+        rule = rules.rules[i - 1]
+        if not rule.binding:
+            class_of_index[i] = 0
+            continue
+        class_of_index[i] = len(allowed)
+        allowed.append(frozenset(x for x in state.groups if _allowed(rule, x, state, draining)))
+        meets.append(frozenset(x for x in state.groups if rule.group_ok(x, state.groups[x].members.values())))
+        class_rule.append(rule)
+    cls = dict(zip(names, [class_of_index[i] for i in indexes]))
+    owner = dict(zip(names, gids))
+    loads = _Loads(names, gids, sizes, ops, spans, cls)
     start = dict(owner)
     out = Round()
     reasons: dict[str, str] = {}  # why each moved tablet moves
@@ -235,7 +240,7 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
             reasons[pick] = (f"to even out the load: group {src} carries "
                              f"{(loads.group[src] + loads.of[pick]) / loads.total:.1%} of it and group {dst} "
                              f"{(loads.group[dst] - loads.of[pick]) / loads.total:.1%}")
-    for name in sorted(n for n in owner if owner[n] != start[n]):
+    for name in sorted(n for n in set(fixes) | set(order) if owner[n] != start[n]):
         tablet = state.groups[start[name]].tablets[name]
         out.moves.append(MovePlan(name, start[name], owner[name], tablet.size_bytes, reasons[name], name in fixes))
     out.moves.sort(key=lambda m: (0, 0, m.predicate) if m.predicate in fixes else (1, order[m.predicate], ""))
