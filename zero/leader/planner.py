@@ -100,7 +100,7 @@ class _Loads:
         self.total = sum(weights) or 1
         self.cls = cls
         self.group: dict[int, int] = {gid: sum(weights[a:b]) for gid, (a, b) in spans.items()}
-        self.where: dict[str, int] = dict(zip(names, gids))
+        self.where: dict[str, int] = dict(zip(names, gids))  # where each tablet is now (move() keeps it)
         self._names, self._spans = names, spans
         # A group's sorted lists are built when balancing first takes from it.
         self._built: dict[int, dict[int, list[tuple[int, str]]]] = {}
@@ -187,9 +187,9 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
         meets.append(frozenset(x for x in state.groups if rule.group_ok(x, state.groups[x].members.values())))
         class_rule.append(rule)
     cls = dict(zip(names, [class_of_index[i] for i in indexes]))
-    owner = dict(zip(names, gids))
     loads = _Loads(names, gids, sizes, ops, spans, cls)
-    start = dict(owner)
+    owner = loads.where  # updated by loads.move
+    start: dict[str, int] = {}  # where each moved tablet was
     out = Round()
     reasons: dict[str, str] = {}  # why each moved tablet moves
     fixes: set[str] = set()
@@ -214,8 +214,8 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
             out.blocked[name] = f"{why}, and no live group meets it"
             continue
         dst = min(fits, key=lambda g: (loads.group[g], g))
+        start.setdefault(name, gid)
         loads.move(name, gid, dst)
-        owner[name] = dst
         reasons[name] = f"{why}: group {dst} meets it"
         fixes.add(name)
     # 2. even out the load among the live, undrained groups
@@ -233,14 +233,14 @@ def plan_round(state: zero_pb2.MembershipState, placement: Placement = Placement
         pick = _heaviest_fitting(loads, src, classes_for[dst], diff // 2, blocked)
         if pick is None:
             break
+        start.setdefault(pick, src)
         loads.move(pick, src, dst)
-        owner[pick] = dst
         order.setdefault(pick, len(order))
         if pick not in fixes:
             reasons[pick] = (f"to even out the load: group {src} carries "
                              f"{(loads.group[src] + loads.of[pick]) / loads.total:.1%} of it and group {dst} "
                              f"{(loads.group[dst] - loads.of[pick]) / loads.total:.1%}")
-    for name in sorted(n for n in set(fixes) | set(order) if owner[n] != start[n]):
+    for name in sorted(n for n in start if owner[n] != start[n]):
         tablet = state.groups[start[name]].tablets[name]
         out.moves.append(MovePlan(name, start[name], owner[name], tablet.size_bytes, reasons[name], name in fixes))
     out.moves.sort(key=lambda m: (0, 0, m.predicate) if m.predicate in fixes else (1, order[m.predicate], ""))
