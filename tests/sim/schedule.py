@@ -71,6 +71,7 @@ class _Run:
         self.c = SimCluster(loop, self.rng, self.trace, data_root, zeros, bugs=bugs)
         self.ops: list[Op] = []
         self.guess: dict[str, str] = {}  # client -> the zero it believes leads
+        self.changes_rng = random.Random(self.rng.getrandbits(64))
 
     # -- clients -------------------------------------------------------------------------------
     def _target(self, client: str) -> SimZero | None:
@@ -152,9 +153,6 @@ class _Run:
         while self.loop.time() < until:
             await asyncio.sleep(rng.uniform(0.3, 2.5))
             c.reap()
-            if rng.random() < 0.2:
-                self._change(rng)
-                continue
             r = rng.random()
             names = list(c.names)
             if r < 0.12:
@@ -201,10 +199,22 @@ class _Run:
                 self.trace.add("nemesis pause", victim)
                 self.loop.call_later(rng.uniform(0.5, 5.0), c.resume, victim)
 
+    async def changes(self, until: float) -> None:
+        """A second nemesis, beside the first (which keeps its pace): every 1-6 s a
+        membership change or a clock skew, with a random stream of its own."""
+        rng = self.changes_rng
+        await asyncio.sleep(STORM_FROM)
+        while True:
+            await asyncio.sleep(rng.uniform(1.0, 6.0))
+            if self.loop.time() >= until:
+                return
+            self._change(rng)
+
     def _change(self, rng: random.Random) -> None:
         """Membership changes through the real paths (JoinCluster, the leader's
         remove_zero), between 3 and 5 members; or skew one zero's clock rate."""
         c = self.c
+        c.reap()
         lead = c.leader()
         if rng.random() < 0.4:
             name = rng.choice(c.names)
@@ -233,7 +243,9 @@ class _Run:
             c.boot(name)
         calm_at = self.seconds - CALM
         workers = [self.loop.create_task(self.client(f"dn{i}", 1 + i)) for i in range(3)]
+        changes = self.loop.create_task(self.changes(calm_at))
         await self.nemesis(calm_at)
+        await changes
         await asyncio.sleep(max(0.0, calm_at - self.loop.time()))
         c.network.heal()
         c.reap()
