@@ -17,6 +17,10 @@ First, the peer hop alone (--hops round trips, 0 skips it): one 64-byte MsgApp a
 MsgAppResp between two transports in this process, one at a time, CPU of both ends per
 round trip and the p50 — the transport's own cost, with no Raft, WAL or apply.
 
+The zeros run a 3 s election timeout (30 ticks of 100 ms): on a shared, loaded machine a
+1 s one let a flooded follower miss the leader's heartbeats and depose it mid-run, and
+the throughput figure is about replication, not failover.
+
 --links says which peer links to measure, each in turn in the same run: `wire` (the
 framed TCP peer wire, what `zero run` uses; zero/replica/transport.py) and `grpc` (the
 gRPC stream it falls back to), default both, so the two compare under the same load.
@@ -107,7 +111,7 @@ async def start_zero(d: str, name: str, peer: str = "", port: int = 0,
     log, metrics = _logger(name), Metrics()
     transport = Transport(log=log, metrics=metrics)
     node = build_node(NodeOptions(data_dir=os.path.join(d, name), my_addr=f"127.0.0.1:{port}", peer=peer,
-                                  tick_seconds=0.1, election_ticks=10, snapshot_every=1_000_000,
+                                  tick_seconds=0.1, election_ticks=30, snapshot_every=1_000_000,
                                   transfer_on_stop=0.0),
                       transport=transport, logger=log, metrics=metrics)
     node.on_leadership.append(run_leader_task(node, lambda: ensure_cluster_identity(node), "identity"))
@@ -190,12 +194,12 @@ async def latency(node: ZeroNode, n: int) -> list[float]:
     return out
 
 
-async def load(node: ZeroNode, args: argparse.Namespace, fsync_s: float) -> dict:  # type: ignore[type-arg]
+async def load(node: ZeroNode, args: argparse.Namespace, fsync_s: float,
+               pool: list[bytes]) -> dict:  # type: ignore[type-arg]
     await latency(node, 50)  # warm up
     c0 = time.process_time()
     lat = await latency(node, args.latency_writes)
     cpu_write = (time.process_time() - c0) / args.latency_writes
-    pool = proposal_pool(args.seconds)
     prof = None
     if args.profile:
         from pyinstrument import Profiler
@@ -223,13 +227,16 @@ async def load(node: ZeroNode, args: argparse.Namespace, fsync_s: float) -> dict
 async def in_process(d: str, args: argparse.Namespace, link: str) -> dict:  # type: ignore[type-arg]
     os.makedirs(d, exist_ok=True)
     fsync_s = fdatasync_median(d)
+    # Made before the zeros start: building it blocks the event loop for seconds, long
+    # enough for the followers to depose a leader that stops sending heartbeats.
+    pool = proposal_pool(args.seconds)
     n1, s1 = await start_zero(d, "z1", link=link)
     await wait(lambda: n1.is_leader and 1 in n1.state._state.zeros)
     n2, s2 = await start_zero(d, "z2", n1.opts.my_addr, link=link)
     n3, s3 = await start_zero(d, "z3", n1.opts.my_addr, link=link)
     await wait(lambda: len(n1.raft_status().voters) == 3 and not n1.raft_status().learners)
     try:
-        return await load(n1, args, fsync_s)
+        return await load(n1, args, fsync_s, pool)
     finally:
         for n, s in ((n1, s1), (n2, s2), (n3, s3)):
             await n.stop()
@@ -238,13 +245,14 @@ async def in_process(d: str, args: argparse.Namespace, link: str) -> dict:  # ty
 
 async def child(args: argparse.Namespace) -> None:
     """One zero of the --processes run; z1 runs the load and prints the figures."""
+    pool = proposal_pool(args.seconds) if args.child == "z1" else []  # before the zero starts (in_process)
     node, server = await start_zero(args.dir, args.child, args.peer, link=args.links)
     print(json.dumps({"addr": node.opts.my_addr}), flush=True)
     if args.child == "z1":
         fsync_s = fdatasync_median(args.dir)
         await wait(lambda: node.is_leader, 30)
         await wait(lambda: len(node.raft_status().voters) == 3 and not node.raft_status().learners, 60)
-        res = await load(node, args, fsync_s)
+        res = await load(node, args, fsync_s, pool)
         print(json.dumps(res), flush=True)
     else:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
