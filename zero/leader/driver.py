@@ -3,7 +3,9 @@ back orphaned ones (SPEC semantics 1 and 5).
 
 A move, one at a time, every phase a Raft-replicated record (zero/state/moves.py):
 
-    plan -> StartMove       tablet read-only, move_ts leased from the timestamp lease
+    plan -> StartMove       move_ts leased from the timestamp lease; COPYING
+         -> FenceMove       FENCED: tablet read-only (cluster version 4; before it,
+                            StartMove itself made the tablet read-only)
          -> MoveTablet      on the source group's leader (from heartbeats), with a
                             timeout: the source fences the tablet, copies it to the
                             destination, answers once the destination has all of it
@@ -12,9 +14,15 @@ A move, one at a time, every phase a Raft-replicated record (zero/state/moves.py
 
 Any failure or timeout before CommitMove rolls back: AbortMove (owner unchanged,
 read-only cleared), DropTablet on the destination, and the tablet backs off from the
-rebalancer (zero/leader/backoff.py).
+rebalancer (zero/leader/backoff.py). CancelMove (`cancel`) rolls back the same way:
+the copy call is cancelled, then AbortMove (no back-off: an operator's choice).
 
-A new leader's rule (`recover`): a move found in MOVE_COPYING is rolled back. Only the
+The copy itself is still the source's fenced copy, so today FENCED lasts the whole
+copy; the unfenced catch-up copy (writes go on during COPYING) and checkpoints are the
+next steps (docs/DESIGN.md "Tablet moves").
+
+A new leader's rule (`recover`): a move found in progress (COPYING or FENCED, of any
+record version: an older zero's record included) is rolled back. Only the
 old leader heard the source's answer, so the new one cannot prove the copy complete;
 rolling back is always safe (nothing was written to the tablet since the fence, and
 the destination's copy is dropped). The leader keeps checking, so a tablet never stays
@@ -35,7 +43,7 @@ from typing import Protocol
 
 import grpc
 
-from zero.errors import FailedPreconditionError, UnavailableError, ZeroError
+from zero.errors import FailedPreconditionError, NotFoundError, UnavailableError, ZeroError
 from zero.leader.backoff import Backoff
 from zero.leader.datanodes import Channels, LivenessView, group_addrs
 from zero.leader.leases import Leases
@@ -45,7 +53,8 @@ from zero.log import Logger
 from zero.pb import datanode_pb2, datanode_pb2_grpc, state_pb2, zero_pb2
 from zero.state.delta import Applied
 from zero.state.machine import ZeroState
-from zero.state.moves import check_start, check_target
+from zero.state import versions
+from zero.state.moves import MOVE_HISTORY, ACTIVE_PHASES, RECORD_VERSION, check_start, check_target, phase_name, status_of
 
 __all__ = ["MoveHost", "MoveOptions", "MoveDriver"]
 
@@ -85,7 +94,7 @@ class MoveDriver:
 
     def __init__(self, node: MoveHost, leases: Leases, liveness: LivenessView, *, metrics: MoveMetrics,
                  options: MoveOptions = MoveOptions(), dial: Callable[[str], grpc.aio.Channel] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.node = node
         self.leases = leases
         self.liveness = liveness
@@ -99,7 +108,12 @@ class MoveDriver:
         self._current: asyncio.Task[zero_pb2.MoveTabletResponse] | None = None
         self._wake = asyncio.Event()
         self._redropped = False  # this leadership repeated the last finished move's drop
+        self._copying_id = 0  # the move `_current` drives
         self._clock = clock
+        self._wall = wall  # started/updated times in move records (operators' clock)
+        self._copying: asyncio.Task[datanode_pb2.MoveTabletResult] | None = None
+        self._cancelled = 0  # the move id CancelMove asked to roll back
+        self._fenced_at: float | None = None  # when the driven move's tablet became read-only
 
     # -- admin entry points ----------------------------------------------------------------------
     async def move(self, predicate: str, dst_group: int) -> zero_pb2.MoveTabletResponse:
@@ -130,7 +144,35 @@ class MoveDriver:
             raise
         task = asyncio.get_running_loop().create_task(self._finish(record), name=f"move-{record.move_id}")
         self._current = task
+        self._copying_id = record.move_id
         return record, task
+
+    async def cancel(self, move_id: int) -> zero_pb2.MoveStatus:
+        """Roll back move `move_id` (COPYING or FENCED) and answer its record as it ends.
+        NOT_FOUND: no such move kept; FAILED_PRECONDITION: it has ended, named phase."""
+        self._require_leader()
+        await self.node.read_barrier()
+        record = next((m for m in self.node.state.moves() if m.move_id == move_id), None)
+        if record is None:
+            raise NotFoundError(f"move {move_id} is not known (the last {MOVE_HISTORY} finished moves are kept)")
+        if record.phase not in ACTIVE_PHASES:
+            raise FailedPreconditionError(f"move {move_id} has already ended: it is {phase_name(record)}")
+        current = self._current
+        if current is not None and not current.done() and self._copying_id == move_id:
+            self._cancelled = move_id
+            if self._copying is not None:
+                self._copying.cancel()
+            await asyncio.shield(current)
+        elif self._busy:
+            raise UnavailableError(f"move {move_id} is being started or rolled back; retry shortly")
+        else:  # an earlier leader's move, not driven here
+            self._busy = True
+            try:
+                await self._abort(record, "cancelled by the operator", driven=True)
+            finally:
+                self._busy = False
+        final = next((m for m in self.node.state.moves() if m.move_id == move_id), record)
+        return status_of(final)
 
     async def rebalance_now(self) -> list[int]:
         """One planning round; the ids of the moves it started (at most one)."""
@@ -184,6 +226,7 @@ class MoveDriver:
                 self._current.cancel()  # leadership lost: the next leader rolls it back
             self._current = None
             self._busy = False
+            self.metrics.active.set(0)  # the next leader reports the moves
 
     async def recover(self) -> None:
         """Roll back a move in progress that this leader is not driving (started by an
@@ -192,6 +235,7 @@ class MoveDriver:
             return
         await self.node.read_barrier()
         active = self.node.state.active_move()
+        self.metrics.active.set(0 if active is None else 1)
         if active is not None:
             self.log.info("move: found a move this leader did not start; rolling it back", move=active.move_id,
                           tablet=active.predicate, src_group=active.src_group, dst_group=active.dst_group)
@@ -203,7 +247,7 @@ class MoveDriver:
             return
         if not self._redropped:
             self._redropped = True
-            done = [m for m in self.node.state.moves() if m.phase != state_pb2.MOVE_COPYING]
+            done = [m for m in self.node.state.moves() if m.phase not in ACTIVE_PHASES]
             if done:
                 last = max(done, key=lambda m: m.move_id)
                 gid = last.src_group if last.phase == state_pb2.MOVE_COMMITTED else last.dst_group
@@ -219,38 +263,55 @@ class MoveDriver:
         if not self._addrs(dst):
             raise self._no_live(f"destination group {dst} has no live member to copy to")
         ts = await self.leases.assign(zero_pb2.TIMESTAMP, 1)
-        applied = await node.propose(state_pb2.Proposal(start_move=state_pb2.StartMove(
-            predicate=name, dst_group=dst, move_ts=ts.start_id)))
+        start = state_pb2.StartMove(predicate=name, dst_group=dst, move_ts=ts.start_id)
+        if self._v4():
+            tablet = node.state.tablet(name)
+            start.record_version, start.now_ms = RECORD_VERSION, self._now_ms()
+            start.size_bytes = max(0, tablet.size_bytes) if tablet is not None else 0
+        applied = await node.propose(state_pb2.Proposal(start_move=start))
         record = applied.move
         assert record is not None
         self.metrics.started.inc()
-        self.log.info("move: started, tablet is read-only", move=record.move_id, tablet=name, src_group=src,
-                      dst_group=dst, move_ts=record.move_ts)
+        self.metrics.active.set(1)
+        self.log.info("move: started", move=record.move_id, tablet=name, src_group=src, dst_group=dst,
+                      move_ts=record.move_ts, phase=phase_name(record))
         return record
 
     async def _finish(self, record: state_pb2.MoveRecord) -> zero_pb2.MoveTabletResponse:
         t0 = self._clock()
+        self._fenced_at = None if record.record_version >= RECORD_VERSION else t0
         name = record.predicate
         try:
             try:
-                result = await self._copy(record)
-            except (ZeroError, grpc.aio.AioRpcError, TimeoutError) as e:
-                reason = _reason(e)
-                self.metrics.failed.inc()
-                dur = self.backoff.failed(name)
-                self.log.warning("move: copy failed; rolling back", move=record.move_id, tablet=name,
+                self._copying = asyncio.ensure_future(self._copy(record))
+                result = await self._copying
+            except (ZeroError, grpc.aio.AioRpcError, TimeoutError, asyncio.CancelledError) as e:
+                if isinstance(e, asyncio.CancelledError) and self._cancelled != record.move_id:
+                    raise  # leadership lost: the next leader rolls it back
+                cancelled = isinstance(e, asyncio.CancelledError)
+                reason = "cancelled by the operator" if cancelled else _reason(e)
+                if not cancelled:
+                    self.metrics.failed.inc()
+                dur = 0.0 if cancelled else self.backoff.failed(name)
+                self.log.warning("move: rolling back", move=record.move_id, tablet=name,
                                  error=reason, backoff_seconds=dur)
                 await self._abort(record, reason, driven=True)
+                self._observe_fenced()
                 return zero_pb2.MoveTabletResponse(move_id=record.move_id, tablet=self.node.state.tablet(name),
                                                    committed=False, message=f"rolled back: {reason}")
+            self.metrics.move_bytes.inc(result.size_bytes)
+            commit = state_pb2.CommitMove(move_id=record.move_id)
+            if self._v4():
+                commit.bytes_copied, commit.keys_copied = result.size_bytes, result.keys
+                commit.now_ms = self._now_ms()
             try:
-                await self._propose_until_done(state_pb2.Proposal(commit_move=state_pb2.CommitMove(
-                    move_id=record.move_id)), record)
+                await self._propose_until_done(state_pb2.Proposal(commit_move=commit), record)
             except FailedPreconditionError as e:  # finished by someone else: it was rolled back
                 self.log.warning("move: could not commit", move=record.move_id, tablet=name, error=str(e))
                 return zero_pb2.MoveTabletResponse(move_id=record.move_id, tablet=self.node.state.tablet(name),
                                                    committed=False, message=f"not committed: {e}")
             secs = self._clock() - t0
+            self._observe_fenced()
             self.metrics.succeeded.inc()
             self.metrics.seconds.observe(secs)
             self.metrics.bytes.inc(result.size_bytes)
@@ -264,6 +325,9 @@ class MoveDriver:
                                                f"{result.size_bytes} bytes in {secs:.2f}s")
         finally:
             self._busy = False
+            self._copying = None
+            self._cancelled = 0
+            self.metrics.active.set(1 if self.node.state.active_move() is not None else 0)
             self._wake.set()
 
     def _no_live(self, what: str) -> ZeroError:
@@ -274,7 +338,17 @@ class MoveDriver:
                                     "hearing from the data nodes; retry shortly")
         return FailedPreconditionError(what)
 
+    def _observe_fenced(self) -> None:
+        if self._fenced_at is not None:
+            self.metrics.fenced_seconds.observe(self._clock() - self._fenced_at)
+            self._fenced_at = None
+
     async def _copy(self, record: state_pb2.MoveRecord) -> datanode_pb2.MoveTabletResult:
+        """FenceMove (a version-4 record: the source's copy below is fenced), then the copy."""
+        if record.record_version >= RECORD_VERSION:
+            await self._propose_until_done(state_pb2.Proposal(fence_move=state_pb2.FenceMove(
+                move_id=record.move_id, now_ms=self._now_ms())), record)
+            self._fenced_at = self._clock()
         src = self._addrs(record.src_group)
         if not src:
             raise UnavailableError(f"source group {record.src_group} has no live member")
@@ -294,7 +368,7 @@ class MoveDriver:
     async def _abort(self, record: state_pb2.MoveRecord, reason: str, *, driven: bool) -> None:
         try:
             await self._propose_until_done(state_pb2.Proposal(abort_move=state_pb2.AbortMove(
-                move_id=record.move_id, reason=reason[:500])), record)
+                move_id=record.move_id, reason=reason[:500], now_ms=self._now_ms() if self._v4() else 0)), record)
         except FailedPreconditionError as e:  # already finished (by an earlier leader's entry)
             self.log.info("move: already finished, nothing to roll back", move=record.move_id, error=str(e))
             return
@@ -338,6 +412,12 @@ class MoveDriver:
     def _require_leader(self) -> None:
         if not self.node.is_leader:
             raise UnavailableError("tablet moves are driven by the zero leader and this zero is not it")
+
+    def _v4(self) -> bool:
+        return versions.effective(self.node.state.cluster_version) >= RECORD_VERSION
+
+    def _now_ms(self) -> int:
+        return int(self._wall() * 1000)
 
     def _addrs(self, gid: int, *, live_only: bool = True) -> list[str]:
         return group_addrs(self.node.state.groups, gid, self.liveness, live_only=live_only)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -49,4 +49,14 @@ class MoveMetrics:
         self.seconds = Histogram("zero_tablet_move_seconds", "Duration of committed tablet moves",
                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900), registry=r)
         self.bytes = Counter("zero_tablet_move_bytes", "Bytes copied by committed tablet moves", registry=r)
+        # SPEC "Moves that keep writes available": the leader's gauge (0 on other zeros),
+        # bytes sent by every finished copy (committed or not), and how long writes to a
+        # moving tablet were refused (FenceMove to commit or roll-back).
+        self.active = Gauge("zero_moves_active", "Tablet moves in progress (COPYING or FENCED), on the leader",
+                            registry=r)
+        self.move_bytes = Counter("zero_move_bytes", "Bytes copied by tablet moves (committed or not)",
+                                  registry=r)
+        self.fenced_seconds = Histogram("zero_move_fenced_seconds", "How long a moving tablet refused writes",
+                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, 600),
+                                        registry=r)
         r.register(_GroupSizes(state))

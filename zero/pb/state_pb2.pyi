@@ -14,13 +14,15 @@ class MovePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MOVE_COPYING: _ClassVar[MovePhase]
     MOVE_COMMITTED: _ClassVar[MovePhase]
     MOVE_ABORTED: _ClassVar[MovePhase]
+    MOVE_FENCED: _ClassVar[MovePhase]
 MOVE_PHASE_UNSPECIFIED: MovePhase
 MOVE_COPYING: MovePhase
 MOVE_COMMITTED: MovePhase
 MOVE_ABORTED: MovePhase
+MOVE_FENCED: MovePhase
 
 class Proposal(_message.Message):
-    __slots__ = ("key", "connect", "remove_member", "claim_tablets", "force_tablet", "tablet_sizes", "start_move", "commit_move", "abort_move", "lease_ids", "add_zero", "remove_zero", "set_cluster_id", "set_rebalance", "decide_txns", "advance_safe_ts", "set_placement", "set_group_replicas", "drain_group", "delete_tablet", "bump_lease")
+    __slots__ = ("key", "connect", "remove_member", "claim_tablets", "force_tablet", "tablet_sizes", "start_move", "commit_move", "abort_move", "lease_ids", "add_zero", "remove_zero", "set_cluster_id", "set_rebalance", "decide_txns", "advance_safe_ts", "set_placement", "set_group_replicas", "drain_group", "delete_tablet", "bump_lease", "fence_move")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CONNECT_FIELD_NUMBER: _ClassVar[int]
     REMOVE_MEMBER_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +44,7 @@ class Proposal(_message.Message):
     DRAIN_GROUP_FIELD_NUMBER: _ClassVar[int]
     DELETE_TABLET_FIELD_NUMBER: _ClassVar[int]
     BUMP_LEASE_FIELD_NUMBER: _ClassVar[int]
+    FENCE_MOVE_FIELD_NUMBER: _ClassVar[int]
     key: str
     connect: ConnectMember
     remove_member: RemoveMember
@@ -63,7 +66,8 @@ class Proposal(_message.Message):
     drain_group: DrainGroup
     delete_tablet: DeleteTablet
     bump_lease: _zero_pb2.BumpLeaseRequest
-    def __init__(self, key: _Optional[str] = ..., connect: _Optional[_Union[ConnectMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., claim_tablets: _Optional[_Union[ClaimTablets, _Mapping]] = ..., force_tablet: _Optional[_Union[ForceTablet, _Mapping]] = ..., tablet_sizes: _Optional[_Union[_zero_pb2.TabletSizes, _Mapping]] = ..., start_move: _Optional[_Union[StartMove, _Mapping]] = ..., commit_move: _Optional[_Union[CommitMove, _Mapping]] = ..., abort_move: _Optional[_Union[AbortMove, _Mapping]] = ..., lease_ids: _Optional[_Union[LeaseIds, _Mapping]] = ..., add_zero: _Optional[_Union[AddZero, _Mapping]] = ..., remove_zero: _Optional[_Union[RemoveZero, _Mapping]] = ..., set_cluster_id: _Optional[_Union[SetClusterId, _Mapping]] = ..., set_rebalance: _Optional[_Union[SetRebalanceEnabled, _Mapping]] = ..., decide_txns: _Optional[_Union[DecideTxns, _Mapping]] = ..., advance_safe_ts: _Optional[_Union[AdvanceSafeTs, _Mapping]] = ..., set_placement: _Optional[_Union[SetPlacement, _Mapping]] = ..., set_group_replicas: _Optional[_Union[SetGroupReplicas, _Mapping]] = ..., drain_group: _Optional[_Union[DrainGroup, _Mapping]] = ..., delete_tablet: _Optional[_Union[DeleteTablet, _Mapping]] = ..., bump_lease: _Optional[_Union[_zero_pb2.BumpLeaseRequest, _Mapping]] = ...) -> None: ...
+    fence_move: FenceMove
+    def __init__(self, key: _Optional[str] = ..., connect: _Optional[_Union[ConnectMember, _Mapping]] = ..., remove_member: _Optional[_Union[RemoveMember, _Mapping]] = ..., claim_tablets: _Optional[_Union[ClaimTablets, _Mapping]] = ..., force_tablet: _Optional[_Union[ForceTablet, _Mapping]] = ..., tablet_sizes: _Optional[_Union[_zero_pb2.TabletSizes, _Mapping]] = ..., start_move: _Optional[_Union[StartMove, _Mapping]] = ..., commit_move: _Optional[_Union[CommitMove, _Mapping]] = ..., abort_move: _Optional[_Union[AbortMove, _Mapping]] = ..., lease_ids: _Optional[_Union[LeaseIds, _Mapping]] = ..., add_zero: _Optional[_Union[AddZero, _Mapping]] = ..., remove_zero: _Optional[_Union[RemoveZero, _Mapping]] = ..., set_cluster_id: _Optional[_Union[SetClusterId, _Mapping]] = ..., set_rebalance: _Optional[_Union[SetRebalanceEnabled, _Mapping]] = ..., decide_txns: _Optional[_Union[DecideTxns, _Mapping]] = ..., advance_safe_ts: _Optional[_Union[AdvanceSafeTs, _Mapping]] = ..., set_placement: _Optional[_Union[SetPlacement, _Mapping]] = ..., set_group_replicas: _Optional[_Union[SetGroupReplicas, _Mapping]] = ..., drain_group: _Optional[_Union[DrainGroup, _Mapping]] = ..., delete_tablet: _Optional[_Union[DeleteTablet, _Mapping]] = ..., bump_lease: _Optional[_Union[_zero_pb2.BumpLeaseRequest, _Mapping]] = ..., fence_move: _Optional[_Union[FenceMove, _Mapping]] = ...) -> None: ...
 
 class DecideTxns(_message.Message):
     __slots__ = ("txns", "first_commit_ts")
@@ -193,28 +197,54 @@ class ForceTablet(_message.Message):
     def __init__(self, predicate: _Optional[str] = ..., group_id: _Optional[int] = ...) -> None: ...
 
 class StartMove(_message.Message):
-    __slots__ = ("predicate", "dst_group", "move_ts")
+    __slots__ = ("predicate", "dst_group", "move_ts", "record_version", "now_ms", "size_bytes")
     PREDICATE_FIELD_NUMBER: _ClassVar[int]
     DST_GROUP_FIELD_NUMBER: _ClassVar[int]
     MOVE_TS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NOW_MS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     predicate: str
     dst_group: int
     move_ts: int
-    def __init__(self, predicate: _Optional[str] = ..., dst_group: _Optional[int] = ..., move_ts: _Optional[int] = ...) -> None: ...
+    record_version: int
+    now_ms: int
+    size_bytes: int
+    def __init__(self, predicate: _Optional[str] = ..., dst_group: _Optional[int] = ..., move_ts: _Optional[int] = ..., record_version: _Optional[int] = ..., now_ms: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class CommitMove(_message.Message):
-    __slots__ = ("move_id",)
+    __slots__ = ("move_id", "bytes_copied", "keys_copied", "now_ms")
     MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    KEYS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    NOW_MS_FIELD_NUMBER: _ClassVar[int]
     move_id: int
-    def __init__(self, move_id: _Optional[int] = ...) -> None: ...
+    bytes_copied: int
+    keys_copied: int
+    now_ms: int
+    def __init__(self, move_id: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., keys_copied: _Optional[int] = ..., now_ms: _Optional[int] = ...) -> None: ...
 
 class AbortMove(_message.Message):
-    __slots__ = ("move_id", "reason")
+    __slots__ = ("move_id", "reason", "now_ms")
     MOVE_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    NOW_MS_FIELD_NUMBER: _ClassVar[int]
     move_id: int
     reason: str
-    def __init__(self, move_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    now_ms: int
+    def __init__(self, move_id: _Optional[int] = ..., reason: _Optional[str] = ..., now_ms: _Optional[int] = ...) -> None: ...
+
+class FenceMove(_message.Message):
+    __slots__ = ("move_id", "now_ms", "bytes_copied", "keys_copied")
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    NOW_MS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    KEYS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    move_id: int
+    now_ms: int
+    bytes_copied: int
+    keys_copied: int
+    def __init__(self, move_id: _Optional[int] = ..., now_ms: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., keys_copied: _Optional[int] = ...) -> None: ...
 
 class LeaseIds(_message.Message):
     __slots__ = ("kind", "count")
@@ -253,7 +283,7 @@ class SetRebalanceEnabled(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
 
 class MoveRecord(_message.Message):
-    __slots__ = ("move_id", "predicate", "src_group", "dst_group", "move_ts", "phase", "started_index", "finished_index", "prev_move_ts", "abort_reason")
+    __slots__ = ("move_id", "predicate", "src_group", "dst_group", "move_ts", "phase", "started_index", "finished_index", "prev_move_ts", "abort_reason", "record_version", "bytes_copied", "keys_copied", "size_bytes", "started_ms", "updated_ms")
     MOVE_ID_FIELD_NUMBER: _ClassVar[int]
     PREDICATE_FIELD_NUMBER: _ClassVar[int]
     SRC_GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +294,12 @@ class MoveRecord(_message.Message):
     FINISHED_INDEX_FIELD_NUMBER: _ClassVar[int]
     PREV_MOVE_TS_FIELD_NUMBER: _ClassVar[int]
     ABORT_REASON_FIELD_NUMBER: _ClassVar[int]
+    RECORD_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    KEYS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STARTED_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
     move_id: int
     predicate: str
     src_group: int
@@ -274,7 +310,13 @@ class MoveRecord(_message.Message):
     finished_index: int
     prev_move_ts: int
     abort_reason: str
-    def __init__(self, move_id: _Optional[int] = ..., predicate: _Optional[str] = ..., src_group: _Optional[int] = ..., dst_group: _Optional[int] = ..., move_ts: _Optional[int] = ..., phase: _Optional[_Union[MovePhase, str]] = ..., started_index: _Optional[int] = ..., finished_index: _Optional[int] = ..., prev_move_ts: _Optional[int] = ..., abort_reason: _Optional[str] = ...) -> None: ...
+    record_version: int
+    bytes_copied: int
+    keys_copied: int
+    size_bytes: int
+    started_ms: int
+    updated_ms: int
+    def __init__(self, move_id: _Optional[int] = ..., predicate: _Optional[str] = ..., src_group: _Optional[int] = ..., dst_group: _Optional[int] = ..., move_ts: _Optional[int] = ..., phase: _Optional[_Union[MovePhase, str]] = ..., started_index: _Optional[int] = ..., finished_index: _Optional[int] = ..., prev_move_ts: _Optional[int] = ..., abort_reason: _Optional[str] = ..., record_version: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., keys_copied: _Optional[int] = ..., size_bytes: _Optional[int] = ..., started_ms: _Optional[int] = ..., updated_ms: _Optional[int] = ...) -> None: ...
 
 class TabletList(_message.Message):
     __slots__ = ("tablets",)

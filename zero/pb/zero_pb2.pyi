@@ -377,12 +377,14 @@ class RemoveNodeResponse(_message.Message):
     def __init__(self, removed: _Optional[_Union[Member, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class MoveTabletRequest(_message.Message):
-    __slots__ = ("predicate", "dst_group")
+    __slots__ = ("predicate", "dst_group", "detach")
     PREDICATE_FIELD_NUMBER: _ClassVar[int]
     DST_GROUP_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
     predicate: str
     dst_group: int
-    def __init__(self, predicate: _Optional[str] = ..., dst_group: _Optional[int] = ...) -> None: ...
+    detach: bool
+    def __init__(self, predicate: _Optional[str] = ..., dst_group: _Optional[int] = ..., detach: _Optional[bool] = ...) -> None: ...
 
 class MoveTabletResponse(_message.Message):
     __slots__ = ("move_id", "tablet", "committed", "message")
@@ -395,6 +397,56 @@ class MoveTabletResponse(_message.Message):
     committed: bool
     message: str
     def __init__(self, move_id: _Optional[int] = ..., tablet: _Optional[_Union[Tablet, _Mapping]] = ..., committed: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class MoveStatus(_message.Message):
+    __slots__ = ("move_id", "predicate", "src_group", "dst_group", "phase", "bytes_copied", "keys_copied", "size_bytes", "started_ms", "updated_ms", "message")
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    SRC_GROUP_FIELD_NUMBER: _ClassVar[int]
+    DST_GROUP_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    KEYS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STARTED_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    move_id: int
+    predicate: str
+    src_group: int
+    dst_group: int
+    phase: str
+    bytes_copied: int
+    keys_copied: int
+    size_bytes: int
+    started_ms: int
+    updated_ms: int
+    message: str
+    def __init__(self, move_id: _Optional[int] = ..., predicate: _Optional[str] = ..., src_group: _Optional[int] = ..., dst_group: _Optional[int] = ..., phase: _Optional[str] = ..., bytes_copied: _Optional[int] = ..., keys_copied: _Optional[int] = ..., size_bytes: _Optional[int] = ..., started_ms: _Optional[int] = ..., updated_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GetMovesRequest(_message.Message):
+    __slots__ = ("move_id",)
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    move_id: int
+    def __init__(self, move_id: _Optional[int] = ...) -> None: ...
+
+class GetMovesResponse(_message.Message):
+    __slots__ = ("moves",)
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    moves: _containers.RepeatedCompositeFieldContainer[MoveStatus]
+    def __init__(self, moves: _Optional[_Iterable[_Union[MoveStatus, _Mapping]]] = ...) -> None: ...
+
+class CancelMoveRequest(_message.Message):
+    __slots__ = ("move_id",)
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    move_id: int
+    def __init__(self, move_id: _Optional[int] = ...) -> None: ...
+
+class CancelMoveResponse(_message.Message):
+    __slots__ = ("move",)
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    move: MoveStatus
+    def __init__(self, move: _Optional[_Union[MoveStatus, _Mapping]] = ...) -> None: ...
 
 class TransferLeadershipRequest(_message.Message):
     __slots__ = ("transferee",)

@@ -791,6 +791,16 @@ class ZeroAdminStub:
                 request_serializer=zero_dot_pb_dot_zero__pb2.BumpLeaseRequest.SerializeToString,
                 response_deserializer=zero_dot_pb_dot_zero__pb2.AssignedIds.FromString,
                 _registered_method=True)
+        self.GetMoves = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/GetMoves',
+                request_serializer=zero_dot_pb_dot_zero__pb2.GetMovesRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.GetMovesResponse.FromString,
+                _registered_method=True)
+        self.CancelMove = channel.unary_unary(
+                '/zero.v1.ZeroAdmin/CancelMove',
+                request_serializer=zero_dot_pb_dot_zero__pb2.CancelMoveRequest.SerializeToString,
+                response_deserializer=zero_dot_pb_dot_zero__pb2.CancelMoveResponse.FromString,
+                _registered_method=True)
 
 
 class ZeroAdminServicer:
@@ -880,6 +890,18 @@ class ZeroAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMoves(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelMove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ZeroAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -952,6 +974,16 @@ def add_ZeroAdminServicer_to_server(servicer, server):
                     servicer.BumpLease,
                     request_deserializer=zero_dot_pb_dot_zero__pb2.BumpLeaseRequest.FromString,
                     response_serializer=zero_dot_pb_dot_zero__pb2.AssignedIds.SerializeToString,
+            ),
+            'GetMoves': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMoves,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.GetMovesRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.GetMovesResponse.SerializeToString,
+            ),
+            'CancelMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelMove,
+                    request_deserializer=zero_dot_pb_dot_zero__pb2.CancelMoveRequest.FromString,
+                    response_serializer=zero_dot_pb_dot_zero__pb2.CancelMoveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1332,6 +1364,60 @@ class ZeroAdmin:
             '/zero.v1.ZeroAdmin/BumpLease',
             zero_dot_pb_dot_zero__pb2.BumpLeaseRequest.SerializeToString,
             zero_dot_pb_dot_zero__pb2.AssignedIds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMoves(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/GetMoves',
+            zero_dot_pb_dot_zero__pb2.GetMovesRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.GetMovesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zero.v1.ZeroAdmin/CancelMove',
+            zero_dot_pb_dot_zero__pb2.CancelMoveRequest.SerializeToString,
+            zero_dot_pb_dot_zero__pb2.CancelMoveResponse.FromString,
             options,
             channel_credentials,
             insecure,

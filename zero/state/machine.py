@@ -58,6 +58,7 @@ HANDLERS: Mapping[str, Handler] = {
     "force_tablet": tablets.force_tablet,
     "tablet_sizes": tablets.tablet_sizes,
     "start_move": moves.start_move,
+    "fence_move": moves.fence_move,
     "commit_move": moves.commit_move,
     "abort_move": moves.abort_move,
     "lease_ids": leases.lease_ids,

@@ -107,12 +107,17 @@ def check(t: Tables) -> None:
     active = snap.active_move_id
     for mid, r in t.moves.items():
         need(0 < mid < snap.next_move_id, f"move id {mid} not below next_move_id")
-        need((r.phase == state_pb2.MOVE_COPYING) == (mid == active), f"move {mid} has phase {r.phase}")
-    moving = t.moves[active].predicate if active in t.moves else None
+        in_progress = r.phase in (state_pb2.MOVE_COPYING, state_pb2.MOVE_FENCED)
+        need(in_progress == (mid == active), f"move {mid} has phase {r.phase}")
+        need(r.phase != state_pb2.MOVE_FENCED or r.record_version >= 4, f"move {mid} is fenced but of version 0")
+    # Read-only exactly while fenced: a version-4 record in FENCED, an older one from its start.
+    current = t.moves.get(active)
+    fenced = current is not None and (current.phase == state_pb2.MOVE_FENCED or not current.record_version)
+    moving = current.predicate if current is not None and fenced else None
     for gid, group in st.groups.items():
         for name, tablet in group.tablets.items():
             need(tablet.read_only == (name == moving), f"tablet {name!r} read_only={tablet.read_only} "
-                 f"but {'it is' if name == moving else 'it is not'} being moved")
+                 f"but {'it is' if name == moving else 'it is not'} in a move's fenced phase")
     if active:
         current = t.moves.get(active)
         need(current is not None and t.owner.get(current.predicate) == current.src_group,

@@ -23,21 +23,27 @@ adds a kind maps it to the new ZERO_VERSION here and bumps ZERO_VERSION. Version
 the transaction oracle's decisions (decide_txns, advance_safe_ts). Version 3 adds
 placement (docs/DESIGN.md "Placement"): set_placement, set_group_replicas, drain_group,
 delete_tablet, bump_lease, and new fields of old kinds that an older zero would drop
-(so apply differently): a connect carrying labels, tablet sizes carrying rates.
+(so apply differently): a connect carrying labels, tablet sizes carrying rates. Version 4
+adds moves with a FENCED phase (docs/DESIGN.md "Tablet moves"): fence_move, and start,
+commit and abort carrying the new record's fields (record_version, times, progress). A
+move record of an older version is rolled back by the next leader, as every orphan is.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from zero.errors import FailedPreconditionError
 from zero.pb import state_pb2
 
 __all__ = ["ZERO_VERSION", "PROPOSAL_MIN_VERSION", "required_version", "check_proposal", "effective"]
 
-ZERO_VERSION = 3
+ZERO_VERSION = 4
 
 # Proposal kinds added after the first release -> the cluster version that may carry them.
 _ADDED: dict[str, int] = {"decide_txns": 2, "advance_safe_ts": 2, "set_placement": 3,
-                          "set_group_replicas": 3, "drain_group": 3, "delete_tablet": 3, "bump_lease": 3}
+                          "set_group_replicas": 3, "drain_group": 3, "delete_tablet": 3, "bump_lease": 3,
+                          "fence_move": 4}
 
 # Proposal kind (the `change` oneof's field name) -> the cluster version that may carry it.
 PROPOSAL_MIN_VERSION: dict[str, int] = {
@@ -58,7 +64,18 @@ def required_version(proposal: state_pb2.Proposal) -> int:
         need = max(need, 3)
     elif kind == "tablet_sizes" and (proposal.tablet_sizes.read_rates or proposal.tablet_sizes.write_rates):
         need = max(need, 3)
+    elif kind in _MOVE_V4 and _MOVE_V4[kind](proposal):
+        need = max(need, 4)
     return need
+
+
+# Old move kinds -> whether this one carries version 4's fields (an older zero drops them).
+_MOVE_V4: dict[str, Callable[[state_pb2.Proposal], bool]] = {
+    "start_move": lambda p: bool(p.start_move.record_version or p.start_move.now_ms or p.start_move.size_bytes),
+    "commit_move": lambda p: bool(p.commit_move.bytes_copied or p.commit_move.keys_copied
+                                  or p.commit_move.now_ms),
+    "abort_move": lambda p: bool(p.abort_move.now_ms),
+}
 
 
 def check_proposal(proposal: state_pb2.Proposal, cluster_version: int) -> None:
@@ -71,6 +88,8 @@ def check_proposal(proposal: state_pb2.Proposal, cluster_version: int) -> None:
             what = "connect with labels"
         elif what == "tablet_sizes" and need > PROPOSAL_MIN_VERSION["tablet_sizes"]:
             what = "tablet_sizes with read/write rates"
+        elif what in _MOVE_V4 and need > PROPOSAL_MIN_VERSION[what]:
+            what = f"{what} with a version-4 move record"
         raise FailedPreconditionError(
             f"{what} needs cluster version {need}, but the cluster runs {have}: "
             f"finish upgrading every zero (each announces its version when it starts)")
