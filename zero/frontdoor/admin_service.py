@@ -22,6 +22,7 @@ from zero.leader.placement import PlacementDuty
 from zero.pb import state_pb2, zero_pb2, zero_pb2_grpc
 from zero.replica.node import ZeroNode
 from zero.frontdoor.liveness import Liveness
+from zero.frontdoor.moves_admin import MoveControl, MovesAdmin
 from zero.frontdoor.placement_admin import PlacementAdmin
 from zero.frontdoor.wire import Context
 from zero.frontdoor.zero_service import require_leader
@@ -29,19 +30,21 @@ from zero.frontdoor.zero_service import require_leader
 __all__ = ["ZeroAdminService", "MoveRunner"]
 
 
-class MoveRunner(Protocol):
+class MoveRunner(MoveControl, Protocol):
     """What ZeroAdmin needs of the move driver (zero/leader's MoveDriver)."""
 
     backoff: Backoff
     leases: Leases
 
-    async def move(self, predicate: str, dst_group: int) -> zero_pb2.MoveTabletResponse: ...
     async def rebalance_now(self) -> list[int]: ...
 
 
-class ZeroAdminService(PlacementAdmin, zero_pb2_grpc.ZeroAdminServicer):
+class ZeroAdminService(PlacementAdmin, MovesAdmin, zero_pb2_grpc.ZeroAdminServicer):
     """Authorised by the Interceptor (admin token) before any method runs. The placement
-    methods are PlacementAdmin's (zero/frontdoor/placement_admin.py)."""
+    methods are PlacementAdmin's (zero/frontdoor/placement_admin.py), the move methods
+    MovesAdmin's (zero/frontdoor/moves_admin.py)."""
+
+    moves: MoveRunner | None  # None: moves and the rebalancer are not offered
 
     def __init__(self, node: ZeroNode, liveness: Liveness, moves: MoveRunner | None = None,
                  oracle: Oracle | None = None) -> None:
@@ -64,13 +67,6 @@ class ZeroAdminService(PlacementAdmin, zero_pb2_grpc.ZeroAdminServicer):
             remove_member=state_pb2.RemoveMember(node_id=request.node_id, group_id=request.group_id)))
         self.liveness.forget(request.node_id)
         return zero_pb2.RemoveNodeResponse(removed=applied.member, version=applied.version)
-
-    async def MoveTablet(self, request: zero_pb2.MoveTabletRequest, context: Context) -> zero_pb2.MoveTabletResponse:
-        """Move a tablet now (copy included) and answer with the outcome. The driver checks
-        the request and the state with zero/state/moves.py's rules, as apply does."""
-        if self.moves is None:
-            raise UnimplementedError("tablet moves are not enabled on this zero")
-        return await self.moves.move(request.predicate, request.dst_group)
 
     async def TransferLeadership(self, request: zero_pb2.TransferLeadershipRequest,
                                  context: Context) -> zero_pb2.TransferLeadershipResponse:

@@ -1,0 +1,106 @@
+"""MoveTablet with detach, GetMoves and CancelMove against a ZeroApp and reference data
+nodes in one process (tests/zero/test_moves.py's cluster), and the move metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from support.aio import until
+from zero.pb import datanode_pb2 as dn
+from zero.pb import zero_pb2
+
+from test_moves import Env, _metric, cluster
+
+SC = grpc.StatusCode
+
+
+async def status(env: Env, move_id: int) -> zero_pb2.MoveStatus:
+    r = await env.admin.GetMoves(zero_pb2.GetMovesRequest(move_id=move_id))
+    assert len(r.moves) == 1 and r.moves[0].move_id == move_id, r
+    return r.moves[0]
+
+
+async def wait_phase(env: Env, move_id: int, phase: str) -> zero_pb2.MoveStatus:
+    last: list[zero_pb2.MoveStatus] = []
+
+    async def reached() -> bool:
+        last[:] = [await status(env, move_id)]
+        return last[0].phase == phase
+    for _ in range(200):
+        if await reached():
+            return last[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"move {move_id} never reached {phase}: {last}")
+
+
+@pytest.mark.timeout(30)
+def test_a_detached_move_answers_at_once_and_get_moves_follows_it_to_its_end(tmp_path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, chunk_delay=0.1) as env:
+            await env.fill(0, "p", 200)
+            await until(lambda: env.tablet("p") is not None and env.tablet("p").size_bytes > 0, 10,  # type: ignore
+                        message="the size reported")
+            r = await env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=2, detach=True))
+            assert r.move_id and not r.committed and r.message == "recorded" and r.tablet.group_id == 1, r
+            assert (await status(env, r.move_id)).phase in ("COPYING", "FENCED")  # the copy takes ~0.5 s
+            done = await wait_phase(env, r.move_id, "COMMITTED")
+            assert (done.predicate, done.src_group, done.dst_group) == ("p", 1, 2)
+            assert done.keys_copied == 200 and done.bytes_copied >= 200 * 100 and done.size_bytes > 0
+            assert 0 < done.started_ms <= done.updated_ms and done.message == ""
+            assert env.tablet("p").group_id == 2  # type: ignore[union-attr]
+            got = await env.dn[1].Get(dn.GetRequest(tablet="p", key=b"k199"))
+            assert got.found
+            # All moves, oldest first; unknown ids and finished moves are refused, changing nothing.
+            everything = await env.admin.GetMoves(zero_pb2.GetMovesRequest())
+            assert [m.move_id for m in everything.moves] == [r.move_id]
+            version = env.state.version
+            for req, code, words in ((zero_pb2.CancelMoveRequest(move_id=r.move_id), SC.FAILED_PRECONDITION,
+                                      "COMMITTED"),
+                                     (zero_pb2.CancelMoveRequest(move_id=0), SC.INVALID_ARGUMENT, "move_id is 0"),
+                                     (zero_pb2.CancelMoveRequest(move_id=99), SC.NOT_FOUND, "move 99")):
+                got_code, msg = await env.code(env.admin.CancelMove(req))
+                assert got_code == code and words in msg, (req, got_code, msg)
+            got_code, msg = await env.code(env.admin.GetMoves(zero_pb2.GetMovesRequest(move_id=99)))
+            assert got_code == SC.NOT_FOUND and "move 99" in msg
+            assert env.state.version == version
+            assert _metric(env, "zero_move_bytes_total") == done.bytes_copied
+            assert _metric(env, "zero_move_fenced_seconds_count") == 1
+            assert _metric(env, "zero_moves_active") == 0
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_cancel_move_rolls_a_copy_back_and_the_source_serves_writes_again(tmp_path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, chunk_delay=0.1) as env:
+            await env.fill(0, "p", 400)  # 10 chunks: 1 s of copying
+            r = await env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=2, detach=True))
+            await until(lambda: env.nodes[1].store.move_ids("p").newest == r.move_id, 10,
+                        message="the copy under way")
+            fenced = await status(env, r.move_id)
+            assert fenced.phase == "FENCED" and env.tablet("p").read_only  # type: ignore[union-attr]
+            assert _metric(env, "zero_moves_active") == 1
+            c = await env.admin.CancelMove(zero_pb2.CancelMoveRequest(move_id=r.move_id))
+            assert c.move.phase == "ROLLED_BACK" and c.move.message == "cancelled by the operator", c
+            assert c.move.updated_ms >= fenced.updated_ms
+            t = env.tablet("p")
+            assert t is not None and t.group_id == 1 and not t.read_only and env.state.active_move() is None
+            await until(lambda: env.nodes[1].store.move_ids("p").dropped == r.move_id, 10,
+                        message="the destination's partial copy dropped")
+            assert not env.nodes[1].store.has("p")
+            await until(lambda: not env.nodes[0].moves.fences, 10, message="the source's fence lifted")
+            await env.dn[0].Put(dn.PutRequest(tablet="p", key=b"after", value=b"1"))
+            # An operator's cancel is no failure: the tablet does not back off the rebalancer.
+            assert env.app.moves is not None and not env.app.moves.backoff.blocked("p")
+            assert _metric(env, "zero_tablet_moves_failed_total") == 0
+            assert _metric(env, "zero_moves_active") == 0
+            assert _metric(env, "zero_move_fenced_seconds_count") == 1
+            code, msg = await env.code(env.admin.CancelMove(zero_pb2.CancelMoveRequest(move_id=r.move_id)))
+            assert code == SC.FAILED_PRECONDITION and "ROLLED_BACK" in msg
+            # The tablet moves again afterwards.
+            again = await env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=2))
+            assert again.committed and again.move_id == r.move_id + 1
+    asyncio.run(main())
