@@ -31,7 +31,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
-from zero.ops import backup, placement_verbs, state_summary
+from zero.ops import backup, moves_verbs, placement_verbs, state_summary
 from zero.ops.state_text import StateView, state_text
 from zero.state.chunks import copy_header
 from zero.state import validate
@@ -102,6 +102,7 @@ def add_admin_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], *
     bk.add_argument("--out", required=False, help="file to write")
     bk.add_argument("--verify", metavar="FILE", help="check a backup file without a cluster")
     placement_verbs.add_verbs(verbs, common)  # placement, replicas, drain, explain, delete-tablet, bump
+    moves_verbs.add_verbs(verbs, common)  # moves, cancel-move
     if json_errors:
         for parser in (p, *verbs.choices.values()):
             # argparse has no hook for usage errors: its documented way is to override error().
@@ -412,6 +413,8 @@ def _dispatch(ns: argparse.Namespace, ch: grpc.Channel, md: Metadata, out: TextI
         _print(out, ns.json, {"out": ns.out, "bytes": str(n), **_msg_dict(b.header)},
                lambda: f"backup written to {ns.out} ({n:,} bytes)\n{b.summary()}")
         return EXIT_OK
+    if v in moves_verbs.VERBS:
+        return moves_verbs.run_verb(ns, admin, md, out, _print, _msg_dict)
     if v in placement_verbs.VERBS:
         try:
             return placement_verbs.run_verb(ns, admin, md, out, _print, _msg_dict)
