@@ -254,3 +254,21 @@ def test_cli_placement_set_get_explain_and_bad_files(tmp_path: Any) -> None:
             code, out, err = await asyncio.to_thread(_admin, ["replicas", "1", "9", *addr])
             assert code == 2
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_labels_are_shown_on_the_status_page_and_by_zero_admin_state(tmp_path: Any) -> None:
+    import urllib.request
+
+    from zero.ops.state_text import state_text
+
+    async def main() -> None:
+        async with cluster(tmp_path) as env:
+            url = f"http://127.0.0.1:{env.app.http_port}/status.json"
+            body = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=10).read()))
+            shown = {m["addr"]: m["labels"] for g in body["groups"] for m in g["members"]}
+            assert sorted(shown.values(), key=lambda d: d["zone"]) == [{"zone": "a"}, {"zone": "b"}, {"zone": "c"}]
+            text = state_text(await env.zero.GetState(zero_pb2.GetStateRequest()))
+            members = [line for line in text.splitlines() if line.strip().startswith("member ")]
+            assert len(members) == 3 and all(f"zone={z}" in line for z, line in zip("abc", members)), text
+    asyncio.run(main())

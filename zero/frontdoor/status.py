@@ -154,7 +154,8 @@ def _group_dict(gid: int, g: zero_pb2.Group, active: state_pb2.MoveRecord | None
         liveness.fill(m)
         members.append({"id": mid, "addr": m.addr, "leader": m.leader if leading else False, "learner": m.learner,
                         "health": ("healthy" if m.healthy else "unhealthy") if leading else "unknown",
-                        "last_heartbeat_ms": m.last_heartbeat_ms if leading else 0})
+                        "last_heartbeat_ms": m.last_heartbeat_ms if leading else 0,
+                        "labels": dict(sorted(m.labels.items()))})
     return {"id": gid, "members": members, "tablet_count": len(g.tablets), "size_bytes": size,
             "tablets": [_tablet_dict(t, active) for t in tablets]}
 

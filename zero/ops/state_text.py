@@ -30,6 +30,7 @@ class StateView:
 
 def _member_line(mid: int, m: zero_pb2.Member) -> str:
     flags = [f for f, on in (("leader", m.leader), ("learner", m.learner)) if on]
+    flags += [f"{k}={m.labels[k]}" for k in sorted(m.labels)]  # placement labels (zone, rack, host)
     return f"    member {mid:>4}  {m.addr:<28} {'healthy' if m.healthy else 'UNHEALTHY'} {' '.join(flags)}".rstrip()
 
 

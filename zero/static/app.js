@@ -96,6 +96,7 @@
       { class: "member", "data-member-id": m.id, "data-health": m.health, "data-leader": m.leader ? "true" : "false" },
       el("strong", { text: "#" + m.id }), el("span", { class: "addr", text: m.addr }),
       m.leader ? badge("leader", "leader") : null, m.learner ? badge("phase", "learner") : null, health(m.health),
+      ...Object.entries(m.labels || {}).map(([k, v]) => el("span", { class: "label", "data-label": k, text: k + "=" + v })),
       m.last_heartbeat_ms ? el("span", { class: "note", text: "heartbeat " + ago(m.last_heartbeat_ms, now) }) : null)));
     const hidden = g.tablet_count - g.tablets.length;
     const more = hidden > 0 && view.group !== g.id
