@@ -162,7 +162,13 @@ class MoveDriver:
             self._cancelled = move_id
             if self._copying is not None:
                 self._copying.cancel()
-            await asyncio.shield(current)
+            try:
+                await asyncio.shield(current)
+            except asyncio.CancelledError:
+                if current.cancelled():  # leadership lost: the next leader rolls it back
+                    raise UnavailableError("this zero lost leadership while cancelling the move; the new "
+                                           "leader rolls it back") from None
+                raise
         elif self._busy:
             raise UnavailableError(f"move {move_id} is being started or rolled back; retry shortly")
         else:  # an earlier leader's move, not driven here
@@ -172,6 +178,8 @@ class MoveDriver:
             finally:
                 self._busy = False
         final = next((m for m in self.node.state.moves() if m.move_id == move_id), record)
+        if final.phase == state_pb2.MOVE_COMMITTED:  # it finished before the cancel took
+            raise FailedPreconditionError(f"move {move_id} has already ended: it is COMMITTED")
         return status_of(final)
 
     async def rebalance_now(self) -> list[int]:
