@@ -9,8 +9,9 @@ import grpc
 import pytest
 
 from support.aio import until
+from zero.errors import FailedPreconditionError
 from zero.pb import datanode_pb2 as dn
-from zero.pb import zero_pb2
+from zero.pb import state_pb2, zero_pb2
 
 from test_moves import Env, _metric, cluster
 
@@ -103,4 +104,30 @@ def test_cancel_move_rolls_a_copy_back_and_the_source_serves_writes_again(tmp_pa
             # The tablet moves again afterwards.
             again = await env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=2))
             assert again.committed and again.move_id == r.move_id + 1
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_a_version_4_move_no_leader_drives_is_rolled_back_and_shown_so(tmp_path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path) as env:
+            await env.fill(0, "p", 20)
+            node = env.app.node
+            assert node is not None and env.app.leases is not None
+            ts = await env.app.leases.assign(zero_pb2.TIMESTAMP, 1)
+            # As an earlier leader would have left it: recorded and fenced, never finished.
+            started = await node.propose(state_pb2.Proposal(start_move=state_pb2.StartMove(
+                predicate="p", dst_group=2, move_ts=ts.start_id, record_version=4, now_ms=1_000)))
+            assert started.move is not None and not env.tablet("p").read_only  # type: ignore[union-attr]
+            try:
+                await node.propose(state_pb2.Proposal(fence_move=state_pb2.FenceMove(
+                    move_id=started.move.move_id, now_ms=2_000)))
+            except FailedPreconditionError as e:  # the leader's check (every second) was quicker
+                assert "already aborted" in str(e), e
+            done = await wait_phase(env, started.move.move_id, "ROLLED_BACK")
+            assert done.message == "zero leader changed during the move" and done.updated_ms > 2_000, done
+            t = env.tablet("p")
+            assert t is not None and t.group_id == 1 and not t.read_only
+            await until(lambda: not env.nodes[0].moves.fences, 10, message="no fence at the source")
+            await env.dn[0].Put(dn.PutRequest(tablet="p", key=b"k", value=b"v"))
     asyncio.run(main())
