@@ -26,6 +26,7 @@ from zero.errors import InvalidArgumentError
 from zero.leader.oracle import Oracle
 from zero.ops import state_summary
 from zero.pb import state_pb2, zero_pb2
+from zero.state import moves
 from zero.replica.node import ZeroNode
 from zero.frontdoor.liveness import Liveness
 
@@ -121,7 +122,7 @@ def _zero_rows(node: ZeroNode, zeros: Mapping[int, zero_pb2.Member], ok: bool, h
 
 
 def _move_dict(m: state_pb2.MoveRecord) -> dict[str, Any]:
-    phase = state_pb2.MovePhase.Name(m.phase).removeprefix("MOVE_")
+    phase = moves.phase_name(m)  # as GetMoves and `zero admin moves` name it (SPEC)
     return {"move_id": m.move_id, "tablet": m.predicate, "src_group": m.src_group, "dst_group": m.dst_group,
             "phase": phase, "started_index": m.started_index, "finished_index": m.finished_index,
             "abort_reason": m.abort_reason}
