@@ -12,6 +12,7 @@ from support.aio import until
 from zero.errors import FailedPreconditionError
 from zero.pb import datanode_pb2 as dn
 from zero.pb import state_pb2, zero_pb2
+from zero.state import versions
 
 from test_moves import Env, _metric, cluster
 
@@ -130,4 +131,24 @@ def test_a_version_4_move_no_leader_drives_is_rolled_back_and_shown_so(tmp_path)
             assert t is not None and t.group_id == 1 and not t.read_only
             await until(lambda: not env.nodes[0].moves.fences, 10, message="no fence at the source")
             await env.dn[0].Put(dn.PutRequest(tablet="p", key=b"k", value=b"v"))
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_a_cluster_below_version_4_gets_the_older_record_and_its_moves_still_work(tmp_path, monkeypatch) -> None:
+    # As if one zero still ran version 3: every version-4 entry would be refused by propose.
+    monkeypatch.setattr(versions, "effective", lambda v: min(3, max(1, v)))
+
+    async def main() -> None:
+        async with cluster(tmp_path) as env:
+            await env.fill(0, "p", 20)
+            with pytest.raises(FailedPreconditionError, match="needs cluster version 4"):
+                versions.check_proposal(state_pb2.Proposal(fence_move=state_pb2.FenceMove(move_id=1)),
+                                        env.state.cluster_version)
+            r = await env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=2))
+            assert r.committed, r
+            rec = env.state.moves()[-1]
+            assert rec.record_version == 0 and rec.phase == state_pb2.MOVE_COMMITTED and not rec.started_ms
+            st = await status(env, r.move_id)
+            assert (st.phase, st.started_ms, st.bytes_copied) == ("COMMITTED", 0, 0)
     asyncio.run(main())
