@@ -77,14 +77,19 @@ def test_a_detached_move_answers_at_once_and_get_moves_follows_it_to_its_end(tmp
 @pytest.mark.timeout(30)
 def test_cancel_move_rolls_a_copy_back_and_the_source_serves_writes_again(tmp_path) -> None:
     async def main() -> None:
-        async with cluster(tmp_path, chunk_delay=0.1) as env:
-            await env.fill(0, "p", 400)  # 10 chunks: 1 s of copying
+        async with cluster(tmp_path, chunk_delay=0.3) as env:
+            await env.fill(0, "p", 400)  # 10 chunks: 3 s of copying, cancelled well before its end
             r = await env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="p", dst_group=2, detach=True))
             await until(lambda: env.nodes[1].store.move_ids("p").newest == r.move_id, 10,
                         message="the copy under way")
             fenced = await status(env, r.move_id)
             assert fenced.phase == "FENCED" and env.tablet("p").read_only  # type: ignore[union-attr]
             assert _metric(env, "zero_moves_active") == 1
+            # One move at a time: a second one, detached or not, is refused (not queued yet).
+            await env.fill(0, "q", 1)
+            code, msg = await env.code(env.admin.MoveTablet(zero_pb2.MoveTabletRequest(predicate="q", dst_group=2,
+                                                                                      detach=True)))
+            assert code == SC.FAILED_PRECONDITION and "one move at a time" in msg, msg
             c = await env.admin.CancelMove(zero_pb2.CancelMoveRequest(move_id=r.move_id))
             assert c.move.phase == "ROLLED_BACK" and c.move.message == "cancelled by the operator", c
             assert c.move.updated_ms >= fenced.updated_ms
