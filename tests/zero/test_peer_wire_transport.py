@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from raftcore import raftpb
+from support import free_port
 from support.aio import until
 from zero.replica.raft_service import add_raft_service
 from zero.replica.transport import GRPC_OPTIONS
@@ -104,5 +105,27 @@ def test_the_peers_end_closing_is_a_lost_peer_and_a_removed_sender_is_told():
         assert d.lost == []  # a refusal is no crash
         await d.transport.stop()
         await c.transport.stop()
+        await server.stop(0)
+    asyncio.run(main())
+
+
+def test_a_wire_port_that_does_not_answer_leaves_the_link_on_the_grpc_stream():
+    """The handshake names a wire port a firewall does not let through (here: nothing
+    listens there): the link is the gRPC stream, messages arrive in order, the failure is
+    counted once, and the link is up — the cluster does not depend on the wire."""
+    async def main() -> None:
+        b = Node(2, {1: "h1:1", 2: "h2:1"})
+        server, addr = await _serve_wire(b)
+        b.transport.wire_port = free_port()  # offered in handshakes, answered by nobody
+        a = Node(1, {1: "h1:1", 2: addr})
+        a.transport.set_peers({2: addr})
+        for i in range(1, 21):
+            a.transport.send(_app(i, 0, entries=1))
+        await until(lambda: len(b.stepped) == 20, 10)
+        assert [m.index for m in b.stepped] == list(range(1, 21)) and a.transport.peer_up(2)
+        got = a.metrics.registry.get_sample_value("zero_peer_wire_errors_total", {"reason": "unreachable"})
+        assert got == 1, got
+        await a.transport.stop()
+        await b.transport.stop()
         await server.stop(0)
     asyncio.run(main())

@@ -10,7 +10,9 @@ offers one. Then the link is either
   event-loop turn, which sends everything queued as one frame (a lone commit-only append
   waits up to COMMIT_HOLD for the append that supersedes it, as on the stream); or
 - when the peer names no wire port (it sits behind a proxy or a port mapping, or is an
-  older zero), one long-lived client stream (`Raft.Stream`), written by a task.
+  older zero), or its wire port does not answer (a firewall that lets only the gRPC port
+  through: logged, counted, tried again on a reconnect after WIRE_RETRY), one long-lived
+  client stream (`Raft.Stream`), written by a task.
 
 `Peer.enqueue()` is called from the Ready loop and never awaits. A full queue, or a peer
 that is down (between reconnect attempts), drops the message and reports the peer
@@ -43,6 +45,7 @@ from zero.net import split_addr
 from zero.replica.ports import Clock, PeerHost
 from zero.replica.snapshot_send import send_snapshot
 from zero.replica.wire_link import WireLink
+from zero.replica.wire_server import wire_errors
 from zero.replica.wire_tls import WireTls
 from zero.rpc import RECONNECT_OPTIONS
 
@@ -58,6 +61,7 @@ BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 CONNECT_TIMEOUT = 1.0
 WRITE_TIMEOUT = 5.0
+WIRE_RETRY = 60.0  # seconds on the gRPC stream after the wire port did not answer
 # The trailing metadata of an admitted Raft.Stream that names the answering zero's wire port.
 WIRE_PORT_KEY = "zero-peer-wire-port"
 # A write on a gRPC stream takes 0.2-0.3 ms to complete in Python, and the next one waits
@@ -162,6 +166,7 @@ class Peer:
         self._retired: list[grpc.aio.Channel] = []  # made with credentials replaced since
         self._down_reason = ""
         self._was_up = False  # the current attempt got a batch through (resets the backoff)
+        self._wire_retry_at = 0.0  # on the clock: no wire attempt before (its port did not answer)
         t.metrics.peer_up.labels(self.label).set(0)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"zero-peer-{rid}")
 
@@ -279,9 +284,7 @@ class Peer:
         self._was_up = False
         await asyncio.wait_for(ch.channel_ready(), CONNECT_TIMEOUT)
         port = await self._handshake(ch)
-        if port:
-            await self._wire(port)
-        else:
+        if not port or self.t.clock.monotonic() < self._wire_retry_at or not await self._wire(port):
             await self._stream(ch)
 
     async def _handshake(self, ch: grpc.aio.Channel) -> int:
@@ -300,13 +303,22 @@ class Peer:
                 return int(value)
         return 0
 
-    async def _wire(self, port: int) -> None:
-        """Serve the queue over the peer wire until the connection ends."""
+    async def _wire(self, port: int) -> bool:
+        """Serve the queue over the peer wire until the connection ends (raises); False
+        when the wire port does not answer, so the gRPC stream serves this attempt."""
         host = split_addr(self.addr)[0]
         ctx = self.t.wire_tls.client_context() if self.t.wire_tls is not None else None
         link = WireLink(self._flush)
-        await asyncio.wait_for(asyncio.get_running_loop().create_connection(
-            lambda: link, host, port, ssl=ctx, server_hostname=host if ctx is not None else None), CONNECT_TIMEOUT)
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+                lambda: link, host, port, ssl=ctx, server_hostname=host if ctx is not None else None),
+                CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as e:  # refused, unreachable, dropped (TLS errors are OSErrors too)
+            self._wire_retry_at = self.t.clock.monotonic() + WIRE_RETRY
+            wire_errors(self.t.metrics).labels("unreachable").inc()
+            self.t.log.warning("peer wire unreachable; this link uses the gRPC stream", peer=self.rid,
+                               addr=self.addr, wire_port=port, error=repr(e), retry_in_s=WIRE_RETRY)
+            return False
         self._link = link
         try:
             self._set_up()
