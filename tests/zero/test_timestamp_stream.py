@@ -247,41 +247,56 @@ def test_client_falls_back_to_unary_timestamps_on_unimplemented() -> None:
     asyncio.run(main())
 
 
-class _StallingZero(zero_pb2_grpc.ZeroServicer):
-    """Its first TimestampStream never answers (a paused zero); later ones do."""
+class _FirstStreamFails(zero_pb2_grpc.ZeroServicer):
+    """Its first TimestampStream goes wrong (`first`); later ones answer."""
 
     def __init__(self) -> None:
         self.streams = 0
         self.next = 1
 
+    async def first(self, requests, context) -> None:  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
     async def TimestampStream(self, requests, context):  # type: ignore[no-untyped-def]
         self.streams += 1
         if self.streams == 1:
-            async for _ in requests:
-                pass
-            await asyncio.sleep(3600)
+            await self.first(requests, context)
         async for req in requests:
             start = self.next
             self.next += req.count
             yield zero_pb2.AssignedIds(start_id=start, end_id=self.next - 1)
 
 
-@pytest.mark.timeout(30)
-def test_client_retries_a_stream_that_stops_answering() -> None:
+def _ten_timestamps_after_a_failed_stream(zero: _FirstStreamFails, rpc_timeout: float) -> None:
+    """Ten concurrent timestamp() callers against `zero`: all answered, distinct, on a
+    stream after the failed first one."""
     async def main() -> None:
         server = grpc.aio.server()
-        stalling = _StallingZero()
-        zero_pb2_grpc.add_ZeroServicer_to_server(stalling, server)
+        zero_pb2_grpc.add_ZeroServicer_to_server(zero, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:
-            async with ZeroClient(f"127.0.0.1:{port}", rpc_timeout=0.5) as zc:
+            async with ZeroClient(f"127.0.0.1:{port}", rpc_timeout=rpc_timeout) as zc:
                 got = await asyncio.wait_for(asyncio.gather(*(zc.timestamp() for _ in range(10))), 15)
-                assert len(set(got)) == 10 and stalling.streams >= 2
+                assert len(set(got)) == 10 and zero.streams >= 2
         finally:
             await server.stop(None)
 
     asyncio.run(main())
+
+
+class _StallingZero(_FirstStreamFails):
+    """Its first TimestampStream never answers (a paused zero)."""
+
+    async def first(self, requests, context) -> None:  # type: ignore[no-untyped-def]
+        async for _ in requests:
+            pass
+        await asyncio.sleep(3600)
+
+
+@pytest.mark.timeout(30)
+def test_client_retries_a_stream_that_stops_answering() -> None:
+    _ten_timestamps_after_a_failed_stream(_StallingZero(), rpc_timeout=0.5)
 
 
 @pytest.mark.timeout(60)
@@ -328,23 +343,12 @@ def test_stream_reads_ahead_a_bounded_number_of_requests(monkeypatch):
     asyncio.run(main())
 
 
-class _BrokenStreamZero(zero_pb2_grpc.ZeroServicer):
+class _BrokenStreamZero(_FirstStreamFails):
     """Its first TimestampStream fails as grpc-python's client reports a stream that
-    ended under a request write (INTERNAL, zero.rpc.BROKEN_STREAM_DETAILS); later ones
-    answer."""
+    ended under a request write (INTERNAL, zero.rpc.BROKEN_STREAM_DETAILS)."""
 
-    def __init__(self) -> None:
-        self.streams = 0
-        self.next = 1
-
-    async def TimestampStream(self, requests, context):  # type: ignore[no-untyped-def]
-        self.streams += 1
-        if self.streams == 1:
-            await context.abort(SC.INTERNAL, BROKEN_STREAM_DETAILS)
-        async for req in requests:
-            start = self.next
-            self.next += req.count
-            yield zero_pb2.AssignedIds(start_id=start, end_id=self.next - 1)
+    async def first(self, requests, context) -> None:  # type: ignore[no-untyped-def]
+        await context.abort(SC.INTERNAL, BROKEN_STREAM_DETAILS)
 
 
 @pytest.mark.timeout(30)
@@ -353,20 +357,7 @@ def test_client_retries_a_stream_that_broke_under_a_write() -> None:
     grpc-python report INTERNAL "Internal error from Core" instead of the server's status
     (found by the moves nemesis: data nodes passed it on to their writers). The call
     broke, as with UNAVAILABLE: the callers are retried on a new stream."""
-    async def main() -> None:
-        server = grpc.aio.server()
-        broken = _BrokenStreamZero()
-        zero_pb2_grpc.add_ZeroServicer_to_server(broken, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with ZeroClient(f"127.0.0.1:{port}", rpc_timeout=2) as zc:
-                got = await asyncio.wait_for(asyncio.gather(*(zc.timestamp() for _ in range(10))), 15)
-                assert len(set(got)) == 10 and broken.streams >= 2
-        finally:
-            await server.stop(None)
-
-    asyncio.run(main())
+    _ten_timestamps_after_a_failed_stream(_BrokenStreamZero(), rpc_timeout=2)
 
 
 def test_code_of_reads_a_broken_stream_as_unavailable() -> None:
